@@ -1,0 +1,2 @@
+import GenAuthMock
+print("genauth-mock: not implemented yet")

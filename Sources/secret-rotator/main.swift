@@ -1,0 +1,2 @@
+import SecretRotator
+print(SecretRotatorVersion.current)

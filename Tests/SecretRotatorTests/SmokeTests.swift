@@ -1,0 +1,6 @@
+import Testing
+@testable import SecretRotator
+
+@Test func versionIsSet() {
+    #expect(!SecretRotatorVersion.current.isEmpty)
+}
