@@ -1,0 +1,69 @@
+import TOMLKit
+
+/// A config that passed validation, plus the warnings it produced (e.g. an inline secret in a
+/// group-readable file): usable, but worth telling the operator about.
+public struct LoadedConfig: Sendable {
+    public let config: RotatorConfig
+    public let warnings: [ConfigDiagnostic]
+}
+
+/// Turns a TOML file into a `RotatorConfig`, or into every error the file contains.
+///
+/// Validation never stops at the first problem: operators fix config in one edit, not ten
+/// round trips. Nothing here touches the disk except to read the files the config names.
+public struct ConfigLoader: Sendable {
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessEnvironment.current) {
+        self.environment = environment
+    }
+
+    public func load(path: String) throws(ConfigError) -> LoadedConfig {
+        let contents: ConfigFileReader.Contents
+        do {
+            contents = try ConfigFileReader.read(path)
+        } catch {
+            throw ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: path, line: nil, column: nil, keyPath: "",
+                    message: error.message)
+            ])
+        }
+        return try load(text: contents.text, path: path, fileMode: contents.mode)
+    }
+
+    /// - Parameter fileMode: the config file's permissions, used to judge an inline secret.
+    public func load(text: String, path: String, fileMode: FileMode? = nil) throws(ConfigError) -> LoadedConfig {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: path, line: error.source.begin.line, column: error.source.begin.column,
+                    keyPath: "", message: "TOML syntax error: \(error.description)")
+            ])
+        } catch {
+            throw ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: path, line: nil, column: nil, keyPath: "",
+                    message: "TOML syntax error: \(error)")
+            ])
+        }
+        let sink = DiagnosticCollector(file: path, locator: SourceLocator(text: text))
+        let reader = TableReader(table: root, path: "", sink: sink)
+        reader.reportUnknownKeys(known: ConfigSchema.topLevel, hint: ["apps": "did you mean `app`? write each app as [[app]]"])
+
+        let genauth = GenAuthSection(environment: environment, configFileMode: fileMode)
+            .read(reader.subtable("genauth"), sink: sink)
+        let defaults = DefaultsSection().read(reader.subtable("defaults"), sink: sink)
+        let apps = AppsSection(defaults: defaults).read(reader.tableArray("app"), sink: sink)
+
+        guard !sink.hasErrors, let genauth else {
+            throw ConfigError(diagnostics: sink.diagnostics)
+        }
+        return LoadedConfig(
+            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps),
+            warnings: ConfigDiagnostic.inFileOrder(sink.diagnostics))
+    }
+}

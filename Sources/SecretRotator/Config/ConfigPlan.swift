@@ -1,0 +1,142 @@
+/// What the daemon will do with a config, as `check-config` shows it: a table for people and
+/// JSON for machines. Built only from validated values and never from the access key secret,
+/// of which it names the source.
+public struct ConfigPlan: Encodable, Sendable {
+    public struct GenAuth: Encodable, Sendable {
+        let host: String
+        let flavour: String
+        let accessKeyId: String
+        let accessKeySecretSource: String
+        let requestTimeout: String
+        let caFile: String?
+        let requestsPerSecond: Double
+    }
+
+    public struct Defaults: Encodable, Sendable {
+        let stateDirectory: String
+        let directory: String
+        let maxConcurrent: Int
+        let retryInitial: String
+        let retryMax: String
+        let retryMultiplier: Double
+    }
+
+    public struct App: Encodable, Sendable {
+        let id: String
+        let name: String
+        let action: String
+        let interval: String
+        let jitter: String
+        let firstStart: String
+        let onRotate: [String]?
+        let hookTimeout: String
+        let outputs: [Output]
+    }
+
+    public struct Output: Encodable, Sendable {
+        let path: String
+        let format: String
+        let envKey: String?
+        let template: String?
+        let mode: String
+        let owner: String?
+        let group: String?
+        let trailingNewline: Bool
+        let dropDirectory: Bool
+    }
+
+    let config: String
+    let valid: Bool
+    let warnings: [String]
+    let genauth: GenAuth
+    let defaults: Defaults
+    let apps: [App]
+
+    public init(_ loaded: LoadedConfig) {
+        let config = loaded.config
+        self.config = config.sourcePath
+        self.valid = true
+        self.warnings = loaded.warnings.map(\.description)
+        let api = config.genauth
+        genauth = GenAuth(
+            host: api.host, flavour: api.flavour.rawValue, accessKeyId: api.accessKeyID,
+            accessKeySecretSource: api.accessKeySecretSource.description,
+            requestTimeout: DurationSyntax.format(api.requestTimeout), caFile: api.caFile,
+            requestsPerSecond: api.requestsPerSecond)
+        let base = config.defaults
+        defaults = Defaults(
+            stateDirectory: base.stateDirectory, directory: base.directory, maxConcurrent: base.maxConcurrent,
+            retryInitial: DurationSyntax.format(base.retry.initial), retryMax: DurationSyntax.format(base.retry.max),
+            retryMultiplier: base.retry.multiplier)
+        apps = config.apps.map { app in
+            App(
+                id: app.id, name: app.name, action: app.action.rawValue, interval: DurationSyntax.format(app.interval),
+                jitter: DurationSyntax.format(app.jitter), firstStart: app.firstStart.rawValue, onRotate: app.onRotate,
+                hookTimeout: DurationSyntax.format(app.hookTimeout),
+                outputs: app.outputs.map { output in
+                    Output(
+                        path: output.path, format: output.format.rawValue, envKey: output.envKey,
+                        template: output.templatePath, mode: output.mode.description, owner: output.owner?.description,
+                        group: output.group?.description, trailingNewline: output.trailingNewline,
+                        dropDirectory: output.inDropDirectory)
+                })
+        }
+    }
+
+    public func renderTable() -> String {
+        var lines: [String] = []
+        lines.append("Config \(config) is valid.")
+        lines.append("")
+        lines.append("GenAuth API   \(genauth.host) (flavour \(genauth.flavour), timeout \(genauth.requestTimeout), at most \(Self.number(genauth.requestsPerSecond)) requests/s)")
+        lines.append("Access key    id \(genauth.accessKeyId), secret from \(genauth.accessKeySecretSource)")
+        if let caFile = genauth.caFile { lines.append("Extra CA      \(caFile)") }
+        lines.append("State         \(defaults.stateDirectory)")
+        lines.append("Drop dir      \(defaults.directory)")
+        lines.append(
+            "Concurrency   \(defaults.maxConcurrent) at once; retry \(defaults.retryInitial) .. \(defaults.retryMax), x\(Self.number(defaults.retryMultiplier))")
+        lines.append("")
+        if apps.isEmpty {
+            lines.append("No apps configured.")
+            return lines.joined(separator: "\n")
+        }
+        let header = ["APP", "ID", "ACTION", "INTERVAL", "JITTER", "FIRST START", "HOOK"]
+        let rows = apps.map { app in
+            [
+                app.name, app.id, app.action, app.interval, app.jitter, app.firstStart,
+                app.onRotate.map { "\($0.joined(separator: " ")) (timeout \(app.hookTimeout))" } ?? "-",
+            ]
+        }
+        let widths = header.indices.map { column in
+            ([header] + rows).map { $0[column].count }.max() ?? 0
+        }
+        func render(_ cells: [String]) -> String {
+            zip(cells, widths).enumerated().map { index, pair in
+                index == cells.count - 1 ? pair.0 : pair.0.padding(to: pair.1)
+            }.joined(separator: "  ")
+        }
+        lines.append(render(header))
+        for (app, row) in zip(apps, rows) {
+            lines.append(render(row))
+            for output in app.outputs {
+                var detail = "    -> \(output.path)  \(output.format)"
+                if let envKey = output.envKey { detail += "(\(envKey))" }
+                if let template = output.template { detail += "(\(template))" }
+                detail += "  mode \(output.mode)  owner \(output.owner ?? "(daemon user)")  group \(output.group ?? "(daemon group)")"
+                if output.dropDirectory { detail += "  [drop directory]" }
+                if output.format == "raw" && !output.trailingNewline { detail += "  no trailing newline" }
+                lines.append(detail)
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func number(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(value)
+    }
+}
+
+extension String {
+    fileprivate func padding(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -1,0 +1,27 @@
+/// Every key the config accepts, per table. The loader reports anything else as unknown, and a
+/// test checks that the annotated example config mentions each of them.
+public enum ConfigSchema {
+    public static let topLevel = ["genauth", "defaults", "app"]
+    public static let genauth = [
+        "host", "flavour", "access_key_id", "access_key_secret_credential", "access_key_secret_file",
+        "access_key_secret", "request_timeout", "ca_file", "requests_per_second",
+    ]
+    public static let defaults = [
+        "interval", "jitter", "max_concurrent", "retry", "directory", "mode", "owner", "group",
+        "state_directory", "hook_timeout", "first_start",
+    ]
+    public static let retry = ["initial", "max", "multiplier"]
+    public static let app = [
+        "id", "name", "action", "interval", "jitter", "first_start", "on_rotate", "hook_timeout", "output",
+    ]
+    public static let output = [
+        "path", "format", "env_key", "template", "mode", "owner", "group", "trailing_newline",
+        "allow_world_readable", "allow_unsafe_directory",
+    ]
+
+    /// The environment variable consulted when no file or credential names the access key secret.
+    public static let accessKeySecretVariable = "GENAUTH_ACCESS_KEY_SECRET"
+    public static let defaultConfigPath = "/etc/secret-rotator/rotator.toml"
+    public static let configPathVariable = "SECRET_ROTATOR_CONFIG"
+    public static let minimumInterval: Duration = .seconds(60)
+}

@@ -1,0 +1,163 @@
+/// Reads `[genauth]`: where the API is and how to authenticate, including finding the access
+/// key secret without ever putting its value into a message.
+struct GenAuthSection {
+    let environment: [String: String]
+    let configFileMode: FileMode?
+
+    func read(_ reader: TableReader?, sink: DiagnosticCollector) -> GenAuthSettings? {
+        guard let reader else {
+            sink.error(
+                "genauth",
+                "missing [genauth] table; it needs at least access_key_id and an access key secret source")
+            return nil
+        }
+        defer { reader.reportUnknownKeys(known: ConfigSchema.genauth) }
+        let flavour = reader.choice("flavour", as: APIFlavour.self) ?? .genauth
+        var host: String?
+        if let written = reader.string("host", example: "\"https://api.genauth.ai\"") {
+            switch ValueRules.hostURL(written) {
+            case .success(let normalized): host = normalized
+            case .failure(let problem): sink.error(reader.keyPath("host"), problem.message)
+            }
+        } else {
+            host = flavour.defaultHost
+        }
+
+        let accessKeyID = reader.string("access_key_id", example: "\"6229ff...\"")
+        if let accessKeyID {
+            if let problem = ValueRules.identifierProblem(accessKeyID, what: "access_key_id") {
+                sink.error(reader.keyPath("access_key_id"), problem)
+            }
+        } else if !reader.contains("access_key_id") {
+            sink.error(reader.keyPath("access_key_id"), "missing; give the access key id (or user pool id) of the management key")
+        }
+
+        var requestTimeout = reader.duration("request_timeout") ?? .seconds(10)
+        if requestTimeout <= .zero || requestTimeout > .seconds(300) {
+            sink.error(reader.keyPath("request_timeout"), "must be more than 0s and at most 5m")
+            requestTimeout = .seconds(10)
+        }
+
+        var caFile = reader.string("ca_file", example: "\"/etc/ssl/private-ca.pem\"")
+        if let path = caFile {
+            if let problem = ValueRules.absolutePathProblem(path) {
+                sink.error(reader.keyPath("ca_file"), problem)
+                caFile = nil
+            } else {
+                do {
+                    let contents = try ConfigFileReader.read(path)
+                    if !contents.text.contains("-----BEGIN CERTIFICATE-----") {
+                        sink.error(reader.keyPath("ca_file"), "\(path) contains no PEM certificate")
+                    }
+                } catch {
+                    sink.error(reader.keyPath("ca_file"), error.message)
+                }
+            }
+        }
+
+        var requestsPerSecond = reader.double("requests_per_second") ?? 5
+        if !(requestsPerSecond > 0 && requestsPerSecond <= 1000) {
+            sink.error(reader.keyPath("requests_per_second"), "must be more than 0 and at most 1000")
+            requestsPerSecond = 5
+        }
+
+        let secret = readAccessKeySecret(reader, sink: sink)
+        guard let host, let accessKeyID, let secret else { return nil }
+        return GenAuthSettings(
+            host: host, flavour: flavour, accessKeyID: accessKeyID, accessKeySecret: secret.value,
+            accessKeySecretSource: secret.source, requestTimeout: requestTimeout, caFile: caFile,
+            requestsPerSecond: requestsPerSecond)
+    }
+
+    /// Sources in order: systemd credential, file, environment, inline. A source that is named
+    /// but broken is an error, never a silent fall-through to a weaker one; the exception is a
+    /// credential outside systemd (no $CREDENTIALS_DIRECTORY), so `check-config` works from a shell.
+    private func readAccessKeySecret(_ reader: TableReader, sink: DiagnosticCollector)
+        -> (value: SecretValue, source: AccessKeySecretSource)?
+    {
+        let credentialName = reader.string("access_key_secret_credential", example: "\"genauth-access-key-secret\"")
+        let filePath = reader.string("access_key_secret_file", example: "\"/etc/secret-rotator/access-key-secret\"")
+        let inline = reader.string("access_key_secret")
+        let variable = ConfigSchema.accessKeySecretVariable
+
+        if inline != nil, let mode = configFileMode, !mode.isOwnerOnly {
+            sink.warning(
+                reader.keyPath("access_key_secret"),
+                "the access key secret is written inline in a config file with mode \(mode), readable by more than its owner; chmod 0600 the file or use access_key_secret_credential or access_key_secret_file"
+            )
+        }
+
+        if let name = credentialName {
+            let key = reader.keyPath("access_key_secret_credential")
+            if name.isEmpty || name.contains("/") || name == "." || name == ".." {
+                sink.error(key, "\"\(name)\" is not a credential name; use the name given to LoadCredential=, e.g. \"genauth-access-key-secret\"")
+                return nil
+            }
+            if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
+                let path = directory + "/" + name
+                return readSecretFile(path, source: .credential(name: name, path: path), keyPath: key, sink: sink)
+            }
+            if filePath == nil && environment[variable] == nil && inline == nil {
+                sink.error(
+                    key,
+                    "credential \"\(name)\" cannot be read: $CREDENTIALS_DIRECTORY is not set (systemd sets it for units with LoadCredential=\(name):...); outside the unit also set access_key_secret_file or \(variable)"
+                )
+                return nil
+            }
+        }
+        if let path = filePath {
+            let key = reader.keyPath("access_key_secret_file")
+            if let problem = ValueRules.absolutePathProblem(path) {
+                sink.error(key, problem)
+                return nil
+            }
+            return readSecretFile(path, source: .file(path: path), keyPath: key, sink: sink)
+        }
+        if let value = environment[variable] {
+            return checked(value, source: .environment(variable: variable), keyPath: reader.keyPath("access_key_secret"), sink: sink)
+        }
+        if let inline {
+            return checked(inline, source: .inline, keyPath: reader.keyPath("access_key_secret"), sink: sink)
+        }
+        if credentialName == nil {
+            sink.error(
+                reader.keyPath("access_key_secret_credential"),
+                "no access key secret: set access_key_secret_credential (systemd LoadCredential=), access_key_secret_file, the \(variable) environment variable, or access_key_secret"
+            )
+        }
+        return nil
+    }
+
+    private func readSecretFile(
+        _ path: String, source: AccessKeySecretSource, keyPath: String, sink: DiagnosticCollector
+    ) -> (value: SecretValue, source: AccessKeySecretSource)? {
+        do {
+            let contents = try ConfigFileReader.read(path)
+            return checked(contents.text, source: source, keyPath: keyPath, sink: sink)
+        } catch {
+            sink.error(keyPath, "cannot read the access key secret from \(source): \(error.message)")
+            return nil
+        }
+    }
+
+    /// Only the trailing newline an editor or `echo` adds is stripped; anything else odd is an
+    /// error described without echoing the value.
+    private func checked(
+        _ raw: String, source: AccessKeySecretSource, keyPath: String, sink: DiagnosticCollector
+    ) -> (value: SecretValue, source: AccessKeySecretSource)? {
+        // Bytes, not Characters: Swift treats "\r\n" as one Character, so hasSuffix("\n") misses it.
+        var bytes = Array(raw.utf8)
+        if bytes.last == 0x0A { bytes.removeLast() }
+        if bytes.last == 0x0D { bytes.removeLast() }
+        let value = String(decoding: bytes, as: UTF8.self)
+        if value.isEmpty {
+            sink.error(keyPath, "the access key secret from \(source) is empty")
+            return nil
+        }
+        if value.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
+            sink.error(keyPath, "the access key secret from \(source) contains whitespace, line breaks or control characters (value not shown)")
+            return nil
+        }
+        return (SecretValue(value), source)
+    }
+}

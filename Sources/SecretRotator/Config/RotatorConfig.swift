@@ -1,0 +1,106 @@
+/// The validated, fully resolved configuration: every per-app value has already inherited
+/// from `[defaults]`, every owner and group is a numeric id, every path is absolute. Code that
+/// receives a `RotatorConfig` never has to re-check it.
+public struct RotatorConfig: Sendable {
+    /// The file it was read from, for messages and for reloading.
+    public var sourcePath: String
+    public var genauth: GenAuthSettings
+    public var defaults: DefaultSettings
+    public var apps: [AppConfig]
+
+    public func app(named nameOrID: String) -> AppConfig? {
+        apps.first { $0.name == nameOrID } ?? apps.first { $0.id == nameOrID }
+    }
+}
+
+public struct GenAuthSettings: Sendable {
+    public var host: String
+    public var flavour: APIFlavour
+    public var accessKeyID: String
+    public var accessKeySecret: SecretValue
+    /// Where the secret came from; shown by `check-config` instead of the value.
+    public var accessKeySecretSource: AccessKeySecretSource
+    public var requestTimeout: Duration
+    public var caFile: String?
+    /// The global budget of API calls, so a fleet of apps falling due together cannot hammer GenAuth.
+    public var requestsPerSecond: Double
+}
+
+public enum AccessKeySecretSource: Sendable, Equatable, CustomStringConvertible {
+    case credential(name: String, path: String)
+    case file(path: String)
+    case environment(variable: String)
+    case inline
+
+    public var description: String {
+        switch self {
+        case .credential(let name, let path): "systemd credential \"\(name)\" (\(path))"
+        case .file(let path): "file \(path)"
+        case .environment(let variable): "environment variable \(variable)"
+        case .inline: "inline access_key_secret in the config file"
+        }
+    }
+}
+
+public struct RetryPolicy: Sendable, Equatable {
+    public var initial: Duration
+    public var max: Duration
+    public var multiplier: Double
+}
+
+public enum AppAction: String, Sendable, CaseIterable {
+    /// Calls refresh-application-secret on the interval: exactly one host may do this per app.
+    case rotate
+    /// Only reads the current secret and writes it when it changed (DESIGN §8).
+    case follow
+}
+
+public enum FirstStart: String, Sendable, CaseIterable {
+    /// Write the app's current secret without rotating it, then follow the schedule.
+    case fetch
+    /// Rotate at once on first start.
+    case rotate
+}
+
+public struct DefaultSettings: Sendable {
+    public var interval: Duration
+    public var jitter: Duration
+    public var maxConcurrent: Int
+    public var retry: RetryPolicy
+    /// The drop directory: apps without outputs get `<directory>/<name>`.
+    public var directory: String
+    public var mode: FileMode
+    public var owner: AccountID?
+    public var group: AccountID?
+    public var stateDirectory: String
+    public var hookTimeout: Duration
+    public var firstStart: FirstStart
+}
+
+public struct AppConfig: Sendable {
+    public var id: String
+    public var name: String
+    public var action: AppAction
+    public var interval: Duration
+    public var jitter: Duration
+    public var firstStart: FirstStart
+    /// argv, run without a shell after all outputs of a version are written.
+    public var onRotate: [String]?
+    public var hookTimeout: Duration
+    public var outputs: [OutputConfig]
+}
+
+public struct OutputConfig: Sendable {
+    public var path: String
+    public var format: OutputFormat
+    public var envKey: String?
+    public var templatePath: String?
+    public var mode: FileMode
+    public var owner: AccountID?
+    public var group: AccountID?
+    public var trailingNewline: Bool
+    public var allowWorldReadable: Bool
+    public var allowUnsafeDirectory: Bool
+    /// True for the implicit `<directory>/<name>` output, whose parent the writer may create.
+    public var inDropDirectory: Bool
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+import SecretRotator
+
+@main
+struct SecretRotatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "secret-rotator",
+        abstract: "Keeps GenAuth (Authing) application secrets fresh on disk.",
+        discussion: """
+            secret-rotator reads a schedule of GenAuth applications from one TOML file, rotates \
+            each application's secret through the GenAuth V3 management API on its interval, and \
+            writes every new secret atomically to files that services read.
+
+            Exit codes: 0 success, 64 bad command line, 78 invalid configuration (EX_CONFIG).
+            Config file: --config, else $SECRET_ROTATOR_CONFIG, else /etc/secret-rotator/rotator.toml.
+            """,
+        version: SecretRotatorVersion.current,
+        subcommands: [CheckConfigCommand.self]
+    )
+}

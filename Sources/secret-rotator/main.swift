@@ -1,2 +1,0 @@
-import SecretRotator
-print(SecretRotatorVersion.current)

@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+
+@testable import SecretRotator
+
+/// Runs the built `secret-rotator` executable as a subprocess, as an operator would.
+enum CLI {
+    static let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("secret-rotator")
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        // Output goes to files rather than pipes, so a chatty child can never block on a full pipe.
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outURL = directory.appendingPathComponent("stdout")
+        let errURL = directory.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        try process.run()
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus,
+            stdout: try String(contentsOf: outURL, encoding: .utf8),
+            stderr: try String(contentsOf: errURL, encoding: .utf8))
+    }
+}
+
+@Suite struct CheckConfigCommandTests {
+    static let knownSecret = "cli-known-access-key-secret-77aa"
+
+    private func writeConfig(_ text: String, mode: Int = 0o600) throws -> (directory: URL, path: String) {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        let file = directory.appendingPathComponent("rotator.toml")
+        try ConfigFixtures.write(text, to: file, mode: mode)
+        return (directory, file.path)
+    }
+
+    @Test func validConfigExitsZeroAndNeverPrintsTheSecret() throws {
+        let (directory, path) = try writeConfig(
+            """
+            [genauth]
+            access_key_id = "ak-cli"
+            access_key_secret = "\(Self.knownSecret)"
+            [[app]]
+            id = "app-cli-1"
+            name = "billing"
+            on_rotate = ["systemctl", "reload", "billing.service"]
+              [[app.output]]
+              path = "/srv/billing/secret.env"
+              format = "env"
+            """, mode: 0o644)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let result = try CLI.run(["check-config", "--config", path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("is valid"))
+        #expect(result.stdout.contains("billing"))
+        #expect(result.stdout.contains("app-cli-1"))
+        #expect(result.stdout.contains("/srv/billing/secret.env"))
+        #expect(result.stdout.contains("systemctl reload billing.service"))
+        #expect(result.stderr.contains("warning: genauth.access_key_secret"))
+        #expect(!result.stdout.contains(Self.knownSecret))
+        #expect(!result.stderr.contains(Self.knownSecret))
+
+        let json = try CLI.run(["check-config", "--json"], environment: [ConfigSchema.configPathVariable: path])
+        #expect(json.status == 0, "\(json.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["valid"] as? Bool == true)
+        let apps = try #require(object["apps"] as? [[String: Any]])
+        #expect(apps.first?["name"] as? String == "billing")
+        #expect(!json.stdout.contains(Self.knownSecret))
+        #expect(!json.stderr.contains(Self.knownSecret))
+    }
+
+    @Test func invalidConfigExits78WithFileLineAndKey() throws {
+        let (directory, path) = try writeConfig(
+            """
+            [genauth]
+            access_key_id = "ak-cli"
+            access_key_secret = "\(Self.knownSecret)"
+            [defaults]
+            intervall = "1d"
+            mode = "0644"
+            """)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let result = try CLI.run(["check-config", "--config", path])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("\(path):5:1: error: defaults.intervall: unknown key \"intervall\"; did you mean `interval`?"))
+        #expect(result.stderr.contains("\(path):6:1: error: defaults.mode:"))
+        #expect(result.stderr.contains("2 errors"))
+        #expect(result.stdout.isEmpty)
+        #expect(!result.stderr.contains(Self.knownSecret))
+
+        let json = try CLI.run(["check-config", "--config", path, "--json"])
+        #expect(json.status == 78)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["valid"] as? Bool == false)
+        let errors = try #require(object["errors"] as? [[String: Any]])
+        #expect(errors.compactMap { $0["line"] as? Int } == [5, 6])
+    }
+
+    @Test func missingConfigFileExits78() throws {
+        let result = try CLI.run(["check-config", "--config", "/nonexistent/sr/rotator.toml"])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("/nonexistent/sr/rotator.toml: error: cannot open /nonexistent/sr/rotator.toml: ENOENT"))
+    }
+
+    @Test func helpExplainsAndBadArgumentsExit64() throws {
+        let help = try CLI.run(["check-config", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("78"))
+        #expect(help.stdout.contains("--json"))
+        let root = try CLI.run(["--help"])
+        #expect(root.status == 0)
+        #expect(root.stdout.contains("check-config"))
+        let bad = try CLI.run(["check-config", "--no-such-flag"])
+        #expect(bad.status == 64)
+    }
+}
