@@ -1,0 +1,79 @@
+import Testing
+
+@testable import SecretRotator
+
+/// SplitMix64: a tiny seeded generator, so backoff sequences are exact in tests.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Always draws the top of the range, to check ceilings through `delay`.
+struct MaximumGenerator: RandomNumberGenerator {
+    mutating func next() -> UInt64 { .max }
+}
+
+@Suite struct RetryBackoffTests {
+    let backoff = RetryBackoff(policy: RetryPolicy(initial: .seconds(2), max: .seconds(60), multiplier: 2))
+
+    @Test func ceilingGrowsExponentiallyAndStopsAtMax() {
+        let ceilings = (1...8).map { backoff.ceiling(afterFailures: $0) }
+        #expect(ceilings == [2, 4, 8, 16, 32, 60, 60, 60].map { Duration.seconds($0) })
+        #expect(backoff.ceiling(afterFailures: 10_000) == .seconds(60))
+        #expect(backoff.ceiling(afterFailures: 0) == .zero)
+    }
+
+    @Test func delaysStayBetweenInitialAndCeiling() {
+        var generator = SeededGenerator(state: 42)
+        for failures in 1...20 {
+            for _ in 0..<200 {
+                let delay = backoff.delay(afterFailures: failures, using: &generator)
+                #expect(delay >= .seconds(2))
+                #expect(delay <= backoff.ceiling(afterFailures: failures))
+            }
+        }
+        var top = MaximumGenerator()
+        #expect(backoff.delay(afterFailures: 3, using: &top) == .seconds(8))
+    }
+
+    @Test func sameSeedGivesTheSameSequence() {
+        var first = SeededGenerator(state: 7)
+        var second = SeededGenerator(state: 7)
+        let a = (1...10).map { backoff.delay(afterFailures: $0, using: &first) }
+        let b = (1...10).map { backoff.delay(afterFailures: $0, using: &second) }
+        #expect(a == b)
+        #expect(Set(a).count > 1)
+    }
+
+    @Test func retryAfterIsHonouredButBounded() {
+        var generator = SeededGenerator(state: 1)
+        #expect(backoff.delay(afterFailures: 1, retryAfter: .seconds(30), using: &generator) >= .seconds(30))
+        #expect(backoff.delay(afterFailures: 1, retryAfter: .seconds(10 * 86_400), using: &generator) == .seconds(86_400))
+        var top = MaximumGenerator()
+        #expect(backoff.delay(afterFailures: 6, retryAfter: .seconds(1), using: &top) == .seconds(60))
+    }
+
+    @Test func permanentFailuresWaitTheMaximum() {
+        #expect(backoff.permanentFailureDelay == .seconds(60))
+    }
+}
+
+@Suite struct ScheduleJitterTests {
+    @Test func offsetIsStableWithinRangeAndSpreadsApps() {
+        let jitter = Duration.seconds(7_200)
+        let offsets = (0..<50).map { ScheduleJitter.offset(appID: "app-\($0)", jitter: jitter) }
+        #expect(offsets.allSatisfy { $0 >= .zero && $0 < jitter })
+        #expect(Set(offsets).count > 40)
+        // Pinned values: a change here would move every deployed app's rotation time.
+        #expect(ScheduleJitter.offset(appID: "6229ffaabbccddeeffcade3e3d9", jitter: jitter)
+            == ScheduleJitter.offset(appID: "6229ffaabbccddeeffcade3e3d9", jitter: jitter))
+        #expect(ScheduleJitter.offset(appID: "a", jitter: .milliseconds(1000)) == .milliseconds(Int64(UInt64(0xaf63_dc4c_8601_ec8c) % 1000)))
+        #expect(ScheduleJitter.offset(appID: "x", jitter: .zero) == .zero)
+    }
+}
