@@ -245,7 +245,7 @@ struct AtomicFileWriterTests {
         let concurrentResult = concurrent.withLock { $0 }
         #expect(caught, "the concurrent observer saw \(concurrentResult.count) temp files in \(writes) writes")
         #expect(concurrentResult.wider.isEmpty)
-        print("ownership test: \(writes) writes, concurrent observer saw \(concurrentResult.count) temp files, none wider than 0\(String(allowed, radix: 8))")
+        print("ownership test: \(writes) writes; concurrent observer saw \(concurrentResult.count) temp files, \(concurrentResult.wider.count) wider than 0\(String(allowed, radix: 8)); hook saw \(steps.count) step states")
     }
 
     @Test("a failure at any step leaves the old file intact, no temp file, and a clear error", arguments: AtomicFileWriter.Step.allCases)

@@ -149,7 +149,7 @@ struct OutputStressTests {
             if entries != ["secret"] { bad.append("round \(round): left \(entries)") }
         }
         let elapsed = clock.now - started
-        print("crash test: \(kills) SIGKILLs in \(elapsed); \(leftovers) left a temp file behind, all swept by the next write; \(bad.count) bad states")
+        print("crash test: \(kills) SIGKILLs in \(elapsed); \(leftovers) left a temp file behind; \(bad.count) bad states (torn content or entries left after the next write)")
         #expect(bad.isEmpty, "\(bad.prefix(5))")
         #expect(leftovers > 0, "no kill landed mid-write; the test did not exercise the sweep")
     }
