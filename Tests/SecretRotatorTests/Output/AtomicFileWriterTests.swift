@@ -278,6 +278,45 @@ struct AtomicFileWriterTests {
         #expect(TestFiles.entries(directory.path) == ["secret"])
     }
 
+    @Test("writers in one directory never sweep each other's temp files in flight")
+    func concurrentWritersShareADirectory() throws {
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let failures = Locked<[String]>([])
+        let threads = (0..<3).map { index in
+            TestThread {
+                let target = directory.file("secret-\(index)")
+                for round in 0..<1_000 {
+                    do {
+                        try AtomicFileWriter().write(Array("\(index)/\(round)".utf8), to: target, options: Self.options0600)
+                    } catch {
+                        failures.withLock { $0.append("\(error)") }
+                    }
+                }
+            }
+        }
+        threads.forEach { $0.join() }
+        #expect(failures.current.isEmpty, "\(failures.current.prefix(3))")
+        #expect(TestFiles.entries(directory.path) == ["secret-0", "secret-1", "secret-2"])
+        #expect(TestFiles.readString(directory.file("secret-2")) == "2/999")
+    }
+
+    @Test("a writer without permission reports EACCES with the path", .enabled(if: TestAccounts.isRoot, "needs root to switch user"))
+    func permissionDenied() throws {
+        _ = try #require(TestAccounts.ids)
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        #expect(chmod(directory.path, 0o755) == 0)  // root's, not writable by the test user
+        let target = directory.file("secret")
+        let result = try TestProcess.run(
+            "/usr/sbin/runuser",
+            ["-u", TestAccounts.userName, "--", TestProcess.secretRotatorBinary, "_write-loop", "--path", target, "--value", "x", "--count", "1"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("EACCES"), "\(result.stderr)")
+        #expect(result.stderr.contains(target))
+        #expect(TestFiles.entries(directory.path).isEmpty)
+    }
+
     @Test("a missing parent directory is ENOENT with the path")
     func missingParent() throws {
         let directory = try TestDirectory()
