@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 /// A user or group as the operator wrote it, resolved to its numeric id at validation time so
 /// that a typo'd owner fails `check-config` rather than the first rotation a month later.
 public struct AccountID: Sendable, Hashable, CustomStringConvertible {
@@ -13,7 +7,7 @@ public struct AccountID: Sendable, Hashable, CustomStringConvertible {
     public var description: String { name == String(id) ? name : "\(name)(\(id))" }
 }
 
-/// Resolves user and group names through NSS (getpwnam_r/getgrnam_r), like chown(1) does.
+/// Resolves owner and group values from the config, with messages for the operator.
 enum AccountLookup {
     enum Kind: String {
         case user
@@ -29,31 +23,13 @@ enum AccountLookup {
         }
         let found: UInt32? =
             switch kind {
-            case .user: userID(named: text)
-            case .group: groupID(named: text)
+            case .user: AccountResolver.userID(named: text)?.rawValue
+            case .group: AccountResolver.groupID(named: text)?.rawValue
             }
         guard let found else {
             throw ValueSyntaxError(
                 "unknown \(kind.rawValue) \"\(text)\" on this host; create it first or give a numeric id")
         }
         return AccountID(name: text, id: found)
-    }
-
-    private static func userID(named name: String) -> UInt32? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16_384)
-        let status = getpwnam_r(name, &entry, &buffer, buffer.count, &result)
-        guard status == 0, result != nil else { return nil }
-        return entry.pw_uid
-    }
-
-    private static func groupID(named name: String) -> UInt32? {
-        var entry = group()
-        var result: UnsafeMutablePointer<group>?
-        var buffer = [CChar](repeating: 0, count: 65_536)
-        let status = getgrnam_r(name, &entry, &buffer, buffer.count, &result)
-        guard status == 0, result != nil else { return nil }
-        return entry.gr_gid
     }
 }

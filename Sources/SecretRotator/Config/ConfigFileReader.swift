@@ -54,21 +54,6 @@ enum ConfigFileReader {
 
     static func explain(_ error: any Error) -> String {
         guard let errno = error as? Errno else { return "\(error)" }
-        return "\(errnoName(errno)) (\(String(cString: strerror(errno.rawValue))))"
-    }
-
-    static func errnoName(_ errno: Errno) -> String {
-        switch errno {
-        case .noSuchFileOrDirectory: "ENOENT"
-        case .permissionDenied: "EACCES"
-        case .notPermitted: "EPERM"
-        case .isDirectory: "EISDIR"
-        case .notDirectory: "ENOTDIR"
-        case .tooManySymbolicLinkLevels: "ELOOP"
-        case .noSpace: "ENOSPC"
-        case .readOnlyFileSystem: "EROFS"
-        case .ioError: "EIO"
-        default: "errno \(errno.rawValue)"
-        }
+        return "\(OutputError.name(of: errno)) (\(errno.description))"
     }
 }

@@ -87,10 +87,17 @@ struct OutputSection {
         let allowUnsafeDirectory = reader.bool("allow_unsafe_directory") ?? false
 
         guard valid, let path else { return nil }
-        return OutputConfig(
+        let output = OutputConfig(
             path: path, format: format, envKey: envKey, templatePath: templatePath, mode: mode, owner: owner,
             group: group, trailingNewline: trailingNewline, allowWorldReadable: allowWorldReadable,
             allowUnsafeDirectory: allowUnsafeDirectory, inDropDirectory: inDropDirectory)
+        // The writer re-checks every spec before each write; asking it now means check-config
+        // refuses exactly what the daemon would refuse later (e.g. world-writable modes).
+        let writerProblems = output.outputSpec(template: format == .template ? "" : nil).problems()
+        for problem in writerProblems {
+            sink.error(reader.keyPath(reader.contains("mode") && problem.hasPrefix("mode") ? "mode" : "path"), problem)
+        }
+        return writerProblems.isEmpty ? output : nil
     }
 
     private func templateProblem(_ path: String) -> String? {
@@ -101,7 +108,7 @@ struct OutputSection {
         } catch {
             return error.message
         }
-        let problems = TemplatePlaceholders.problems(in: text)
+        let problems = TemplateValidator.problems(in: text)
         return problems.isEmpty ? nil : "template \(path): " + problems.joined(separator: "; ")
     }
 }

@@ -59,16 +59,8 @@ enum ValueRules {
     }
 
     static func envKeyProblem(_ key: String) -> String? {
-        guard let first = key.utf8.first else { return "empty env_key" }
-        let isLetter = { (byte: UInt8) in
-            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
-                || byte == UInt8(ascii: "_")
-        }
-        let isDigit = { (byte: UInt8) in byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
-        if !isLetter(first) || !key.utf8.allSatisfy({ isLetter($0) || isDigit($0) }) {
-            return "\"\(key)\" is not a valid environment variable name; use letters, digits and '_', not starting with a digit"
-        }
-        return nil
+        if OutputRenderer.isValidEnvKey(key) { return nil }
+        return "\"\(key)\" is not a valid environment variable name; use letters, digits and '_', not starting with a digit"
     }
 
     /// Returns the normalized host URL or a problem. Plain http is allowed only to loopback,

@@ -143,6 +143,14 @@ private let missingTemplateFile = "/nonexistent/secret-rotator/test.tmpl"
             toml: head + "[[app.output]]\npath = \"/srv/a/secret\"\nmode = \"0604\"\n", keyPath: "app[0].output[0].mode",
             line: 8, fragment: "set allow_world_readable = true on this output"),
         BadConfigCase(
+            name: "world-writable mode even when world-readable is allowed",
+            toml: head + "[[app.output]]\npath = \"/srv/a/secret\"\nmode = \"0666\"\nallow_world_readable = true\n",
+            keyPath: "app[0].output[0].mode", line: 8, fragment: "makes the secret writable by everyone"),
+        BadConfigCase(
+            name: "path that looks like a temp file",
+            toml: head + "[[app.output]]\npath = \"/srv/a/.secret.sr-tmp.0123456789abcdef\"\n",
+            keyPath: "app[0].output[0].path", line: 7, fragment: "looks like one of secret-rotator's temporary files"),
+        BadConfigCase(
             name: "mode as decimal integer", toml: head + "[[app.output]]\npath = \"/srv/a/secret\"\nmode = 640\n",
             keyPath: "app[0].output[0].mode", line: 8, fragment: "TOML reads unquoted numbers as decimal"),
         BadConfigCase(
@@ -306,6 +314,6 @@ private let missingTemplateFile = "/nonexistent/secret-rotator/test.tmpl"
         let text = head + "[[app.output]]\npath = \"/srv/s\"\nformat = \"template\"\ntemplate = \"\(template.path)\"\n"
         let error = ConfigFixtures.diagnostics(text).first { $0.keyPath == "app[0].output[0].template" }
         #expect(error?.line == 9)
-        #expect(error?.message.contains("unknown placeholder {{app_nmae}}; did you mean {{app_name}}?") == true)
+        #expect(error?.message.contains("line 2, column 6: unknown placeholder {{app_nmae}} (did you mean {{app_name}}?)") == true, "\(String(describing: error))")
     }
 }
