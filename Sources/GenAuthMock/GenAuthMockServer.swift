@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// A local GenAuth V3 management API on SwiftNIO: the official SDKs and our client talk
 /// to it unchanged (`host = server.baseURL`). Tests drive it through `state`; other
@@ -11,14 +12,16 @@ public final class GenAuthMockServer: Sendable {
     public let host: String
     public let port: Int
     private let channel: any Channel
+    private let connections: ConnectionRegistry
 
     public var baseURL: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
 
-    private init(state: GenAuthMockState, host: String, port: Int, channel: any Channel) {
+    private init(state: GenAuthMockState, host: String, port: Int, channel: any Channel, connections: ConnectionRegistry) {
         self.state = state
         self.host = host
         self.port = port
         self.channel = channel
+        self.connections = connections
     }
 
     /// Binds `host:port` (port 0 picks a free one) and starts serving.
@@ -26,10 +29,12 @@ public final class GenAuthMockServer: Sendable {
         state: GenAuthMockState, host: String = "127.0.0.1", port: Int = 0,
         logger: Logger = Logger(label: "genauth-mock")
     ) async throws -> GenAuthMockServer {
+        let connections = ConnectionRegistry()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(MockRequestHandler(state: state, logger: logger))
                 }
@@ -40,11 +45,35 @@ public final class GenAuthMockServer: Sendable {
             try? await channel.close()
             throw MockServerError.noLocalAddress
         }
-        return GenAuthMockServer(state: state, host: host, port: bound, channel: channel)
+        return GenAuthMockServer(state: state, host: host, port: bound, channel: channel, connections: connections)
     }
 
+    /// Stops listening and closes open keep-alive connections, so clients see the server go.
     public func stop() async throws {
         try await channel.close()
+        for connection in connections.drain() {
+            try? await connection.close()
+        }
+    }
+}
+
+/// Open client connections, so `stop()` can close them too.
+final class ConnectionRegistry: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = self.channels.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    func drain() -> [any Channel] {
+        channels.withLock { all in
+            defer { all.removeAll() }
+            return Array(all.values)
+        }
     }
 }
 

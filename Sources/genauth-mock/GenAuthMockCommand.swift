@@ -14,36 +14,47 @@ struct GenAuthMockCommand: AsyncParsableCommand {
         commandName: "genauth-mock",
         abstract: "A local GenAuth/Authing V3 management API for tests, demos and benchmarks.",
         discussion: """
-            Serves POST /api/v3/get-management-token, POST /api/v3/refresh-application-secret,
-            GET /api/v3/get-application-secret, GET /api/v3/get-application and
-            GET /api/v3/list-applications with the official response envelopes. The official
+            Serves POST /api/v3/get-management-token, POST /api/v3/refresh-application-secret, \
+            GET /api/v3/get-application-secret, GET /api/v3/get-application and \
+            GET /api/v3/list-applications with the official response envelopes. The official \
             SDKs work against it with host="http://127.0.0.1:PORT".
 
-            Without --seed it serves user pool 62a1b2c3d4e5f60718293a4b, access key
-            mock-access-key-id / mock-access-key-secret, and apps 62a1b2c3d4e5f60718293a01 and
-            62a1b2c3d4e5f60718293a02 (random initial secrets).
+            Without --seed it serves user pool 62a1b2c3d4e5f60718293a4b, access key \
+            mock-access-key-id / mock-access-key-secret, and apps 62a1b2c3d4e5f60718293a01 \
+            and 62a1b2c3d4e5f60718293a02 (random initial secrets).
 
-            Admin API (JSON; exposes secrets, so keep the mock on loopback):
-              GET    /__admin/apps               apps with current secret and rotationCount
-              GET    /__admin/apps/APPID         one app
-              POST   /__admin/apps               add {"appId","appName"?,"secret"?}
-              GET    /__admin/requests           request log (method, path, header names, body keys)
-              DELETE /__admin/requests           clear the log
-              GET    /__admin/faults             pending faults
-              POST   /__admin/faults             inject {"fault":KIND,"endpoint"?,"appId"?,"count"?,...}
-              DELETE /__admin/faults             clear faults
-              POST   /__admin/tokens/revoke      invalidate every issued token
-              POST   /__admin/config             {"tokenExpiresIn": SECONDS}
-              GET    /__admin/stats              tokens issued, token lifetime
-              POST   /__admin/save               write state to the --save file
+            Admin API (JSON; it exposes secrets, so keep the mock on loopback):
+              GET    /__admin/apps            apps: secret, rotationCount
+              GET    /__admin/apps/APPID      one app
+              POST   /__admin/apps            add {"appId","appName"?,"secret"?}
+              GET    /__admin/requests        request log (method, path,
+                                              header names, body keys)
+              DELETE /__admin/requests        clear the log
+              GET    /__admin/faults          pending faults
+              POST   /__admin/faults          inject a fault (below)
+              DELETE /__admin/faults          clear faults
+              POST   /__admin/tokens/revoke   invalidate every issued token
+              POST   /__admin/config          {"tokenExpiresIn": SECONDS}
+              GET    /__admin/stats           tokens issued, token lifetime
+              POST   /__admin/save            write state to the --save file
 
-            Fault kinds: http-status (status, jsonBody), throttled-in-body,
-            throttled-http (retryAfter), business-error (statusCode, apiCode, message),
-            delay (milliseconds), drop-before-processing, drop-after-processing,
-            malformed-json, html-page, oversize-body (bytes), empty-secret, invalid-secret,
-            expired-token. "endpoint" is one of get-management-token,
-            refresh-application-secret, get-application-secret, get-application,
-            list-applications.
+            A fault is {"fault": KIND, "endpoint"?: NAME, "appId"?: ID, "count"?: N} \
+            plus the kind's parameters; it hits the next N matching requests (default 1). \
+            NAME is get-management-token, refresh-application-secret, \
+            get-application-secret, get-application or list-applications. KIND is one of:
+              http-status             "status": 500|502|503|..., "jsonBody": bool
+              throttled-in-body       HTTP 200 with statusCode 429
+              throttled-http          HTTP 429, "retryAfter": seconds
+              business-error          "statusCode", "apiCode"?, "message"?
+              delay                   "milliseconds", then answer normally
+              drop-before-processing  close the connection, change nothing
+              drop-after-processing   apply the request, then close
+              malformed-json          apply, then truncated JSON
+              html-page               HTTP 200 text/html, change nothing
+              oversize-body           apply, then "bytes" of padding
+              empty-secret            apply, then "secret": ""
+              invalid-secret          apply, then a secret with a control char
+              expired-token           revoke the presented token, answer 401
             """
     )
 
@@ -83,6 +94,7 @@ struct GenAuthMockCommand: AsyncParsableCommand {
             }
         }
         if let tokenExpiresIn { seedValue.tokenExpiresIn = tokenExpiresIn }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         var logger = Logger(label: "genauth-mock")
         logger.logLevel = verbose ? .debug : .info
         let state = GenAuthMockState(seed: seedValue, savePath: save)

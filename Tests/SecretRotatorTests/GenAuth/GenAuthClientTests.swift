@@ -107,6 +107,22 @@ struct GenAuthClientTests {
         }
     }
 
+    @Test("after a revocation, 20 concurrent calls share exactly one refetch")
+    func revokedTokenConcurrent() async throws {
+        try await withHarness { h in
+            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
+            h.state.revokeAllTokens()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { _ = try await h.client.getApplicationSecret(appId: Harness.appId) }
+                }
+                try await group.waitForAll()
+            }
+            #expect(h.state.tokensIssued == 2)
+            #expect(h.requests(to: .getManagementToken).count == 2)
+        }
+    }
+
     @Test("an expired-token answer is refetched exactly once and the call succeeds")
     func expiredTokenFault() async throws {
         try await withHarness { h in
