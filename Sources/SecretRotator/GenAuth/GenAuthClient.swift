@@ -26,6 +26,11 @@ public final class GenAuthClient: Sendable {
                 classification: .permanent, reason: .invalidConfiguration, operation: "configure",
                 message: "host must be an http(s) URL such as https://api.genauth.ai")
         }
+        guard configuration.requestTimeout > .zero, configuration.maxResponseBytes > 0 else {
+            throw GenAuthError(
+                classification: .permanent, reason: .invalidConfiguration, operation: "configure",
+                message: "request_timeout and the response limit must be positive")
+        }
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caFile = configuration.caFile {
             do {

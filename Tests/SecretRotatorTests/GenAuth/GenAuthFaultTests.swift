@@ -167,6 +167,25 @@ struct GenAuthFaultTests {
         try await client.shutdown()
     }
 
+    @Test("TLS to a server that does not speak it fails before sending, as permanent")
+    func tlsFailure() async throws {
+        let plain = try await GenAuthMockServer.start(state: GenAuthMockState(seed: Harness.seed()))
+        let client = try GenAuthClient(
+            configuration: .init(
+                host: "https://127.0.0.1:\(plain.port)", accessKeyId: "ak", accessKeySecret: SecretValue("sk"),
+                requestTimeout: .seconds(5)))
+        do {
+            _ = try await client.refreshApplicationSecret(appId: Harness.appId)
+            Issue.record("expected a TLS failure")
+        } catch {
+            #expect(error.classification == .permanent)
+            #expect(error.reason == .notConnected)
+        }
+        try await client.shutdown()
+        try await plain.stop()
+        #expect(plain.state.requestLog().isEmpty)
+    }
+
     @Test("an unresolvable host is transient and not connected")
     func dnsFailure() async throws {
         let client = try GenAuthClient(

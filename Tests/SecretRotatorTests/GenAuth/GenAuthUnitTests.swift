@@ -46,6 +46,44 @@ struct GenAuthUnitTests {
         }
     }
 
+    /// A throwaway self-signed CA (no key kept): enough to prove `caFile` is read.
+    static let testCAPEM = """
+        -----BEGIN CERTIFICATE-----
+        MIIBmDCCAT2gAwIBAgIUaIooVNn0ZenJEfpOnJHqujTF+nQwCgYIKoZIzj0EAwIw
+        ITEfMB0GA1UEAwwWc2VjcmV0LXJvdGF0b3IgdGVzdCBDQTAeFw0yNjExMjYyMzEy
+        NDFaFw0zNjExMjMyMzEyNDFaMCExHzAdBgNVBAMMFnNlY3JldC1yb3RhdG9yIHRl
+        c3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASqMAHmq0o2bMx99HaRV0O9
+        1jVNvJHIJhZTTx9OCNFd77dj4foNGDU/h+weVwQ3lE5cEwY5AuxmC8bC6D9tGtK8
+        o1MwUTAdBgNVHQ4EFgQU6TqixJgezdNtuLoeGn2qxO4czsgwHwYDVR0jBBgwFoAU
+        6TqixJgezdNtuLoeGn2qxO4czsgwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
+        AgNJADBGAiEA/A55wvTt7zz6g1PpcSHumHNn0gzFwVVU+o+bg08tN+8CIQCegIOr
+        PFgh/pjUKX5dlSLCCxoxAXYMu92i+ZDeuUcD7A==
+        -----END CERTIFICATE-----
+        """
+
+    @Test("a readable PEM ca_file is accepted")
+    func caFileAccepted() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ca-\(UUID().uuidString).pem").path
+        try Self.testCAPEM.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let client = try GenAuthClient(configuration: .init(accessKeyId: "a", accessKeySecret: SecretValue("s"), caFile: path))
+        try await client.shutdown()
+        let garbage = path + ".bad"
+        try "not a certificate".write(toFile: garbage, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: garbage) }
+        #expect(throws: GenAuthError.self) {
+            _ = try GenAuthClient(configuration: .init(accessKeyId: "a", accessKeySecret: SecretValue("s"), caFile: garbage))
+        }
+    }
+
+    @Test("a non-positive timeout is a configuration error")
+    func badTimeout() {
+        #expect(throws: GenAuthError.self) {
+            _ = try GenAuthClient(
+                configuration: .init(accessKeyId: "a", accessKeySecret: SecretValue("s"), requestTimeout: .zero))
+        }
+    }
+
     @Test("secret validation", arguments: [
         ("0123456789abcdef0123456789abcdef", true),
         ("A-b_c.d~e!#$%&()*+,/:;<=>?@[]^`{|}", true),
