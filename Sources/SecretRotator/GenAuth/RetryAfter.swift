@@ -7,7 +7,7 @@ import Foundation
 /// Parses `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an IMF-fixdate.
 enum RetryAfter {
     static func parse(_ value: String, now: Date = Date()) -> Duration? {
-        let trimmed = value.trimmingSpaces
+        let trimmed = String(value.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
         if let seconds = Int(trimmed) {
             return seconds >= 0 ? .seconds(seconds) : nil
         }
@@ -39,14 +39,5 @@ enum RetryAfter {
         let doy = (153 * mp + 2) / 5 + day - 1
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
         return era * 146097 + doe - 719468
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while let first = s.first, first == " " || first == "\t" { s.removeFirst() }
-        while let last = s.last, last == " " || last == "\t" { s.removeLast() }
-        return String(s)
     }
 }

@@ -8,23 +8,23 @@ import Testing
 struct GenAuthClientTests {
     @Test("refresh returns the mock's new secret and the old one is gone", arguments: APIFlavour.allCases)
     func refreshRotates(flavour: APIFlavour) async throws {
-        try await withHarness(flavour: flavour) { h in
-            let before = try #require(h.state.currentSecret(appId: Harness.appId))
-            let secret = try await h.client.refreshApplicationSecret(appId: Harness.appId)
-            #expect(secret.exposed == h.state.currentSecret(appId: Harness.appId))
+        try await withGenAuthHarness(flavour: flavour) { h in
+            let before = try #require(h.state.currentSecret(appId: GenAuthHarness.appId))
+            let secret = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+            #expect(secret.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
             #expect(secret.exposed != before)
             #expect(secret.exposed.utf8.count == 32)
-            #expect(h.state.rotationCount(appId: Harness.appId) == 1)
-            #expect(h.state.rotationCount(appId: Harness.otherAppId) == 0)
-            let read = try await h.client.getApplicationSecret(appId: Harness.appId)
+            #expect(h.state.rotationCount(appId: GenAuthHarness.appId) == 1)
+            #expect(h.state.rotationCount(appId: GenAuthHarness.otherAppId) == 0)
+            let read = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             #expect(read == secret)
         }
     }
 
     @Test("requests carry the flavour's headers, a Bearer token and the token's user pool", arguments: APIFlavour.allCases)
     func flavourHeaders(flavour: APIFlavour) async throws {
-        try await withHarness(flavour: flavour) { h in
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.appId)
+        try await withGenAuthHarness(flavour: flavour) { h in
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
             let refresh = try #require(h.requests(to: .refreshApplicationSecret).first)
             let prefix = "x-\(flavour.rawValue)-"
             let other = flavour == .genauth ? "x-authing-" : "x-genauth-"
@@ -42,9 +42,9 @@ struct GenAuthClientTests {
 
     @Test("get-application returns the record; an unknown app is permanent 404/2011")
     func getApplication() async throws {
-        try await withHarness { h in
-            let app = try await h.client.getApplication(appId: Harness.appId)
-            #expect(app.appId == Harness.appId)
+        try await withGenAuthHarness { h in
+            let app = try await h.client.getApplication(appId: GenAuthHarness.appId)
+            #expect(app.appId == GenAuthHarness.appId)
             #expect(app.appName == "billing")
             #expect(app.userPoolId == h.seed.userPoolId)
             let error = try #require(await h.expectFailure { try await h.client.getApplication(appId: "no-such-app") })
@@ -60,10 +60,10 @@ struct GenAuthClientTests {
 
     @Test("one token fetch serves 100 concurrent refreshes")
     func oneTokenForHundredRefreshes() async throws {
-        try await withHarness { h in
+        try await withGenAuthHarness { h in
             let secrets = try await withThrowingTaskGroup(of: String.self) { group in
                 for i in 0..<100 {
-                    let appId = i % 2 == 0 ? Harness.appId : Harness.otherAppId
+                    let appId = i % 2 == 0 ? GenAuthHarness.appId : GenAuthHarness.otherAppId
                     group.addTask { try await h.client.refreshApplicationSecret(appId: appId).exposed }
                 }
                 return try await group.reduce(into: [String]()) { $0.append($1) }
@@ -72,21 +72,21 @@ struct GenAuthClientTests {
             #expect(Set(secrets).count == 100)
             #expect(h.state.tokensIssued == 1)
             #expect(h.requests(to: .getManagementToken).count == 1)
-            #expect(h.state.rotationCount(appId: Harness.appId) + h.state.rotationCount(appId: Harness.otherAppId) == 100)
+            #expect(h.state.rotationCount(appId: GenAuthHarness.appId) + h.state.rotationCount(appId: GenAuthHarness.otherAppId) == 100)
         }
     }
 
     @Test("a token past its expiry (minus margin) is fetched again, once")
     func expiryByClock() async throws {
         let clock = ManualTokenClock()
-        try await withHarness(seed: Harness.seed(tokenExpiresIn: 600), clock: clock) { h in
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.appId)
+        try await withGenAuthHarness(seed: GenAuthHarness.seed(tokenExpiresIn: 600), clock: clock) { h in
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
             clock.advance(by: .seconds(530))  // inside the 60 s margin: still fresh
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.appId)
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
             #expect(h.state.tokensIssued == 1)
             clock.advance(by: .seconds(15))  // 545 s: past 600 s minus the 60 s margin
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             #expect(h.state.tokensIssued == 2)
             #expect(h.requests(to: .getManagementToken).count == 2)
             // No request was refused along the way: the refetch was proactive.
@@ -96,25 +96,25 @@ struct GenAuthClientTests {
 
     @Test("a revoked token is refetched exactly once and the call succeeds")
     func revokedToken() async throws {
-        try await withHarness { h in
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
+        try await withGenAuthHarness { h in
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             h.state.revokeAllTokens()
-            let secret = try await h.client.refreshApplicationSecret(appId: Harness.appId)
-            #expect(secret.exposed == h.state.currentSecret(appId: Harness.appId))
+            let secret = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+            #expect(secret.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
             #expect(h.state.tokensIssued == 2)
             #expect(h.requests(to: .refreshApplicationSecret).count == 2)
-            #expect(h.state.rotationCount(appId: Harness.appId) == 1)
+            #expect(h.state.rotationCount(appId: GenAuthHarness.appId) == 1)
         }
     }
 
     @Test("after a revocation, 20 concurrent calls share exactly one refetch")
     func revokedTokenConcurrent() async throws {
-        try await withHarness { h in
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
+        try await withGenAuthHarness { h in
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             h.state.revokeAllTokens()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<20 {
-                    group.addTask { _ = try await h.client.getApplicationSecret(appId: Harness.appId) }
+                    group.addTask { _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId) }
                 }
                 try await group.waitForAll()
             }
@@ -125,10 +125,10 @@ struct GenAuthClientTests {
 
     @Test("an expired-token answer is refetched exactly once and the call succeeds")
     func expiredTokenFault() async throws {
-        try await withHarness { h in
+        try await withGenAuthHarness { h in
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .expiredToken))
-            let secret = try await h.client.refreshApplicationSecret(appId: Harness.appId)
-            #expect(secret.exposed == h.state.currentSecret(appId: Harness.appId))
+            let secret = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+            #expect(secret.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
             #expect(h.state.tokensIssued == 2)
             #expect(h.requests(to: .refreshApplicationSecret).map(\.fault) == ["expired-token", nil])
         }
@@ -136,12 +136,12 @@ struct GenAuthClientTests {
 
     @Test("a 401 that persists gives .authentication after exactly one refetch", arguments: [false, true])
     func persistentUnauthorized(httpStatus: Bool) async throws {
-        try await withHarness { h in
+        try await withGenAuthHarness { h in
             let fault: MockFault =
                 httpStatus
                 ? .httpStatus(401, jsonBody: true) : .businessError(statusCode: 401, apiCode: nil, message: "token invalid")
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 50, fault: fault))
-            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .authentication)
             #expect(h.state.tokensIssued == 2)
             #expect(h.requests(to: .refreshApplicationSecret).count == 2)
@@ -151,28 +151,28 @@ struct GenAuthClientTests {
 
     @Test("bad credentials give .authentication with a single token request and nothing else")
     func badCredentials() async throws {
-        try await withHarness(accessKeySecret: "definitely-wrong-\(UUID().uuidString)") { h in
-            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+        try await withGenAuthHarness(accessKeySecret: "definitely-wrong-\(UUID().uuidString)") { h in
+            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .authentication)
             #expect(error.operation == "get-management-token")
             #expect(error.apiStatusCode == 401)
             #expect(h.state.requestLog().count == 1)
-            #expect(h.state.rotationCount(appId: Harness.appId) == 0)
+            #expect(h.state.rotationCount(appId: GenAuthHarness.appId) == 0)
             // Another call tries again (one request), it does not loop.
-            _ = await h.expectFailure { try await h.client.getApplicationSecret(appId: Harness.appId) }
+            _ = await h.expectFailure { try await h.client.getApplicationSecret(appId: GenAuthHarness.appId) }
             #expect(h.state.requestLog().count == 2)
         }
     }
 
     @Test("concurrent callers wait on one in-flight token fetch")
     func sharedTokenFetch() async throws {
-        try await withHarness { h in
+        try await withGenAuthHarness { h in
             h.state.inject(.init(endpoint: .getManagementToken, count: 1, fault: .delay(milliseconds: 300)))
             h.state.inject(.init(endpoint: .getManagementToken, count: 1, fault: .httpStatus(503, jsonBody: true)))
             // The delay rule matches first; the 503 rule is used by any second fetch.
             let results = await withTaskGroup(of: Bool.self) { group in
                 for _ in 0..<10 {
-                    group.addTask { (try? await h.client.getApplicationSecret(appId: Harness.appId)) != nil }
+                    group.addTask { (try? await h.client.getApplicationSecret(appId: GenAuthHarness.appId)) != nil }
                 }
                 return await group.reduce(into: [Bool]()) { $0.append($1) }
             }

@@ -46,31 +46,31 @@ struct GenAuthFaultTests {
 
     @Test("a refresh fault maps to its class and returns no secret", arguments: cases)
     func refreshFault(_ c: Case) async throws {
-        try await withHarness { h in
+        try await withGenAuthHarness { h in
             // Warm the token first so the fault hits the refresh itself.
-            let before = try await h.client.getApplicationSecret(appId: Harness.appId)
-            h.state.inject(.init(endpoint: .refreshApplicationSecret, appId: Harness.appId, count: 1, fault: c.fault))
-            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+            let before = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+            h.state.inject(.init(endpoint: .refreshApplicationSecret, appId: GenAuthHarness.appId, count: 1, fault: c.fault))
+            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == c.refresh)
             #expect(error.reason == c.reason)
             #expect(error.operation == "refresh-application-secret")
-            #expect(h.state.rotationCount(appId: Harness.appId) == (c.rotated ? 1 : 0))
+            #expect(h.state.rotationCount(appId: GenAuthHarness.appId) == (c.rotated ? 1 : 0))
             // The fault was used once and the client did not retry on its own.
             #expect(h.requests(to: .refreshApplicationSecret).count == 1)
             #expect(h.state.pendingFaults().isEmpty)
             // Reconciling reads the truth: the new secret if it rotated, the old one if not.
-            let truth = try await h.client.getApplicationSecret(appId: Harness.appId)
-            #expect(truth.exposed == h.state.currentSecret(appId: Harness.appId))
+            let truth = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+            #expect(truth.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
             #expect((truth != before) == c.rotated)
         }
     }
 
     @Test("a read fault maps to its class", arguments: cases)
     func readFault(_ c: Case) async throws {
-        try await withHarness { h in
-            _ = try await h.client.getApplication(appId: Harness.appId)
+        try await withGenAuthHarness { h in
+            _ = try await h.client.getApplication(appId: GenAuthHarness.appId)
             h.state.inject(.init(endpoint: .getApplicationSecret, count: 1, fault: c.fault))
-            let error = try #require(await h.expectFailure { try await h.client.getApplicationSecret(appId: Harness.appId) })
+            let error = try #require(await h.expectFailure { try await h.client.getApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == c.read)
             #expect(error.reason == c.reason)
             #expect(h.requests(to: .getApplicationSecret).count == 1)
@@ -79,14 +79,14 @@ struct GenAuthFaultTests {
 
     @Test("HTTP 429 carries Retry-After; the body statusCode 429 does not invent one")
     func retryAfter() async throws {
-        try await withHarness { h in
+        try await withGenAuthHarness { h in
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .throttledHTTP(retryAfterSeconds: 7)))
-            let http = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+            let http = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(http.httpStatus == 429)
             #expect(http.apiStatusCode == 429)
             #expect(http.retryAfter == .seconds(7))
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .throttledInBody))
-            let body = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+            let body = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(body.httpStatus == 200)
             #expect(body.apiStatusCode == 429)
             #expect(body.retryAfter == nil)
@@ -96,24 +96,24 @@ struct GenAuthFaultTests {
 
     @Test("a refresh that times out is outcomeUnknown, and the mock really rotates")
     func timeoutAfterSend() async throws {
-        try await withHarness(requestTimeout: .milliseconds(400)) { h in
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
+        try await withGenAuthHarness(requestTimeout: .milliseconds(400)) { h in
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .delay(milliseconds: 1500)))
-            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+            let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .outcomeUnknown)
             #expect(error.reason == .timeout)
-            #expect(await waitUntil { h.state.rotationCount(appId: Harness.appId) == 1 })
-            let truth = try await h.client.getApplicationSecret(appId: Harness.appId)
-            #expect(truth.exposed == h.state.currentSecret(appId: Harness.appId))
+            #expect(await waitForGenAuth { h.state.rotationCount(appId: GenAuthHarness.appId) == 1 })
+            let truth = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+            #expect(truth.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
         }
     }
 
     @Test("a read that times out is transient")
     func readTimeout() async throws {
-        try await withHarness(requestTimeout: .milliseconds(400)) { h in
-            _ = try await h.client.getApplication(appId: Harness.appId)
+        try await withGenAuthHarness(requestTimeout: .milliseconds(400)) { h in
+            _ = try await h.client.getApplication(appId: GenAuthHarness.appId)
             h.state.inject(.init(endpoint: .getApplicationSecret, count: 1, fault: .delay(milliseconds: 1500)))
-            let error = try #require(await h.expectFailure { try await h.client.getApplicationSecret(appId: Harness.appId) })
+            let error = try #require(await h.expectFailure { try await h.client.getApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .transient)
             #expect(error.reason == .timeout)
         }
@@ -121,10 +121,10 @@ struct GenAuthFaultTests {
 
     @Test("a delay within the timeout is just slow")
     func shortDelay() async throws {
-        try await withHarness(requestTimeout: .seconds(5)) { h in
+        try await withGenAuthHarness(requestTimeout: .seconds(5)) { h in
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .delay(milliseconds: 200)))
-            let secret = try await h.client.refreshApplicationSecret(appId: Harness.appId)
-            #expect(secret.exposed == h.state.currentSecret(appId: Harness.appId))
+            let secret = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+            #expect(secret.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
         }
     }
 
@@ -137,9 +137,9 @@ struct GenAuthFaultTests {
             (.businessError(statusCode: 403, apiCode: nil, message: "forbidden"), .authentication),
         ]
         for (fault, expected) in expectations {
-            try await withHarness { h in
+            try await withGenAuthHarness { h in
                 h.state.inject(.init(endpoint: .getManagementToken, count: 1, fault: fault))
-                let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) })
+                let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
                 #expect(error.classification == expected, "\(fault.name)")
                 #expect(error.operation == "get-management-token")
                 #expect(h.requests(to: .refreshApplicationSecret).isEmpty)
@@ -150,7 +150,7 @@ struct GenAuthFaultTests {
     @Test("a refused connection is transient and not connected")
     func connectionRefused() async throws {
         // Bind a port, then close it, so nothing listens there.
-        let probe = try await GenAuthMockServer.start(state: GenAuthMockState(seed: Harness.seed()))
+        let probe = try await GenAuthMockServer.start(state: GenAuthMockState(seed: GenAuthHarness.seed()))
         let port = probe.port
         try await probe.stop()
         let client = try GenAuthClient(
@@ -158,7 +158,7 @@ struct GenAuthFaultTests {
                 host: "http://127.0.0.1:\(port)", accessKeyId: "ak", accessKeySecret: SecretValue("sk"),
                 requestTimeout: .seconds(5)))
         do {
-            _ = try await client.refreshApplicationSecret(appId: Harness.appId)
+            _ = try await client.refreshApplicationSecret(appId: GenAuthHarness.appId)
             Issue.record("expected a connection failure")
         } catch {
             #expect(error.classification == .transient)
@@ -169,13 +169,13 @@ struct GenAuthFaultTests {
 
     @Test("TLS to a server that does not speak it fails before sending, as permanent")
     func tlsFailure() async throws {
-        let plain = try await GenAuthMockServer.start(state: GenAuthMockState(seed: Harness.seed()))
+        let plain = try await GenAuthMockServer.start(state: GenAuthMockState(seed: GenAuthHarness.seed()))
         let client = try GenAuthClient(
             configuration: .init(
                 host: "https://127.0.0.1:\(plain.port)", accessKeyId: "ak", accessKeySecret: SecretValue("sk"),
                 requestTimeout: .seconds(5)))
         do {
-            _ = try await client.refreshApplicationSecret(appId: Harness.appId)
+            _ = try await client.refreshApplicationSecret(appId: GenAuthHarness.appId)
             Issue.record("expected a TLS failure")
         } catch {
             #expect(error.classification == .permanent)
@@ -193,7 +193,7 @@ struct GenAuthFaultTests {
                 host: "http://no-such-host.invalid", accessKeyId: "ak", accessKeySecret: SecretValue("sk"),
                 requestTimeout: .seconds(4)))
         do {
-            _ = try await client.getApplicationSecret(appId: Harness.appId)
+            _ = try await client.getApplicationSecret(appId: GenAuthHarness.appId)
             Issue.record("expected a DNS failure")
         } catch {
             #expect(error.classification == .transient)

@@ -11,14 +11,14 @@ import Testing
 struct GenAuthLogLeakTests {
     @Test("no secret, token or access key secret reaches the log or an error description")
     func wholeClientFlow() async throws {
-        var captured: LogCapture?
-        try await withHarness { h in
+        var captured: GenAuthLogCapture?
+        try await withGenAuthHarness { h in
             captured = h.capture
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.appId)
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
-            _ = try await h.client.getApplication(appId: Harness.appId)
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+            _ = try await h.client.getApplication(appId: GenAuthHarness.appId)
             h.state.revokeAllTokens()
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.otherAppId)
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.otherAppId)
             let faults: [MockFault] = [
                 .httpStatus(500, jsonBody: true), .httpStatus(502, jsonBody: false), .throttledHTTP(retryAfterSeconds: 3),
                 .dropAfterProcessing, .malformedJSON, .htmlPage, .oversizeBody(bytes: 100_000), .emptySecret, .invalidSecret,
@@ -26,11 +26,11 @@ struct GenAuthLogLeakTests {
             ]
             for fault in faults {
                 h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: fault))
-                _ = await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) }
+                _ = await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) }
             }
             h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 2, fault: .expiredToken))
-            _ = await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) }
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.appId)
+            _ = await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) }
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
         }
         let lines = try #require(captured).all
         // The check is only meaningful if the client did log on these paths.
@@ -43,8 +43,8 @@ struct GenAuthLogLeakTests {
     @Test("bad credentials: the wrong access key secret is not logged either")
     func badKeyNotLogged() async throws {
         let wrong = "wrong-\(UUID().uuidString)"
-        try await withHarness(accessKeySecret: wrong) { h in
-            _ = await h.expectFailure { try await h.client.refreshApplicationSecret(appId: Harness.appId) }
+        try await withGenAuthHarness(accessKeySecret: wrong) { h in
+            _ = await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) }
             #expect(h.capture.leaks(of: [wrong]).isEmpty)
             #expect(!h.capture.all.isEmpty)
         }

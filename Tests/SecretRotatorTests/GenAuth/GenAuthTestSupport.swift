@@ -8,7 +8,7 @@ import Testing
 
 /// Collects every log line (message + metadata) a client writes, so tests can prove that
 /// no secret, token or access key secret ever reaches a log.
-final class LogCapture: Sendable {
+final class GenAuthLogCapture: Sendable {
     private let lines = Mutex<[String]>([])
 
     var all: [String] { lines.withLock { $0 } }
@@ -16,7 +16,7 @@ final class LogCapture: Sendable {
     func append(_ line: String) { lines.withLock { $0.append(line) } }
 
     func logger(label: String = "secret-rotator.genauth") -> Logger {
-        var logger = Logger(label: label) { _ in CapturingLogHandler(capture: self) }
+        var logger = Logger(label: label) { _ in GenAuthCapturingLogHandler(capture: self) }
         logger.logLevel = .trace
         return logger
     }
@@ -28,8 +28,8 @@ final class LogCapture: Sendable {
     }
 }
 
-struct CapturingLogHandler: LogHandler {
-    let capture: LogCapture
+struct GenAuthCapturingLogHandler: LogHandler {
+    let capture: GenAuthLogCapture
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
 
@@ -56,10 +56,10 @@ final class ManualTokenClock: TokenClock {
 }
 
 /// An in-process mock plus a client pointed at it, torn down and leak-checked after use.
-struct Harness {
+struct GenAuthHarness {
     let server: GenAuthMockServer
     let client: GenAuthClient
-    let capture: LogCapture
+    let capture: GenAuthLogCapture
     let seed: MockSeed
 
     var state: GenAuthMockState { server.state }
@@ -101,24 +101,24 @@ struct Harness {
     }
 }
 
-func withHarness(
+func withGenAuthHarness(
     flavour: APIFlavour = .genauth,
-    seed: MockSeed = Harness.seed(),
+    seed: MockSeed = GenAuthHarness.seed(),
     requestTimeout: Duration = .seconds(5),
     clock: any TokenClock = SystemTokenClock(),
     accessKeySecret: String? = nil,
     sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: (Harness) async throws -> Void
+    _ body: (GenAuthHarness) async throws -> Void
 ) async throws {
     let state = GenAuthMockState(seed: seed)
     let server = try await GenAuthMockServer.start(state: state)
-    let capture = LogCapture()
+    let capture = GenAuthLogCapture()
     let configuration = GenAuthClientConfiguration(
         host: server.baseURL, flavour: flavour, accessKeyId: seed.accessKeys[0].accessKeyId,
         accessKeySecret: SecretValue(accessKeySecret ?? seed.accessKeys[0].accessKeySecret),
         requestTimeout: requestTimeout)
     let client = try GenAuthClient(configuration: configuration, logger: capture.logger(), clock: clock)
-    let harness = Harness(server: server, client: client, capture: capture, seed: seed)
+    let harness = GenAuthHarness(server: server, client: client, capture: capture, seed: seed)
     do {
         try await body(harness)
     } catch {
@@ -137,7 +137,7 @@ func withHarness(
 
 /// Polls `condition` until it holds or `timeout` passes: for effects that land
 /// asynchronously in the mock (a delayed refresh applied after the client gave up).
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+func waitForGenAuth(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if condition() { return true }

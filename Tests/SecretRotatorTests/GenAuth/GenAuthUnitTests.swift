@@ -178,7 +178,7 @@ struct GenAuthUnitTests {
 
     @Test("the leak checker finds a planted secret (so the suite-wide check can fail)")
     func leakCheckerWorks() {
-        let capture = LogCapture()
+        let capture = GenAuthLogCapture()
         let logger = capture.logger()
         logger.info("rotated", metadata: ["oops": "deadbeefdeadbeefdeadbeefdeadbeef"])
         #expect(capture.leaks(of: ["deadbeefdeadbeefdeadbeefdeadbeef", "other"]) == ["deadbeefdeadbeefdeadbeefdeadbeef"])

@@ -83,9 +83,9 @@ struct SDKConformanceTests {
         // The header name check must be able to fail: the SDK did send its flavour's headers.
         #expect(sdk.dropFirst().allSatisfy { $0.headerNames.contains("x-\(flavour.rawValue)-userpool-id") })
 
-        try await withHarness(flavour: flavour) { h in
-            _ = try await h.client.refreshApplicationSecret(appId: Harness.appId)
-            _ = try await h.client.getApplicationSecret(appId: Harness.appId)
+        try await withGenAuthHarness(flavour: flavour) { h in
+            _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             let ours = h.state.requestLog().map(WireShape.init)
             #expect(ours.count == sdk.count)
             for (mine, theirs) in zip(ours, sdk) {
