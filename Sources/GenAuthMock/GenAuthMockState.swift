@@ -210,10 +210,8 @@ public final class GenAuthMockState: Sendable {
         guard let endpoint = MockEndpoint(path: request.path), endpoint.method == request.method else {
             return (envelope(status: 404, apiCode: nil, message: lang.notFoundPath, requestId: requestId, httpStatus: 404), false)
         }
-        if endpoint == .getManagementToken {
-            return (issueToken(request, lang: lang, requestId: requestId), false)
-        }
-        if let refusal = authenticate(request, lang: lang, requestId: requestId) {
+        // Only the token endpoint is reachable without a token.
+        if endpoint != .getManagementToken, let refusal = authenticate(request, lang: lang, requestId: requestId) {
             return (refusal, false)
         }
         switch endpoint {
