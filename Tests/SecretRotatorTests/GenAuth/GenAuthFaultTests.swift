@@ -96,9 +96,9 @@ struct GenAuthFaultTests {
 
     @Test("a refresh that times out is outcomeUnknown, and the mock really rotates")
     func timeoutAfterSend() async throws {
-        try await withGenAuthHarness(requestTimeout: .milliseconds(400)) { h in
+        try await withGenAuthHarness(requestTimeout: .seconds(1)) { h in
             _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
-            h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .delay(milliseconds: 1500)))
+            h.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .delay(milliseconds: 3000)))
             let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .outcomeUnknown)
             #expect(error.reason == .timeout)
@@ -110,9 +110,9 @@ struct GenAuthFaultTests {
 
     @Test("a read that times out is transient")
     func readTimeout() async throws {
-        try await withGenAuthHarness(requestTimeout: .milliseconds(400)) { h in
+        try await withGenAuthHarness(requestTimeout: .seconds(1)) { h in
             _ = try await h.client.getApplication(appId: GenAuthHarness.appId)
-            h.state.inject(.init(endpoint: .getApplicationSecret, count: 1, fault: .delay(milliseconds: 1500)))
+            h.state.inject(.init(endpoint: .getApplicationSecret, count: 1, fault: .delay(milliseconds: 3000)))
             let error = try #require(await h.expectFailure { try await h.client.getApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .transient)
             #expect(error.reason == .timeout)
