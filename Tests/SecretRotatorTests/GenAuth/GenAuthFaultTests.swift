@@ -128,7 +128,7 @@ struct GenAuthFaultTests {
         }
     }
 
-    @Test("faults on the token endpoint: 503 is transient, HTML is transient, 401 is authentication")
+    @Test("faults on the token endpoint: 503, HTML and an empty token are transient, 403 is authentication")
     func tokenFaults() async throws {
         let expectations: [(MockFault, GenAuthError.Classification)] = [
             (.httpStatus(503, jsonBody: false), .transient),
