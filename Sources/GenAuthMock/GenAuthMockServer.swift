@@ -1,0 +1,82 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A local GenAuth V3 management API on SwiftNIO: the official SDKs and our client talk
+/// to it unchanged (`host = server.baseURL`). Tests drive it through `state`; other
+/// processes through the `/__admin/` endpoints.
+public final class GenAuthMockServer: Sendable {
+    public let state: GenAuthMockState
+    public let host: String
+    public let port: Int
+    private let channel: any Channel
+    private let connections: ConnectionRegistry
+
+    public var baseURL: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+
+    private init(state: GenAuthMockState, host: String, port: Int, channel: any Channel, connections: ConnectionRegistry) {
+        self.state = state
+        self.host = host
+        self.port = port
+        self.channel = channel
+        self.connections = connections
+    }
+
+    /// Binds `host:port` (port 0 picks a free one) and starts serving.
+    public static func start(
+        state: GenAuthMockState, host: String = "127.0.0.1", port: Int = 0,
+        logger: Logger = Logger(label: "genauth-mock")
+    ) async throws -> GenAuthMockServer {
+        let connections = ConnectionRegistry()
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                connections.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(MockRequestHandler(state: state, logger: logger))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        guard let bound = channel.localAddress?.port else {
+            try? await channel.close()
+            throw MockServerError.noLocalAddress
+        }
+        return GenAuthMockServer(state: state, host: host, port: bound, channel: channel, connections: connections)
+    }
+
+    /// Stops listening and closes open keep-alive connections, so clients see the server go.
+    public func stop() async throws {
+        try await channel.close()
+        for connection in connections.drain() {
+            try? await connection.close()
+        }
+    }
+}
+
+/// Open client connections, so `stop()` can close them too.
+final class ConnectionRegistry: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = self.channels.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    func drain() -> [any Channel] {
+        channels.withLock { all in
+            defer { all.removeAll() }
+            return Array(all.values)
+        }
+    }
+}
+
+public enum MockServerError: Error, Equatable {
+    case noLocalAddress
+}

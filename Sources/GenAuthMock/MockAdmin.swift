@@ -1,0 +1,99 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The admin API under `/__admin/`, for out-of-process tests and demos. It exposes the
+/// secrets on purpose: the mock is a test double and binds to loopback by default.
+enum MockAdmin {
+    static let prefix = "/__admin/"
+
+    static func handle(_ request: MockHTTPRequest, state: GenAuthMockState) -> MockHTTPResponse {
+        let route = String(request.path.dropFirst(prefix.count))
+        switch (request.method, route) {
+        case ("GET", "apps"):
+            let apps = state.snapshot().apps.map(appJSON)
+            return .json(.object([("apps", .array(apps))]))
+        case ("POST", "apps"):
+            guard let body = MockJSON.parse(request.body), let appId = body["appId"]?.stringValue, !appId.isEmpty else {
+                return error(400, "body must be {\"appId\": ..., \"appName\"?: ..., \"secret\"?: ...}")
+            }
+            state.addApp(appId: appId, appName: body["appName"]?.stringValue, secret: body["secret"]?.stringValue)
+            return ok()
+        case ("GET", let r) where r.hasPrefix("apps/"):
+            let appId = MockHTTPRequest.percentDecode(String(r.dropFirst("apps/".count)))
+            guard let app = state.snapshot().apps.first(where: { $0.appId == appId }) else { return error(404, "no such app") }
+            return .json(appJSON(app))
+        case ("GET", "requests"):
+            return encoded(["requests": state.requestLog()])
+        case ("DELETE", "requests"):
+            state.clearRequestLog()
+            return ok()
+        case ("GET", "faults"):
+            let rules = state.pendingFaults().map { rule in
+                MockJSON.object([
+                    ("endpoint", rule.endpoint.map { .string($0.rawValue) } ?? .null),
+                    ("appId", rule.appId.map { .string($0) } ?? .null),
+                    ("count", .int(rule.count)), ("fault", .string(rule.fault.name)),
+                ])
+            }
+            return .json(.object([("faults", .array(rules))]))
+        case ("POST", "faults"):
+            guard let body = MockJSON.parse(request.body), let fault = MockFault(admin: body) else {
+                return error(400, "unknown or incomplete fault; see genauth-mock --help")
+            }
+            var endpoint: MockEndpoint?
+            if let name = body["endpoint"]?.stringValue {
+                guard let parsed = MockEndpoint(rawValue: name) else { return error(400, "unknown endpoint \(name)") }
+                endpoint = parsed
+            }
+            let count = body["count"]?.intValue ?? 1
+            guard count > 0 else { return error(400, "count must be positive") }
+            state.inject(MockFaultRule(endpoint: endpoint, appId: body["appId"]?.stringValue, count: count, fault: fault))
+            return ok()
+        case ("DELETE", "faults"):
+            state.clearFaults()
+            return ok()
+        case ("POST", "tokens/revoke"):
+            state.revokeAllTokens()
+            return ok()
+        case ("GET", "stats"):
+            return .json(.object([("tokensIssued", .int(state.tokensIssued)), ("tokenExpiresIn", .int(state.tokenExpiresIn))]))
+        case ("POST", "config"):
+            guard let body = MockJSON.parse(request.body), let seconds = body["tokenExpiresIn"]?.intValue, seconds > 0 else {
+                return error(400, "body must be {\"tokenExpiresIn\": <seconds>}")
+            }
+            state.tokenExpiresIn = seconds
+            return ok()
+        case ("POST", "save"):
+            do {
+                return try state.save() ? ok() : error(409, "no --save file configured")
+            } catch {
+                return Self.error(500, "save failed: \(error)")
+            }
+        default:
+            return error(404, "unknown admin route \(request.method) \(request.path)")
+        }
+    }
+
+    private static func appJSON(_ app: MockSeed.App) -> MockJSON {
+        .object([
+            ("appId", .string(app.appId)), ("appName", .string(app.appName ?? app.appId)),
+            ("secret", .string(app.secret ?? "")), ("rotationCount", .int(app.rotationCount ?? 0)),
+        ])
+    }
+
+    private static func encoded(_ value: some Encodable) -> MockHTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(value) else { return error(500, "encoding failed") }
+        return MockHTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(data))
+    }
+
+    private static func ok() -> MockHTTPResponse { .json(.object([("ok", .bool(true))])) }
+
+    private static func error(_ status: Int, _ message: String) -> MockHTTPResponse {
+        .json(.object([("ok", .bool(false)), ("error", .string(message))]), status: status)
+    }
+}

@@ -1,0 +1,100 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The one place that maps what happened to what the rotation engine may do (DESIGN §3).
+extension GenAuthError {
+    /// A non-200 status, from the HTTP status line or the body's `statusCode`.
+    static func classify(status: Int, apiCode: Int?, operation: APIOperation) -> Classification {
+        if case .getManagementToken = operation {
+            switch status {
+            case 400, 401, 403: return .authentication
+            case 429: return .transient
+            case 501: return .permanent
+            case 500...599: return .transient
+            default: return .permanent
+            }
+        }
+        if status == 401 || apiCode == 2020 { return .authentication }
+        switch status {
+        case 429, 503: return .transient
+        case 501: return .permanent
+        // The server got the request and failed somewhere: a refresh may have happened.
+        case 500...599: return operation.changesServerState ? .outcomeUnknown : .transient
+        default: return .permanent
+        }
+    }
+
+    /// A 401 on an authenticated call: the token is stale, not the access key (yet).
+    var isUnauthorizedToken: Bool {
+        operation != "get-management-token" && (apiStatusCode == 401 || httpStatus == 401 || apiCode == 2020)
+    }
+
+    /// The answer could not be trusted (malformed, oversize, invalid secret).
+    static func badAnswer(_ reason: Reason, operation: APIOperation, message: String, httpStatus: Int?, requestId: String?)
+        -> GenAuthError
+    {
+        GenAuthError(
+            classification: operation.changesServerState ? .outcomeUnknown : .transient, reason: reason,
+            operation: operation.name, httpStatus: httpStatus, message: message, requestId: requestId)
+    }
+
+    /// A failure below HTTP. "Not sent" is only claimed when no connection was made.
+    static func transport(_ error: any Error, operation: APIOperation) -> GenAuthError {
+        let afterSend: Classification = operation.changesServerState ? .outcomeUnknown : .transient
+        func make(_ c: Classification, _ r: Reason) -> GenAuthError {
+            GenAuthError(classification: c, reason: r, operation: operation.name, underlying: describe(error))
+        }
+        switch error {
+        case let error as HTTPClientError:
+            switch error {
+            case .connectTimeout, .getConnectionFromPoolTimeout, .tlsHandshakeTimeout, .socksHandshakeTimeout,
+                .httpProxyHandshakeTimeout:
+                return make(.transient, .notConnected)
+            case .deadlineExceeded, .readTimeout, .writeTimeout:
+                return make(afterSend, .timeout)
+            case .cancelled, .requestStreamCancelled:
+                return make(afterSend, .cancelled)
+            case .invalidURL, .emptyHost, .emptyScheme, .redirectLimitReached, .redirectCycleDetected:
+                return make(.permanent, .invalidConfiguration)
+            default:
+                return make(afterSend, .connectionLost)
+            }
+        case is NIOConnectionError, is SocketAddressError:
+            return make(.transient, .notConnected)
+        case let error as ChannelError:
+            if case .connectTimeout = error { return make(.transient, .notConnected) }
+            return make(afterSend, .connectionLost)
+        case let error as IOError:
+            switch error.errnoCode {
+            case ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, ENETDOWN:
+                return make(.transient, .notConnected)
+            default:
+                return make(afterSend, .connectionLost)
+            }
+        case let error as NIOSSLError:
+            if case .uncleanShutdown = error { return make(afterSend, .connectionLost) }
+            // A certificate the trust store rejects will not start working by itself.
+            return make(.permanent, .notConnected)
+        case is BoringSSLError:
+            return make(.permanent, .notConnected)
+        case is CancellationError:
+            return make(afterSend, .cancelled)
+        default:
+            return make(afterSend, .connectionLost)
+        }
+    }
+
+    /// Transport errors describe hosts, ports and errnos, never payloads; keep them short anyway.
+    private static func describe(_ error: any Error) -> String {
+        let text = "\(type(of: error)): \(error)"
+        return String(text.prefix(300))
+    }
+}

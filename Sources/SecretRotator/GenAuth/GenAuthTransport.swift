@@ -1,0 +1,138 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+
+/// Sends one V3 call and turns whatever comes back into a payload or a `GenAuthError`.
+/// No retries and no token logic live here; the client adds those.
+struct GenAuthTransport: Sendable {
+    let baseURL: String
+    let configuration: GenAuthClientConfiguration
+    let http: HTTPClient
+
+    struct Answer<Payload: Sendable>: Sendable {
+        var payload: Payload
+        var httpStatus: Int
+        var requestId: String?
+    }
+
+    func call<Payload: Decodable & Sendable>(
+        _ operation: APIOperation, token: ManagementToken?, as _: Payload.Type
+    ) async throws(GenAuthError) -> Answer<Payload> {
+        let request = makeRequest(operation, token: token)
+        let response: HTTPClientResponse
+        let bytes: [UInt8]
+        do {
+            response = try await http.execute(request, timeout: Self.timeAmount(configuration.requestTimeout))
+        } catch {
+            throw GenAuthError.transport(error, operation: operation)
+        }
+        let status = Int(response.status.code)
+        do {
+            let buffer = try await response.body.collect(upTo: configuration.maxResponseBytes)
+            bytes = Array(buffer.readableBytesView)
+        } catch is NIOTooManyBytesError {
+            throw GenAuthError.badAnswer(
+                .oversizeResponse, operation: operation,
+                message: "response body exceeds \(configuration.maxResponseBytes) bytes", httpStatus: status, requestId: nil)
+        } catch {
+            throw GenAuthError.transport(error, operation: operation)
+        }
+
+        let envelope = APIEnvelope<Payload>.decode(bytes)
+        guard (200..<300).contains(status) else {
+            let retryAfter = response.headers.first(name: "retry-after").flatMap { RetryAfter.parse($0) }
+            throw GenAuthError(
+                classification: GenAuthError.classify(status: status, apiCode: envelope?.apiCode, operation: operation),
+                reason: .httpStatus, operation: operation.name, httpStatus: status, apiStatusCode: envelope?.statusCode,
+                apiCode: envelope?.apiCode, message: envelope?.message, requestId: envelope?.requestId, retryAfter: retryAfter)
+        }
+        guard let envelope, let apiStatus = envelope.statusCode else {
+            throw GenAuthError.badAnswer(
+                .malformedResponse, operation: operation,
+                message: "the response is not a V3 JSON envelope (content-type \(response.headers.first(name: "content-type") ?? "none"))",
+                httpStatus: status, requestId: nil)
+        }
+        // Business errors arrive as HTTP 200: only statusCode 200 in the body is success.
+        guard apiStatus == 200 else {
+            let retryAfter = response.headers.first(name: "retry-after").flatMap { RetryAfter.parse($0) }
+            throw GenAuthError(
+                classification: GenAuthError.classify(status: apiStatus, apiCode: envelope.apiCode, operation: operation),
+                reason: .apiError, operation: operation.name, httpStatus: status, apiStatusCode: apiStatus,
+                apiCode: envelope.apiCode, message: envelope.message, requestId: envelope.requestId, retryAfter: retryAfter)
+        }
+        guard let payload = envelope.data else {
+            throw GenAuthError.badAnswer(
+                .malformedResponse, operation: operation, message: "statusCode 200 without a usable data field",
+                httpStatus: status, requestId: envelope.requestId)
+        }
+        return Answer(payload: payload, httpStatus: status, requestId: envelope.requestId)
+    }
+
+    /// Method, path, body keys and header names match the official Python SDKs of the same flavour.
+    func makeRequest(_ operation: APIOperation, token: ManagementToken?) -> HTTPClientRequest {
+        var url = baseURL + operation.path
+        if !operation.isPOST, let appId = operation.appId {
+            url += "?appId=" + Self.percentEncoded(appId)
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = operation.isPOST ? .POST : .GET
+        if let token {
+            let flavour = configuration.flavour
+            request.headers.add(name: flavour.sdkVersionHeader, value: "secret-rotator:\(SecretRotatorVersion.current)")
+            request.headers.add(name: flavour.userPoolHeader, value: token.userPoolId)
+            request.headers.add(name: flavour.languageHeader, value: configuration.language)
+            request.headers.add(name: "authorization", value: "Bearer \(token.value.exposed)")
+        }
+        if operation.isPOST {
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body(for: operation)))
+        }
+        return request
+    }
+
+    private func body(for operation: APIOperation) -> [UInt8] {
+        struct TokenRequest: Encodable {
+            let accessKeyId: String
+            let accessKeySecret: String
+        }
+        struct AppRequest: Encodable {
+            let appId: String
+        }
+        let encoder = JSONEncoder()
+        let data: Data?
+        switch operation {
+        case .getManagementToken:
+            data = try? encoder.encode(
+                TokenRequest(accessKeyId: configuration.accessKeyId, accessKeySecret: configuration.accessKeySecret.exposed))
+        case .refreshApplicationSecret(let appId), .getApplicationSecret(let appId), .getApplication(let appId):
+            data = try? encoder.encode(AppRequest(appId: appId))
+        }
+        // Encoding two string fields cannot fail; an empty object would be refused as 400.
+        return data.map(Array.init) ?? Array("{}".utf8)
+    }
+
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,2 +1,0 @@
-import GenAuthMock
-print("genauth-mock: not implemented yet")
