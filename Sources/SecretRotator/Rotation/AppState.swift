@@ -29,6 +29,8 @@ public struct AppState: Codable, Sendable, Equatable {
     public var intentStartedAt: Date?
     /// The highest version whose on_rotate hook finished; lower than `version` means a hook is owed.
     public var hookDoneVersion: Int = 0
+    /// `SecretFingerprint` of the secret the outputs hold, to reconcile without storing it.
+    public var secretFingerprint: String?
 
     public init(appID: String) {
         self.appID = appID

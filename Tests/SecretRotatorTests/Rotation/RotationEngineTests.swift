@@ -1,0 +1,323 @@
+import Foundation
+import GenAuthMock
+import Synchronization
+import Testing
+
+@testable import SecretRotator
+
+/// A wall clock the test moves by hand, so backoff and schedules are checked without waiting.
+final class ManualWallClock: Sendable {
+    private let current = Mutex(Date(timeIntervalSince1970: 1_900_000_000))
+    var now: Date { current.withLock { $0 } }
+    func advance(seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+    func set(_ date: Date) { current.withLock { $0 = date } }
+}
+
+/// Counts hook runs and fails the first `failures` of them.
+final class RecordingHookRunner: HookRunning {
+    private let runs = Mutex<[HookInvocation]>([])
+    private let failuresLeft: Mutex<Int>
+    init(failures: Int = 0) { failuresLeft = Mutex(failures) }
+    var invocations: [HookInvocation] { runs.withLock { $0 } }
+    func run(_ invocation: HookInvocation) async -> HookOutcome {
+        runs.withLock { $0.append(invocation) }
+        let fail = failuresLeft.withLock { left -> Bool in
+            guard left > 0 else { return false }
+            left -= 1
+            return true
+        }
+        return HookOutcome(status: fail ? .exited(1) : .exited(0), output: fail ? "reload failed" : "")
+    }
+}
+
+/// An engine wired to an in-process mock, a temp state directory and raw outputs.
+struct EngineFixture {
+    let harness: GenAuthHarness
+    let clock = ManualWallClock()
+    let directory: URL
+    let hooks: RecordingHookRunner
+
+    init(harness: GenAuthHarness, hooks: RecordingHookRunner = RecordingHookRunner()) throws {
+        self.harness = harness
+        self.hooks = hooks
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sr-engine-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.path)
+    }
+
+    var appIDs: [String] { [GenAuthHarness.appId, GenAuthHarness.otherAppId] }
+
+    func config(hook: [String]? = nil, firstStart: FirstStart = .fetch) -> RotatorConfig {
+        let defaults = DefaultSettings(
+            interval: .seconds(3_600), jitter: .zero, maxConcurrent: 2,
+            retry: RetryPolicy(initial: .seconds(2), max: .seconds(600), multiplier: 2),
+            directory: directory.appendingPathComponent("drop").path, mode: FileMode(rawValue: 0o600), owner: nil,
+            group: nil, stateDirectory: directory.appendingPathComponent("state").path, hookTimeout: .seconds(10),
+            firstStart: firstStart)
+        let apps = appIDs.enumerated().map { index, id in
+            AppConfig(
+                id: id, name: "app\(index)", action: .rotate, interval: .seconds(3_600), jitter: .zero,
+                firstStart: firstStart, onRotate: hook, hookTimeout: .seconds(10),
+                outputs: [
+                    OutputConfig(
+                        path: directory.appendingPathComponent("drop/app\(index)").path, format: .raw, envKey: nil,
+                        templatePath: nil, mode: FileMode(rawValue: 0o600), owner: nil, group: nil,
+                        trailingNewline: true, allowWorldReadable: false, allowUnsafeDirectory: false,
+                        inDropDirectory: true)
+                ])
+        }
+        let genauth = GenAuthSettings(
+            host: harness.server.baseURL, flavour: .genauth, accessKeyID: "ak-test", accessKeySecret: SecretValue("unused"),
+            accessKeySecretSource: .inline, requestTimeout: .seconds(5), caFile: nil, requestsPerSecond: 1000)
+        return RotatorConfig(sourcePath: "test.toml", genauth: genauth, defaults: defaults, apps: apps)
+    }
+
+    func engine(hook: [String]? = nil, firstStart: FirstStart = .fetch) throws -> RotationEngine {
+        let config = config(hook: hook, firstStart: firstStart)
+        let clock = clock
+        let engine = RotationEngine(
+            config: config, api: harness.client, store: StateStore(directory: config.defaults.stateDirectory),
+            hooks: hooks, now: { clock.now }, random: SeededGenerator(state: 9),
+            logger: harness.capture.logger(label: "secret-rotator.engine"))
+        return engine
+    }
+
+    func outputSecret(_ index: Int) -> String? {
+        (try? String(contentsOf: directory.appendingPathComponent("drop/app\(index)"), encoding: .utf8))
+            .map { $0.hasSuffix("\n") ? String($0.dropLast()) : $0 }
+    }
+
+    /// DESIGN §2 invariant 1: every app's output holds the secret GenAuth (the mock) accepts now.
+    func expectInvariant(sourceLocation: SourceLocation = #_sourceLocation) {
+        for (index, id) in appIDs.enumerated() {
+            #expect(outputSecret(index) == harness.state.currentSecret(appId: id), "app\(index)", sourceLocation: sourceLocation)
+        }
+        let pending = (try? FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("state/pending").path)) ?? []
+        #expect(pending.isEmpty, "pending records left: \(pending)", sourceLocation: sourceLocation)
+    }
+
+    func refreshRequests(_ appId: String) -> Int {
+        harness.state.requestLog().filter { $0.path.hasSuffix("refresh-application-secret") }.count
+    }
+
+    func cleanUp() { try? FileManager.default.removeItem(at: directory) }
+}
+
+@Suite struct RotationEngineTests {
+    /// Fetch on first start, then advance to the schedule and rotate; no extra rotations.
+    @Test func firstStartFetchesThenRotatesOnSchedule() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine()
+            try await engine.start()
+            let wake = await engine.runDue()
+            fixture.expectInvariant()
+            #expect(harness.state.rotationCount(appId: GenAuthHarness.appId) == 0)
+            #expect(wake == fixture.clock.now.addingTimeInterval(3_600))
+
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            fixture.expectInvariant()
+            #expect(harness.state.rotationCount(appId: GenAuthHarness.appId) == 1)
+            #expect(await engine.state(of: GenAuthHarness.appId)?.version == 2)
+            // Nothing else is due: running again changes nothing.
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: GenAuthHarness.appId) == 1)
+        }
+    }
+
+    enum Expected: Sendable { case retriedAfterBackoff, reconciledWithoutExtraRotation, longBackoff }
+
+    static let faults: [(String, MockFault, Expected)] = [
+        ("HTTP 500 with body", .httpStatus(500, jsonBody: true), .retriedAfterBackoff),
+        ("HTTP 502 without body", .httpStatus(502, jsonBody: false), .retriedAfterBackoff),
+        ("HTTP 503", .httpStatus(503, jsonBody: true), .retriedAfterBackoff),
+        ("429 in the body", .throttledInBody, .retriedAfterBackoff),
+        ("HTTP 429 with Retry-After", .throttledHTTP(retryAfterSeconds: 120), .retriedAfterBackoff),
+        ("connection dropped before processing", .dropBeforeProcessing, .retriedAfterBackoff),
+        ("lost response after the rotation", .dropAfterProcessing, .reconciledWithoutExtraRotation),
+        ("malformed JSON after the rotation", .malformedJSON, .reconciledWithoutExtraRotation),
+        ("HTML page", .htmlPage, .retriedAfterBackoff),
+        ("oversize answer after the rotation", .oversizeBody(bytes: 200_000), .reconciledWithoutExtraRotation),
+        ("invalid secret after the rotation", .invalidSecret, .reconciledWithoutExtraRotation),
+        ("expired token", .expiredToken, .reconciledWithoutExtraRotation),
+        ("app not found (404/2011)", .businessError(statusCode: 404, apiCode: 2011, message: "app not found"), .longBackoff),
+        ("forbidden (403)", .businessError(statusCode: 403, apiCode: nil, message: "forbidden"), .longBackoff),
+    ]
+
+    @Test(arguments: faults)
+    func refreshFaultEndsWithDiskEqualToServer(name: String, fault: MockFault, expected: Expected) async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            fixture.expectInvariant()
+
+            let id = GenAuthHarness.appId
+            harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: id, count: 1, fault: fault))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            let afterFault = try #require(await engine.state(of: id))
+
+            switch expected {
+            case .reconciledWithoutExtraRotation:
+                // The rotation happened (or the token was refetched): exactly one, and on disk.
+                #expect(afterFault.consecutiveFailures == 0, "\(afterFault)")
+                #expect(harness.state.rotationCount(appId: id) == 1)
+            case .retriedAfterBackoff:
+                #expect(afterFault.consecutiveFailures == 1)
+                let retry = try #require(afterFault.nextAttempt)
+                #expect(retry > fixture.clock.now)
+                if case .throttledHTTP(let seconds) = fault {
+                    #expect(retry >= fixture.clock.now.addingTimeInterval(TimeInterval(seconds)))
+                }
+                // Not before the backoff...
+                await engine.runDue()
+                #expect(harness.state.rotationCount(appId: id) == (fault.appliesRequest ? 1 : 0))
+                // ...and then once.
+                fixture.clock.set(retry)
+                await engine.runDue()
+                #expect(harness.state.rotationCount(appId: id) == 1)
+            case .longBackoff:
+                #expect(afterFault.consecutiveFailures == 1)
+                #expect(afterFault.nextAttempt == fixture.clock.now.addingTimeInterval(600))
+                #expect(afterFault.lastError?.isEmpty == false)
+                #expect(harness.state.rotationCount(appId: id) == 0)
+                fixture.clock.advance(seconds: 599)
+                await engine.runDue()
+                #expect(fixture.refreshRequests(id) == 2, "one for the other app, one for this app: no storm")
+                fixture.clock.advance(seconds: 1)
+                await engine.runDue()
+                #expect(harness.state.rotationCount(appId: id) == 1)
+            }
+            fixture.expectInvariant()
+        }
+    }
+
+    /// A refresh that times out after the server rotated: reconcile finds the new secret.
+    @Test func timeoutAfterSendIsReconciled() async throws {
+        try await withGenAuthHarness(requestTimeout: .seconds(1)) { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            let id = GenAuthHarness.appId
+            harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: id, count: 1, fault: .delay(milliseconds: 1_500)))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            // The delayed refresh lands after the client gave up; once it has, a retry reconciles.
+            #expect(await waitForGenAuth { harness.state.rotationCount(appId: id) >= 1 })
+            if let retry = await engine.state(of: id)?.nextAttempt { fixture.clock.set(retry) }
+            await engine.runDue()
+            fixture.expectInvariant()
+        }
+    }
+
+    @Test func badCredentialsBackOffWithoutALoop() async throws {
+        try await withGenAuthHarness(accessKeySecret: "wrong-access-key-secret") { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            let state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.consecutiveFailures == 1)
+            #expect(state.nextAttempt == fixture.clock.now.addingTimeInterval(600))
+            await engine.runDue()
+            let tokenRequests = harness.state.requestLog().filter { $0.path.hasSuffix("get-management-token") }.count
+            #expect(tokenRequests <= 2, "one token attempt per app, no loop: \(tokenRequests)")
+            #expect(fixture.outputSecret(0) == nil)
+        }
+    }
+
+    /// Crash after the new secret was journalled but before the outputs were written: the next
+    /// start finishes from the journal and does not rotate again.
+    @Test func pendingSecretIsFinishedAfterRestartWithoutRefresh() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let first = try fixture.engine()
+            try await first.start()
+            await first.runDue()
+            let id = GenAuthHarness.appId
+            let rotated = try await harness.client.refreshApplicationSecret(appId: id)
+            let store = StateStore(directory: fixture.directory.appendingPathComponent("state").path)
+            var state = try #require(await first.state(of: id))
+            state.intent = .refresh
+            try store.saveState(state)
+            try store.savePending(PendingSecret(appID: id, version: state.version + 1, obtainedAt: fixture.clock.now, secret: rotated))
+
+            let second = try fixture.engine()
+            try await second.start()
+            await second.runDue()
+            fixture.expectInvariant()
+            #expect(harness.state.rotationCount(appId: id) == 1)
+            #expect(await second.state(of: id)?.version == 2)
+        }
+    }
+
+    /// Crash after the refresh was sent but before the answer was journalled: reconcile.
+    @Test func intentWithoutSecretIsReconciledAfterRestart() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let first = try fixture.engine()
+            try await first.start()
+            await first.runDue()
+            let id = GenAuthHarness.appId
+            let store = StateStore(directory: fixture.directory.appendingPathComponent("state").path)
+            var state = try #require(await first.state(of: id))
+            state.intent = .refresh
+            try store.saveState(state)
+            _ = try await harness.client.refreshApplicationSecret(appId: id)
+
+            let second = try fixture.engine()
+            try await second.start()
+            await second.runDue()
+            fixture.expectInvariant()
+            #expect(harness.state.rotationCount(appId: id) == 1)
+
+            // And when the refresh had not happened, reconcile retries it later, once.
+            state = try #require(await second.state(of: id))
+            state.intent = .refresh
+            try store.saveState(state)
+            let third = try fixture.engine()
+            try await third.start()
+            await third.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 1)
+            let retry = try #require(await third.state(of: id)?.nextAttempt)
+            fixture.clock.set(retry)
+            await third.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 2)
+            fixture.expectInvariant()
+        }
+    }
+
+    @Test func failingHookIsRetriedWithoutANewRotation() async throws {
+        try await withGenAuthHarness { harness in
+            let hooks = RecordingHookRunner(failures: 2)
+            let fixture = try EngineFixture(harness: harness, hooks: hooks)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine(hook: ["/bin/true"])
+            try await engine.start()
+            await engine.runDue()
+            let id = GenAuthHarness.appId
+            for _ in 0..<4 {
+                if let retry = await engine.state(of: id)?.nextAttempt { fixture.clock.set(max(retry, fixture.clock.now)) }
+                await engine.runDue()
+            }
+            let state = try #require(await engine.state(of: id))
+            #expect(state.hookDoneVersion == state.version)
+            #expect(harness.state.rotationCount(appId: id) == 0)
+            let forApp = hooks.invocations.filter { $0.environment["ROTATOR_APP_ID"] == id }
+            #expect(forApp.count >= 2)
+            #expect(forApp.allSatisfy { $0.environment["ROTATOR_VERSION"] == "1" })
+            #expect(forApp.allSatisfy { invocation in !invocation.environment.values.contains { $0.contains(harness.state.currentSecret(appId: id) ?? "?") } })
+            fixture.expectInvariant()
+        }
+    }
+}
