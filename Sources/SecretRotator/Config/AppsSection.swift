@@ -2,6 +2,7 @@
 /// the rules that span apps: unique ids, unique names, one writer per output path.
 struct AppsSection {
     let defaults: DefaultSettings
+    let minimumInterval: Duration
 
     private struct Claim {
         let keyPath: String
@@ -70,7 +71,7 @@ struct AppsSection {
 
         var interval = defaults.interval
         if let own = reader.duration("interval") {
-            if let problem = IntervalRules.intervalProblem(own) {
+            if let problem = IntervalRules.intervalProblem(own, minimum: minimumInterval) {
                 sink.error(reader.keyPath("interval"), problem)
             } else {
                 interval = own

@@ -18,6 +18,14 @@ public struct ConfigLoader: Sendable {
         self.environment = environment
     }
 
+    /// 1m, unless $SECRET_ROTATOR_MINIMUM_INTERVAL (tests and demos only) says otherwise.
+    var minimumInterval: Duration {
+        guard let text = environment[ConfigSchema.minimumIntervalVariable],
+            let value = try? DurationSyntax.parse(text), value > .zero
+        else { return ConfigSchema.minimumInterval }
+        return value
+    }
+
     public func load(path: String) throws(ConfigError) -> LoadedConfig {
         let contents: ConfigFileReader.Contents
         do {
@@ -56,8 +64,8 @@ public struct ConfigLoader: Sendable {
 
         let genauth = GenAuthSection(environment: environment, configFileMode: fileMode)
             .read(reader.subtable("genauth"), sink: sink)
-        let defaults = DefaultsSection().read(reader.subtable("defaults"), sink: sink)
-        let apps = AppsSection(defaults: defaults).read(reader.tableArray("app"), sink: sink)
+        let defaults = DefaultsSection(minimumInterval: minimumInterval).read(reader.subtable("defaults"), sink: sink)
+        let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval).read(reader.tableArray("app"), sink: sink)
 
         guard !sink.hasErrors, let genauth else {
             throw ConfigError(diagnostics: sink.diagnostics)

@@ -24,4 +24,7 @@ public enum ConfigSchema {
     public static let defaultConfigPath = "/etc/secret-rotator/rotator.toml"
     public static let configPathVariable = "SECRET_ROTATOR_CONFIG"
     public static let minimumInterval: Duration = .seconds(60)
+    /// Lowers the minimum interval, for tests and demos that rotate every few seconds. Never
+    /// needed in production; `check-config` shows the intervals it accepted.
+    public static let minimumIntervalVariable = "SECRET_ROTATOR_MINIMUM_INTERVAL"
 }

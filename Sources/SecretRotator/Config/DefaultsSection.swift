@@ -1,5 +1,6 @@
 /// Reads `[defaults]`: the values every app inherits unless it sets its own.
 struct DefaultsSection {
+    let minimumInterval: Duration
     static let builtIn = DefaultSettings(
         interval: .seconds(30 * 86_400), jitter: .zero, maxConcurrent: 4,
         retry: RetryPolicy(initial: .seconds(2), max: .seconds(900), multiplier: 2),
@@ -12,7 +13,7 @@ struct DefaultsSection {
         defer { reader.reportUnknownKeys(known: ConfigSchema.defaults) }
 
         if let interval = reader.duration("interval") {
-            if let problem = IntervalRules.intervalProblem(interval) {
+            if let problem = IntervalRules.intervalProblem(interval, minimum: minimumInterval) {
                 sink.error(reader.keyPath("interval"), problem)
             } else {
                 settings.interval = interval
@@ -108,9 +109,9 @@ struct DefaultsSection {
 
 /// Limits on schedule durations, shared by `[defaults]` and each `[[app]]`.
 enum IntervalRules {
-    static func intervalProblem(_ interval: Duration) -> String? {
-        if interval < ConfigSchema.minimumInterval {
-            return "\(DurationSyntax.format(interval)) is shorter than the minimum interval of 1m; GenAuth invalidates the old secret at every rotation, so consumers need time to pick up each one"
+    static func intervalProblem(_ interval: Duration, minimum: Duration) -> String? {
+        if interval < minimum {
+            return "\(DurationSyntax.format(interval)) is shorter than the minimum interval of \(DurationSyntax.format(minimum)); GenAuth invalidates the old secret at every rotation, so consumers need time to pick up each one"
         }
         if interval > .seconds(3650 * 86_400) {
             return "\(DurationSyntax.format(interval)) is longer than 3650d"

@@ -1,0 +1,151 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+import SecretRotator
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rotate` and `fetch`: safe whether or not the daemon runs. With a running daemon the
+/// request goes to it (request file + SIGUSR1), so there is never a second writer; otherwise
+/// this process takes the state-directory lock and does the work itself.
+struct AppRequest {
+    let options: DaemonOptions
+    let apps: [String]
+    let kind: ControlRequests.Kind
+    let timeout: Duration
+
+    func perform() async throws {
+        let config = try options.loadConfig()
+        var targets: [AppConfig] = []
+        for name in apps {
+            guard let app = config.app(named: name) else {
+                StandardError.write("secret-rotator: no app named or with id \"\(name)\" in \(config.sourcePath)")
+                throw ExitCode(64)
+            }
+            targets.append(app)
+        }
+        let stateDirectory = options.stateDirectory(for: config)
+        if let daemon = StateDirectoryLock.holder(stateDirectory: stateDirectory) {
+            try await viaDaemon(daemon, targets: targets, stateDirectory: stateDirectory)
+        } else {
+            try await standalone(config, targets: targets, stateDirectory: stateDirectory)
+        }
+    }
+
+    private func viaDaemon(_ pid: pid_t, targets: [AppConfig], stateDirectory: String) async throws {
+        let store = StateStore(directory: stateDirectory)
+        let requests = ControlRequests(stateDirectory: stateDirectory)
+        var before: [String: Int] = [:]
+        for app in targets {
+            before[app.id] = store.loadState(appID: app.id, now: Date()).state?.version ?? 0
+            try requests.submit(appID: app.id, kind: kind)
+        }
+        guard kill(pid, SIGUSR1) == 0 else {
+            StandardError.write("secret-rotator: cannot signal the daemon (PID \(pid)): \(String(cString: strerror(errno)))")
+            throw ExitCode.failure
+        }
+        print("asked the running daemon (PID \(pid)) to \(kind.rawValue) \(targets.map(\.name).joined(separator: ", "))")
+        // The daemon journals every step; wait until each app's journal shows the outcome.
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        var remaining = targets
+        while !remaining.isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            remaining = remaining.filter { app in
+                guard let state = store.loadState(appID: app.id, now: Date()).state else { return true }
+                if state.version > before[app.id] ?? 0 && state.intent == nil {
+                    print("\(app.name): version \(state.version) written")
+                    return false
+                }
+                if kind == .fetch, state.intent == nil, state.lastError == nil, state.version > 0,
+                    let last = state.lastSuccess, last.timeIntervalSinceNow > -timeoutSeconds
+                {
+                    print("\(app.name): unchanged (version \(state.version))")
+                    return false
+                }
+                if state.consecutiveFailures > 0, let error = state.lastError {
+                    StandardError.write("\(app.name): failed: \(error)")
+                    return false
+                }
+                return true
+            }
+        }
+        if !remaining.isEmpty {
+            StandardError.write("secret-rotator: timed out waiting for \(remaining.map(\.name).joined(separator: ", ")); the daemon keeps trying")
+            throw ExitCode.failure
+        }
+    }
+
+    private var timeoutSeconds: Double { Double(DurationSyntax.milliseconds(of: timeout)) / 1000 }
+
+    private func standalone(_ config: RotatorConfig, targets: [AppConfig], stateDirectory: String) async throws {
+        options.bootstrapLogging()
+        let lock = try DaemonOptions.lock(stateDirectory)
+        let client = try DaemonOptions.makeClient(config)
+        let engine = RotationEngine(config: config, api: client, store: StateStore(directory: stateDirectory))
+        var ok = true
+        do {
+            try await engine.start()
+            for app in targets {
+                _ = await engine.request(kind == .rotate ? .refresh : .fetch, forApp: app.id)
+                let succeeded = await engine.settle(appID: app.id)
+                let version = await engine.state(of: app.id)?.version ?? 0
+                if succeeded {
+                    print("\(app.name): version \(version) written")
+                } else {
+                    StandardError.write("\(app.name): failed: \(await engine.state(of: app.id)?.lastError ?? "unknown error")")
+                    ok = false
+                }
+            }
+        } catch {
+            StandardError.write("secret-rotator: \(error)")
+            ok = false
+        }
+        try? await client.shutdown()
+        withExtendedLifetime(lock) {}
+        if !ok { throw ExitCode.failure }
+    }
+}
+
+struct RotateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate",
+        abstract: "Rotate the named apps now (through the running daemon if there is one).",
+        discussion: "Exit status: 0 rotated, 1 failed or timed out, 64 unknown app, 78 invalid config.")
+
+    @OptionGroup var options: DaemonOptions
+    @Argument(help: "App names or ids.") var apps: [String]
+    @Option(help: "How long to wait for the daemon.") var timeout = "60s"
+
+    func run() async throws {
+        try await AppRequest(options: options, apps: apps, kind: .rotate, timeout: try parsedTimeout(timeout)).perform()
+    }
+}
+
+struct FetchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fetch",
+        abstract: "Write the named apps' current secrets without rotating them.",
+        discussion: "Exit status: 0 written or unchanged, 1 failed or timed out, 64 unknown app, 78 invalid config.")
+
+    @OptionGroup var options: DaemonOptions
+    @Argument(help: "App names or ids.") var apps: [String]
+    @Option(help: "How long to wait for the daemon.") var timeout = "60s"
+
+    func run() async throws {
+        try await AppRequest(options: options, apps: apps, kind: .fetch, timeout: try parsedTimeout(timeout)).perform()
+    }
+}
+
+func parsedTimeout(_ text: String) throws -> Duration {
+    do {
+        return try DurationSyntax.parse(text)
+    } catch {
+        throw ValidationError("--timeout: \(error.message)")
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Logging
+import SecretRotator
+
+/// What `run`, `rotate` and `fetch` share: load the config (exit 78 on errors), pick the state
+/// directory, set up logging and the GenAuth client.
+struct DaemonOptions: ParsableArguments {
+    @OptionGroup var configOption: ConfigOption
+
+    @Option(
+        name: .customLong("state-dir"),
+        help: ArgumentHelp("State directory (journal and lock).", discussion: "Default: defaults.state_directory from the config.", valueName: "path"))
+    var stateDirectory: String?
+
+    @Flag(name: .long, help: "Log debug details (never secrets).")
+    var verbose = false
+
+    func loadConfig() throws -> RotatorConfig {
+        let path = configOption.path
+        do {
+            let loaded = try ConfigLoader().load(path: path)
+            for warning in loaded.warnings {
+                StandardError.write(warning.description)
+            }
+            return loaded.config
+        } catch {
+            for diagnostic in error.diagnostics {
+                StandardError.write(diagnostic.description)
+            }
+            StandardError.write("\(path): \(error.errors.count) error(s); not starting.")
+            throw ExitCode(78)
+        }
+    }
+
+    func stateDirectory(for config: RotatorConfig) -> String {
+        stateDirectory ?? config.defaults.stateDirectory
+    }
+
+    func bootstrapLogging() {
+        let level: Logger.Level = verbose ? .debug : .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
+    static func makeClient(_ config: RotatorConfig) throws -> GenAuthClient {
+        let settings = config.genauth
+        do {
+            return try GenAuthClient(
+                configuration: GenAuthClientConfiguration(
+                    host: settings.host, flavour: settings.flavour, accessKeyId: settings.accessKeyID,
+                    accessKeySecret: settings.accessKeySecret, requestTimeout: settings.requestTimeout,
+                    caFile: settings.caFile))
+        } catch {
+            StandardError.write("cannot set up the GenAuth client: \(error)")
+            throw ExitCode(78)
+        }
+    }
+
+    static func lock(_ stateDirectory: String) throws -> StateDirectoryLock {
+        do {
+            try StateStore(directory: stateDirectory).prepare()
+            return try StateDirectoryLock.acquire(stateDirectory: stateDirectory)
+        } catch let error as StateDirectoryLock.HeldError {
+            StandardError.write("secret-rotator: \(error)")
+            throw ExitCode(75)
+        } catch {
+            StandardError.write("secret-rotator: cannot use the state directory: \(error)")
+            throw ExitCode(73)
+        }
+    }
+}

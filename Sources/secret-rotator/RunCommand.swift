@@ -1,0 +1,73 @@
+import ArgumentParser
+import Logging
+import SecretRotator
+import ServiceLifecycle
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the rotation daemon (or, with --once, do what is due and exit).",
+        discussion: """
+            Rotates each app on its schedule, writes new secrets atomically to their outputs and \
+            runs on_rotate hooks, journalling every step so that a crash or restart resumes \
+            without rotating twice. Only one instance may use a state directory.
+
+            Signals: SIGTERM/SIGINT finish the step in flight and exit 0; SIGHUP re-reads the \
+            config (an invalid one is refused and logged, the old one stays); SIGUSR1 picks up \
+            `rotate`/`fetch` requests.
+
+            With --once (for a systemd timer or cron): do everything that is due now, then exit \
+            0, also when nothing was due; non-zero only when an app failed.
+
+            Exit status: 0 ok, 1 an app failed (--once), 75 another instance holds the state \
+            directory, 78 invalid config.
+            """)
+
+    @OptionGroup var options: DaemonOptions
+
+    @Flag(name: .long, help: "Do everything that is due now, then exit.")
+    var once = false
+
+    func run() async throws {
+        let config = try options.loadConfig()
+        options.bootstrapLogging()
+        let stateDirectory = options.stateDirectory(for: config)
+        let lock = try DaemonOptions.lock(stateDirectory)
+        let logger = Logger(label: "secret-rotator")
+        let client = try DaemonOptions.makeClient(config)
+        let engine = RotationEngine(config: config, api: client, store: StateStore(directory: stateDirectory))
+        var failed = false
+        do {
+            try await engine.start()
+            if once {
+                failed = !(await runOnce(engine))
+            } else {
+                let service = RotationService(
+                    engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
+                    stateDirectory: stateDirectory, logger: logger)
+                let group = ServiceGroup(
+                    services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                try await group.run()
+            }
+        } catch {
+            logger.critical("stopped by an error: \(error)")
+            failed = true
+        }
+        try? await client.shutdown()
+        withExtendedLifetime(lock) {}
+        if failed { throw ExitCode.failure }
+    }
+
+    /// Steps until no app has anything left to do now (a failed app waits for its backoff).
+    private func runOnce(_ engine: RotationEngine) async -> Bool {
+        for _ in 0..<16 {
+            let next = await engine.runDue()
+            guard let next, next.timeIntervalSinceNow <= 0 else { break }
+        }
+        let report = await engine.status()
+        for app in report.failing {
+            StandardError.write("\(app.name): failed: \(app.lastError ?? "unknown error")")
+        }
+        return report.failing.isEmpty
+    }
+}
