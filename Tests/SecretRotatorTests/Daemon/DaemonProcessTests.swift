@@ -1,0 +1,175 @@
+import Foundation
+import GenAuthMock
+import Testing
+
+@testable import SecretRotator
+
+/// The daemon as a real process: SIGKILL at random moments, a second instance, reload,
+/// operator requests, --once and the demo. Each test ends by checking invariant 1 against
+/// the mock (every output holds the secret GenAuth accepts now).
+@Suite(.serialized) struct DaemonProcessTests {
+    @Test func crashLoopNeverLeavesAServiceWithoutItsSecret() async throws {
+        let apps = 20
+        let harness = try await DaemonHarness(apps: apps)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: Array(0..<apps), interval: "1s")
+        var generator = SystemRandomNumberGenerator()
+        let iterations = 100
+        for _ in 0..<iterations {
+            let (process, _) = try harness.start()
+            try await Task.sleep(for: .milliseconds(Int.random(in: 30...500, using: &generator)))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        let rotations = (0..<apps).map { harness.state.rotationCount(appId: DaemonHarness.appID($0)) }.reduce(0, +)
+
+        // Last start: nothing new falls due, so the daemon only finishes what the kills interrupted.
+        try harness.writeConfig(apps: Array(0..<apps), interval: "1h")
+        let (final, log) = try harness.start()
+        let settled = await waitForGenAuth(timeout: .seconds(60)) {
+            harness.violations(Array(0..<apps)).isEmpty && harness.pendingRecords().isEmpty
+                && (0..<apps).allSatisfy { index in
+                    guard let state = harness.savedState(index) else { return false }
+                    return state.hookDoneVersion == state.version && state.intent == nil
+                }
+        }
+        var violations = harness.violations(Array(0..<apps))
+        if !harness.pendingRecords().isEmpty { violations.append("pending records left: \(harness.pendingRecords())") }
+        for index in 0..<apps {
+            guard let state = harness.savedState(index) else {
+                violations.append("app\(index): no state")
+                continue
+            }
+            let missing = Set(1...max(1, state.version)).subtracting(harness.hookVersions(index))
+            if state.version > 0 && !missing.isEmpty {
+                violations.append("app\(index): hook never ran for versions \(missing.sorted())")
+            }
+        }
+        print("crash loop: \(iterations) SIGKILLs, \(rotations) rotations across \(apps) apps, violations: \(violations.isEmpty ? "none" : violations.joined(separator: "; "))")
+        #expect(settled, "did not settle: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(3000) ?? "")")
+        #expect(violations.isEmpty)
+        #expect(rotations > apps, "the daemon should have rotated during the loop")
+
+        kill(final.processIdentifier, SIGTERM)
+        final.waitUntilExit()
+        #expect(final.terminationStatus == 0)
+        let everySecret = harness.state.everyIssuedSecret()
+        let logs = try FileManager.default.contentsOfDirectory(atPath: harness.directory.path).filter { $0.hasSuffix(".log") }
+        for name in logs {
+            let text = try String(contentsOfFile: harness.directory.appendingPathComponent(name).path, encoding: .utf8)
+            #expect(!everySecret.contains { text.contains($0) }, "a secret appeared in \(name)")
+            #expect(!text.contains(harness.accessKeySecret))
+        }
+    }
+
+    @Test func secondDaemonRefusesAndRotateGoesThroughTheRunningOne() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h")
+        let (first, _) = try harness.start()
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0, 1]).isEmpty })
+        #expect(StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == first.processIdentifier)
+
+        let (status, output) = try await harness.run(["run"])
+        #expect(status == 75)
+        #expect(output.contains("PID \(first.processIdentifier)"))
+
+        harness.state.clearRequestLog()
+        let (rotateStatus, rotateOutput) = try await harness.run(["rotate", "app0"])
+        #expect(rotateStatus == 0, "\(rotateOutput)")
+        #expect(rotateOutput.contains("asked the running daemon (PID \(first.processIdentifier))"))
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 1)
+        let refreshes = harness.state.requestLog().filter { $0.path.hasSuffix("refresh-application-secret") }
+        #expect(refreshes.count == 1)
+        #expect(harness.violations([0, 1]).isEmpty)
+
+        let (fetchStatus, fetchOutput) = try await harness.run(["fetch", "app1"])
+        #expect(fetchStatus == 0, "\(fetchOutput)")
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(1)) == 0)
+
+        let (unknownStatus, _) = try await harness.run(["rotate", "no-such-app"])
+        #expect(unknownStatus == 64)
+
+        kill(first.processIdentifier, SIGTERM)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+    }
+
+    @Test func reloadKeepsTheOldConfigOnErrorsAndAppliesAValidOne() async throws {
+        let harness = try await DaemonHarness(apps: 3)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1s")
+        let (daemon, log) = try harness.start()
+        let app0 = DaemonHarness.appID(0)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.state.rotationCount(appId: app0) >= 1 })
+
+        try Data("[genauth\nbroken = \n".utf8).write(to: URL(fileURLWithPath: harness.configPath))
+        kill(daemon.processIdentifier, SIGHUP)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+            ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("config rejected")
+        })
+        let logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        #expect(logText.contains("rotator.toml:1:"), "errors carry file and line")
+        let beforeReject = harness.state.rotationCount(appId: app0)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.state.rotationCount(appId: app0) > beforeReject + 1 })
+        #expect(daemon.isRunning)
+
+        try harness.writeConfig(apps: [1, 2], interval: "1s")
+        kill(daemon.processIdentifier, SIGHUP)
+        let app1 = DaemonHarness.appID(1)
+        let app2 = DaemonHarness.appID(2)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.output(2) != nil })
+        let removedCount = harness.state.rotationCount(appId: app0)
+        let app1Count = harness.state.rotationCount(appId: app1)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+            harness.state.rotationCount(appId: app1) >= app1Count + 2 && harness.state.rotationCount(appId: app2) >= 1
+        })
+        #expect(harness.state.rotationCount(appId: app0) <= removedCount + 1, "a removed app stops (one step may have been in flight)")
+        let settledCount = harness.state.rotationCount(appId: app0)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.state.rotationCount(appId: app1) >= app1Count + 4 })
+        #expect(harness.state.rotationCount(appId: app0) == settledCount)
+
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    @Test func runOnceExitCodes() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h")
+        let (first, firstOutput) = try await harness.run(["run", "--once"])
+        #expect(first == 0, "\(firstOutput)")
+        #expect(harness.violations([0, 1]).isEmpty)
+        let (again, _) = try await harness.run(["run", "--once"])
+        #expect(again == 0, "nothing due is success")
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0)
+
+        try harness.writeConfig(apps: [0, 1], interval: "1h", extra: "")
+        let other = try await DaemonHarness(apps: 1)
+        defer { Task { await other.cleanUp() } }
+        try other.writeConfig(apps: [0], interval: "1h")
+        let (failed, failedOutput) = try await other.run(["run", "--once"], secret: "wrong-access-key-secret")
+        #expect(failed == 1, "\(failedOutput)")
+        #expect(failedOutput.contains("app0: failed"))
+
+        try Data("[genauth]\n".utf8).write(to: URL(fileURLWithPath: other.configPath))
+        let (invalid, _) = try await other.run(["run", "--once"])
+        #expect(invalid == 78)
+    }
+
+    @Test func demoRunsAndProducesRotatedFiles() async throws {
+        let (status, output) = try await DemoRun.run(duration: "7s")
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("billing: secret fetched and written"))
+        #expect(output.contains("billing: secret rotated and written"))
+        #expect(output.contains("every raw file holds the secret the mock accepts now."))
+    }
+}
+
+enum DemoRun {
+    static func run(duration: String) async throws -> (Int32, String) {
+        let result = try CLI.run(["demo", "--duration", duration])
+        return (result.status, result.stdout + result.stderr)
+    }
+}
