@@ -358,7 +358,9 @@ public actor RotationEngine {
             state.nextAttempt = nil
             state.lastError = nil
             _ = save(state, app)
-            logger.info("hook done", metadata: appMetadata(app).merging(["version": "\(version)"]) { $1 })
+            var metadata = appMetadata(app).merging(["version": "\(version)"]) { $1 }
+            if !outcome.output.isEmpty { metadata["hook_output"] = "\(outcome.output.suffix(2_000))" }
+            logger.info("hook done", metadata: metadata)
         } else {
             logger.error(
                 "hook failed; it will be retried with backoff, without rotating again",

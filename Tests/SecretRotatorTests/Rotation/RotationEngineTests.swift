@@ -47,7 +47,7 @@ struct EngineFixture {
 
     var appIDs: [String] { [GenAuthHarness.appId, GenAuthHarness.otherAppId] }
 
-    func config(hook: [String]? = nil, firstStart: FirstStart = .fetch) -> RotatorConfig {
+    func config(hook: [String]? = nil, firstStart: FirstStart = .fetch, action: AppAction = .rotate) -> RotatorConfig {
         let defaults = DefaultSettings(
             interval: .seconds(3_600), jitter: .zero, maxConcurrent: 2,
             retry: RetryPolicy(initial: .seconds(2), max: .seconds(600), multiplier: 2),
@@ -56,7 +56,7 @@ struct EngineFixture {
             firstStart: firstStart)
         let apps = appIDs.enumerated().map { index, id in
             AppConfig(
-                id: id, name: "app\(index)", action: .rotate, interval: .seconds(3_600), jitter: .zero,
+                id: id, name: "app\(index)", action: action, interval: .seconds(3_600), jitter: .zero,
                 firstStart: firstStart, onRotate: hook, hookTimeout: .seconds(10),
                 outputs: [
                     OutputConfig(
@@ -72,8 +72,8 @@ struct EngineFixture {
         return RotatorConfig(sourcePath: "test.toml", genauth: genauth, defaults: defaults, apps: apps)
     }
 
-    func engine(hook: [String]? = nil, firstStart: FirstStart = .fetch) throws -> RotationEngine {
-        let config = config(hook: hook, firstStart: firstStart)
+    func engine(hook: [String]? = nil, firstStart: FirstStart = .fetch, action: AppAction = .rotate) throws -> RotationEngine {
+        let config = config(hook: hook, firstStart: firstStart, action: action)
         let clock = clock
         let engine = RotationEngine(
             config: config, api: harness.client, store: StateStore(directory: config.defaults.stateDirectory),
@@ -317,6 +317,74 @@ struct EngineFixture {
             #expect(forApp.count >= 2)
             #expect(forApp.allSatisfy { $0.environment["ROTATOR_VERSION"] == "1" })
             #expect(forApp.allSatisfy { invocation in !invocation.environment.values.contains { $0.contains(harness.state.currentSecret(appId: id) ?? "?") } })
+            fixture.expectInvariant()
+        }
+    }
+
+    @Test func corruptStateIsMovedAsideAndReported() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let store = StateStore(directory: fixture.directory.appendingPathComponent("state").path)
+            try store.prepare()
+            let id = GenAuthHarness.appId
+            try Data("{ not json".utf8).write(to: URL(fileURLWithPath: store.statePath(id)))
+            let engine = try fixture.engine()
+            try await engine.start()
+            let corrupt = try FileManager.default.contentsOfDirectory(atPath: fixture.directory.appendingPathComponent("state/corrupt").path)
+            #expect(corrupt.count == 1)
+            #expect(corrupt.first?.hasPrefix("\(StateStore.fileName(for: id)).json.") == true)
+            #expect(harness.capture.all.contains { $0.contains("state record was corrupt") })
+            await engine.runDue()
+            fixture.expectInvariant()
+        }
+    }
+
+    /// Reconcile needs get-application-secret; when that is forbidden the engine falls back to
+    /// a fresh refresh (and says so) rather than leaving the outputs on a dead secret.
+    @Test func forbiddenReconcileFallsBackToAFreshRefresh() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            let id = GenAuthHarness.appId
+            harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: id, count: 1, fault: .dropAfterProcessing))
+            harness.state.inject(
+                MockFaultRule(
+                    endpoint: .getApplicationSecret, appId: id, count: 1,
+                    fault: .businessError(statusCode: 403, apiCode: nil, message: "no permission")))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 2)
+            #expect(harness.capture.all.contains { $0.contains("falling back to a fresh refresh") })
+            fixture.expectInvariant()
+        }
+    }
+
+    /// A follower never refreshes; it writes (and runs its hook) only when the secret changed.
+    @Test func followerWritesOnlyWhenTheSecretChanged() async throws {
+        try await withGenAuthHarness { harness in
+            let hooks = RecordingHookRunner()
+            let fixture = try EngineFixture(harness: harness, hooks: hooks)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine(hook: ["/bin/true"], action: .follow)
+            try await engine.start()
+            await engine.runDue()
+            let id = GenAuthHarness.appId
+            fixture.expectInvariant()
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(await engine.state(of: id)?.version == 1)
+            #expect(hooks.invocations.filter { $0.environment["ROTATOR_APP_ID"] == id }.count == 1)
+
+            _ = try await harness.client.refreshApplicationSecret(appId: id)
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(await engine.state(of: id)?.version == 2)
+            #expect(hooks.invocations.filter { $0.environment["ROTATOR_APP_ID"] == id }.count == 2)
+            #expect(harness.state.rotationCount(appId: id) == 1, "only the test rotated")
             fixture.expectInvariant()
         }
     }
