@@ -1,0 +1,652 @@
+#!/usr/bin/env bash
+# End-to-end test of the secret-rotator .deb under a real systemd 252.
+#
+# Boots a throw-away systemd as PID 1 of a container made from the host's own /usr
+# (systemd-nspawn --directory=/ --volatile=yes --boot; see DESIGN.md §7), installs the .deb
+# with dpkg inside it, runs genauth-mock as a transient unit, and drives the daemon through
+# systemctl and journalctl: start/READY/STATUS, files with mode/owner/group, journal fields,
+# the message catalog, no secret in the journal, reload (good and bad config), watchdog
+# restart, stop, systemd-analyze verify/security, and dpkg install/upgrade/purge.
+#
+# Runs as root on a host whose PID 1 need not be systemd. Installs what it needs.
+# Environment:
+#   SECRET_ROTATOR_DEB, SECRET_ROTATOR_MOCK_DEB  prebuilt packages (else built with
+#                                   packaging/build-deb.sh into .build-release/debs)
+#   SECRET_ROTATOR_BIN_DIR          passed to build-deb.sh: package these binaries
+#   E2E_KEEP=1                      keep the work directory (logs) after the run
+# Exit status: 0 when every check passed, 1 when one failed, 2 when the setup failed.
+# shellcheck disable=SC2016 # dpkg-query -f '${Status}' is dpkg's syntax, not the shell's
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$repo/Tests/EndToEnd
+# The host's working directory does not exist inside the container: commands entered with
+# nsenter would fail getcwd().
+cd /
+started=$(date +%s.%N)
+unit=secret-rotator.service
+
+# --- output and bookkeeping ---------------------------------------------------------------
+results=()
+failures=0
+say() { printf '%s  %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+pass() { results+=("PASS  $1"); say "PASS  $1"; }
+fail() { results+=("FAIL  $1${2:+: $2}"); failures=$((failures + 1)); say "FAIL  $1${2:+: $2}"; }
+check() { # check NAME COMMAND... : PASS when COMMAND succeeds
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+setup_failed() { printf 'e2e: setup failed: %s\n' "$*" >&2; exit 2; }
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+[[ $(id -u) -eq 0 ]] || setup_failed "must run as root (systemd-nspawn, nsenter)"
+
+# --- cleanup: everything this script started, by PID ----------------------------------------
+work=$(mktemp -d /var/tmp/sr-e2e.XXXXXX)   # /var/tmp: the overlay upper dir must not be tmpfs-on-tmpfs
+nspawn_pid=""
+pid1=""
+collector_pid=""
+cgroup_name=sr-e2e-$$
+machine=sr-e2e-$$
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [[ -n $collector_pid ]] && kill -0 "$collector_pid" 2>/dev/null; then
+        kill "$collector_pid"
+        wait "$collector_pid" 2>/dev/null
+    fi
+    if [[ -n $nspawn_pid ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
+        # SIGTERM to nspawn = SIGRTMIN+3 to the container's systemd = orderly poweroff.
+        kill -TERM "$nspawn_pid"
+        local deadline=$((SECONDS + 15))
+        while kill -0 "$nspawn_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        if kill -0 "$nspawn_pid" 2>/dev/null; then
+            say "container did not power off in 15 s; killing nspawn $nspawn_pid"
+            kill -KILL "$nspawn_pid"
+        fi
+        wait "$nspawn_pid" 2>/dev/null
+    fi
+    local hierarchy
+    for hierarchy in systemd unified; do
+        [[ -d /sys/fs/cgroup/$hierarchy/$cgroup_name ]] &&
+            find "/sys/fs/cgroup/$hierarchy/$cgroup_name" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    rm -rf "/run/systemd/nspawn/propagate/$machine" 2>/dev/null
+    if [[ ${E2E_KEEP:-0} == 1 ]]; then
+        say "work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. tools --------------------------------------------------------------------------------
+step "system packages"
+export DEBIAN_FRONTEND=noninteractive
+# systemd-container: systemd-nspawn; libsystemd-dev: the daemon links libsystemd; dpkg-dev and
+# binutils: build-deb.sh (dpkg-shlibdeps, strip); jq/curl/python3: talking to the mock.
+apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 \
+    systemd systemd-container libsystemd-dev dpkg-dev binutils util-linux jq curl python3 >/dev/null
+say "systemd $(systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p'), $(systemd-nspawn --version | head -1)"
+
+# --- 2. packages -----------------------------------------------------------------------------
+step "packages"
+deb=${SECRET_ROTATOR_DEB:-}
+mock_deb=${SECRET_ROTATOR_MOCK_DEB:-}
+if [[ -z $deb || -z $mock_deb ]]; then
+    "$repo/packaging/build-deb.sh" "$repo/.build-release/debs" | sed 's/^/   /'
+    version=$(sed -n 's/.*static let current = "\(.*\)".*/\1/p' "$repo/Sources/SecretRotator/Version.swift")
+    arch=$(dpkg --print-architecture)
+    deb=$repo/.build-release/debs/secret-rotator_${version}_${arch}.deb
+    mock_deb=$repo/.build-release/debs/secret-rotator-mock_${version}_${arch}.deb
+fi
+[[ -f $deb && -f $mock_deb ]] || setup_failed "packages not found: $deb $mock_deb"
+mkdir -p "$work/debs" "$work/usr-upper"
+cp "$deb" "$work/debs/secret-rotator.deb"
+cp "$mock_deb" "$work/debs/secret-rotator-mock.deb"
+# A second version of the same package, to test a real upgrade (the control file differs only).
+deb_version=$(dpkg-deb -f "$deb" Version)
+dpkg-deb -R "$deb" "$work/repack"
+sed -i "s/^Version: .*/Version: ${deb_version}+e2e1/" "$work/repack/DEBIAN/control"
+dpkg-deb --root-owner-group -Zgzip -z1 -b "$work/repack" "$work/debs/secret-rotator-next.deb" >/dev/null
+rm -rf "$work/repack"
+say "secret-rotator $deb_version: $deb"
+say "Depends: $(dpkg-deb -f "$deb" Depends)"
+
+# --- 3. unit checks on the host ---------------------------------------------------------------
+step "systemd-analyze security --offline=yes (host)"
+security_out=$(systemd-analyze security --offline=yes "$repo/packaging/secret-rotator.service" 2>&1) || true
+exposure=$(sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p' <<<"$security_out")
+grep '✗' <<<"$security_out" | sed 's/  */ /g; s/^/   /' || true
+say "overall exposure: ${exposure:-unknown}"
+if [[ -n $exposure ]] && awk -v e="$exposure" 'BEGIN { exit !(e <= 1.5) }'; then
+    pass "systemd-analyze security exposure $exposure <= 1.5"
+else
+    fail "systemd-analyze security exposure <= 1.5" "got '${exposure:-none}'"
+fi
+
+# --- 4. the container ----------------------------------------------------------------------------
+step "boot systemd in a container"
+# The daemon binary goes to /usr/bin, so /usr is the host's /usr with a private writable
+# overlay (host /usr is untouched). dpkg needs the host's package database (libc6 & co. are
+# "installed"): it is bind-mounted read-only and copied into the container's tmpfs /var.
+for hierarchy in systemd unified; do
+    [[ -d /sys/fs/cgroup/$hierarchy ]] && mkdir -p "/sys/fs/cgroup/$hierarchy/$cgroup_name"
+done
+boot_started=$(date +%s.%N)
+(
+    # nspawn --keep-unit creates payload/ and supervisor/ in the cgroup it runs in: give it its own.
+    for hierarchy in systemd unified; do
+        [[ -d /sys/fs/cgroup/$hierarchy ]] && echo "$BASHPID" >"/sys/fs/cgroup/$hierarchy/$cgroup_name/cgroup.procs"
+    done
+    exec systemd-nspawn --quiet --directory=/ --volatile=yes --boot --machine="$machine" \
+        --register=no --keep-unit --private-network --console=pipe \
+        --bind-ro=/etc/alternatives \
+        --overlay="/usr:$work/usr-upper:/usr" \
+        --bind-ro=/var/lib/dpkg:/run/host-dpkg \
+        --bind-ro="$work/debs:/run/e2e/debs" \
+        systemd.firstboot=off systemd.mask=systemd-firstboot.service \
+        </dev/null >"$work/nspawn.log" 2>&1
+) &
+nspawn_pid=$!
+
+deadline=$((SECONDS + 30))
+while :; do
+    pid1=$(cat /proc/"$nspawn_pid"/task/*/children 2>/dev/null | awk '{ print $1; exit }') || true
+    [[ -n $pid1 && $(readlink "/proc/$pid1/exe" 2>/dev/null) == /usr/lib/systemd/systemd ]] && break
+    pid1=""
+    kill -0 "$nspawn_pid" 2>/dev/null || { cat "$work/nspawn.log" >&2; setup_failed "systemd-nspawn exited"; }
+    ((SECONDS < deadline)) || setup_failed "the container's systemd did not appear within 30 s"
+    sleep 0.05
+done
+
+# Run a command inside the container, with a clean environment (nsenter does not give the
+# container's one).
+cx() {
+    nsenter --target "$pid1" --all --root --wd -- \
+        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb \
+        SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@"
+}
+# Write stdin to a file inside the container.
+cx_write() { # PATH MODE
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    cx sh -c 'umask 077; mkdir -p "${1%/*}" && cat >"$1.e2e-tmp" && chmod "$2" "$1.e2e-tmp" && mv "$1.e2e-tmp" "$1"' sh "$1" "$2"
+}
+prop() { cx systemctl show -P "$1" "$unit"; }
+
+# poll until COMMAND succeeds or SECONDS pass; no sleep-and-hope.
+wait_for() { # SECONDS COMMAND...
+    local deadline
+    deadline=$(awk -v t="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.3f", now + t }')
+    shift
+    while ! "$@"; do
+        awk -v d="$deadline" -v now="$(date +%s.%N)" 'BEGIN { exit !(now > d) }' && return 1
+        sleep 0.1
+    done
+}
+
+system_settled() {
+    local state
+    state=$(cx systemctl is-system-running 2>/dev/null) || true
+    [[ $state == running || $state == degraded ]]
+}
+wait_for 60 system_settled || setup_failed "the container did not finish booting"
+state=$(cx systemctl is-system-running 2>/dev/null) || true
+say "container up: nspawn $nspawn_pid, systemd $pid1, state $state, $(elapsed "$boot_started") s"
+if [[ $state != running ]]; then
+    cx systemctl --failed --no-pager || true
+fi
+cx cp -a /run/host-dpkg /var/lib/dpkg
+# The container's network is private (lo only), so network-online.target would wait 2 min
+# for systemd-networkd-wait-online to time out; the unit is After=network-online.target.
+cx systemctl mask --now systemd-networkd-wait-online.service >/dev/null 2>&1
+# The host's stat overrides name groups that do not exist in the container's fresh /etc
+# (ssl-cert...), and dpkg refuses to run with them; they concern other packages.
+cx truncate -s 0 /var/lib/dpkg/statoverride
+
+journal_cursor() { cx journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p'; }
+
+# --- 5. install ------------------------------------------------------------------------------------
+step "dpkg -i (install)"
+if cx dpkg -i /run/e2e/debs/secret-rotator-mock.deb /run/e2e/debs/secret-rotator.deb >"$work/dpkg-install.log" 2>&1; then
+    sed 's/^/   /' "$work/dpkg-install.log"
+    pass "dpkg -i installs both packages"
+else
+    sed 's/^/   /' "$work/dpkg-install.log"
+    fail "dpkg -i installs both packages"
+    exit 1
+fi
+installed_ok() {
+    [[ $(cx dpkg-query -W -f '${Status}' secret-rotator) == "install ok installed" ]] &&
+        cx getent passwd secret-rotator >/dev/null &&
+        cx getent group secret-readers | grep -q 'secret-rotator' &&
+        [[ $(cx stat -c '%a %U %G' /var/lib/secret-rotator) == "711 secret-rotator secret-rotator" ]] &&
+        [[ $(cx stat -c '%a %U %G' /var/lib/secret-rotator/secrets) == "750 secret-rotator secret-readers" ]]
+}
+check "postinst created user secret-rotator, group secret-readers, state dirs 0711 and secrets/ 0750" installed_ok
+not_enabled() {
+    local enabled active
+    enabled=$(cx systemctl is-enabled "$unit" 2>/dev/null) || true
+    active=$(cx systemctl is-active "$unit" 2>/dev/null) || true
+    say "after install: is-enabled=$enabled is-active=$active"
+    [[ $enabled == disabled && $active == inactive ]]
+}
+check "package does not enable or start the service before it is configured" not_enabled
+catalog_installed() {
+    [[ $(cx journalctl --list-catalog | grep -c ' secret-rotator: ') -eq 7 ]]
+}
+check "journalctl --list-catalog has the 7 secret-rotator entries" catalog_installed
+
+step "systemd-analyze verify (inside the container, real paths)"
+verify_clean() {
+    local rc=0
+    cx systemd-analyze verify /usr/lib/systemd/system/secret-rotator.service >"$work/verify.out" 2>"$work/verify.err" || rc=$?
+    sed 's/^/   stderr: /' "$work/verify.err"
+    [[ $rc -eq 0 && ! -s $work/verify.err ]]
+}
+check "systemd-analyze verify: rc 0, nothing on stderr" verify_clean
+
+# --- 6. the mock API ---------------------------------------------------------------------------------
+step "genauth-mock as a transient unit"
+app_ids=(e2e0000000000000000000a1 e2e0000000000000000000a2 e2e0000000000000000000a3 e2e0000000000000000000a4)
+access_key_id=e2e-access-key-id
+access_key_secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+cx_write /etc/e2e/mock-seed.json 0600 <<EOF
+{"userPoolId": "e2e00000000000000000pool",
+ "accessKeys": [{"accessKeyId": "$access_key_id", "accessKeySecret": "$access_key_secret"}],
+ "apps": [{"appId": "${app_ids[0]}", "appName": "billing"}, {"appId": "${app_ids[1]}", "appName": "reports"},
+          {"appId": "${app_ids[2]}", "appName": "search"}, {"appId": "${app_ids[3]}", "appName": "ledger"}],
+ "tokenExpiresIn": 7200}
+EOF
+cx systemd-run --quiet --unit=genauth-mock -p Type=exec -p RuntimeDirectory=genauth-mock \
+    /usr/bin/genauth-mock --host 127.0.0.1 --port 0 --port-file /run/genauth-mock/port \
+    --seed /etc/e2e/mock-seed.json --save /run/genauth-mock/state.json
+port_known() { cx test -s /run/genauth-mock/port; }
+wait_for 20 port_known || { cx journalctl -u genauth-mock --no-pager | tail -20; setup_failed "genauth-mock did not report its port"; }
+port=$(cx cat /run/genauth-mock/port)
+mock_url=http://127.0.0.1:$port
+say "genauth-mock listening on $mock_url (inside the container)"
+mock_apps() { cx curl -sf "$mock_url/__admin/apps"; }
+mock_secret() { mock_apps | jq -r --arg id "$1" '.apps[] | select(.appId == $id) | .secret'; }
+
+# Every secret the mock hands out, collected from the host inside the container's network.
+nsenter --target "$pid1" --net -- /usr/bin/python3 "$here/collect-mock-secrets.py" \
+    "$mock_url/__admin/apps" "$work/mock-secrets.json" &
+collector_pid=$!
+
+# --- 7. configure -----------------------------------------------------------------------------------
+step "configure: 3 apps, short intervals, test drop-in"
+cx mkdir -p /srv/e2e-out
+cx chown secret-rotator:secret-readers /srv/e2e-out
+cx chmod 0750 /srv/e2e-out
+printf '%s\n' "$access_key_secret" | cx_write /etc/secret-rotator/access-key-secret 0600
+# The operator's drop-in of the README (ReadWritePaths= for an output outside the state
+# directory) plus test-only settings: 1 s minimum interval, a short watchdog and restart.
+cx mkdir -p /etc/systemd/system/secret-rotator.service.d
+cx_write /etc/systemd/system/secret-rotator.service.d/e2e.conf 0644 <<'EOF'
+[Service]
+ReadWritePaths=/srv/e2e-out
+Environment=SECRET_ROTATOR_MINIMUM_INTERVAL=1s
+WatchdogSec=4s
+RestartSec=1s
+TimeoutStartSec=20s
+TimeoutStopSec=20s
+EOF
+write_config() { # NUMBER-OF-APPS [EXTRA-DEFAULTS-LINE]
+    cat <<EOF
+# end-to-end test config
+[genauth]
+host = "$mock_url"
+flavour = "genauth"
+access_key_id = "$access_key_id"
+access_key_secret_credential = "genauth-access-key-secret"
+request_timeout = "5s"
+requests_per_second = 50
+
+[defaults]
+interval = "3s"
+mode = "0640"
+group = "secret-readers"
+retry = { initial = "200ms", max = "2s", multiplier = 2.0 }
+${2:-}
+
+[[app]]
+id = "${app_ids[0]}"
+name = "billing"
+interval = "3s"
+
+[[app]]
+id = "${app_ids[1]}"
+name = "reports"
+interval = "4s"
+
+  [[app.output]]
+  format = "env"
+  mode = "0600"
+
+[[app]]
+id = "${app_ids[2]}"
+name = "search"
+interval = "5s"
+first_start = "rotate"
+
+  [[app.output]]
+  path = "/srv/e2e-out/search.json"
+  format = "json"
+  mode = "0640"
+EOF
+    if [[ $1 -ge 4 ]]; then
+        cat <<EOF
+
+[[app]]
+id = "${app_ids[3]}"
+name = "ledger"
+interval = "3s"
+first_start = "rotate"
+EOF
+    fi
+}
+write_config 3 | cx_write /etc/secret-rotator/rotator.toml 0644
+cx systemctl daemon-reload
+# check-config as systemd would run it: the credential in a directory of its own.
+cx mkdir -p -m 0700 /run/e2e-credentials
+cx ln -sf /etc/secret-rotator/access-key-secret /run/e2e-credentials/genauth-access-key-secret
+if cx env SECRET_ROTATOR_MINIMUM_INTERVAL=1s CREDENTIALS_DIRECTORY=/run/e2e-credentials \
+    secret-rotator check-config --config /etc/secret-rotator/rotator.toml >"$work/check-config.log" 2>&1; then
+    say "check-config: valid"
+else
+    sed 's/^/   /' "$work/check-config.log"
+    setup_failed "the test config is invalid"
+fi
+
+# Outputs: NAME PATH FORMAT MODE GROUP
+outputs=(
+    "billing /var/lib/secret-rotator/secrets/billing raw 640 ${app_ids[0]}"
+    "reports /var/lib/secret-rotator/secrets/reports.env env 600 ${app_ids[1]}"
+    "search /srv/e2e-out/search.json json 640 ${app_ids[2]}"
+)
+read_output() { # PATH FORMAT -> the secret in it
+    case $2 in
+    raw) cx cat "$1" ;;
+    env) cx cat "$1" | sed -n 's/^GENAUTH_APP_SECRET="\(.*\)"$/\1/p' ;;
+    json) cx cat "$1" | jq -r .secret ;;
+    esac
+}
+# Every output holds the mock's current secret (one consistent snapshot of the mock).
+outputs_match_mock() {
+    local snapshot entry name path format mode app want got
+    snapshot=$(mock_apps) || return 1
+    for entry in "${outputs[@]}"; do
+        read -r name path format mode app <<<"$entry"
+        want=$(jq -r --arg id "$app" '.apps[] | select(.appId == $id) | .secret' <<<"$snapshot")
+        got=$(read_output "$path" "$format" 2>/dev/null) || return 1
+        [[ -n $want && $got == "$want" ]] || return 1
+    done
+}
+rotated_at_least_once() {
+    local snapshot app
+    snapshot=$(mock_apps) || return 1
+    for app in "${app_ids[@]:0:3}"; do
+        [[ $(jq -r --arg id "$app" '.apps[] | select(.appId == $id) | .rotationCount' <<<"$snapshot") -ge 1 ]] || return 1
+    done
+}
+
+# --- 8. start -------------------------------------------------------------------------------------
+step "systemctl start (returns after READY=1)"
+t0=$(date +%s.%N)
+start_rc=0
+cx systemctl start "$unit" || start_rc=$?
+say "systemctl start: rc $start_rc after $(elapsed "$t0") s"
+cx systemctl status "$unit" --no-pager -n 0 2>&1 | sed 's/^/   /' || true
+check "systemctl start returns 0 (READY=1 received)" test "$start_rc" -eq 0
+state_running() { [[ $(prop ActiveState) == active && $(prop SubState) == running ]]; }
+check "ActiveState=active SubState=running" state_running
+status_names_apps() {
+    local text
+    text=$(prop StatusText)
+    say "StatusText=$text"
+    [[ $text == *"3 apps"* && $text == *"next:"* ]] &&
+        { [[ $text == *billing* ]] || [[ $text == *reports* ]] || [[ $text == *search* ]]; }
+}
+check "StatusText names the apps and the next rotation" status_names_apps
+
+step "rotated files"
+check "every app rotated at least once (mock rotationCount >= 1) within 30 s" wait_for 30 rotated_at_least_once
+check "every output equals the mock's current secret" wait_for 15 outputs_match_mock
+file_attributes_ok() {
+    local entry name path format mode app ok=0 actual
+    for entry in "${outputs[@]}"; do
+        read -r name path format mode app <<<"$entry"
+        actual=$(cx stat -c '%a %U %G' "$path" 2>/dev/null) || actual=missing
+        say "$path: $actual (want $mode secret-rotator secret-readers)"
+        [[ $actual == "$mode secret-rotator secret-readers" ]] || ok=1
+    done
+    return "$ok"
+}
+check "files have the configured mode, owner and group" file_attributes_ok
+
+# --- 9. journal -----------------------------------------------------------------------------------
+step "journal"
+rotated_entries() {
+    cx journalctl -o json --all --no-pager SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=ecde1cc95949469ebba3ee667402c2c6
+}
+journal_fields_ok() {
+    local entries
+    entries=$(rotated_entries) || return 1
+    [[ -n $entries ]] || { say "no rotation entries (MESSAGE_ID=ecde1cc9...)"; return 1; }
+    jq -c '{MESSAGE, MESSAGE_ID, PRIORITY, APP_ID, APP_NAME, VERSION, _SYSTEMD_UNIT}' <<<"$entries" | head -3 | sed 's/^/   /'
+    jq -e -s 'all(.[]; .MESSAGE_ID and .PRIORITY and .APP_ID and .VERSION and ._SYSTEMD_UNIT == "secret-rotator.service")' \
+        <<<"$entries" >/dev/null
+}
+check "journalctl -o json: rotation entries carry MESSAGE_ID, PRIORITY, APP_ID, VERSION" journal_fields_ok
+catalog_shown() {
+    cx journalctl -x --no-pager SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=ecde1cc95949469ebba3ee667402c2c6 -n 1 \
+        >"$work/journal-x.txt" 2>&1 || return 1
+    sed 's/^/   /' "$work/journal-x.txt" | head -12
+    grep -q 'Subject: Secret of application .* rotated' "$work/journal-x.txt" &&
+        grep -q 'Defined-By: secret-rotator' "$work/journal-x.txt"
+}
+check "journalctl -x shows the catalog text" catalog_shown
+
+# --- 10. reload -------------------------------------------------------------------------------------
+step "systemctl reload with a 4th app"
+main_pid=$(prop MainPID)
+write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
+cursor_reload=$(journal_cursor)
+# Watch the sub-state while the reload runs (systemd 252: reload returns when ExecReload=
+# exits; the unit stays "reload" until the daemon sends READY=1).
+(
+    while :; do cx systemctl show -P SubState "$unit" 2>/dev/null; sleep 0.02; done
+) >"$work/substates.txt" &
+watcher_pid=$!
+reload_rc=0
+cx systemctl reload "$unit" || reload_rc=$?
+reloaded_entry() {
+    cx journalctl --after-cursor="$cursor_reload" -o json --no-pager \
+        SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=f05dc8b467cb44beafc7c2283eed473c | grep -q .
+}
+reload_done() { reloaded_entry && state_running; }
+wait_for 15 reload_done || true
+kill "$watcher_pid" 2>/dev/null
+wait "$watcher_pid" 2>/dev/null || true
+substates=$(uniq "$work/substates.txt" | tr '\n' ' ')
+say "systemctl reload rc $reload_rc; sub-states seen: $substates"
+cx journalctl --after-cursor="$cursor_reload" --no-pager -o json SYSLOG_IDENTIFIER=secret-rotator |
+    jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | head -8 | sed 's/^/   /'
+reload_transition() {
+    # The "reload" state is short-lived; systemd's own journal records it as well.
+    local jobs
+    jobs=$(cx journalctl --after-cursor="$cursor_reload" -o json --no-pager _PID=1 UNIT="$unit" |
+        jq -r 'select(.JOB_TYPE == "reload") | .JOB_RESULT // "started"' | tr '\n' ' ')
+    say "PID 1 reload job records: ${jobs:-none}"
+    say "reload rc $reload_rc, reloaded entry: $(reloaded_entry && echo yes || echo no), state: $(prop SubState), MainPID $main_pid -> $(prop MainPID)"
+    [[ $reload_rc -eq 0 ]] && reload_done && [[ $(prop MainPID) == "$main_pid" ]] &&
+        { [[ $substates == *reload* ]] || [[ $jobs == *done* ]]; }
+}
+check "systemctl reload: reloading -> running, config reloaded entry, same MainPID" reload_transition
+outputs+=("ledger /var/lib/secret-rotator/secrets/ledger raw 640 ${app_ids[3]}")
+ledger_rotated() {
+    [[ $(mock_apps | jq -r --arg id "${app_ids[3]}" '.apps[] | select(.appId == $id) | .rotationCount') -ge 1 ]] &&
+        [[ $(read_output /var/lib/secret-rotator/secrets/ledger raw 2>/dev/null) == "$(mock_secret "${app_ids[3]}")" ]]
+}
+check "the added app is rotated and written after the reload" wait_for 20 ledger_rotated
+status_4_apps() { [[ $(prop StatusText) == *"4 apps"* ]]; }
+check "StatusText counts 4 apps after the reload" wait_for 5 status_4_apps
+
+step "systemctl reload with a broken config"
+write_config 4 'intervall = "3s"' >"$work/broken.toml"
+bad_line=$(grep -n '^intervall' "$work/broken.toml" | cut -d: -f1)
+cx_write /etc/secret-rotator/rotator.toml 0644 <"$work/broken.toml"
+cursor_broken=$(journal_cursor)
+cx systemctl reload "$unit" || true
+rejected_entry() {
+    cx journalctl --after-cursor="$cursor_broken" -o json --no-pager \
+        SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=264730db429e4ccfa2d697dd54988635 | grep -q .
+}
+wait_for 15 rejected_entry || true
+cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator |
+    head -8 | sed 's/^/   /'
+broken_kept_old() {
+    rejected_entry &&
+        cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator |
+        grep -q "rotator.toml:$bad_line" &&
+        wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]] && status_4_apps
+}
+check "broken config: rejected with rotator.toml:$bad_line in the journal, old config keeps running" broken_kept_old
+# Put the good config back (without reloading): the watchdog restart below reads it.
+write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
+
+# --- 11. watchdog -----------------------------------------------------------------------------------
+step "watchdog: stall the scheduler"
+restarts_before=$(prop NRestarts)
+pid_before=$(prop MainPID)
+cursor_watchdog=$(journal_cursor)
+cx touch /run/secret-rotator/stall-scheduler-for-tests
+watchdog_result_seen() {
+    cx journalctl --after-cursor="$cursor_watchdog" -o json --no-pager _PID=1 UNIT="$unit" |
+        jq -e -s 'any(.[]; .UNIT_RESULT == "watchdog")' >/dev/null
+}
+restarted() {
+    [[ $(prop NRestarts) -gt $restarts_before ]] && state_running && [[ $(prop MainPID) != "$pid_before" ]]
+}
+watchdog_restart() {
+    wait_for 30 watchdog_result_seen && wait_for 30 restarted
+}
+t0=$(date +%s.%N)
+if watchdog_restart; then
+    say "restarted after $(elapsed "$t0") s: NRestarts $(prop NRestarts), MainPID $pid_before -> $(prop MainPID)"
+    cx journalctl --after-cursor="$cursor_watchdog" --no-pager -o cat _PID=1 UNIT="$unit" | head -6 | sed 's/^/   /'
+    pass "watchdog: Result=watchdog, unit restarted and running"
+else
+    fail "watchdog: Result=watchdog, unit restarted and running" "NRestarts $(prop NRestarts), Result $(prop Result)"
+fi
+check "after the restart every output equals the mock's current secret" wait_for 20 outputs_match_mock
+stall_file_gone() { ! cx test -e /run/secret-rotator/stall-scheduler-for-tests; }
+check "RuntimeDirectory was recreated empty (no stall file)" stall_file_gone
+
+# --- 12. upgrade ----------------------------------------------------------------------------------
+step "dpkg -i again (reinstall) and an upgrade, with the operator's config"
+config_sum() { cx sha256sum /etc/secret-rotator/rotator.toml | cut -d' ' -f1; }
+sum_before=$(config_sum)
+pid_before=$(prop MainPID)
+reinstall_ok() {
+    if ! cx dpkg -i /run/e2e/debs/secret-rotator.deb >"$work/dpkg-reinstall.log" 2>&1; then
+        sed 's/^/   /' "$work/dpkg-reinstall.log"
+        return 1
+    fi
+    if ! cx dpkg -i /run/e2e/debs/secret-rotator-next.deb >"$work/dpkg-upgrade.log" 2>&1; then
+        sed 's/^/   /' "$work/dpkg-upgrade.log"
+        return 1
+    fi
+    sed 's/^/   /' "$work/dpkg-upgrade.log"
+    [[ $(cx dpkg-query -W -f '${Version} ${Status}' secret-rotator) == "${deb_version}+e2e1 install ok installed" ]]
+}
+check "dpkg -i over itself and an upgrade to ${deb_version}+e2e1 succeed" reinstall_ok
+config_kept() { [[ $(config_sum) == "$sum_before" ]] && ! cx test -e /etc/secret-rotator/rotator.toml.dpkg-new; }
+check "operator-edited rotator.toml left alone on upgrade" config_kept
+upgrade_restarted() { wait_for 20 state_running && [[ $(prop MainPID) != "$pid_before" ]]; }
+check "upgrade restarted the running daemon (try-restart)" upgrade_restarted
+check "outputs equal the mock's secrets after the upgrade" wait_for 20 outputs_match_mock
+
+# --- 13. stop ----------------------------------------------------------------------------------------
+step "systemctl stop"
+cx systemd-analyze log-level debug
+cursor_stop=$(journal_cursor)
+t0=$(date +%s.%N)
+stop_rc=0
+cx systemctl stop "$unit" || stop_rc=$?
+stop_seconds=$(elapsed "$t0")
+cx systemd-analyze log-level info
+stop_clean() {
+    local stopping
+    stopping=$(cx journalctl --after-cursor="$cursor_stop" -o cat --no-pager _PID=1 UNIT="$unit" |
+        grep -c 'Got notification message .*STOPPING=1') || true
+    say "stop: rc $stop_rc in $stop_seconds s, STOPPING=1 notifications $stopping," \
+        "Result=$(prop Result) ExecMainCode=$(prop ExecMainCode) ExecMainStatus=$(prop ExecMainStatus)"
+    [[ $stop_rc -eq 0 && $stopping -ge 1 && $(prop Result) == success && $(prop ExecMainStatus) == 0 &&
+        $(prop ActiveState) == inactive ]] &&
+        awk -v s="$stop_seconds" 'BEGIN { exit !(s < 20) }'
+}
+check "systemctl stop: STOPPING=1 sent, exit status 0, within TimeoutStopSec" stop_clean
+
+# --- 14. no secret in the journal -------------------------------------------------------------------
+step "no secret in the journal"
+kill "$collector_pid" 2>/dev/null
+wait "$collector_pid" 2>/dev/null || true
+collector_pid=""
+final_apps=$(mock_apps)
+no_secret_leaked() {
+    local coverage
+    # Complete history: rotationCount + 1 distinct secrets per app (seeded + one per rotation).
+    coverage=$(jq -r --argjson final "$final_apps" '
+        .apps as $seen | $final.apps[] |
+        "\(.appId) \(.rotationCount + 1) \(($seen[.appId].secrets // []) | length)"' "$work/mock-secrets.json")
+    say "secrets per app (expected seen): $(tr '\n' ',' <<<"$coverage")"
+    if awk '$2 != $3 { bad = 1 } END { exit !bad }' <<<"$coverage"; then
+        say "the collector missed a secret: the leak check would be incomplete"
+        return 1
+    fi
+    jq -r '.apps[].secrets[]' "$work/mock-secrets.json" >"$work/all-secrets.txt"
+    printf '%s\n' "$access_key_secret" >>"$work/all-secrets.txt"
+    say "looking for $(wc -l <"$work/all-secrets.txt") secret values in $(cx journalctl --no-pager -q | wc -l) journal entries"
+    # Every field of every entry (export format is the full record), then the raw files.
+    if cx journalctl --all -o export --no-pager | grep -a -F -f "$work/all-secrets.txt" -q; then
+        say "a secret value is in the journal"
+        return 1
+    fi
+    if cx sh -c 'cat /run/log/journal/*/* /var/log/journal/*/* 2>/dev/null' | grep -a -F -f "$work/all-secrets.txt" -q; then
+        say "a secret value is in a journal file"
+        return 1
+    fi
+}
+check "no secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json") of them) nor the access key secret appears in the journal" no_secret_leaked
+
+# --- 15. purge -----------------------------------------------------------------------------------------
+step "dpkg --purge"
+purge_clean() {
+    cx dpkg --purge secret-rotator >"$work/dpkg-purge.log" 2>&1 || { sed 's/^/   /' "$work/dpkg-purge.log"; return 1; }
+    sed 's/^/   /' "$work/dpkg-purge.log"
+    local load leftovers
+    load=$(cx systemctl show -P LoadState "$unit")
+    leftovers=$(cx sh -c 'ls -d /usr/bin/secret-rotator /usr/lib/systemd/system/secret-rotator.service \
+        /var/lib/secret-rotator /etc/secret-rotator/rotator.toml /usr/lib/systemd/catalog/secret-rotator.catalog \
+        /run/secret-rotator 2>/dev/null' || true)
+    say "LoadState=$load leftovers: ${leftovers:-none}; catalog entries: $(cx journalctl --list-catalog | grep -c ' secret-rotator: ' || true)"
+    [[ $(cx dpkg-query -W -f '${Status}' secret-rotator 2>/dev/null || true) != *installed* ]] &&
+        [[ $load == not-found && -z $leftovers ]] &&
+        cx test -e /etc/secret-rotator/access-key-secret &&
+        ! cx journalctl --list-catalog | grep -q ' secret-rotator: '
+}
+check "dpkg --purge removes binary, unit, state and config; leaves the operator's key file" purge_clean
+
+# --- summary -------------------------------------------------------------------------------------------
+step "summary"
+printf '%s\n' "${results[@]}"
+printf 'systemd-analyze security exposure: %s\n' "${exposure:-unknown}"
+printf 'e2e duration: %s s, %d checks, %d failed\n' "$(elapsed "$started")" "${#results[@]}" "$failures"
+[[ $failures -eq 0 ]] || exit 1
