@@ -92,7 +92,7 @@ export DEBIAN_FRONTEND=noninteractive
 # binutils: build-deb.sh (dpkg-shlibdeps, strip); jq/curl/python3: talking to the mock.
 apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 \
     systemd systemd-container libsystemd-dev dpkg-dev binutils util-linux jq curl python3 >/dev/null
-say "systemd $(systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p'), $(systemd-nspawn --version | head -1)"
+say "systemd $(systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p'), $(systemd-nspawn --version | sed -n 1p)"
 
 # --- 2. packages -----------------------------------------------------------------------------
 step "packages"
@@ -224,7 +224,7 @@ fi
 installed_ok() {
     [[ $(cx dpkg-query -W -f '${Status}' secret-rotator) == "install ok installed" ]] &&
         cx getent passwd secret-rotator >/dev/null &&
-        cx getent group secret-readers | grep -q 'secret-rotator' &&
+        [[ $(cx getent group secret-readers) == *secret-rotator* ]] &&
         [[ $(cx stat -c '%a %U %G' /var/lib/secret-rotator) == "711 secret-rotator secret-rotator" ]] &&
         [[ $(cx stat -c '%a %U %G' /var/lib/secret-rotator/secrets) == "750 secret-rotator secret-readers" ]]
 }
@@ -439,7 +439,7 @@ journal_fields_ok() {
     local entries
     entries=$(rotated_entries) || return 1
     [[ -n $entries ]] || { say "no rotation entries (MESSAGE_ID=ecde1cc9...)"; return 1; }
-    jq -c '{MESSAGE, MESSAGE_ID, PRIORITY, APP_ID, APP_NAME, VERSION, _SYSTEMD_UNIT}' <<<"$entries" | head -3 | sed 's/^/   /'
+    jq -c '{MESSAGE, MESSAGE_ID, PRIORITY, APP_ID, APP_NAME, VERSION, _SYSTEMD_UNIT}' <<<"$entries" | sed -n '1,3s/^/   /p'
     jq -e -s 'all(.[]; .MESSAGE_ID and .PRIORITY and .APP_ID and .VERSION and ._SYSTEMD_UNIT == "secret-rotator.service")' \
         <<<"$entries" >/dev/null
 }
@@ -447,7 +447,7 @@ check "journalctl -o json: rotation entries carry MESSAGE_ID, PRIORITY, APP_ID, 
 catalog_shown() {
     cx journalctl -x --no-pager SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=ecde1cc95949469ebba3ee667402c2c6 -n 1 \
         >"$work/journal-x.txt" 2>&1 || return 1
-    sed 's/^/   /' "$work/journal-x.txt" | head -12
+    sed -n '1,12s/^/   /p' "$work/journal-x.txt"
     grep -q 'Subject: Secret of application .* rotated' "$work/journal-x.txt" &&
         grep -q 'Defined-By: secret-rotator' "$work/journal-x.txt"
 }
@@ -468,7 +468,8 @@ reload_rc=0
 cx systemctl reload "$unit" || reload_rc=$?
 reloaded_entry() {
     cx journalctl --after-cursor="$cursor_reload" -o json --no-pager \
-        SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=f05dc8b467cb44beafc7c2283eed473c | grep -q .
+        SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=f05dc8b467cb44beafc7c2283eed473c >"$work/reloaded.json" &&
+        [[ -s $work/reloaded.json ]]
 }
 reload_done() { reloaded_entry && state_running; }
 wait_for 15 reload_done || true
@@ -477,7 +478,7 @@ wait "$watcher_pid" 2>/dev/null || true
 substates=$(uniq "$work/substates.txt" | tr '\n' ' ')
 say "systemctl reload rc $reload_rc; sub-states seen: $substates"
 cx journalctl --after-cursor="$cursor_reload" --no-pager -o json SYSLOG_IDENTIFIER=secret-rotator |
-    jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | head -8 | sed 's/^/   /'
+    jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | sed -n '1,8s/^/   /p'
 reload_transition() {
     # The "reload" state is short-lived; systemd's own journal records it as well.
     local jobs
@@ -506,15 +507,15 @@ cursor_broken=$(journal_cursor)
 cx systemctl reload "$unit" || true
 rejected_entry() {
     cx journalctl --after-cursor="$cursor_broken" -o json --no-pager \
-        SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=264730db429e4ccfa2d697dd54988635 | grep -q .
+        SYSLOG_IDENTIFIER=secret-rotator MESSAGE_ID=264730db429e4ccfa2d697dd54988635 >"$work/rejected.json" &&
+        [[ -s $work/rejected.json ]]
 }
 wait_for 15 rejected_entry || true
 cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator |
-    head -8 | sed 's/^/   /'
+    sed -n '1,8s/^/   /p'
 broken_kept_old() {
     rejected_entry &&
-        cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator |
-        grep -q "rotator.toml:$bad_line" &&
+        [[ $(cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator) == *"rotator.toml:$bad_line:"* ]] &&
         wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]] && status_4_apps
 }
 check "broken config: rejected with rotator.toml:$bad_line in the journal, old config keeps running" broken_kept_old
@@ -540,7 +541,7 @@ watchdog_restart() {
 t0=$(date +%s.%N)
 if watchdog_restart; then
     say "restarted after $(elapsed "$t0") s: NRestarts $(prop NRestarts), MainPID $pid_before -> $(prop MainPID)"
-    cx journalctl --after-cursor="$cursor_watchdog" --no-pager -o cat _PID=1 UNIT="$unit" | head -6 | sed 's/^/   /'
+    cx journalctl --after-cursor="$cursor_watchdog" --no-pager -o cat _PID=1 UNIT="$unit" | sed -n '1,6s/^/   /p'
     pass "watchdog: Result=watchdog, unit restarted and running"
 else
     fail "watchdog: Result=watchdog, unit restarted and running" "NRestarts $(prop NRestarts), Result $(prop Result)"
@@ -615,11 +616,15 @@ no_secret_leaked() {
     printf '%s\n' "$access_key_secret" >>"$work/all-secrets.txt"
     say "looking for $(wc -l <"$work/all-secrets.txt") secret values in $(cx journalctl --no-pager -q | wc -l) journal entries"
     # Every field of every entry (export format is the full record), then the raw files.
-    if cx journalctl --all -o export --no-pager | grep -a -F -f "$work/all-secrets.txt" -q; then
+    # To files first: `producer | grep -q` under pipefail fails when grep stops reading early.
+    cx journalctl --all -o export --no-pager >"$work/journal.export"
+    cx sh -c 'cat /run/log/journal/*/* /var/log/journal/*/* 2>/dev/null' >"$work/journal.files" || true
+    say "journal: $(wc -c <"$work/journal.export") bytes exported, $(wc -c <"$work/journal.files") bytes of journal files"
+    if grep -a -F -f "$work/all-secrets.txt" -q "$work/journal.export"; then
         say "a secret value is in the journal"
         return 1
     fi
-    if cx sh -c 'cat /run/log/journal/*/* /var/log/journal/*/* 2>/dev/null' | grep -a -F -f "$work/all-secrets.txt" -q; then
+    if grep -a -F -f "$work/all-secrets.txt" -q "$work/journal.files"; then
         say "a secret value is in a journal file"
         return 1
     fi
@@ -640,7 +645,7 @@ purge_clean() {
     [[ $(cx dpkg-query -W -f '${Status}' secret-rotator 2>/dev/null || true) != *installed* ]] &&
         [[ $load == not-found && -z $leftovers ]] &&
         cx test -e /etc/secret-rotator/access-key-secret &&
-        ! cx journalctl --list-catalog | grep -q ' secret-rotator: '
+        [[ $(cx journalctl --list-catalog) != *' secret-rotator: '* ]]
 }
 check "dpkg --purge removes binary, unit, state and config; leaves the operator's key file" purge_clean
 
