@@ -112,19 +112,26 @@ struct AppRequest {
     }
 }
 
+/// What `rotate` and `fetch` share on the command line.
+struct AppRequestOptions: ParsableArguments {
+    @OptionGroup var options: DaemonOptions
+    @Argument(help: "App names or ids.") var apps: [String]
+    @Option(help: "How long to wait for a running daemon to finish, e.g. 60s.") var timeout = "60s"
+
+    func perform(_ kind: ControlRequests.Kind) async throws {
+        try await AppRequest(options: options, apps: apps, kind: kind, timeout: try parsedTimeout(timeout)).perform()
+    }
+}
+
 struct RotateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate",
         abstract: "Rotate the named apps now (through the running daemon if there is one).",
         discussion: "Exit status: 0 rotated, 1 failed or timed out, 64 unknown app, 78 invalid config.")
 
-    @OptionGroup var options: DaemonOptions
-    @Argument(help: "App names or ids.") var apps: [String]
-    @Option(help: "How long to wait for the daemon.") var timeout = "60s"
+    @OptionGroup var request: AppRequestOptions
 
-    func run() async throws {
-        try await AppRequest(options: options, apps: apps, kind: .rotate, timeout: try parsedTimeout(timeout)).perform()
-    }
+    func run() async throws { try await request.perform(.rotate) }
 }
 
 struct FetchCommand: AsyncParsableCommand {
@@ -133,13 +140,9 @@ struct FetchCommand: AsyncParsableCommand {
         abstract: "Write the named apps' current secrets without rotating them.",
         discussion: "Exit status: 0 written or unchanged, 1 failed or timed out, 64 unknown app, 78 invalid config.")
 
-    @OptionGroup var options: DaemonOptions
-    @Argument(help: "App names or ids.") var apps: [String]
-    @Option(help: "How long to wait for the daemon.") var timeout = "60s"
+    @OptionGroup var request: AppRequestOptions
 
-    func run() async throws {
-        try await AppRequest(options: options, apps: apps, kind: .fetch, timeout: try parsedTimeout(timeout)).perform()
-    }
+    func run() async throws { try await request.perform(.fetch) }
 }
 
 func parsedTimeout(_ text: String) throws -> Duration {
