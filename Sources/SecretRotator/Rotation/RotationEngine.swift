@@ -172,7 +172,14 @@ public actor RotationEngine {
         defer { busy.remove(app.id) }
         let step = plannedStep(for: app)
         if case .wait = step { return }
-        requested[app.id] = nil
+        // A request is used up only when it is what runs; recovery steps (or a first fetch)
+        // that come before it leave it waiting for the next step.
+        if let asked = requested[app.id], asked == step,
+            case .wait = RotationPlanner.nextStep(
+                app: app, state: states[app.id] ?? AppState(appID: app.id), pendingVersion: pendingVersions[app.id], now: now())
+        {
+            requested[app.id] = nil
+        }
         switch step {
         case .finishPending:
             await finishPending(app)
