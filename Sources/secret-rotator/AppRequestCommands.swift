@@ -41,9 +41,9 @@ struct AppRequest {
     private func viaDaemon(_ pid: pid_t, targets: [AppConfig], stateDirectory: String) async throws {
         let store = StateStore(directory: stateDirectory)
         let requests = ControlRequests(stateDirectory: stateDirectory)
-        var before: [String: Int] = [:]
+        var before: [String: AppState] = [:]
         for app in targets {
-            before[app.id] = store.loadState(appID: app.id, now: Date()).state?.version ?? 0
+            before[app.id] = store.loadState(appID: app.id, now: Date()).state ?? AppState(appID: app.id)
             try requests.submit(appID: app.id, kind: kind)
         }
         guard kill(pid, SIGUSR1) == 0 else {
@@ -51,37 +51,37 @@ struct AppRequest {
             throw ExitCode.failure
         }
         print("asked the running daemon (PID \(pid)) to \(kind.rawValue) \(targets.map(\.name).joined(separator: ", "))")
-        // The daemon journals every step; wait until each app's journal shows the outcome.
+        // The daemon journals every step; wait until each app's journal changes in a way that
+        // answers the request: a new version, a fresh "unchanged" check, or a new failure.
         let deadline = ContinuousClock.now.advanced(by: timeout)
         var remaining = targets
+        var failed = false
         while !remaining.isEmpty && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
             remaining = remaining.filter { app in
-                guard let state = store.loadState(appID: app.id, now: Date()).state else { return true }
-                if state.version > before[app.id] ?? 0 && state.intent == nil {
+                guard let state = store.loadState(appID: app.id, now: Date()).state, let old = before[app.id] else { return true }
+                if state.version > old.version && state.intent == nil {
                     print("\(app.name): version \(state.version) written")
                     return false
                 }
-                if kind == .fetch, state.intent == nil, state.lastError == nil, state.version > 0,
-                    let last = state.lastSuccess, last.timeIntervalSinceNow > -timeoutSeconds
-                {
+                if kind == .fetch, state.lastSuccess != old.lastSuccess, state.consecutiveFailures == 0 {
                     print("\(app.name): unchanged (version \(state.version))")
                     return false
                 }
-                if state.consecutiveFailures > 0, let error = state.lastError {
-                    StandardError.write("\(app.name): failed: \(error)")
+                if state.consecutiveFailures > old.consecutiveFailures {
+                    StandardError.write("\(app.name): failed: \(state.lastError ?? "unknown error")")
+                    failed = true
                     return false
                 }
                 return true
             }
         }
+        if failed { throw ExitCode.failure }
         if !remaining.isEmpty {
             StandardError.write("secret-rotator: timed out waiting for \(remaining.map(\.name).joined(separator: ", ")); the daemon keeps trying")
             throw ExitCode.failure
         }
     }
-
-    private var timeoutSeconds: Double { Double(DurationSyntax.milliseconds(of: timeout)) / 1000 }
 
     private func standalone(_ config: RotatorConfig, targets: [AppConfig], stateDirectory: String) async throws {
         options.bootstrapLogging()
@@ -112,19 +112,26 @@ struct AppRequest {
     }
 }
 
+/// What `rotate` and `fetch` share on the command line.
+struct AppRequestOptions: ParsableArguments {
+    @OptionGroup var options: DaemonOptions
+    @Argument(help: "App names or ids.") var apps: [String]
+    @Option(help: "How long to wait for a running daemon to finish, e.g. 60s.") var timeout = "60s"
+
+    func perform(_ kind: ControlRequests.Kind) async throws {
+        try await AppRequest(options: options, apps: apps, kind: kind, timeout: try parsedTimeout(timeout)).perform()
+    }
+}
+
 struct RotateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate",
         abstract: "Rotate the named apps now (through the running daemon if there is one).",
         discussion: "Exit status: 0 rotated, 1 failed or timed out, 64 unknown app, 78 invalid config.")
 
-    @OptionGroup var options: DaemonOptions
-    @Argument(help: "App names or ids.") var apps: [String]
-    @Option(help: "How long to wait for the daemon.") var timeout = "60s"
+    @OptionGroup var request: AppRequestOptions
 
-    func run() async throws {
-        try await AppRequest(options: options, apps: apps, kind: .rotate, timeout: try parsedTimeout(timeout)).perform()
-    }
+    func run() async throws { try await request.perform(.rotate) }
 }
 
 struct FetchCommand: AsyncParsableCommand {
@@ -133,13 +140,9 @@ struct FetchCommand: AsyncParsableCommand {
         abstract: "Write the named apps' current secrets without rotating them.",
         discussion: "Exit status: 0 written or unchanged, 1 failed or timed out, 64 unknown app, 78 invalid config.")
 
-    @OptionGroup var options: DaemonOptions
-    @Argument(help: "App names or ids.") var apps: [String]
-    @Option(help: "How long to wait for the daemon.") var timeout = "60s"
+    @OptionGroup var request: AppRequestOptions
 
-    func run() async throws {
-        try await AppRequest(options: options, apps: apps, kind: .fetch, timeout: try parsedTimeout(timeout)).perform()
-    }
+    func run() async throws { try await request.perform(.fetch) }
 }
 
 func parsedTimeout(_ text: String) throws -> Duration {

@@ -36,13 +36,9 @@ struct DaemonOptions: ParsableArguments {
         stateDirectory ?? config.defaults.stateDirectory
     }
 
+    /// Native journald entries under systemd, readable stderr lines otherwise.
     func bootstrapLogging() {
-        let level: Logger.Level = verbose ? .debug : .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        JournalLogHandler.bootstrap(level: verbose ? .debug : .info)
     }
 
     static func makeClient(_ config: RotatorConfig) throws -> GenAuthClient {

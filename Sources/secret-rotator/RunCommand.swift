@@ -42,9 +42,11 @@ struct RunCommand: AsyncParsableCommand {
             if once {
                 failed = !(await runOnce(engine))
             } else {
+                let notifier = Notifier()
                 let service = RotationService(
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
-                    stateDirectory: stateDirectory, logger: logger)
+                    stateDirectory: stateDirectory, events: .systemd(notifier),
+                    maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, logger: logger)
                 let group = ServiceGroup(
                     services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
                 try await group.run()

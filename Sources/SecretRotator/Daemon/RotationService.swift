@@ -8,6 +8,12 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// The long-running daemon as a swift-service-lifecycle `Service`: one scheduler loop that
 /// sleeps until the earliest due app (re-reading the wall clock at least every 5 minutes, so
 /// clock jumps and suspend are noticed), SIGHUP to reload the config, SIGUSR1 to pick up
@@ -18,6 +24,7 @@ public final class RotationService: Service, Sendable {
         public var ready: @Sendable (StatusReport) -> Void = { _ in }
         public var status: @Sendable (StatusReport) -> Void = { _ in }
         public var reloading: @Sendable () -> Void = {}
+        /// Graceful shutdown began; the step in flight is still finishing.
         public var stopping: @Sendable () -> Void = {}
         /// Called from the scheduler loop itself, so a stuck loop stops the pings.
         public var heartbeat: @Sendable () -> Void = {}
@@ -37,6 +44,8 @@ public final class RotationService: Service, Sendable {
     private let stopping = StopFlag()
     /// Longest single sleep; the watchdog needs pings more often than the wall-clock re-check.
     let maximumSleep: Duration
+    /// `$RUNTIME_DIRECTORY/stall-scheduler-for-tests`, only under systemd.
+    private let stallSwitch: String?
 
     public init(
         engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: String,
@@ -49,6 +58,7 @@ public final class RotationService: Service, Sendable {
         self.events = events
         self.maximumSleep = min(maximumSleep, Self.wallClockRecheck)
         self.logger = logger
+        self.stallSwitch = ProcessEnvironment.current["RUNTIME_DIRECTORY"].map { "\($0)/stall-scheduler-for-tests" }
     }
 
     public func run() async throws {
@@ -56,13 +66,13 @@ public final class RotationService: Service, Sendable {
             group.addTask { await self.handleSignals() }
             await withGracefulShutdownHandler {
                 await self.scheduleLoop()
-            } onGracefulShutdown: { [stopping = self.stopping, wake = self.wake] in
+            } onGracefulShutdown: { [stopping = self.stopping, wake = self.wake, events = self.events] in
+                events.stopping()
                 stopping.set()
                 wake.poke()
             }
             group.cancelAll()
         }
-        events.stopping()
         logger.info("stopped")
     }
 
@@ -71,9 +81,19 @@ public final class RotationService: Service, Sendable {
         events.ready(await engine.status())
         logger.info("started", metadata: ["config": "\(configPath)"])
         while !stopping.isSet {
+            if let stall = stallSwitch, access(stall, F_OK) == 0 {
+                // Test-only: stop the loop (and its watchdog pings) so the watchdog path can be
+                // tested under a real systemd. The switch lives in the runtime directory, which
+                // systemd removes when the unit stops, so the restarted unit runs normally.
+                logger.warning("scheduler stalled by \(stall) (watchdog test)")
+                while access(stall, F_OK) == 0 && !stopping.isSet {
+                    await wake.wait(upTo: .seconds(1))
+                }
+                continue
+            }
             events.heartbeat()
             // Not cancelled by shutdown: a step that started (a refresh, a write) completes.
-            let next = await engine.runDue()
+            let next = await runDueWithHeartbeat()
             events.status(await engine.status())
             if stopping.isSet { break }
             var sleep = maximumSleep
@@ -82,6 +102,36 @@ public final class RotationService: Service, Sendable {
                 sleep = min(sleep, .milliseconds(Int64((seconds * 1000).rounded(.up))))
             }
             await wake.wait(upTo: sleep)
+        }
+    }
+
+    /// A long step (a slow API call, a hook near its timeout) is not a stuck scheduler, so the
+    /// watchdog is fed while `runDue` works, but only for as long as a healthy step can take;
+    /// a step hanging beyond that stops the pings and lets systemd restart the daemon.
+    private func runDueWithHeartbeat() async -> Date? {
+        let config = await engine.config
+        let longestHook = config.apps.map(\.hookTimeout).max() ?? .zero
+        let budget = longestHook + config.genauth.requestTimeout * 4 + .seconds(60)
+        return await withTaskGroup(of: Date??.self) { group in
+            group.addTask { .some(await self.engine.runDue()) }
+            group.addTask {
+                let deadline = ContinuousClock.now.advanced(by: budget)
+                while ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: self.maximumSleep)
+                    if Task.isCancelled { return nil }
+                    self.events.heartbeat()
+                }
+                self.logger.critical("a rotation step has run for \(DurationSyntax.format(budget)); no longer feeding the watchdog")
+                return nil
+            }
+            var next: Date?
+            while let result = await group.next() {
+                if let finished = result {
+                    next = finished
+                    group.cancelAll()
+                }
+            }
+            return next
         }
     }
 
@@ -141,4 +191,22 @@ final class StopFlag: Sendable {
     private let value = Mutex(false)
     var isSet: Bool { value.withLock { $0 } }
     func set() { value.withLock { $0 = true } }
+}
+
+extension RotationService.Events {
+    /// Reports to systemd: READY once config, lock, journal and schedule are loaded (before any
+    /// rotation), STATUS on every change, WATCHDOG from the scheduler loop, RELOADING/READY
+    /// around SIGHUP, STOPPING (and more time) when shutdown begins.
+    public static func systemd(_ notifier: Notifier) -> Self {
+        var events = Self()
+        events.ready = { report in notifier.ready(status: report.summary(now: Date())) }
+        events.status = { report in notifier.status(report.summary(now: Date())) }
+        events.reloading = { notifier.reloading() }
+        events.stopping = {
+            notifier.stopping()
+            notifier.extendTimeout(by: .seconds(90))
+        }
+        events.heartbeat = { notifier.watchdog() }
+        return events
+    }
 }

@@ -172,7 +172,14 @@ public actor RotationEngine {
         defer { busy.remove(app.id) }
         let step = plannedStep(for: app)
         if case .wait = step { return }
-        requested[app.id] = nil
+        // A request is used up only when it is what runs; recovery steps (or a first fetch)
+        // that come before it leave it waiting for the next step.
+        if let asked = requested[app.id], asked == step,
+            case .wait = RotationPlanner.nextStep(
+                app: app, state: states[app.id] ?? AppState(appID: app.id), pendingVersion: pendingVersions[app.id], now: now())
+        {
+            requested[app.id] = nil
+        }
         switch step {
         case .finishPending:
             await finishPending(app)
@@ -222,13 +229,17 @@ public actor RotationEngine {
             let current = try await api.getApplicationSecret(appId: app.id)
             let state = states[app.id] ?? AppState(appID: app.id)
             if SecretFingerprint.of(current) != state.secretFingerprint {
-                logger.notice("reconciled: the refresh had happened; writing the new secret", metadata: appMetadata(app))
+                logger.notice(
+                    "reconciled: the refresh had happened; writing the new secret",
+                    metadata: appMetadata(app).merging(["event": "reconciled"]) { $1 })
                 await accept(current, for: app, reason: "reconciled")
             } else {
                 var unchanged = state
                 unchanged.intent = nil
                 unchanged.intentStartedAt = nil
-                logger.notice("reconciled: the refresh did not happen; it will be retried", metadata: appMetadata(app))
+                logger.notice(
+                    "reconciled: the refresh did not happen; it will be retried",
+                    metadata: appMetadata(app).merging(["event": "reconciled"]) { $1 })
                 recordFailure(&unchanged, app, message: "refresh did not take effect")
             }
         } catch {
@@ -313,6 +324,8 @@ public actor RotationEngine {
                 "output write failed; it will be retried from the journal without rotating again",
                 metadata: appMetadata(app).merging([
                     "target_path": "\(failure.path)", "error": "\(failure.error.map { "\($0)" } ?? "")",
+                    "errno": "\(failure.error?.errno.map { OutputError.name(of: $0) } ?? "")",
+                    "event": "output_write_failed", "version": "\(pending.version)",
                 ]) { $1 })
         }
         guard report.allWritten else {
@@ -362,13 +375,11 @@ public actor RotationEngine {
             if !outcome.output.isEmpty { metadata["hook_output"] = "\(outcome.output.suffix(2_000))" }
             logger.info("hook done", metadata: metadata)
         } else {
-            logger.error(
-                "hook failed; it will be retried with backoff, without rotating again",
-                metadata: appMetadata(app).merging([
-                    "version": "\(version)", "event": "hook_failed", "hook_status": "\(outcome.status)",
-                    "hook_output": "\(outcome.output.suffix(2_000))",
-                ]) { $1 })
-            recordFailure(&state, app, message: "hook failed: \(outcome.status)")
+            recordFailure(
+                &state, app, message: "hook failed (\(outcome.status)); it will be retried without rotating again",
+                extra: [
+                    "event": "hook_failed", "version": "\(version)", "hook_output": "\(outcome.output.suffix(2_000))",
+                ])
         }
     }
 
@@ -386,25 +397,30 @@ public actor RotationEngine {
         switch error.classification {
         case .permanent, .authentication:
             delay = backoff.permanentFailureDelay
-            logger.critical(
-                "GenAuth refused the request; not retrying until \(DurationSyntax.format(delay)) from now",
-                metadata: errorMetadata(app, error))
         case .transient, .outcomeUnknown:
             delay = backoff.delay(afterFailures: state.consecutiveFailures, retryAfter: error.retryAfter, using: &random)
-            logger.warning(
-                "GenAuth call failed; retrying in \(DurationSyntax.format(delay))", metadata: errorMetadata(app, error))
         }
         state.nextAttempt = now().addingTimeInterval(RotationPlanner.seconds(delay))
+        let metadata = errorMetadata(app, error).merging(failureMetadata(state)) { $1 }
+        if error.classification == .permanent || error.classification == .authentication {
+            logger.critical(
+                "GenAuth refused the request; not retrying until \(DurationSyntax.format(delay)) from now", metadata: metadata)
+        } else {
+            logger.warning("GenAuth call failed; retrying in \(DurationSyntax.format(delay))", metadata: metadata)
+        }
         state.lastError = error.description
         _ = save(state, app)
     }
 
-    private func recordFailure(_ state: inout AppState, _ app: AppConfig, message: String) {
+    private func recordFailure(_ state: inout AppState, _ app: AppConfig, message: String, extra: Logger.Metadata = [:]) {
         let backoff = RetryBackoff(policy: config.defaults.retry)
         state.consecutiveFailures += 1
         let delay = backoff.delay(afterFailures: state.consecutiveFailures, using: &random)
         state.nextAttempt = now().addingTimeInterval(RotationPlanner.seconds(delay))
         state.lastError = message
+        logger.error(
+            "\(message); retrying in \(DurationSyntax.format(delay))",
+            metadata: appMetadata(app).merging(failureMetadata(state)) { $1 }.merging(extra) { $1 })
         _ = save(state, app)
     }
 
@@ -418,6 +434,14 @@ public actor RotationEngine {
             logger.error("cannot save the state journal", metadata: appMetadata(app).merging(["error": "\(error)"]) { $1 })
             return false
         }
+    }
+
+    private func failureMetadata(_ state: AppState) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["event": "rotation_failed", "attempt": "\(state.consecutiveFailures)"]
+        if let next = state.nextAttempt {
+            metadata["next_attempt_usec"] = "\(Int64(next.timeIntervalSince1970 * 1_000_000))"
+        }
+        return metadata
     }
 
     private func appMetadata(_ app: AppConfig) -> Logger.Metadata {

@@ -388,4 +388,21 @@ struct EngineFixture {
             fixture.expectInvariant()
         }
     }
+
+    /// `rotate` on an app that was never fetched: the first fetch runs first, and the request
+    /// survives it, so the operator still gets a rotation.
+    @Test func operatorRotateOnAFreshAppFetchesThenRotates() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let engine = try fixture.engine()
+            try await engine.start()
+            let id = GenAuthHarness.appId
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            #expect(await engine.settle(appID: id))
+            #expect(harness.state.rotationCount(appId: id) == 1)
+            #expect(await engine.state(of: id)?.version == 2)
+            #expect(await engine.request(.refresh, forApp: "no-such-app") == false)
+        }
+    }
 }
