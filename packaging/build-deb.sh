@@ -79,8 +79,8 @@ build_package() { # NAME DESCRIPTION-FILE EXTRA-DEPENDS BINARY...
     install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/share/doc/$name"
     local binary staged=()
     for binary in "$@"; do
-        # Symbols are not needed at run time; stripping takes a static Swift binary from
-        # ~140 MB to ~30 MB.
+        # Symbols are not needed at run time; stripping halves a static Swift binary
+        # (secret-rotator 0.1.0: 161 MB -> 82 MB).
         install -m 0755 "$bin_dir/$binary" "$root/usr/bin/$binary"
         strip --strip-unneeded "$root/usr/bin/$binary"
         staged+=("$root/usr/bin/$binary")
@@ -135,7 +135,6 @@ for script in postinst prerm postrm; do
     install -m 0755 "packaging/debian/$script" "$root/DEBIAN/$script"
 done
 cat >"$work/secret-rotator.description" <<'EOF'
-Homepage: https://docs.genauth.ai/
 Description: rotates GenAuth application secrets and writes them atomically to disk
  A systemd service that calls the GenAuth (Authing) V3 management API
  refresh-application-secret for each configured application on its interval,
