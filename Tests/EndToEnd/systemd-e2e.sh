@@ -20,6 +20,12 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here=$repo/Tests/EndToEnd
+# Relative package paths are relative to where the script was started.
+for variable in SECRET_ROTATOR_DEB SECRET_ROTATOR_MOCK_DEB; do
+    if [[ -n ${!variable:-} ]]; then
+        printf -v "$variable" '%s' "$(realpath -- "${!variable}")"
+    fi
+done
 # The host's working directory does not exist inside the container: commands entered with
 # nsenter would fail getcwd().
 cd /
