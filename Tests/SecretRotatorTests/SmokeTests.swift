@@ -1,6 +1,0 @@
-import Testing
-@testable import SecretRotator
-
-@Test func versionIsSet() {
-    #expect(!SecretRotatorVersion.current.isEmpty)
-}
