@@ -114,26 +114,16 @@ public actor RotationEngine {
     }
 
     public func nextWake() -> Date? {
-        config.apps.compactMap { app -> Date? in
-            switch plannedStep(for: app) {
-            case .wait(let until): until
-            default: now()
-            }
-        }.min()
+        config.apps.map(nextDue(for:)).min()
     }
 
     public func status() -> StatusReport {
         StatusReport(
             apps: config.apps.map { app in
                 let state = states[app.id] ?? AppState(appID: app.id)
-                let next: Date? =
-                    switch plannedStep(for: app) {
-                    case .wait(let until): until
-                    default: now()
-                    }
                 return StatusReport.App(
                     id: app.id, name: app.name, action: app.action.rawValue, version: state.version,
-                    lastSuccess: state.lastSuccess, nextDue: next, consecutiveFailures: state.consecutiveFailures,
+                    lastSuccess: state.lastSuccess, nextDue: nextDue(for: app), consecutiveFailures: state.consecutiveFailures,
                     lastError: state.lastError)
             })
     }
@@ -141,13 +131,24 @@ public actor RotationEngine {
     // MARK: - Steps
 
     private func plannedStep(for app: AppConfig) -> RotationPlanner.Step {
+        plan(for: app).step
+    }
+
+    /// The step to run, and whether it is an operator's request: a request never overtakes
+    /// crash recovery (or a first fetch), only the schedule.
+    private func plan(for app: AppConfig) -> (step: RotationPlanner.Step, isRequest: Bool) {
         let state = states[app.id] ?? AppState(appID: app.id)
         let planned = RotationPlanner.nextStep(app: app, state: state, pendingVersion: pendingVersions[app.id], now: now())
-        // An operator's request never overtakes crash recovery, only the schedule.
         if let asked = requested[app.id], case .wait = planned {
-            return asked
+            return (asked, true)
         }
-        return planned
+        return (planned, false)
+    }
+
+    /// When the app next has something to do: now, unless its step is to wait.
+    private func nextDue(for app: AppConfig) -> Date {
+        if case .wait(let until) = plannedStep(for: app) { return until }
+        return now()
     }
 
     private func load(_ app: AppConfig) {
@@ -170,16 +171,10 @@ public actor RotationEngine {
 
     private func work(on app: AppConfig) async {
         defer { busy.remove(app.id) }
-        let step = plannedStep(for: app)
+        let (step, isRequest) = plan(for: app)
         if case .wait = step { return }
-        // A request is used up only when it is what runs; recovery steps (or a first fetch)
-        // that come before it leave it waiting for the next step.
-        if let asked = requested[app.id], asked == step,
-            case .wait = RotationPlanner.nextStep(
-                app: app, state: states[app.id] ?? AppState(appID: app.id), pendingVersion: pendingVersions[app.id], now: now())
-        {
-            requested[app.id] = nil
-        }
+        // A request is used up only when it is what runs.
+        if isRequest { requested[app.id] = nil }
         switch step {
         case .finishPending:
             await finishPending(app)
