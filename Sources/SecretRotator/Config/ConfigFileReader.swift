@@ -1,11 +1,5 @@
 import SystemPackage
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 /// Reads small text files the config refers to (the config itself, the access key secret,
 /// templates, CA files), with errors that name the path and the errno in words.
 enum ConfigFileReader {
@@ -17,39 +11,20 @@ enum ConfigFileReader {
     static let sizeLimit = 1 << 20
 
     static func read(_ path: String) throws(ValueSyntaxError) -> Contents {
-        let descriptor: FileDescriptor
+        let contents: SmallFile.Contents
         do {
-            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+            contents = try SmallFile.read(path, limit: sizeLimit)
         } catch {
-            throw ValueSyntaxError("cannot open \(path): \(explain(error))")
-        }
-        defer { try? descriptor.close() }
-        var status = stat()
-        guard fstat(descriptor.rawValue, &status) == 0 else {
-            throw ValueSyntaxError("cannot stat \(path): \(explain(Errno(rawValue: errno)))")
-        }
-        guard (status.st_mode & S_IFMT) == S_IFREG else {
-            throw ValueSyntaxError("\(path) is not a regular file")
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16_384)
-        while true {
-            let count: Int
-            do {
-                count = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) }
-            } catch {
-                throw ValueSyntaxError("cannot read \(path): \(explain(error))")
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-            if bytes.count > sizeLimit {
-                throw ValueSyntaxError("\(path) is larger than \(sizeLimit / 1024) KiB")
+            switch error {
+            case .system(let errno, let step): throw ValueSyntaxError("cannot \(step) \(path): \(explain(errno))")
+            case .notRegular: throw ValueSyntaxError("\(path) is not a regular file")
+            case .tooLarge(let limit): throw ValueSyntaxError("\(path) is larger than \(limit / 1024) KiB")
             }
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard let text = String(validating: contents.bytes, as: UTF8.self) else {
             throw ValueSyntaxError("\(path) is not valid UTF-8")
         }
-        return Contents(text: text, mode: FileMode(rawValue: UInt16(status.st_mode & 0o777)))
+        return Contents(text: text, mode: FileMode(rawValue: contents.permissions))
     }
 
     static func explain(_ error: any Error) -> String {

@@ -42,14 +42,11 @@ public struct ControlRequests: Sendable {
                 let kind = Kind(rawValue: String(name[name.index(after: dot)...]))
             else { continue }
             let path = "\(directory)/\(name)"
-            guard let descriptor = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .noFollow]) else {
-                continue
-            }
-            var buffer = [UInt8](repeating: 0, count: 512)
-            let count = (try? buffer.withUnsafeMutableBytes { try descriptor.read(into: $0) }) ?? 0
-            try? descriptor.close()
+            let contents = try? SmallFile.read(path, limit: 512, followSymlinks: false)
             unlink(path)
-            requests.append((String(decoding: buffer[0..<count], as: UTF8.self), kind))
+            if let contents {
+                requests.append((String(decoding: contents.bytes, as: UTF8.self), kind))
+            }
         }
         return requests
     }

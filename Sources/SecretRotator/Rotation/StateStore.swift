@@ -106,9 +106,9 @@ public struct StateStore: Sendable {
     {
         let contents: [UInt8]
         do {
-            contents = try Self.readAll(path)
+            contents = try SmallFile.read(path, limit: 1 << 20, followSymlinks: false).bytes
         } catch {
-            if error == .noSuchFileOrDirectory { return (nil, nil) }
+            if case .system(.noSuchFileOrDirectory, _) = error { return (nil, nil) }
             return (nil, moveAside(path, appID: appID, now: now, reason: "unreadable: \(error)"))
         }
         do {
@@ -134,32 +134,5 @@ public struct StateStore: Sendable {
         }
         _ = fsync(descriptor.rawValue)
         try? descriptor.close()
-    }
-
-    private static func readAll(_ path: String) throws(Errno) -> [UInt8] {
-        let descriptor: FileDescriptor
-        do {
-            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .noFollow])
-        } catch let error as Errno {
-            throw error
-        } catch {
-            throw .ioError
-        }
-        defer { try? descriptor.close() }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8_192)
-        while true {
-            let count: Int
-            do {
-                count = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) }
-            } catch let error as Errno {
-                throw error
-            } catch {
-                throw .ioError
-            }
-            if count == 0 { return bytes }
-            bytes.append(contentsOf: chunk[0..<count])
-            if bytes.count > 1 << 20 { throw .fileTooLarge }
-        }
     }
 }

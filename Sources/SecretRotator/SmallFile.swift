@@ -1,0 +1,55 @@
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Reads a whole small regular file: the config and the files it names, journal records,
+/// operator requests. One place for the open/fstat/read loop, the size cap, and the rule that
+/// only regular files are read (opened non-blocking, so a FIFO in their place cannot hang us).
+enum SmallFile {
+    enum Failure: Error {
+        case system(Errno, step: String)
+        case notRegular
+        case tooLarge(limit: Int)
+    }
+
+    struct Contents {
+        let bytes: [UInt8]
+        /// Permission bits, e.g. to judge an inline secret in a group-readable config.
+        let permissions: UInt16
+    }
+
+    static func read(_ path: String, limit: Int, followSymlinks: Bool = true) throws(Failure) -> Contents {
+        var options: FileDescriptor.OpenOptions = [.closeOnExec, .nonBlocking]
+        if !followSymlinks { options.insert(.noFollow) }
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try FileDescriptor.open(FilePath(path), .readOnly, options: options)
+        } catch {
+            throw .system(error as? Errno ?? .ioError, step: "open")
+        }
+        defer { try? descriptor.close() }
+        var status = stat()
+        guard fstat(descriptor.rawValue, &status) == 0 else {
+            throw .system(Errno(rawValue: errno), step: "stat")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { throw .notRegular }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let count: Int
+            do {
+                count = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) }
+            } catch {
+                throw .system(error as? Errno ?? .ioError, step: "read")
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+            if bytes.count > limit { throw .tooLarge(limit: limit) }
+        }
+        return Contents(bytes: bytes, permissions: UInt16(status.st_mode & 0o777))
+    }
+}
