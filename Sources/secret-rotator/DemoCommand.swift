@@ -29,6 +29,7 @@ struct DemoCommand: AsyncParsableCommand {
     var duration: String?
 
     func run() async throws {
+        EarlyStopSignal.install()
         let stopAfter = try duration.map { try parsedTimeout($0) }
         var template = Array("/tmp/secret-rotator-demo.XXXXXX".utf8CString)
         guard let created = mkdtemp(&template) else {
@@ -64,7 +65,7 @@ struct DemoCommand: AsyncParsableCommand {
         try await engine.start()
         let service = RotationService(
             engine: engine, configPath: configPath, loader: ConfigLoader(), stateDirectory: "\(root)/state", logger: logger)
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let group = service.serviceGroup(logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             if let stopAfter {

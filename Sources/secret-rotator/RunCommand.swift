@@ -29,6 +29,8 @@ struct RunCommand: AsyncParsableCommand {
     var once = false
 
     func run() async throws {
+        // --once keeps the default action: killed mid-way, its steps resume from the journal.
+        if !once { EarlyStopSignal.install() }
         let config = try options.loadConfig()
         options.bootstrapLogging()
         let stateDirectory = options.stateDirectory(for: config)
@@ -47,8 +49,7 @@ struct RunCommand: AsyncParsableCommand {
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
                     stateDirectory: stateDirectory, events: .systemd(notifier),
                     maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, logger: logger)
-                let group = ServiceGroup(
-                    services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                let group = service.serviceGroup(logger: logger)
                 try await group.run()
             }
         } catch {

@@ -46,11 +46,15 @@ public final class RotationService: Service, Sendable {
     let maximumSleep: Duration
     /// `$RUNTIME_DIRECTORY/stall-scheduler-for-tests`, only under systemd.
     private let stallSwitch: String?
+    /// Whether a stop signal came before the service group trapped the signals.
+    private let stoppedDuringStartUp: @Sendable () -> Bool
 
     public init(
         engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: String,
-        events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, logger: Logger
+        events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, logger: Logger,
+        stoppedDuringStartUp: @escaping @Sendable () -> Bool = { EarlyStopSignal.received }
     ) {
+        self.stoppedDuringStartUp = stoppedDuringStartUp
         self.engine = engine
         self.configPath = configPath
         self.loader = loader
@@ -62,6 +66,13 @@ public final class RotationService: Service, Sendable {
     }
 
     public func run() async throws {
+        // The group traps SIGTERM/SIGINT before it starts services, so from here on a stop
+        // signal reaches the graceful shutdown handler; one that came earlier is taken now.
+        if stoppedDuringStartUp() {
+            events.stopping()
+            logger.notice("stop requested during start-up; nothing was in flight")
+            return
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.handleSignals() }
             await withGracefulShutdownHandler {
@@ -183,6 +194,17 @@ public final class RotationService: Service, Sendable {
                 logger.warning("request for an unknown app ignored", metadata: ["app_id": "\(request.appID)"])
             }
         }
+    }
+}
+
+extension RotationService {
+    /// The group the daemon runs in: SIGTERM/SIGINT shut it down gracefully, and the service
+    /// returning (which it does only when asked to stop) is a clean end, not a failure.
+    public func serviceGroup(logger: Logger) -> ServiceGroup {
+        ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: self, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }
 }
 

@@ -62,6 +62,36 @@ import Testing
         }
     }
 
+    /// `systemctl stop` can race a start. A SIGTERM that arrives once the daemon takes signals
+    /// (its own start-up handler, later the service group's) must end it with exit 0, never by
+    /// the signal's default action and never by being ignored. The kill is sent the moment
+    /// /proc shows SIGTERM caught or ignored, which lands in the start-up window most times.
+    @Test func stopDuringStartUpExitsCleanly() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h")
+        var duringStartUp = 0
+        for attempt in 0..<20 {
+            let (process, log) = try harness.start()
+            var disposition: SignalDisposition?
+            let takesSignals = await waitForGenAuth(timeout: .seconds(30)) {
+                disposition = SignalDisposition.ofSIGTERM(pid: process.processIdentifier)
+                return disposition != nil || !process.isRunning
+            }
+            kill(process.processIdentifier, SIGTERM)
+            let exited = await waitForGenAuth(timeout: .seconds(30)) { !process.isRunning }
+            if !exited { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            if disposition == .caught { duringStartUp += 1 }
+            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            #expect(takesSignals && exited, "attempt \(attempt): \(output.suffix(2000))")
+            #expect(process.terminationReason == .exit && process.terminationStatus == 0,
+                    "attempt \(attempt) (\(String(describing: disposition))): \(process.terminationReason == .exit ? "exit" : "signal") \(process.terminationStatus): \(output.suffix(2000))")
+        }
+        print("stop during start-up: 20 SIGTERMs, \(duringStartUp) landed before the service group trapped signals")
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0)
+    }
+
     @Test func secondDaemonRefusesAndRotateGoesThroughTheRunningOne() async throws {
         let harness = try await DaemonHarness(apps: 2)
         defer { Task { await harness.cleanUp() } }
@@ -164,6 +194,24 @@ import Testing
         #expect(output.contains("billing: secret fetched and written"))
         #expect(output.contains("billing: secret rotated and written"))
         #expect(output.contains("every raw file holds the secret the mock accepts now."))
+    }
+}
+
+/// How a process handles SIGTERM, from the masks in /proc/<pid>/status (nil: default action).
+enum SignalDisposition: Equatable {
+    case caught, ignored
+
+    static func ofSIGTERM(pid: Int32) -> SignalDisposition? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        func has(_ field: String) -> Bool {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("\(field):") }),
+                  let mask = UInt64(line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces), radix: 16)
+            else { return false }
+            return mask & (1 << UInt64(SIGTERM - 1)) != 0
+        }
+        if has("SigCgt") { return .caught }
+        if has("SigIgn") { return .ignored }
+        return nil
     }
 }
 
