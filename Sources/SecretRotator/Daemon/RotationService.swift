@@ -46,15 +46,11 @@ public final class RotationService: Service, Sendable {
     let maximumSleep: Duration
     /// `$RUNTIME_DIRECTORY/stall-scheduler-for-tests`, only under systemd.
     private let stallSwitch: String?
-    /// Whether a stop signal came before the service group trapped the signals.
-    private let stoppedDuringStartUp: @Sendable () -> Bool
 
     public init(
         engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: String,
-        events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, logger: Logger,
-        stoppedDuringStartUp: @escaping @Sendable () -> Bool = { EarlyStopSignal.received }
+        events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, logger: Logger
     ) {
-        self.stoppedDuringStartUp = stoppedDuringStartUp
         self.engine = engine
         self.configPath = configPath
         self.loader = loader
@@ -68,7 +64,7 @@ public final class RotationService: Service, Sendable {
     public func run() async throws {
         // The group traps SIGTERM/SIGINT before it starts services, so from here on a stop
         // signal reaches the graceful shutdown handler; one that came earlier is taken now.
-        if stoppedDuringStartUp() {
+        if EarlyStopSignal.received {
             events.stopping()
             logger.notice("stop requested during start-up; nothing was in flight")
             return

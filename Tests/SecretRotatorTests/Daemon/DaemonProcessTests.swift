@@ -26,8 +26,11 @@ import Testing
         // Last start: nothing new falls due, so the daemon only finishes what the kills interrupted.
         try harness.writeConfig(apps: Array(0..<apps), interval: "1h")
         let (final, log) = try harness.start()
+        // The state may already be settled from the last run; the SIGTERM below still needs a
+        // daemon that got as far as taking signals (one killed before main cannot exit 0).
         let settled = await waitForGenAuth(timeout: .seconds(60)) {
-            harness.violations(Array(0..<apps)).isEmpty && harness.pendingRecords().isEmpty
+            SignalDisposition.ofSIGTERM(pid: final.processIdentifier) != nil
+                && harness.violations(Array(0..<apps)).isEmpty && harness.pendingRecords().isEmpty
                 && (0..<apps).allSatisfy { index in
                     guard let state = harness.savedState(index) else { return false }
                     return state.hookDoneVersion == state.version && state.intent == nil
