@@ -121,8 +121,13 @@ public final class GenAuthMockState: Sendable {
     /// Every token, app secret and access key secret the mock ever handed out or accepted:
     /// what a leak check must not find anywhere.
     public func everyIssuedSecret() -> [String] {
+        let issued = issuedValues()
+        return issued.tokens + issued.secrets + issued.accessKeySecrets
+    }
+
+    public func issuedValues() -> (tokens: [String], secrets: [String], accessKeySecrets: [String]) {
         inner.withLock { state in
-            state.issuedTokens + state.issuedSecrets + state.accessKeys.values.map(\.accessKeySecret)
+            (state.issuedTokens, state.issuedSecrets, state.accessKeys.values.map(\.accessKeySecret).sorted())
         }
     }
 

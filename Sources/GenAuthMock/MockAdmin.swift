@@ -58,6 +58,15 @@ enum MockAdmin {
         case ("POST", "tokens/revoke"):
             state.revokeAllTokens()
             return ok()
+        case ("GET", "issued"):
+            // Everything a leak check must not find: every token and app secret ever handed out
+            // (also those replaced since), and the access key secrets it accepts.
+            let issued = state.issuedValues()
+            return .json(.object([
+                ("tokens", .array(issued.tokens.map(MockJSON.string))),
+                ("secrets", .array(issued.secrets.map(MockJSON.string))),
+                ("accessKeySecrets", .array(issued.accessKeySecrets.map(MockJSON.string))),
+            ]))
         case ("GET", "stats"):
             return .json(.object([("tokensIssued", .int(state.tokensIssued)), ("tokenExpiresIn", .int(state.tokenExpiresIn))]))
         case ("POST", "config"):

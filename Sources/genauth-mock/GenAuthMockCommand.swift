@@ -36,6 +36,8 @@ struct GenAuthMockCommand: AsyncParsableCommand {
               POST   /__admin/tokens/revoke   invalidate every issued token
               POST   /__admin/config          {"tokenExpiresIn": SECONDS}
               GET    /__admin/stats           tokens issued, token lifetime
+              GET    /__admin/issued          every token and secret ever issued
+                                              (for leak checks)
               POST   /__admin/save            write state to the --save file
 
             A fault is {"fault": KIND, "endpoint"?: NAME, "appId"?: ID, "count"?: N} \

@@ -626,6 +626,12 @@ no_secret_leaked() {
     fi
     jq -r '.apps[].secrets[]' "$work/mock-secrets.json" >"$work/all-secrets.txt"
     printf '%s\n' "$access_key_secret" >>"$work/all-secrets.txt"
+    # The mock's own list adds the management tokens (and repeats what the collector saw).
+    cx curl -sf "$mock_url/__admin/issued" >"$work/mock-issued.json" || { say "GET /__admin/issued failed"; return 1; }
+    jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/mock-issued.json" >>"$work/all-secrets.txt"
+    say "the mock issued $(jq '.tokens | length' "$work/mock-issued.json") management tokens"
+    [[ $(jq '.tokens | length' "$work/mock-issued.json") -ge 1 ]] || { say "no token issued: the token check saw nothing"; return 1; }
+    sort -u -o "$work/all-secrets.txt" "$work/all-secrets.txt"
     say "looking for $(wc -l <"$work/all-secrets.txt") secret values in $(cx journalctl --no-pager -q | wc -l) journal entries"
     # Every field of every entry (export format is the full record), then the raw files.
     # To files first: `producer | grep -q` under pipefail fails when grep stops reading early.
@@ -641,7 +647,7 @@ no_secret_leaked() {
         return 1
     fi
 }
-check "no secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json") of them) nor the access key secret appears in the journal" no_secret_leaked
+check "no app secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json") of them), no management token and not the access key secret appears in the journal" no_secret_leaked
 
 # --- 15. purge -----------------------------------------------------------------------------------------
 step "dpkg --purge"

@@ -168,6 +168,14 @@ struct GenAuthMockTests {
             _ = try await Self.send(server, .POST, "/__admin/tokens/revoke")
             let revoked = try await Self.send(server, .GET, "/api/v3/get-application?appId=app-1", headers: headers)
             #expect(revoked.json["statusCode"] as? Int == 401)
+            // The leak check's list: every token and secret, replaced ones included.
+            let issued = try await Self.send(server, .GET, "/__admin/issued")
+            #expect(issued.json["tokens"] as? [String] == [token])
+            let secrets = try #require(issued.json["secrets"] as? [String])
+            #expect(secrets == server.state.issuedValues().secrets)
+            #expect(issued.json["accessKeySecrets"] as? [String] == ["sk"])
+            #expect(secrets.contains(try #require(server.state.currentSecret(appId: "app-2"))))
+            #expect(secrets.count >= 4, "seeded secrets plus the two rotations")
         }
     }
 
