@@ -106,17 +106,10 @@ public struct ConfigPlan: Encodable, Sendable {
                 app.onRotate.map { "\($0.joined(separator: " ")) (timeout \(app.hookTimeout))" } ?? "-",
             ]
         }
-        let widths = header.indices.map { column in
-            ([header] + rows).map { $0[column].count }.max() ?? 0
-        }
-        func render(_ cells: [String]) -> String {
-            zip(cells, widths).enumerated().map { index, pair in
-                index == cells.count - 1 ? pair.0 : pair.0.padding(to: pair.1)
-            }.joined(separator: "  ")
-        }
-        lines.append(render(header))
-        for (app, row) in zip(apps, rows) {
-            lines.append(render(row))
+        var table = TextTable(header: header, rows: rows).renderLines()
+        lines.append(table.removeFirst())
+        for (app, row) in zip(apps, table) {
+            lines.append(row)
             for output in app.outputs {
                 var detail = "    -> \(output.path)  \(output.format)"
                 if let envKey = output.envKey { detail += "(\(envKey))" }
@@ -132,11 +125,5 @@ public struct ConfigPlan: Encodable, Sendable {
 
     private static func number(_ value: Double) -> String {
         value == value.rounded() ? String(Int(value)) : String(value)
-    }
-}
-
-extension String {
-    fileprivate func padding(to width: Int) -> String {
-        count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 }
