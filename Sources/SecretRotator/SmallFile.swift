@@ -10,10 +10,18 @@ import Musl
 /// operator requests. One place for the open/fstat/read loop, the size cap, and the rule that
 /// only regular files are read (opened non-blocking, so a FIFO in their place cannot hang us).
 enum SmallFile {
-    enum Failure: Error {
+    enum Failure: Error, CustomStringConvertible {
         case system(Errno, step: String)
         case notRegular
         case tooLarge(limit: Int)
+
+        var description: String {
+            switch self {
+            case .system(let errno, let step): "\(step): \(OutputError.name(of: errno)) (\(errno))"
+            case .notRegular: "not a regular file"
+            case .tooLarge(let limit): "larger than \(limit / 1024) KiB"
+            }
+        }
     }
 
     struct Contents {

@@ -18,4 +18,33 @@ struct ConfigOption: ParsableArguments {
         }
         return ConfigSchema.defaultConfigPath
     }
+
+    /// The validated config, or every error on stderr and exit 78 (EX_CONFIG).
+    func loadConfig() throws -> RotatorConfig {
+        do {
+            let loaded = try ConfigLoader().load(path: path)
+            for warning in loaded.warnings {
+                StandardError.write(warning.description)
+            }
+            return loaded.config
+        } catch {
+            for diagnostic in error.diagnostics {
+                StandardError.write(diagnostic.description)
+            }
+            StandardError.write("\(path): \(error.errors.count) error(s); the config is not valid.")
+            throw ExitCode(78)
+        }
+    }
+}
+
+/// `--state-dir`, shared by the commands that use the daemon's journal.
+struct StateDirectoryOption: ParsableArguments {
+    @Option(
+        name: .customLong("state-dir"),
+        help: ArgumentHelp("State directory (journal and lock).", discussion: "Default: defaults.state_directory from the config.", valueName: "path"))
+    var stateDirectory: String?
+
+    func path(for config: RotatorConfig) -> String {
+        stateDirectory ?? config.defaults.stateDirectory
+    }
 }

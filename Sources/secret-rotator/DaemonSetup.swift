@@ -6,34 +6,17 @@ import SecretRotator
 /// directory, set up logging and the GenAuth client.
 struct DaemonOptions: ParsableArguments {
     @OptionGroup var configOption: ConfigOption
-
-    @Option(
-        name: .customLong("state-dir"),
-        help: ArgumentHelp("State directory (journal and lock).", discussion: "Default: defaults.state_directory from the config.", valueName: "path"))
-    var stateDirectory: String?
+    @OptionGroup var stateDirectoryOption: StateDirectoryOption
 
     @Flag(name: .long, help: "Log debug details (never secrets).")
     var verbose = false
 
     func loadConfig() throws -> RotatorConfig {
-        let path = configOption.path
-        do {
-            let loaded = try ConfigLoader().load(path: path)
-            for warning in loaded.warnings {
-                StandardError.write(warning.description)
-            }
-            return loaded.config
-        } catch {
-            for diagnostic in error.diagnostics {
-                StandardError.write(diagnostic.description)
-            }
-            StandardError.write("\(path): \(error.errors.count) error(s); not starting.")
-            throw ExitCode(78)
-        }
+        try configOption.loadConfig()
     }
 
     func stateDirectory(for config: RotatorConfig) -> String {
-        stateDirectory ?? config.defaults.stateDirectory
+        stateDirectoryOption.path(for: config)
     }
 
     /// Native journald entries under systemd, readable stderr lines otherwise.

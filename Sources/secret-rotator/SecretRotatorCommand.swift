@@ -15,6 +15,6 @@ struct SecretRotatorCommand: AsyncParsableCommand {
             Config file: --config, else $SECRET_ROTATOR_CONFIG, else /etc/secret-rotator/rotator.toml.
             """,
         version: SecretRotatorVersion.current,
-        subcommands: [RunCommand.self, RotateCommand.self, FetchCommand.self, CheckConfigCommand.self, DemoCommand.self, WriteLoopCommand.self]
+        subcommands: [RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, CheckConfigCommand.self, DemoCommand.self, WriteLoopCommand.self]
     )
 }

@@ -120,11 +120,9 @@ public actor RotationEngine {
     public func status() -> StatusReport {
         StatusReport(
             apps: config.apps.map { app in
-                let state = states[app.id] ?? AppState(appID: app.id)
-                return StatusReport.App(
-                    id: app.id, name: app.name, action: app.action.rawValue, version: state.version,
-                    lastSuccess: state.lastSuccess, nextDue: nextDue(for: app), consecutiveFailures: state.consecutiveFailures,
-                    lastError: state.lastError)
+                StatusReport.App(
+                    app: app, state: states[app.id] ?? AppState(appID: app.id), pendingVersion: pendingVersions[app.id],
+                    nextDue: nextDue(for: app))
             })
     }
 

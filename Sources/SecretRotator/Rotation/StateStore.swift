@@ -101,23 +101,57 @@ public struct StateStore: Sendable {
         try writer.write(bytes, to: path, options: AtomicWriteOptions(mode: [.ownerRead, .ownerWrite]))
     }
 
+    /// A record as found on disk.
+    private enum Found<Record> {
+        case missing
+        case record(Record)
+        case unreadable(String)
+    }
+
     private func load<Record: Decodable>(_ type: Record.Type, at path: String, appID: String, now: Date)
         -> (state: Record?, corrupt: CorruptRecord?)
     {
+        switch find(type, at: path) {
+        case .missing: return (nil, nil)
+        case .record(let record): return (record, nil)
+        case .unreadable(let reason): return (nil, moveAside(path, appID: appID, now: now, reason: reason))
+        }
+    }
+
+    private func find<Record: Decodable>(_ type: Record.Type, at path: String) -> Found<Record> {
         let contents: [UInt8]
         do {
             contents = try SmallFile.read(path, limit: 1 << 20, followSymlinks: false).bytes
         } catch {
-            if case .system(.noSuchFileOrDirectory, _) = error { return (nil, nil) }
-            return (nil, moveAside(path, appID: appID, now: now, reason: "unreadable: \(error)"))
+            if case .system(.noSuchFileOrDirectory, _) = error { return .missing }
+            return .unreadable("unreadable: \(error)")
         }
         do {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .millisecondsSince1970
-            return (try decoder.decode(Record.self, from: Data(contents)), nil)
+            return .record(try decoder.decode(Record.self, from: Data(contents)))
         } catch {
-            return (nil, moveAside(path, appID: appID, now: now, reason: "not a valid record"))
+            return .unreadable("not a valid record")
         }
+    }
+
+    /// One app's records for `status`: read as they are, problems described rather than
+    /// repaired, because a status query must not change the state directory under the daemon.
+    public func inspect(appID: String) -> (state: AppState?, pendingVersion: Int?, problems: [String]) {
+        var problems: [String] = []
+        var state: AppState?
+        switch find(AppState.self, at: statePath(appID)) {
+        case .missing: break
+        case .record(let record): state = record
+        case .unreadable(let reason): problems.append("state record \(statePath(appID)): \(reason)")
+        }
+        var pendingVersion: Int?
+        switch find(PendingSecret.self, at: pendingPath(appID)) {
+        case .missing: break
+        case .record(let pending): pendingVersion = pending.version
+        case .unreadable(let reason): problems.append("pending record \(pendingPath(appID)): \(reason)")
+        }
+        return (state, pendingVersion, problems)
     }
 
     private func moveAside(_ path: String, appID: String, now: Date, reason: String) -> CorruptRecord {

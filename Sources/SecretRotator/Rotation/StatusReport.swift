@@ -16,6 +16,31 @@ public struct StatusReport: Sendable, Encodable {
         public let nextDue: Date?
         public let consecutiveFailures: Int
         public let lastError: String?
+        /// A new secret received but not yet on every output (finished at the next step).
+        public let pendingVersion: Int?
+        /// The version whose on_rotate hook is still owed, if any.
+        public let hookOwedVersion: Int?
+        /// An interrupted call the next step reconciles: "refresh" or "fetch".
+        public let unfinishedCall: String?
+        /// Records that could not be read (only `status` reports these; the daemon repairs them).
+        public let problems: [String]
+
+        init(app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, problems: [String] = []) {
+            id = app.id
+            name = app.name
+            action = app.action.rawValue
+            version = state.version
+            lastSuccess = state.lastSuccess
+            self.nextDue = nextDue
+            consecutiveFailures = state.consecutiveFailures
+            lastError = state.lastError
+            self.pendingVersion = pendingVersion
+            hookOwedVersion = app.onRotate != nil && state.hookDoneVersion < state.version ? state.version : nil
+            unfinishedCall = state.intent?.rawValue
+            self.problems = problems
+        }
+
+        public var needsAttention: Bool { consecutiveFailures > 0 || !problems.isEmpty }
     }
 
     public let apps: [App]
@@ -29,9 +54,76 @@ public struct StatusReport: Sendable, Encodable {
             parts.append("\(worst.name): \(worst.lastError ?? "failing")")
         }
         if let next = apps.compactMap({ app in app.nextDue.map { (app.name, $0) } }).min(by: { $0.1 < $1.1 }) {
-            let seconds = max(0, next.1.timeIntervalSince(now))
-            parts.append("next: \(next.0) in \(DurationSyntax.format(.seconds(Int64(seconds.rounded()))))")
+            parts.append("next: \(next.0) \(Self.due(next.1, now: now))")
         }
         return parts.joined(separator: " · ")
+    }
+
+    /// The report for `secret-rotator status`: from the config and the state directory alone,
+    /// without the daemon and without changing anything on disk. Operator requests not yet
+    /// taken up by the daemon are not shown.
+    public static func read(config: RotatorConfig, store: StateStore, now: Date) -> StatusReport {
+        StatusReport(
+            apps: config.apps.map { app in
+                let found = store.inspect(appID: app.id)
+                let state = found.state ?? AppState(appID: app.id)
+                var nextDue = now
+                if case .wait(let until) = RotationPlanner.nextStep(
+                    app: app, state: state, pendingVersion: found.pendingVersion, now: now)
+                {
+                    nextDue = until
+                }
+                return App(app: app, state: state, pendingVersion: found.pendingVersion, nextDue: nextDue, problems: found.problems)
+            })
+    }
+
+    /// A table with one row per app, then a line for everything that needs a look.
+    public func render(now: Date) -> String {
+        let rows = apps.map { app in
+            [
+                app.name, app.id, app.action, String(app.version),
+                app.lastSuccess.map { "\(Self.timestamp($0)) (\(Self.relative($0, now: now)))" } ?? "never",
+                app.nextDue.map { Self.due($0, now: now) } ?? "-",
+                app.consecutiveFailures > 0 ? "FAILING" : (app.problems.isEmpty ? "ok" : "CHECK"),
+            ]
+        }
+        var lines = TextTable(header: ["APP", "ID", "ACTION", "VERSION", "LAST SECRET", "NEXT STEP", "STATE"], rows: rows)
+            .renderLines()
+        for app in apps {
+            if app.consecutiveFailures > 0 {
+                lines.append(
+                    "\(app.name): \(app.consecutiveFailures) failed attempt\(app.consecutiveFailures == 1 ? "" : "s"); last error: \(app.lastError ?? "unknown")")
+            }
+            if let pending = app.pendingVersion {
+                lines.append("\(app.name): version \(pending) is received but not yet on every output; the next step finishes it")
+            }
+            if let call = app.unfinishedCall {
+                lines.append("\(app.name): an interrupted \(call) call; the next step reconciles it with GenAuth")
+            }
+            if let owed = app.hookOwedVersion {
+                lines.append("\(app.name): on_rotate hook for version \(owed) has not completed yet")
+            }
+            for problem in app.problems {
+                lines.append("\(app.name): \(problem); the daemon moves it aside at its next start")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// "in 6d 3h", "2h ago", "now".
+    static func relative(_ date: Date, now: Date) -> String {
+        let seconds = date.timeIntervalSince(now)
+        if abs(seconds) < 1 { return "now" }
+        let text = DurationSyntax.format(.seconds(Int64(abs(seconds).rounded())))
+        return seconds > 0 ? "in \(text)" : "\(text) ago"
+    }
+
+    /// A due time: "now" once it has passed (it runs at the daemon's next step).
+    static func due(_ date: Date, now: Date) -> String {
+        date <= now ? "now" : relative(date, now: now)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601)
     }
 }

@@ -191,6 +191,74 @@ import Testing
         #expect(invalid == 78)
     }
 
+    @Test func statusShowsTheJournalWithAndWithoutTheDaemon() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h")
+        let (never, neverOutput) = try await harness.run(["status"])
+        #expect(never == 0, "\(neverOutput)")
+        #expect(neverOutput.contains("does not exist yet") && neverOutput.contains("daemon not running"))
+        #expect(!FileManager.default.fileExists(atPath: harness.stateDirectory), "status creates nothing")
+
+        let (once, onceOutput) = try await harness.run(["run", "--once"])
+        #expect(once == 0, "\(onceOutput)")
+        let (json, jsonOutput) = try await harness.run(["status", "--json"])
+        #expect(json == 0, "\(jsonOutput)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(jsonOutput.utf8)) as? [String: Any])
+        let apps = try #require(document["apps"] as? [[String: Any]])
+        #expect(apps.map { $0["name"] as? String } == ["app0", "app1"])
+        #expect(apps.map { $0["version"] as? Int } == [1, 1])
+        #expect(document["daemonPID"] == nil)
+
+        let (daemon, _) = try harness.start()
+        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+            StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == daemon.processIdentifier
+        })
+        let (running, runningOutput) = try await harness.run(["status"])
+        #expect(running == 0, "\(runningOutput)")
+        #expect(runningOutput.contains("daemon running (PID \(daemon.processIdentifier))"))
+        #expect(runningOutput.contains("app0") && runningOutput.contains("in 1h"))
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+
+        // A failing app makes status exit 1 and name the error; no secret is printed.
+        let (rotateFailed, _) = try await harness.run(["rotate", "app1"], secret: "wrong-access-key-secret")
+        #expect(rotateFailed != 0)
+        let (failing, failingOutput) = try await harness.run(["status"])
+        #expect(failing == 1, "\(failingOutput)")
+        #expect(failingOutput.contains("FAILING") && failingOutput.contains("app1: 1 failed attempt; last error:"))
+        #expect(!harness.state.everyIssuedSecret().contains { failingOutput.contains($0) })
+    }
+
+    /// The state directory is private to the daemon's user: `status` from anyone else says so
+    /// (exit 77) instead of showing apps as never rotated.
+    @Test func statusRefusesAStateDirectoryItCannotRead() async throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            print("skipped: needs root and setpriv to run status as another user")
+            return
+        }
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h")
+        let (once, onceOutput) = try await harness.run(["run", "--once"])
+        #expect(once == 0, "\(onceOutput)")
+        // The config where user nobody can read it; the state stays in the root-only directory.
+        let open = FileManager.default.temporaryDirectory.appendingPathComponent("sr-status-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: open, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: open) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: open.path)
+        let config = open.appendingPathComponent("rotator.toml")
+        try FileManager.default.copyItem(atPath: harness.configPath, toPath: config.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: config.path)
+
+        let result = try CLI.run(
+            ["status", "--config", config.path], environment: harness.environment(),
+            launcher: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        #expect(result.status == 77, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("cannot read \(harness.stateDirectory)"))
+        #expect(result.stdout.isEmpty)
+    }
+
     @Test func demoRunsAndProducesRotatedFiles() async throws {
         let (status, output) = try await DemoRun.run(duration: "7s")
         #expect(status == 0, "\(output)")

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+@testable import SecretRotator
+
+/// `secret-rotator status` reads the journal the engine writes: what it shows must match what
+/// the engine would do next, it must not touch the state directory, and it never shows a secret.
+@Suite struct StatusReportTests {
+    @Test func showsEngineStateAndWhatNeedsALook() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let config = fixture.config(hook: ["/bin/true"])
+            let store = StateStore(directory: config.defaults.stateDirectory)
+            let now = fixture.clock.now
+
+            // Nothing has run: both apps are due now (first fetch), nothing to worry about.
+            let fresh = StatusReport.read(config: config, store: store, now: now)
+            #expect(fresh.apps.map(\.version) == [0, 0])
+            #expect(fresh.apps.map(\.nextDue) == [now, now])
+            #expect(!fresh.apps.contains { $0.needsAttention })
+
+            let engine = try fixture.engine(hook: ["/bin/true"])
+            try await engine.start()
+            await engine.runDue()
+            let afterFetch = StatusReport.read(config: config, store: store, now: now)
+            let engineView = await engine.status()
+            #expect(afterFetch.apps.map(\.nextDue) == engineView.apps.map(\.nextDue))
+            #expect(afterFetch.apps.map(\.version) == [1, 1])
+            #expect(afterFetch.apps.allSatisfy { $0.hookOwedVersion == nil && $0.pendingVersion == nil })
+
+            // A failing app, a secret in flight and a hook still owed, as a crash leaves them.
+            var failing = try #require(store.loadState(appID: GenAuthHarness.otherAppId, now: now).state)
+            failing.consecutiveFailures = 3
+            failing.lastError = "GenAuth refused the request (HTTP 403)"
+            failing.nextAttempt = now.addingTimeInterval(90)
+            try store.saveState(failing)
+            var owing = try #require(store.loadState(appID: GenAuthHarness.appId, now: now).state)
+            owing.version = 2
+            owing.intent = .refresh
+            try store.saveState(owing)
+            let secretInFlight = "0123456789abcdef0123456789abcdef"
+            try store.savePending(PendingSecret(appID: GenAuthHarness.appId, version: 3, obtainedAt: now, secret: SecretValue(secretInFlight)))
+
+            let report = StatusReport.read(config: config, store: store, now: now)
+            let app0 = report.apps[0]
+            let app1 = report.apps[1]
+            #expect(app0.pendingVersion == 3 && app0.hookOwedVersion == 2 && app0.unfinishedCall == "refresh")
+            #expect(app0.nextDue == now, "a pending secret is finished at once")
+            #expect(app1.nextDue == now.addingTimeInterval(90))
+            #expect(app1.needsAttention && !app0.needsAttention)
+            let text = report.render(now: now)
+            #expect(text.contains("app1: 3 failed attempts; last error: GenAuth refused the request (HTTP 403)"))
+            #expect(text.contains("app0: version 3 is received but not yet on every output"))
+            #expect(text.contains("app0: on_rotate hook for version 2 has not completed yet"))
+            #expect(text.contains("in 1m30s"))
+            let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
+            for secret in [secretInFlight] + harness.state.everyIssuedSecret() {
+                #expect(!text.contains(secret) && !json.contains(secret))
+            }
+        }
+    }
+
+    /// The daemon moves a corrupt record aside; `status` only reports it and leaves it.
+    @Test func reportsACorruptRecordWithoutMovingIt() async throws {
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            let config = fixture.config()
+            let store = StateStore(directory: config.defaults.stateDirectory)
+            try store.prepare()
+            let path = store.statePath(GenAuthHarness.appId)
+            try Data("{ torn".utf8).write(to: URL(fileURLWithPath: path))
+            let before = try FileManager.default.contentsOfDirectory(atPath: "\(store.directory)/corrupt")
+
+            let report = StatusReport.read(config: config, store: store, now: fixture.clock.now)
+            #expect(report.apps[0].problems == ["state record \(path): not a valid record"])
+            #expect(report.apps[0].needsAttention)
+            #expect(report.render(now: fixture.clock.now).contains("app0: state record \(path): not a valid record"))
+            #expect(try String(contentsOfFile: path, encoding: .utf8) == "{ torn")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.directory)/corrupt") == before)
+        }
+    }
+}
