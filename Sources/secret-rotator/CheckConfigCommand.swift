@@ -16,7 +16,9 @@ struct CheckConfigCommand: ParsableCommand {
             the access key secret source), reports every problem with file:line:column and key, \
             and prints the resolved plan: apps, ids, actions, intervals, jitter, outputs with \
             format, mode, owner and group, and hooks. Nothing on disk is changed and the access \
-            key secret is never printed.
+            key secret is never printed. A systemd credential can only be read inside the unit: \
+            from a shell (no $CREDENTIALS_DIRECTORY) it is reported as not checked, with a \
+            warning, instead of failing the check.
 
             Exit status: 0 valid (warnings may be printed), 78 invalid (EX_CONFIG).
             """
@@ -31,7 +33,7 @@ struct CheckConfigCommand: ParsableCommand {
         let path = configOption.path
         let loaded: LoadedConfig
         do {
-            loaded = try ConfigLoader().load(path: path)
+            loaded = try ConfigLoader(accessKeySecretNeeded: false).load(path: path)
         } catch {
             for diagnostic in error.diagnostics {
                 StandardError.write(diagnostic.description)

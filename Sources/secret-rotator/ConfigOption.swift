@@ -20,9 +20,10 @@ struct ConfigOption: ParsableArguments {
     }
 
     /// The validated config, or every error on stderr and exit 78 (EX_CONFIG).
-    func loadConfig() throws -> RotatorConfig {
+    /// - Parameter accessKeySecretNeeded: false for commands that never call GenAuth.
+    func loadConfig(accessKeySecretNeeded: Bool = true) throws -> RotatorConfig {
         do {
-            let loaded = try ConfigLoader().load(path: path)
+            let loaded = try ConfigLoader(accessKeySecretNeeded: accessKeySecretNeeded).load(path: path)
             for warning in loaded.warnings {
                 StandardError.write(warning.description)
             }

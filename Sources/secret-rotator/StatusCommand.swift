@@ -35,7 +35,7 @@ struct StatusCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let config = try configOption.loadConfig()
+        let config = try configOption.loadConfig(accessKeySecretNeeded: false)
         let directory = stateDirectoryOption.path(for: config)
         let exists = try Self.checkReadable(directory)
         let report = StatusReport.read(config: config, store: StateStore(directory: directory), now: Date())

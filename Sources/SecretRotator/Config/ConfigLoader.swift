@@ -13,9 +13,13 @@ public struct LoadedConfig: Sendable {
 /// round trips. Nothing here touches the disk except to read the files the config names.
 public struct ConfigLoader: Sendable {
     public var environment: [String: String]
+    /// False for commands that only look (`check-config`, `status`): they never call GenAuth,
+    /// so a systemd credential that only exists inside the unit is a warning, not an error.
+    public var accessKeySecretNeeded: Bool
 
-    public init(environment: [String: String] = ProcessEnvironment.current) {
+    public init(environment: [String: String] = ProcessEnvironment.current, accessKeySecretNeeded: Bool = true) {
         self.environment = environment
+        self.accessKeySecretNeeded = accessKeySecretNeeded
     }
 
     /// 1m, unless $SECRET_ROTATOR_MINIMUM_INTERVAL (tests and demos only) says otherwise.
@@ -62,7 +66,7 @@ public struct ConfigLoader: Sendable {
         let reader = TableReader(table: root, path: "", sink: sink)
         reader.reportUnknownKeys(known: ConfigSchema.topLevel, hint: ["apps": "did you mean `app`? write each app as [[app]]"])
 
-        let genauth = GenAuthSection(environment: environment, configFileMode: fileMode)
+        let genauth = GenAuthSection(environment: environment, configFileMode: fileMode, secretNeeded: accessKeySecretNeeded)
             .read(reader.subtable("genauth"), sink: sink)
         let defaults = DefaultsSection(minimumInterval: minimumInterval).read(reader.subtable("defaults"), sink: sink)
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval).read(reader.tableArray("app"), sink: sink)

@@ -3,6 +3,7 @@
 struct GenAuthSection {
     let environment: [String: String]
     let configFileMode: FileMode?
+    let secretNeeded: Bool
 
     func read(_ reader: TableReader?, sink: DiagnosticCollector) -> GenAuthSettings? {
         guard let reader else {
@@ -71,7 +72,9 @@ struct GenAuthSection {
 
     /// Sources in order: systemd credential, file, environment, inline. A source that is named
     /// but broken is an error, never a silent fall-through to a weaker one; the exception is a
-    /// credential outside systemd (no $CREDENTIALS_DIRECTORY), so `check-config` works from a shell.
+    /// credential outside systemd (no $CREDENTIALS_DIRECTORY): the next configured source is
+    /// used, and with none, commands that only look (`check-config`, `status`) still work from
+    /// a shell, with a warning that the credential itself was not checked.
     private func readAccessKeySecret(_ reader: TableReader, sink: DiagnosticCollector)
         -> (value: SecretValue, source: AccessKeySecretSource)?
     {
@@ -98,6 +101,13 @@ struct GenAuthSection {
                 return readSecretFile(path, source: .credential(name: name, path: path), keyPath: key, sink: sink)
             }
             if filePath == nil && environment[variable] == nil && inline == nil {
+                if !secretNeeded {
+                    sink.warning(
+                        key,
+                        "credential \"\(name)\" not checked: $CREDENTIALS_DIRECTORY is set only inside the unit (LoadCredential=\(name):...); the daemon reads it there"
+                    )
+                    return (SecretValue(""), .credential(name: name, path: "$CREDENTIALS_DIRECTORY/\(name)"))
+                }
                 sink.error(
                     key,
                     "credential \"\(name)\" cannot be read: $CREDENTIALS_DIRECTORY is not set (systemd sets it for units with LoadCredential=\(name):...); outside the unit also set access_key_secret_file or \(variable)"

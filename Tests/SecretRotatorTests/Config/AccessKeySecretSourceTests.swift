@@ -51,6 +51,28 @@ import Testing
         #expect(loaded.config.genauth.accessKeySecret.exposed == "from-env")
     }
 
+    /// The packaged config names only the credential, so from a root shell the daemon cannot
+    /// get its key (error), but `check-config` and `status`, which never call GenAuth, work.
+    @Test func credentialOnlyOutsideSystemdStopsTheDaemonButNotTheCommandsThatOnlyLook() throws {
+        let text = base + "access_key_secret_credential = \"genauth-key\"\n"
+        let errors = ConfigFixtures.diagnostics(text, environment: [:]).filter { $0.keyPath.hasPrefix("genauth") }
+        #expect(errors.map(\.keyPath) == ["genauth.access_key_secret_credential"])
+        #expect(errors.first?.severity == .error)
+        #expect(errors.first?.message.contains("$CREDENTIALS_DIRECTORY is not set") == true)
+
+        let looking = try ConfigLoader(environment: [:], accessKeySecretNeeded: false).load(text: text, path: "rotator.toml")
+        #expect(looking.warnings.map(\.keyPath).filter { $0.hasPrefix("genauth") } == ["genauth.access_key_secret_credential"])
+        #expect(looking.warnings.first?.message.contains("not checked") == true)
+        #expect(looking.config.genauth.accessKeySecretSource == .credential(name: "genauth-key", path: "$CREDENTIALS_DIRECTORY/genauth-key"))
+        // Only the missing directory is forgiven: a credential that is there must be readable.
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader(environment: ["CREDENTIALS_DIRECTORY": directory.path], accessKeySecretNeeded: false)
+                .load(text: text, path: "rotator.toml")
+        }
+    }
+
     @Test func missingCredentialFileUnderSystemdIsAnErrorNotAFallback() throws {
         let directory = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -90,6 +90,32 @@ enum CLI {
         #expect(!json.stderr.contains(Self.knownSecret))
     }
 
+    /// As the README's install steps run it: the packaged config names only the systemd
+    /// credential, and an operator checks it from a root shell before starting the unit.
+    @Test func credentialOnlyConfigChecksFromAShellButDoesNotRun() throws {
+        let (directory, path) = try writeConfig(
+            """
+            [genauth]
+            access_key_id = "ak-cli"
+            access_key_secret_credential = "genauth-access-key-secret"
+            [defaults]
+            state_directory = "/nonexistent/sr-state"
+            [[app]]
+            id = "app-cli-1"
+            name = "billing"
+            """)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let check = try CLI.run(["check-config", "--config", path])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stderr.contains("warning: genauth.access_key_secret_credential: credential \"genauth-access-key-secret\" not checked"))
+        #expect(check.stdout.contains("systemd credential \"genauth-access-key-secret\""))
+
+        let run = try CLI.run(["run", "--once", "--config", path])
+        #expect(run.status == 78)
+        #expect(run.stderr.contains("error: genauth.access_key_secret_credential: credential \"genauth-access-key-secret\" cannot be read: $CREDENTIALS_DIRECTORY is not set"))
+    }
+
     @Test func invalidConfigExits78WithFileLineAndKey() throws {
         let (directory, path) = try writeConfig(
             """
