@@ -145,8 +145,7 @@ public actor RotationEngine {
 
     /// When the app next has something to do: now, unless its step is to wait.
     private func nextDue(for app: AppConfig) -> Date {
-        if case .wait(let until) = plannedStep(for: app) { return until }
-        return now()
+        plannedStep(for: app).due(now: now())
     }
 
     private func load(_ app: AppConfig) {

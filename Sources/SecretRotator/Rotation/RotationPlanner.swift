@@ -23,6 +23,12 @@ public enum RotationPlanner {
         case refresh
         /// Nothing to do until then.
         case wait(until: Date)
+
+        /// When this step falls due: at once, unless it is to wait.
+        public func due(now: Date) -> Date {
+            if case .wait(let until) = self { return until }
+            return now
+        }
     }
 
     public static func nextStep(

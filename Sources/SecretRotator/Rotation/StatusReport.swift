@@ -67,13 +67,10 @@ public struct StatusReport: Sendable, Encodable {
             apps: config.apps.map { app in
                 let found = store.inspect(appID: app.id)
                 let state = found.state ?? AppState(appID: app.id)
-                var nextDue = now
-                if case .wait(let until) = RotationPlanner.nextStep(
-                    app: app, state: state, pendingVersion: found.pendingVersion, now: now)
-                {
-                    nextDue = until
-                }
-                return App(app: app, state: state, pendingVersion: found.pendingVersion, nextDue: nextDue, problems: found.problems)
+                let step = RotationPlanner.nextStep(app: app, state: state, pendingVersion: found.pendingVersion, now: now)
+                return App(
+                    app: app, state: state, pendingVersion: found.pendingVersion, nextDue: step.due(now: now),
+                    problems: found.problems)
             })
     }
 
