@@ -1,7 +1,7 @@
 /// The global API budget (`requests_per_second`): callers wait for their slot, so apps that
 /// fall due together are spread out instead of hitting GenAuth in one burst.
 public actor RequestRateLimiter {
-    private var schedule: SlotSchedule<ContinuousClock.Instant>
+    private var schedule: SlotSchedule
 
     public init(requestsPerSecond: Double) {
         schedule = SlotSchedule(requestsPerSecond: requestsPerSecond, start: ContinuousClock.now)
@@ -19,7 +19,9 @@ public actor RequestRateLimiter {
 /// The decision behind `RequestRateLimiter`, without a clock so it is tested without waiting:
 /// each caller gets the next free slot, slots are `1/rate` apart, and idle time earns no
 /// credit (after a quiet hour, ten callers still go one slot apart, not all at once).
-struct SlotSchedule<Instant: InstantProtocol<Duration>> {
+struct SlotSchedule {
+    typealias Instant = ContinuousClock.Instant
+
     let spacing: Duration
     private var nextSlot: Instant
 
