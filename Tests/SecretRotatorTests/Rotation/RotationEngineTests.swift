@@ -103,12 +103,22 @@ struct EngineFixture {
     func cleanUp() { try? FileManager.default.removeItem(at: directory) }
 }
 
+/// A fresh mock and an engine fixture on it, removed afterwards: what every engine test sets up.
+func withEngineFixture(
+    requestTimeout: Duration = .seconds(5), accessKeySecret: String? = nil, hooks: RecordingHookRunner = RecordingHookRunner(),
+    _ body: (GenAuthHarness, EngineFixture) async throws -> Void
+) async throws {
+    try await withGenAuthHarness(requestTimeout: requestTimeout, accessKeySecret: accessKeySecret) { harness in
+        let fixture = try EngineFixture(harness: harness, hooks: hooks)
+        defer { fixture.cleanUp() }
+        try await body(harness, fixture)
+    }
+}
+
 @Suite struct RotationEngineTests {
     /// Fetch on first start, then advance to the schedule and rotate; no extra rotations.
     @Test func firstStartFetchesThenRotatesOnSchedule() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine()
             try await engine.start()
             let wake = await engine.runDue()
@@ -148,9 +158,7 @@ struct EngineFixture {
 
     @Test(arguments: faults)
     func refreshFaultEndsWithDiskEqualToServer(name: String, fault: MockFault, expected: Expected) async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine()
             try await engine.start()
             await engine.runDue()
@@ -199,9 +207,7 @@ struct EngineFixture {
 
     /// A refresh that times out after the server rotated: reconcile finds the new secret.
     @Test func timeoutAfterSendIsReconciled() async throws {
-        try await withGenAuthHarness(requestTimeout: .seconds(1)) { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture(requestTimeout: .seconds(1)) { harness, fixture in
             let engine = try fixture.engine()
             try await engine.start()
             await engine.runDue()
@@ -218,9 +224,7 @@ struct EngineFixture {
     }
 
     @Test func badCredentialsBackOffWithoutALoop() async throws {
-        try await withGenAuthHarness(accessKeySecret: "wrong-access-key-secret") { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture(accessKeySecret: "wrong-access-key-secret") { harness, fixture in
             let engine = try fixture.engine()
             try await engine.start()
             await engine.runDue()
@@ -237,9 +241,7 @@ struct EngineFixture {
     /// Crash after the new secret was journalled but before the outputs were written: the next
     /// start finishes from the journal and does not rotate again.
     @Test func pendingSecretIsFinishedAfterRestartWithoutRefresh() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let first = try fixture.engine()
             try await first.start()
             await first.runDue()
@@ -262,9 +264,7 @@ struct EngineFixture {
 
     /// Crash after the refresh was sent but before the answer was journalled: reconcile.
     @Test func intentWithoutSecretIsReconciledAfterRestart() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let first = try fixture.engine()
             try await first.start()
             await first.runDue()
@@ -298,10 +298,8 @@ struct EngineFixture {
     }
 
     @Test func failingHookIsRetriedWithoutANewRotation() async throws {
-        try await withGenAuthHarness { harness in
-            let hooks = RecordingHookRunner(failures: 2)
-            let fixture = try EngineFixture(harness: harness, hooks: hooks)
-            defer { fixture.cleanUp() }
+        let hooks = RecordingHookRunner(failures: 2)
+        try await withEngineFixture(hooks: hooks) { harness, fixture in
             let engine = try fixture.engine(hook: ["/bin/true"])
             try await engine.start()
             await engine.runDue()
@@ -322,9 +320,7 @@ struct EngineFixture {
     }
 
     @Test func corruptStateIsMovedAsideAndReported() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let store = StateStore(directory: fixture.directory.appendingPathComponent("state").path)
             try store.prepare()
             let id = GenAuthHarness.appId
@@ -343,9 +339,7 @@ struct EngineFixture {
     /// Reconcile needs get-application-secret; when that is forbidden the engine falls back to
     /// a fresh refresh (and says so) rather than leaving the outputs on a dead secret.
     @Test func forbiddenReconcileFallsBackToAFreshRefresh() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine()
             try await engine.start()
             await engine.runDue()
@@ -365,10 +359,8 @@ struct EngineFixture {
 
     /// A follower never refreshes; it writes (and runs its hook) only when the secret changed.
     @Test func followerWritesOnlyWhenTheSecretChanged() async throws {
-        try await withGenAuthHarness { harness in
-            let hooks = RecordingHookRunner()
-            let fixture = try EngineFixture(harness: harness, hooks: hooks)
-            defer { fixture.cleanUp() }
+        let hooks = RecordingHookRunner()
+        try await withEngineFixture(hooks: hooks) { harness, fixture in
             let engine = try fixture.engine(hook: ["/bin/true"], action: .follow)
             try await engine.start()
             await engine.runDue()
@@ -392,9 +384,7 @@ struct EngineFixture {
     /// `rotate` on an app that was never fetched: the first fetch runs first, and the request
     /// survives it, so the operator still gets a rotation.
     @Test func operatorRotateOnAFreshAppFetchesThenRotates() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine()
             try await engine.start()
             let id = GenAuthHarness.appId

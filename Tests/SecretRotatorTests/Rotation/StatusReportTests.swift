@@ -7,9 +7,7 @@ import Testing
 /// the engine would do next, it must not touch the state directory, and it never shows a secret.
 @Suite struct StatusReportTests {
     @Test func showsEngineStateAndWhatNeedsALook() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let config = fixture.config(hook: ["/bin/true"])
             let store = StateStore(directory: config.defaults.stateDirectory)
             let now = fixture.clock.now
@@ -63,9 +61,7 @@ import Testing
 
     /// The daemon moves a corrupt record aside; `status` only reports it and leaves it.
     @Test func reportsACorruptRecordWithoutMovingIt() async throws {
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             let config = fixture.config()
             let store = StateStore(directory: config.defaults.stateDirectory)
             try store.prepare()
