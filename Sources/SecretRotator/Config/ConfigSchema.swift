@@ -8,7 +8,7 @@ public enum ConfigSchema {
     ]
     public static let defaults = [
         "interval", "jitter", "max_concurrent", "retry", "directory", "mode", "owner", "group",
-        "state_directory", "hook_timeout", "first_start",
+        "state_directory", "hook_timeout", "first_start", "verify_interval",
     ]
     public static let retry = ["initial", "max", "multiplier"]
     public static let app = [

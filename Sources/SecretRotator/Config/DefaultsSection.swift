@@ -72,6 +72,13 @@ struct DefaultsSection {
         if let firstStart = reader.choice("first_start", as: FirstStart.self) {
             settings.firstStart = firstStart
         }
+        if let verifyInterval = reader.duration("verify_interval") {
+            if let problem = IntervalRules.verifyIntervalProblem(verifyInterval, minimum: minimumInterval) {
+                sink.error(reader.keyPath("verify_interval"), problem)
+            } else {
+                settings.verifyInterval = verifyInterval
+            }
+        }
         return settings
     }
 
@@ -123,6 +130,19 @@ enum IntervalRules {
         guard jitter >= interval else { return nil }
         let origin = inherited ? " (inherited from [defaults])" : ""
         return "jitter \(DurationSyntax.format(jitter))\(origin) is not smaller than the interval \(DurationSyntax.format(interval)); use a jitter below the interval, e.g. a tenth of it"
+    }
+
+    /// "0s" turns verification off; otherwise it reads GenAuth once per app per period, so it
+    /// obeys the same floor as a rotation interval.
+    static func verifyIntervalProblem(_ interval: Duration, minimum: Duration) -> String? {
+        guard interval != .zero else { return nil }
+        if interval < minimum {
+            return "\(DurationSyntax.format(interval)) is shorter than the minimum of \(DurationSyntax.format(minimum)); use \"0s\" to turn verification off"
+        }
+        if interval > .seconds(365 * 86_400) {
+            return "\(DurationSyntax.format(interval)) is longer than 365d; use \"0s\" to turn verification off"
+        }
+        return nil
     }
 
     static func hookTimeoutProblem(_ timeout: Duration) -> String? {

@@ -75,6 +75,9 @@ public struct DefaultSettings: Sendable {
     public var stateDirectory: String
     public var hookTimeout: Duration
     public var firstStart: FirstStart
+    /// How often each `rotate` app's current secret is read from GenAuth and compared with the
+    /// one on disk (a changed one is adopted); `.zero` turns the check off. Default 1 hour.
+    public var verifyInterval: Duration = .seconds(3_600)
 }
 
 public struct AppConfig: Sendable {
