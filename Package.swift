@@ -91,7 +91,9 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            // Read by the test through #filePath; not a resource of the bundle.
+            exclude: ["Rotation/AppTransitionsTable.txt"]
         ),
     ]
 )

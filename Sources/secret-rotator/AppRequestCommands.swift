@@ -39,8 +39,8 @@ struct AppRequest {
     }
 
     private func viaDaemon(_ pid: pid_t, targets: [AppConfig], stateDirectory: String) async throws {
-        let store = StateStore(directory: stateDirectory)
-        let requests = ControlRequests(stateDirectory: stateDirectory)
+        let store = StateDirectory(path: stateDirectory)
+        let requests = ControlRequests(stateDirectory: store)
         var before: [String: AppState] = [:]
         for app in targets {
             before[app.id] = store.loadState(appID: app.id, now: Date()).state ?? AppState(appID: app.id)
@@ -64,8 +64,8 @@ struct AppRequest {
                     print("\(app.name): version \(state.version) written")
                     return false
                 }
-                if kind == .fetch, state.lastSuccess != old.lastSuccess, state.consecutiveFailures == 0 {
-                    print("\(app.name): unchanged (version \(state.version))")
+                if kind == .fetch, state.lastChecked != old.lastChecked, state.consecutiveFailures == 0 {
+                    print("\(app.name): unchanged (version \(state.version)); every output checked")
                     return false
                 }
                 if state.consecutiveFailures > old.consecutiveFailures {
@@ -87,16 +87,26 @@ struct AppRequest {
         options.bootstrapLogging()
         let lock = try DaemonOptions.lock(stateDirectory)
         let client = try DaemonOptions.makeClient(config)
-        let engine = RotationEngine(config: config, api: client, store: StateStore(directory: stateDirectory))
+        let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
         var ok = true
         do {
             try await engine.start()
             for app in targets {
+                let before = await engine.state(of: app.id)?.version ?? 0
                 _ = await engine.request(kind == .rotate ? .refresh : .fetch, forApp: app.id)
                 let succeeded = await engine.settle(appID: app.id)
                 let version = await engine.state(of: app.id)?.version ?? 0
-                if succeeded {
+                if succeeded && version > before {
                     print("\(app.name): version \(version) written")
+                } else if succeeded && kind == .fetch {
+                    print("\(app.name): unchanged (version \(version)); every output checked")
+                } else if succeeded {
+                    StandardError.write("\(app.name): not rotated (still version \(version))")
+                    ok = false
+                } else if await engine.state(of: app.id)?.intent == .refresh, await engine.state(of: app.id)?.consecutiveFailures == 0 {
+                    StandardError.write(
+                        "\(app.name): the refresh's outcome is unknown; the next run reconciles it with GenAuth (it is not sent again)")
+                    ok = false
                 } else {
                     StandardError.write("\(app.name): failed: \(await engine.state(of: app.id)?.lastError ?? "unknown error")")
                     ok = false

@@ -40,7 +40,7 @@ struct DaemonOptions: ParsableArguments {
 
     static func lock(_ stateDirectory: String) throws -> StateDirectoryLock {
         do {
-            try StateStore(directory: stateDirectory).prepare()
+            try StateDirectory(path: stateDirectory).prepare()
             return try StateDirectoryLock.acquire(stateDirectory: stateDirectory)
         } catch let error as StateDirectoryLock.HeldError {
             StandardError.write("secret-rotator: \(error)")

@@ -61,10 +61,10 @@ struct DemoCommand: AsyncParsableCommand {
             """)
         let logger = Logger(label: "demo")
         let client = try DaemonOptions.makeClient(config)
-        let engine = RotationEngine(config: config, api: client, store: StateStore(directory: "\(root)/state"), logger: logger)
+        let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: "\(root)/state"), logger: logger)
         try await engine.start()
         let service = RotationService(
-            engine: engine, configPath: configPath, loader: ConfigLoader(), stateDirectory: "\(root)/state", logger: logger)
+            engine: engine, configPath: configPath, loader: ConfigLoader(), stateDirectory: StateDirectory(path: "\(root)/state"), logger: logger)
         let group = service.serviceGroup(logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

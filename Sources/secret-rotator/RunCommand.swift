@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Logging
 import SecretRotator
 import ServiceLifecycle
@@ -37,7 +42,7 @@ struct RunCommand: AsyncParsableCommand {
         let lock = try DaemonOptions.lock(stateDirectory)
         let logger = Logger(label: "secret-rotator")
         let client = try DaemonOptions.makeClient(config)
-        let engine = RotationEngine(config: config, api: client, store: StateStore(directory: stateDirectory))
+        let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
         var failed = false
         do {
             try await engine.start()
@@ -47,7 +52,7 @@ struct RunCommand: AsyncParsableCommand {
                 let notifier = Notifier()
                 let service = RotationService(
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
-                    stateDirectory: stateDirectory, events: .systemd(notifier),
+                    stateDirectory: StateDirectory(path: stateDirectory), events: .systemd(notifier),
                     maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, logger: logger)
                 let group = service.serviceGroup(logger: logger)
                 try await group.run()
@@ -61,16 +66,20 @@ struct RunCommand: AsyncParsableCommand {
         if failed { throw ExitCode.failure }
     }
 
-    /// Steps until no app has anything left to do now (a failed app waits for its backoff).
+    /// One attempt per app: every due step runs (outputs are checked and repaired first), and an
+    /// app that fails is reported with its backoff instead of being retried in a loop.
     private func runOnce(_ engine: RotationEngine) async -> Bool {
-        for _ in 0..<16 {
-            let next = await engine.runDue()
-            guard let next, next.timeIntervalSinceNow <= 0 else { break }
-        }
+        await engine.runDue()
         let report = await engine.status()
+        let now = Date()
         for app in report.failing {
-            StandardError.write("\(app.name): failed: \(app.lastError ?? "unknown error")")
+            let retry = app.nextDue.map { " (next attempt \(StatusReport.due($0, now: now)))" } ?? ""
+            StandardError.write("\(app.name): failed: \(app.lastError ?? "unknown error")\(retry)")
         }
-        return report.failing.isEmpty
+        for app in report.apps where app.consecutiveFailures == 0 && app.unfinishedCall != nil {
+            let at = app.nextDue.map { " at \(StatusReport.due($0, now: now))" } ?? ""
+            StandardError.write("\(app.name): a refresh's outcome is unknown; the next run reconciles it with GenAuth\(at)")
+        }
+        return report.failing.isEmpty && !report.apps.contains { $0.unfinishedCall != nil }
     }
 }

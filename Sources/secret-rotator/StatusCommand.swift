@@ -23,7 +23,7 @@ struct StatusCommand: ParsableCommand {
             secret. The state directory is private to the daemon's user: run it as root or as \
             that user.
 
-            Exit status: 0 every app is healthy, 1 an app is failing or a record is unreadable, \
+            Exit status: 0 every app is healthy, 1 an app is failing, a record is unreadable or the state directory is full or read-only, \
             77 the state directory cannot be read (EX_NOPERM), 78 invalid config.
             """)
 
@@ -38,13 +38,15 @@ struct StatusCommand: ParsableCommand {
         let config = try configOption.loadConfig(accessKeySecretNeeded: false)
         let directory = stateDirectoryOption.path(for: config)
         let exists = try Self.checkReadable(directory)
-        let report = StatusReport.read(config: config, store: StateStore(directory: directory), now: Date())
+        let report = StatusReport.read(config: config, stateDirectory: StateDirectory(path: directory), now: Date())
         let daemon = StateDirectoryLock.holder(stateDirectory: directory)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             encoder.dateEncodingStrategy = .iso8601
-            let document = Document(stateDirectory: directory, daemonPID: daemon.map(Int.init), apps: report.apps)
+            let document = Document(
+                stateDirectory: directory, daemonPID: daemon.map(Int.init), apps: report.apps,
+                stateDirectoryProblems: report.stateDirectoryProblems)
             print(String(decoding: try encoder.encode(document), as: UTF8.self))
         } else {
             var heading = "State directory \(directory)"
@@ -53,19 +55,20 @@ struct StatusCommand: ParsableCommand {
             print(heading + "\n")
             print(report.apps.isEmpty ? "No apps configured." : report.render(now: Date()))
         }
-        if report.apps.contains(where: \.needsAttention) { throw ExitCode.failure }
+        if report.needsAttention { throw ExitCode.failure }
     }
 
     private struct Document: Encodable {
         let stateDirectory: String
         let daemonPID: Int?
         let apps: [StatusReport.App]
+        let stateDirectoryProblems: [String]
     }
 
     /// A missing directory is a valid answer (never run); one we may not read is an error, so
     /// that "no state" is never shown just because of permissions.
     private static func checkReadable(_ directory: String) throws -> Bool {
-        for path in [directory, "\(directory)/apps", "\(directory)/pending"] {
+        for path in [directory, "\(directory)/apps", "\(directory)/secrets"] {
             if access(path, R_OK | X_OK) == 0 { continue }
             let error = errno
             if error == ENOENT { return path != directory }

@@ -17,15 +17,15 @@ public struct ControlRequests: Sendable {
 
     public let directory: String
 
-    public init(stateDirectory: String) {
-        directory = "\(stateDirectory)/requests"
+    public init(stateDirectory: StateDirectory) {
+        directory = stateDirectory.requestsPath
     }
 
     public func submit(appID: String, kind: Kind) throws(OutputError) {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw OutputError(.directoryUnavailable, path: directory, errno: Errno(rawValue: errno), reason: "cannot create the request directory")
         }
-        let path = "\(directory)/\(StateStore.fileName(for: appID)).\(kind.rawValue)"
+        let path = "\(directory)/\(StateDirectory.fileName(for: appID)).\(kind.rawValue)"
         try AtomicFileWriter().write(Array(appID.utf8), to: path, options: AtomicWriteOptions())
     }
 

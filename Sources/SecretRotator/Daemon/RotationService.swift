@@ -15,9 +15,11 @@ import Musl
 #endif
 
 /// The long-running daemon as a swift-service-lifecycle `Service`: one scheduler loop that
-/// sleeps until the earliest due app (re-reading the wall clock at least every 5 minutes, so
-/// clock jumps and suspend are noticed), SIGHUP to reload the config, SIGUSR1 to pick up
-/// `rotate`/`fetch` requests. Graceful shutdown (SIGTERM) lets the step in flight finish.
+/// starts each app's step when it falls due and sleeps until the earliest next one, woken
+/// early when a step finishes or a signal arrives; it re-reads the wall clock at least every
+/// 5 minutes (clock jumps and suspend are noticed) and then compares every output with its
+/// held secret. SIGHUP reloads the config, SIGUSR1 picks up `rotate`/`fetch` requests.
+/// Graceful shutdown (SIGTERM) lets the steps in flight finish.
 public final class RotationService: Service, Sendable {
     /// Hooks for the systemd integration (sd_notify) without tying this type to it.
     public struct Events: Sendable {
@@ -48,7 +50,7 @@ public final class RotationService: Service, Sendable {
     private let stallSwitch: String?
 
     public init(
-        engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: String,
+        engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: StateDirectory,
         events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, logger: Logger
     ) {
         self.engine = engine
@@ -84,9 +86,11 @@ public final class RotationService: Service, Sendable {
     }
 
     private func scheduleLoop() async {
+        await engine.onWorkFinished { [wake] in wake.poke() }
         await takeRequests()
         events.ready(await engine.status())
         logger.info("started", metadata: ["config": "\(configPath)"])
+        var lastFullCheck = ContinuousClock.now
         while !stopping.isSet {
             if let stall = stallSwitch, access(stall, F_OK) == 0 {
                 // Test-only: stop the loop (and its watchdog pings) so the watchdog path can be
@@ -98,9 +102,14 @@ public final class RotationService: Service, Sendable {
                 }
                 continue
             }
-            events.heartbeat()
-            // Not cancelled by shutdown: a step that started (a refresh, a write) completes.
-            let next = await runDueWithHeartbeat()
+            await feedWatchdog()
+            if ContinuousClock.now - lastFullCheck >= Self.wallClockRecheck {
+                // The level-triggered pass: every output is compared with its held secret.
+                await engine.checkOutputs()
+                lastFullCheck = .now
+            }
+            // Starts what is due and returns at once: no step waits for another app's step.
+            let next = await engine.startDue()
             events.status(await engine.status())
             if stopping.isSet { break }
             var sleep = maximumSleep
@@ -110,36 +119,22 @@ public final class RotationService: Service, Sendable {
             }
             await wake.wait(upTo: sleep)
         }
+        // Graceful shutdown: a step that started (a refresh, a write) completes.
+        await engine.drain()
     }
 
     /// A long step (a slow API call, a hook near its timeout) is not a stuck scheduler, so the
-    /// watchdog is fed while `runDue` works, but only for as long as a healthy step can take;
-    /// a step hanging beyond that stops the pings and lets systemd restart the daemon.
-    private func runDueWithHeartbeat() async -> Date? {
+    /// watchdog is fed while steps run, but only for as long as a healthy step can take; a
+    /// step hanging beyond that stops the pings and lets systemd restart the daemon.
+    private func feedWatchdog() async {
         let config = await engine.config
         let longestHook = config.apps.map(\.hookTimeout).max() ?? .zero
         let budget = longestHook + config.genauth.requestTimeout * 4 + .seconds(60)
-        return await withTaskGroup(of: Date??.self) { group in
-            group.addTask { .some(await self.engine.runDue()) }
-            group.addTask {
-                let deadline = ContinuousClock.now.advanced(by: budget)
-                while ContinuousClock.now < deadline {
-                    try? await Task.sleep(for: self.maximumSleep)
-                    if Task.isCancelled { return nil }
-                    self.events.heartbeat()
-                }
-                self.logger.critical("a rotation step has run for \(DurationSyntax.format(budget)); no longer feeding the watchdog")
-                return nil
-            }
-            var next: Date?
-            while let result = await group.next() {
-                if let finished = result {
-                    next = finished
-                    group.cancelAll()
-                }
-            }
-            return next
+        if let longest = await engine.longestRunningStep(), longest > budget {
+            logger.critical("a rotation step has run for \(DurationSyntax.format(longest)); no longer feeding the watchdog")
+            return
         }
+        events.heartbeat()
     }
 
     private func handleSignals() async {

@@ -5,17 +5,18 @@ import Foundation
 #endif
 import Logging
 
-/// Carries out `RotationPlanner` steps for every app: calls GenAuth, journals each step before
-/// the next, writes outputs and runs hooks (DESIGN §2). One step per app at a time, at most
-/// `max_concurrent` apps at once, API calls paced by `requests_per_second`.
+/// Carries out every app's steps: plans with `RotationPlanner`, performs the I/O (GenAuth
+/// calls, the state directory, outputs, hooks) and feeds each outcome to `AppTransitions`,
+/// committing the new state to disk before adopting it (ARCHITECTURE.md).
 ///
-/// The order inside a rotation is the durability argument: intent recorded → refresh →
-/// pending secret saved (0600, fsynced) → outputs written → state saved → pending removed →
-/// hook → hook recorded. A crash anywhere resumes from the journal without a second refresh.
+/// Scheduling is continuous: each app's step starts when it is due, at most `max_concurrent`
+/// at once, API calls paced by `requests_per_second`; a slow hook or call of one app never
+/// holds back another's step. One step per app at a time.
 public actor RotationEngine {
     public private(set) var config: RotatorConfig
+    private var policy: EnginePolicy
     private let api: any SecretAPI
-    private let store: StateStore
+    private let stateDirectory: StateDirectory
     private let writer: OutputWriter
     private let hooks: any HookRunning
     private let now: @Sendable () -> Date
@@ -24,20 +25,29 @@ public actor RotationEngine {
     private let logger: Logger
 
     private var states: [String: AppState] = [:]
-    private var pendingVersions: [String: Int] = [:]
-    private var busy: Set<String> = []
+    /// Version of each app's held `CurrentSecret` record (the secret itself stays on disk).
+    private var heldVersions: [String: Int] = [:]
+    /// Apps whose outputs a pass asked to compare with the held secret.
+    private var outputsCheckDue: Set<String> = []
     /// Apps an operator asked to rotate or fetch now (`rotate`/`fetch` commands).
     private var requested: [String: RotationPlanner.Step] = [:]
+    /// Apps whose next step may run once despite a pending backoff (an operator asked).
+    private var backoffOverride: Set<String> = []
+    private var running: [String: ContinuousClock.Instant] = [:]
+    private var finishWaiters: [CheckedContinuation<Void, Never>] = []
+    private var workFinished: @Sendable () -> Void = {}
 
     public init(
-        config: RotatorConfig, api: any SecretAPI, store: StateStore, writer: OutputWriter = OutputWriter(),
-        hooks: any HookRunning = HookRunner(), now: @escaping @Sendable () -> Date = { Date() },
+        config: RotatorConfig, api: any SecretAPI, stateDirectory: StateDirectory,
+        writer: OutputWriter = OutputWriter(), hooks: any HookRunning = HookRunner(),
+        now: @escaping @Sendable () -> Date = { Date() },
         random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
         logger: Logger = Logger(label: "secret-rotator.engine")
     ) {
         self.config = config
+        self.policy = EnginePolicy(config: config)
         self.api = api
-        self.store = store
+        self.stateDirectory = stateDirectory
         self.writer = writer
         self.hooks = hooks
         self.now = now
@@ -46,306 +56,365 @@ public actor RotationEngine {
         self.limiter = RequestRateLimiter(requestsPerSecond: config.genauth.requestsPerSecond)
     }
 
-    /// Loads every app's journal. Corrupt records are moved aside and reported, never dropped silently.
-    public func start() throws(OutputError) {
-        try store.prepare()
+    /// Prepares the state directory and loads every app's records. Corrupt records are moved
+    /// aside and reported, never dropped silently. Every output is checked at the first pass.
+    public func start() throws(StateDirectoryError) {
+        try stateDirectory.prepare()
         for app in config.apps {
             load(app)
         }
+        checkOutputs()
     }
 
-    /// Applies a reloaded config: added apps start from their journal (or fresh), removed apps
-    /// are simply no longer scheduled (their journal stays for a later re-add).
+    /// Called whenever a step finishes, so a scheduler can look at the clock again at once.
+    public func onWorkFinished(_ handler: @escaping @Sendable () -> Void) {
+        workFinished = handler
+    }
+
+    /// Applies a reloaded config: added apps start from their records (or fresh), removed apps
+    /// are no longer scheduled (their records stay for a later re-add), and every output is
+    /// compared again, so an added output or a changed mode is applied at once.
     public func apply(_ newConfig: RotatorConfig) {
         config = newConfig
+        policy = EnginePolicy(config: newConfig)
         for app in newConfig.apps where states[app.id] == nil {
             load(app)
         }
         let ids = Set(newConfig.apps.map(\.id))
         states = states.filter { ids.contains($0.key) }
         requested = requested.filter { ids.contains($0.key) }
+        checkOutputs()
     }
 
-    /// Asks for a rotation (or a fetch) of an app at the next `runDue`.
+    /// Asks every app (or the named ones) to compare its outputs with the held secret at its
+    /// next step: the level-triggered pass (start, SIGHUP, `fetch`, the periodic re-check).
+    public func checkOutputs(appIDs: [String]? = nil) {
+        outputsCheckDue.formUnion(appIDs ?? config.apps.map(\.id))
+    }
+
+    /// Asks for a rotation (`.refresh`) or a fetch of an app. A pending backoff is overridden
+    /// once, and the log says so. Returns false for an unknown app.
     public func request(_ step: RotationPlanner.Step, forApp nameOrID: String) -> Bool {
         guard let app = config.app(named: nameOrID) else { return false }
         requested[app.id] = step
+        if step == .fetch { outputsCheckDue.insert(app.id) }
+        if let state = states[app.id], state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now() {
+            backoffOverride.insert(app.id)
+            appLogger(app).notice(
+                "an operator's \(step.name) overrides the backoff once (the next retry was due at \(retry.formatted(.iso8601)))",
+                metadata: ["event": "backoff_overridden"])
+        }
         return true
     }
 
     public func state(of appID: String) -> AppState? { states[appID] }
 
-    /// Runs one step for every app that has something to do now, `max_concurrent` at a time,
-    /// and returns when the earliest remaining app falls due (nil: no apps).
+    /// Starts every step that is due now, within `max_concurrent`, without waiting for any of
+    /// them; returns when the earliest app not started falls due (nil: no apps).
     @discardableResult
-    public func runDue() async -> Date? {
-        let due = config.apps.filter { app in
-            guard !busy.contains(app.id) else { return false }
-            if case .wait = plannedStep(for: app) { return false }
-            return true
-        }
-        var queue = due[...]
-        await withTaskGroup(of: Void.self) { group in
-            var running = 0
-            while let app = queue.popFirst() {
-                if running >= config.defaults.maxConcurrent {
-                    await group.next()
-                    running -= 1
-                }
-                busy.insert(app.id)
-                running += 1
-                group.addTask { await self.work(on: app) }
-            }
+    public func startDue() -> Date? {
+        for app in config.apps where running[app.id] == nil {
+            guard running.count < config.defaults.maxConcurrent else { break }
+            if case .wait = plan(for: app).step { continue }
+            running[app.id] = .now
+            Task { await self.work(appID: app.id) }
         }
         return nextWake()
     }
 
-    /// Runs steps for one app until it has nothing left to do now (used by `run --once`,
-    /// `rotate` and `fetch`). Returns whether the app ended without a failure.
+    /// Runs until no app has a step due now (at most `maxStepsPerApp` steps each, so a caller
+    /// like `run --once` makes one attempt per app and then reports its backoff). Returns when
+    /// the earliest app falls due.
+    @discardableResult
+    public func runDue(maxStepsPerApp: Int = 8) async -> Date? {
+        var steps: [String: Int] = [:]
+        while true {
+            for app in config.apps where running[app.id] == nil && (steps[app.id] ?? 0) < maxStepsPerApp {
+                guard running.count < config.defaults.maxConcurrent else { break }
+                if case .wait = plan(for: app).step { continue }
+                steps[app.id, default: 0] += 1
+                running[app.id] = .now
+                Task { await self.work(appID: app.id) }
+            }
+            if running.isEmpty { break }
+            await withCheckedContinuation { finishWaiters.append($0) }
+        }
+        return nextWake()
+    }
+
+    /// Waits until no step is running (graceful shutdown: the step in flight completes).
+    public func drain() async {
+        while !running.isEmpty {
+            await withCheckedContinuation { finishWaiters.append($0) }
+        }
+    }
+
+    /// Runs one app's steps until it has nothing left to do now, or one step failed (used by a
+    /// standalone `rotate` and `fetch`). Returns whether the app ended healthy.
     public func settle(appID: String, maxSteps: Int = 8) async -> Bool {
         for _ in 0..<maxSteps {
-            guard let app = config.apps.first(where: { $0.id == appID }) else { return false }
-            if case .wait = plannedStep(for: app) { break }
-            busy.insert(app.id)
-            await work(on: app)
-            if (states[appID]?.consecutiveFailures ?? 0) > 0 { return false }
+            guard let app = config.apps.first(where: { $0.id == appID }), running[appID] == nil else { return false }
+            if case .wait = plan(for: app).step { break }
+            let failuresBefore = states[appID]?.consecutiveFailures ?? 0
+            running[appID] = .now
+            await work(appID: appID)
+            if (states[appID]?.consecutiveFailures ?? 0) > failuresBefore { return false }
         }
-        return (states[appID]?.consecutiveFailures ?? 0) == 0
+        return isHealthy(appID)
+    }
+
+    /// No failure, nothing owed: the outputs hold the held secret and no refresh is unsettled.
+    public func isHealthy(_ appID: String) -> Bool {
+        guard let state = states[appID] else { return false }
+        return state.consecutiveFailures == 0 && state.intent == nil && (heldVersions[appID] ?? 0) <= state.version
+            && state.version > 0
+    }
+
+    /// How long the oldest running step has run, for the watchdog (nil: none running).
+    public func longestRunningStep() -> Duration? {
+        running.values.min().map { ContinuousClock.now - $0 }
     }
 
     public func nextWake() -> Date? {
-        config.apps.map(nextDue(for:)).min()
+        config.apps.filter { running[$0.id] == nil }.map { plan(for: $0).step.due(now: now()) }.min()
     }
 
     public func status() -> StatusReport {
         StatusReport(
             apps: config.apps.map { app in
-                StatusReport.App(
-                    app: app, state: states[app.id] ?? AppState(appID: app.id), pendingVersion: pendingVersions[app.id],
-                    nextDue: nextDue(for: app))
+                let state = states[app.id] ?? AppState(appID: app.id)
+                let held = heldVersions[app.id]
+                return StatusReport.App(
+                    app: app, state: state, pendingVersion: held.flatMap { $0 > state.version ? $0 : nil },
+                    nextDue: plan(for: app).step.due(now: now()))
             })
     }
 
-    // MARK: - Steps
+    // MARK: - Planning
 
-    private func plannedStep(for app: AppConfig) -> RotationPlanner.Step {
-        plan(for: app).step
-    }
-
-    /// The step to run, and whether it is an operator's request: a request never overtakes
-    /// crash recovery (or a first fetch), only the schedule.
+    /// The step to run, and whether it is an operator's request. A request never overtakes
+    /// recovery (a held secret to write, a refresh to reconcile, a hook owed), only the schedule.
     private func plan(for app: AppConfig) -> (step: RotationPlanner.Step, isRequest: Bool) {
-        let state = states[app.id] ?? AppState(appID: app.id)
-        let planned = RotationPlanner.nextStep(app: app, state: state, pendingVersion: pendingVersions[app.id], now: now())
-        if let asked = requested[app.id], case .wait = planned {
-            return (asked, true)
+        var state = states[app.id] ?? AppState(appID: app.id)
+        if backoffOverride.contains(app.id) { state.nextAttempt = nil }
+        let facts = RotationPlanner.Facts(heldVersion: heldVersions[app.id], outputsCheckDue: outputsCheckDue.contains(app.id))
+        let planned = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now())
+        // A first fetch also goes first: it gives a later reconcile a secret to compare with.
+        let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version
+            || (app.onRotate != nil && state.hookDoneVersion < state.version) || state.version == 0
+        if let asked = requested[app.id], !recovering {
+            switch planned {
+            case .wait, .verify, .inspectOutputs, .fetch, .refresh:
+                // A fetch request checks the outputs first (they are part of what it answers).
+                if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
+                return (asked, true)
+            default: break
+            }
         }
         return (planned, false)
     }
 
-    /// When the app next has something to do: now, unless its step is to wait.
-    private func nextDue(for app: AppConfig) -> Date {
-        plannedStep(for: app).due(now: now())
-    }
-
     private func load(_ app: AppConfig) {
-        let loaded = store.loadState(appID: app.id, now: now())
+        let log = appLogger(app)
+        let loaded = stateDirectory.loadState(appID: app.id, now: now())
         if let corrupt = loaded.corrupt {
-            logger.error(
+            log.error(
                 "state record was corrupt; moved aside and starting this app from scratch",
-                metadata: appMetadata(app).merging(["target_path": "\(corrupt.movedTo)", "reason": "\(corrupt.reason)"]) { $1 })
+                metadata: ["target_path": "\(corrupt.movedTo)", "reason": "\(corrupt.reason)"])
         }
         states[app.id] = loaded.state ?? AppState(appID: app.id)
-        let pending = store.loadPending(appID: app.id, now: now())
-        if let corrupt = pending.corrupt {
-            logger.critical(
-                "pending secret record was corrupt; moved aside, the next step reconciles with GenAuth",
-                metadata: appMetadata(app).merging(["target_path": "\(corrupt.movedTo)"]) { $1 })
-            states[app.id]?.intent = .refresh
+        let secret = stateDirectory.loadSecret(appID: app.id, now: now())
+        if let corrupt = secret.corrupt {
+            log.critical(
+                "secret record was corrupt; moved aside, the next step reads the current secret from GenAuth",
+                metadata: ["target_path": "\(corrupt.movedTo)"])
         }
-        pendingVersions[app.id] = pending.pending?.version
+        heldVersions[app.id] = secret.secret?.version
     }
 
-    private func work(on app: AppConfig) async {
-        defer { busy.remove(app.id) }
+    // MARK: - Steps
+
+    private func work(appID: String) async {
+        defer { finished(appID) }
+        guard let app = config.apps.first(where: { $0.id == appID }) else { return }
         let (step, isRequest) = plan(for: app)
         if case .wait = step { return }
-        // A request is used up only when it is what runs.
+        // A request and a backoff override are used up only by the step that runs.
         if isRequest { requested[app.id] = nil }
+        backoffOverride.remove(app.id)
         switch step {
-        case .finishPending:
-            await finishPending(app)
-        case .reconcile:
-            await reconcile(app)
-        case .runHook(let version):
-            await runHook(app, version: version)
-        case .fetch:
-            await fetch(app)
-        case .refresh:
-            await refresh(app)
-        case .wait:
-            return
+        case .refresh: await transition(app, .refreshStarting)
+        case .reconcile: await read(app, purpose: .reconcile)
+        case .verify: await read(app, purpose: .verify)
+        case .fetch: await read(app, purpose: .fetch)
+        case .writeOutputs(let version): await writeHeld(app, version: version)
+        case .runHook(let version): await runHook(app, version: version)
+        case .inspectOutputs: await inspectOutputs(app)
+        case .wait: return
         }
     }
 
-    private func refresh(_ app: AppConfig) async {
-        var state = states[app.id] ?? AppState(appID: app.id)
-        state.intent = .refresh
-        state.intentStartedAt = now()
-        guard save(state, app) else { return }
+    private func finished(_ appID: String) {
+        running[appID] = nil
+        let waiters = finishWaiters
+        finishWaiters = []
+        for waiter in waiters { waiter.resume() }
+        workFinished()
+    }
+
+    /// Feeds one event to the app's transitions: commits the new state (durable first), adopts
+    /// it, then performs its actions. `secret` is the value an `adoptSecret` action keeps.
+    private func transition(_ app: AppConfig, _ event: AppTransitions.Event, secret: SecretValue? = nil) async {
+        let old = states[app.id] ?? AppState(appID: app.id)
+        let context = AppTransitions.Context(
+            now: now(), policy: policy, hasHook: app.onRotate != nil, draw: random.next())
+        let result = AppTransitions.apply(event, to: old, context: context)
+        if result.state != old {
+            do {
+                try stateDirectory.saveState(result.state)
+            } catch {
+                // Not adopted: what is on disk stays the truth, and the step fails with a backoff
+                // kept in memory (the disk cannot hold it right now).
+                let failure = AppTransitions.Failure(.local, error.description, fields: Self.fields(of: error))
+                let failed = AppTransitions.apply(.journalFailed(failure), to: old, context: context)
+                states[app.id] = failed.state
+                for action in failed.actions { await perform(action, app) }
+                return
+            }
+        }
+        states[app.id] = result.state
+        for action in result.actions {
+            await perform(action, app, secret: secret)
+        }
+    }
+
+    private func perform(_ action: AppTransitions.Action, _ app: AppConfig, secret: SecretValue? = nil) async {
+        switch action {
+        case .sendRefresh:
+            await sendRefresh(app)
+        case .adoptSecret(let version, let origin):
+            guard let secret else { return }
+            await adopt(secret, version: version, origin: origin, app: app)
+        case .keepConfirmedSecret:
+            guard heldVersions[app.id] == nil, let secret, let state = states[app.id] else { return }
+            let record = CurrentSecret(
+                appID: app.id, version: state.version, obtainedAt: state.secretObtainedAt ?? now(), secret: secret)
+            do {
+                try stateDirectory.saveSecret(record)
+                heldVersions[app.id] = record.version
+                outputsCheckDue.insert(app.id)
+            } catch {
+                await transition(app, .journalFailed(AppTransitions.Failure(.local, error.description, fields: Self.fields(of: error))))
+            }
+        case .runHook(let version):
+            await runHook(app, version: version)
+        case .report(let report):
+            log(report, app)
+        }
+    }
+
+    private func sendRefresh(_ app: AppConfig) async {
         await limiter.acquire()
         do {
             let secret = try await api.refreshApplicationSecret(appId: app.id)
-            logger.info("GenAuth rotated the secret", metadata: appMetadata(app))
-            await accept(secret, for: app, reason: "rotated")
+            await transition(app, .refreshAnswered(fingerprint: SecretFingerprint.of(secret)), secret: secret)
         } catch {
-            switch error.classification {
-            case .outcomeUnknown:
-                logger.warning(
-                    "refresh outcome unknown; reading the current secret instead of refreshing again",
-                    metadata: errorMetadata(app, error))
-                await reconcile(app)
-            case .transient, .permanent, .authentication:
-                var failed = states[app.id] ?? state
-                failed.intent = nil
-                failed.intentStartedAt = nil
-                recordFailure(&failed, app, error: error)
-            }
+            await transition(app, .refreshFailed(Self.failure(error)))
         }
     }
 
-    /// The refresh may or may not have happened: GenAuth's current secret decides.
-    private func reconcile(_ app: AppConfig) async {
+    private func read(_ app: AppConfig, purpose: AppTransitions.ReadPurpose) async {
         await limiter.acquire()
         do {
-            let current = try await api.getApplicationSecret(appId: app.id)
-            let state = states[app.id] ?? AppState(appID: app.id)
-            if SecretFingerprint.of(current) != state.secretFingerprint {
-                logger.notice(
-                    "reconciled: the refresh had happened; writing the new secret",
-                    metadata: appMetadata(app).merging(["event": "reconciled"]) { $1 })
-                await accept(current, for: app, reason: "reconciled")
-            } else {
-                var unchanged = state
-                unchanged.intent = nil
-                unchanged.intentStartedAt = nil
-                logger.notice(
-                    "reconciled: the refresh did not happen; it will be retried",
-                    metadata: appMetadata(app).merging(["event": "reconciled"]) { $1 })
-                recordFailure(&unchanged, app, message: "refresh did not take effect")
-            }
+            let secret = try await api.getApplicationSecret(appId: app.id)
+            await transition(app, .secretRead(fingerprint: SecretFingerprint.of(secret), purpose: purpose), secret: secret)
         } catch {
-            var state = states[app.id] ?? AppState(appID: app.id)
-            if error.classification == .permanent && (error.httpStatus == 403 || error.apiStatusCode == 403) {
-                // Without read access the truth cannot be known; a fresh refresh at least ends
-                // with a secret we hold. Said loudly, because it may rotate twice.
-                logger.error(
-                    "cannot read the current secret (forbidden); falling back to a fresh refresh",
-                    metadata: errorMetadata(app, error))
-                state.intent = nil
-                _ = save(state, app)
-                await refresh(app)
-                return
-            }
-            recordFailure(&state, app, error: error)
+            await transition(app, .readFailed(Self.failure(error), purpose: purpose))
         }
     }
 
-    private func fetch(_ app: AppConfig) async {
-        await limiter.acquire()
+    /// A secret we now hold: kept durably as the current secret before any output changes,
+    /// then written everywhere. If it cannot be kept, the outputs are still written (GenAuth
+    /// may already have killed the old secret), and the step fails so that it is settled again.
+    private func adopt(_ secret: SecretValue, version: Int, origin: AppTransitions.SecretOrigin, app: AppConfig) async {
+        let record = CurrentSecret(appID: app.id, version: version, obtainedAt: now(), secret: secret)
+        var journalError: StateDirectoryError?
         do {
-            let current = try await api.getApplicationSecret(appId: app.id)
-            var state = states[app.id] ?? AppState(appID: app.id)
-            if state.version > 0 && SecretFingerprint.of(current) == state.secretFingerprint {
-                state.lastSuccess = now()
-                state.consecutiveFailures = 0
-                state.nextAttempt = nil
-                state.lastError = nil
-                _ = save(state, app)
-                logger.debug("secret unchanged", metadata: appMetadata(app))
-                return
-            }
-            await accept(current, for: app, reason: state.version == 0 ? "fetched" : "changed upstream")
+            try stateDirectory.saveSecret(record)
+            heldVersions[app.id] = version
         } catch {
-            var state = states[app.id] ?? AppState(appID: app.id)
-            recordFailure(&state, app, error: error)
+            journalError = error
+            appLogger(app).critical(
+                "cannot keep the new secret in the state directory; writing the outputs anyway",
+                metadata: Self.metadata(Self.fields(of: error)))
         }
+        await write(record, app: app, origin: origin, journalError: journalError)
     }
 
-    /// A secret we now hold: journal it as pending before anything else, then finish.
-    private func accept(_ secret: SecretValue, for app: AppConfig, reason: String) async {
+    /// Resumes a held secret that is not yet on every output (after a crash or a failed write).
+    private func writeHeld(_ app: AppConfig, version: Int) async {
+        let loaded = stateDirectory.loadSecret(appID: app.id, now: now())
+        guard let record = loaded.secret, record.version == version else {
+            heldVersions[app.id] = loaded.secret?.version
+            return
+        }
         let state = states[app.id] ?? AppState(appID: app.id)
-        let pending = PendingSecret(appID: app.id, version: state.version + 1, obtainedAt: now(), secret: secret)
-        do {
-            try store.savePending(pending)
-            pendingVersions[app.id] = pending.version
-        } catch {
-            // The secret exists only in memory now; still write the outputs, or the service
-            // would be left with a dead secret.
-            logger.critical(
-                "cannot journal the new secret; writing outputs anyway",
-                metadata: appMetadata(app).merging(["error": "\(error)"]) { $1 })
-        }
-        await finish(pending, app: app, reason: reason)
+        let origin: AppTransitions.SecretOrigin = state.intent == .refresh ? .rotated : (state.version == 0 ? .fetched : .changedUpstream)
+        await write(record, app: app, origin: origin, journalError: nil)
     }
 
-    private func finishPending(_ app: AppConfig) async {
-        let loaded = store.loadPending(appID: app.id, now: now())
-        guard let pending = loaded.pending else {
-            pendingVersions[app.id] = nil
-            var state = states[app.id] ?? AppState(appID: app.id)
-            state.intent = .refresh
-            _ = save(state, app)
+    private func write(
+        _ record: CurrentSecret, app: AppConfig, origin: AppTransitions.SecretOrigin, journalError: StateDirectoryError?
+    ) async {
+        let specs = app.outputs.map { $0.outputSpec(template: loadTemplate($0)) }
+        let report = writer.write(document(record, app), to: specs)
+        if !report.allWritten {
+            await transition(app, .outputsFailed(Self.failure(report, version: record.version)))
             return
         }
-        await finish(pending, app: app, reason: "resumed")
+        if let journalError {
+            await transition(app, .journalFailed(AppTransitions.Failure(.local, journalError.description, fields: Self.fields(of: journalError))))
+            return
+        }
+        outputsCheckDue.remove(app.id)
+        await transition(
+            app, .outputsWritten(version: record.version, obtainedAt: record.obtainedAt, fingerprint: record.fingerprint, origin: origin))
     }
 
-    private func finish(_ pending: PendingSecret, app: AppConfig, reason: String) async {
-        var state = states[app.id] ?? AppState(appID: app.id)
-        let document = SecretDocument(
-            secret: pending.secretValue, appId: app.id, appName: app.name, version: pending.version,
-            rotatedAt: pending.obtainedAt)
-        var specs: [OutputSpec] = []
+    /// The level-triggered check: each output against what the held secret says it should be.
+    private func inspectOutputs(_ app: AppConfig) async {
+        let loaded = stateDirectory.loadSecret(appID: app.id, now: now())
+        guard let record = loaded.secret else {
+            heldVersions[app.id] = nil
+            return
+        }
+        let document = document(record, app)
+        var drifted: [(OutputSpec, OutputDrift)] = []
         for output in app.outputs {
-            specs.append(output.outputSpec(template: loadTemplate(output)))
+            let spec = output.outputSpec(template: loadTemplate(output))
+            if let drift = writer.inspect(document, at: spec) {
+                drifted.append((spec, drift))
+            }
         }
-        let report = writer.write(document, to: specs)
-        for failure in report.failed {
-            logger.error(
-                "output write failed; it will be retried from the journal without rotating again",
-                metadata: appMetadata(app).merging([
-                    "target_path": "\(failure.path)", "error": "\(failure.error.map { "\($0)" } ?? "")",
-                    "errno": "\(failure.error?.errno.map { OutputError.name(of: $0) } ?? "")",
-                    "event": "output_write_failed", "version": "\(pending.version)",
-                ]) { $1 })
-        }
-        guard report.allWritten else {
-            recordFailure(&state, app, message: "\(report.failed.count) output(s) not written")
+        guard !drifted.isEmpty else {
+            outputsCheckDue.remove(app.id)
             return
         }
-        state.version = pending.version
-        state.lastSuccess = pending.obtainedAt
-        state.secretFingerprint = SecretFingerprint.of(pending.secretValue)
-        state.intent = nil
-        state.intentStartedAt = nil
-        state.consecutiveFailures = 0
-        state.nextAttempt = nil
-        state.lastError = nil
-        if app.onRotate == nil { state.hookDoneVersion = pending.version }
-        guard save(state, app) else { return }
-        do {
-            try store.removePending(appID: app.id)
-            pendingVersions[app.id] = nil
-        } catch {
-            logger.error("cannot remove the pending record", metadata: appMetadata(app).merging(["error": "\(error)"]) { $1 })
+        let log = appLogger(app)
+        for (spec, drift) in drifted {
+            log.warning(
+                "output drifted (\(drift.cause)); rewriting it from the held secret, without calling GenAuth",
+                metadata: ["target_path": "\(spec.path)", "cause": "\(drift.cause)", "event": "output_drift"])
         }
-        logger.notice(
-            "secret \(reason) and written to \(specs.count) output(s)",
-            metadata: appMetadata(app).merging(["version": "\(pending.version)", "event": "rotated"]) { $1 })
-        if app.onRotate != nil {
-            await runHook(app, version: pending.version)
+        let report = writer.write(document, to: drifted.map(\.0))
+        guard report.allWritten else {
+            await transition(app, .outputsFailed(Self.failure(report, version: record.version)))
+            return
         }
+        outputsCheckDue.remove(app.id)
+        let causes = drifted.map(\.1.cause)
+        let contentChanged = drifted.contains { $0.1.changesContent }
+        await transition(app, .driftRepaired(causes: causes, contentChanged: contentChanged))
     }
 
     private func runHook(_ app: AppConfig, version: Int) async {
@@ -356,98 +425,119 @@ public actor RotationEngine {
                 appID: app.id, appName: app.name, version: version, outputs: app.outputs.map(\.path)),
             timeout: app.hookTimeout)
         let outcome = await hooks.run(invocation)
-        var state = states[app.id] ?? AppState(appID: app.id)
-        if outcome.succeeded {
-            state.hookDoneVersion = max(state.hookDoneVersion, version)
-            state.consecutiveFailures = 0
-            state.nextAttempt = nil
-            state.lastError = nil
-            _ = save(state, app)
-            var metadata = appMetadata(app).merging(["version": "\(version)"]) { $1 }
-            if !outcome.output.isEmpty { metadata["hook_output"] = "\(outcome.output.suffix(2_000))" }
-            logger.info("hook done", metadata: metadata)
-        } else {
-            recordFailure(
-                &state, app, message: "hook failed (\(outcome.status)); it will be retried without rotating again",
-                extra: [
-                    "event": "hook_failed", "version": "\(version)", "hook_output": "\(outcome.output.suffix(2_000))",
-                ])
+        let detail = outcome.succeeded ? String(outcome.output.suffix(2_000)) : "\(outcome.status)"
+        if !outcome.succeeded && !outcome.output.isEmpty {
+            appLogger(app).warning(
+                "hook output", metadata: ["hook_output": "\(outcome.output.suffix(2_000))", "version": "\(version)"])
         }
+        await transition(app, .hookFinished(version: version, succeeded: outcome.succeeded, detail: detail))
     }
 
     // MARK: - Helpers
+
+    private func document(_ record: CurrentSecret, _ app: AppConfig) -> SecretDocument {
+        SecretDocument(
+            secret: record.secretValue, appId: app.id, appName: app.name, version: record.version, rotatedAt: record.obtainedAt)
+    }
 
     private func loadTemplate(_ output: OutputConfig) -> String? {
         guard output.format == .template, let path = output.templatePath else { return nil }
         return try? ConfigFileReader.read(path).text
     }
 
-    private func recordFailure(_ state: inout AppState, _ app: AppConfig, error: GenAuthError) {
-        let backoff = RetryBackoff(policy: config.defaults.retry)
-        state.consecutiveFailures += 1
-        let delay: Duration
-        switch error.classification {
-        case .permanent, .authentication:
-            delay = backoff.permanentFailureDelay
-        case .transient, .outcomeUnknown:
-            delay = backoff.delay(afterFailures: state.consecutiveFailures, retryAfter: error.retryAfter, using: &random)
-        }
-        state.nextAttempt = now().addingTimeInterval(RotationPlanner.seconds(delay))
-        let metadata = errorMetadata(app, error).merging(failureMetadata(state)) { $1 }
-        if error.classification == .permanent || error.classification == .authentication {
-            logger.critical(
-                "GenAuth refused the request; not retrying until \(DurationSyntax.format(delay)) from now", metadata: metadata)
-        } else {
-            logger.warning("GenAuth call failed; retrying in \(DurationSyntax.format(delay))", metadata: metadata)
-        }
-        state.lastError = error.description
-        _ = save(state, app)
+    /// One logger per app carrying its identity, instead of merging metadata by hand.
+    private func appLogger(_ app: AppConfig) -> Logger {
+        var log = logger
+        log[metadataKey: "app_id"] = "\(app.id)"
+        log[metadataKey: "app_name"] = "\(app.name)"
+        return log
     }
 
-    private func recordFailure(_ state: inout AppState, _ app: AppConfig, message: String, extra: Logger.Metadata = [:]) {
-        let backoff = RetryBackoff(policy: config.defaults.retry)
-        state.consecutiveFailures += 1
-        let delay = backoff.delay(afterFailures: state.consecutiveFailures, using: &random)
-        state.nextAttempt = now().addingTimeInterval(RotationPlanner.seconds(delay))
-        state.lastError = message
-        logger.error(
-            "\(message); retrying in \(DurationSyntax.format(delay))",
-            metadata: appMetadata(app).merging(failureMetadata(state)) { $1 }.merging(extra) { $1 })
-        _ = save(state, app)
-    }
-
-    @discardableResult
-    private func save(_ state: AppState, _ app: AppConfig) -> Bool {
-        states[app.id] = state
-        do {
-            try store.saveState(state)
-            return true
-        } catch {
-            logger.error("cannot save the state journal", metadata: appMetadata(app).merging(["error": "\(error)"]) { $1 })
-            return false
-        }
-    }
-
-    private func failureMetadata(_ state: AppState) -> Logger.Metadata {
-        var metadata: Logger.Metadata = ["event": "rotation_failed", "attempt": "\(state.consecutiveFailures)"]
-        if let next = state.nextAttempt {
+    private func log(_ report: AppTransitions.Report, _ app: AppConfig) {
+        let log = appLogger(app)
+        switch report {
+        case .refreshOutcomeUnknown(let failure, let at):
+            log.warning(
+                "refresh outcome unknown; GenAuth may still apply it, so its current secret is read at \(at.formatted(.iso8601)), not before",
+                metadata: Self.metadata(failure.fields).merging(["event": "outcome_unknown"]) { $1 })
+        case .oldSecretStillCurrent(let at):
+            log.notice(
+                "GenAuth still holds the old secret; reading once more at \(at.formatted(.iso8601)) before deciding",
+                metadata: ["event": "reconciled"])
+        case .refreshNotApplied:
+            log.notice("reconciled: the refresh did not take effect; it will be retried", metadata: ["event": "reconciled"])
+        case .forbiddenRead(let failure):
+            log.error(
+                "cannot read the current secret (forbidden); falling back to a fresh refresh",
+                metadata: Self.metadata(failure.fields))
+        case .secretWritten(let version, let origin):
+            log.notice(
+                "secret \(origin.rawValue) and written to \(app.outputs.count) output(s)",
+                metadata: ["version": "\(version)", "event": "rotated"])
+        case .changedUpstream(let purpose):
+            log.critical(
+                "GenAuth holds a secret we did not write (changed upstream, found by \(purpose.rawValue)); adopting it",
+                metadata: ["event": "changed_upstream"])
+        case .confirmed(let purpose):
+            log.debug("GenAuth confirms the secret on disk", metadata: ["purpose": "\(purpose.rawValue)"])
+        case .repaired(let causes):
+            log.notice(
+                "outputs repaired (\(causes.joined(separator: ", "))) from the held secret",
+                metadata: ["event": "output_repaired", "cause": "\(causes.joined(separator: ","))"])
+        case .hookDone(let version, let output):
+            var metadata: Logger.Metadata = ["version": "\(version)"]
+            if !output.isEmpty { metadata["hook_output"] = "\(output)" }
+            log.info("hook done", metadata: metadata)
+        case .failed(let failure, let attempt, let delay, let permanent):
+            var metadata = Self.metadata(failure.fields)
+            metadata["event"] = metadata["event"] ?? "rotation_failed"
+            metadata["attempt"] = "\(attempt)"
+            let next = now().addingTimeInterval(RotationPlanner.seconds(delay))
             metadata["next_attempt_usec"] = "\(Int64(next.timeIntervalSince1970 * 1_000_000))"
+            if permanent {
+                log.critical(
+                    "\(failure.message); not retrying until \(DurationSyntax.format(delay)) from now", metadata: metadata)
+            } else {
+                log.error("\(failure.message); retrying in \(DurationSyntax.format(delay))", metadata: metadata)
+            }
         }
-        return metadata
     }
 
-    private func appMetadata(_ app: AppConfig) -> Logger.Metadata {
-        ["app_id": "\(app.id)", "app_name": "\(app.name)"]
+    private static func metadata(_ fields: [String: String]) -> Logger.Metadata {
+        fields.mapValues { .string($0) }
     }
 
-    private func errorMetadata(_ app: AppConfig, _ error: GenAuthError) -> Logger.Metadata {
-        var metadata = appMetadata(app)
-        metadata["error"] = "\(error)"
-        metadata["classification"] = "\(error.classification.rawValue)"
-        if let status = error.httpStatus { metadata["http_status"] = "\(status)" }
-        if let status = error.apiStatusCode { metadata["api_status_code"] = "\(status)" }
-        if let code = error.apiCode { metadata["api_code"] = "\(code)" }
-        if let requestId = error.requestId { metadata["request_id"] = "\(requestId)" }
-        return metadata
+    static func failure(_ error: GenAuthError) -> AppTransitions.Failure {
+        var fields: [String: String] = ["error": error.description, "classification": error.classification.rawValue]
+        if let status = error.httpStatus { fields["http_status"] = "\(status)" }
+        if let status = error.apiStatusCode { fields["api_status_code"] = "\(status)" }
+        if let code = error.apiCode { fields["api_code"] = "\(code)" }
+        if let requestId = error.requestId { fields["request_id"] = requestId }
+        let kind: AppTransitions.Failure.Kind
+        switch error.classification {
+        case .outcomeUnknown: kind = .outcomeUnknown
+        case .transient: kind = .transient
+        case .permanent, .authentication:
+            kind = error.httpStatus == 403 || error.apiStatusCode == 403 ? .forbidden : .permanent
+        }
+        return AppTransitions.Failure(kind, error.description, retryAfter: error.retryAfter, fields: fields)
+    }
+
+    static func failure(_ report: WriteReport, version: Int) -> AppTransitions.Failure {
+        let first = report.failed.first
+        var fields: [String: String] = ["event": "output_write_failed", "version": "\(version)"]
+        if let first {
+            fields["target_path"] = first.path
+            fields["error"] = first.error.map { "\($0)" } ?? ""
+            if let errno = first.error?.errno { fields["errno"] = OutputError.name(of: errno) }
+        }
+        let detail = first.map { "\($0.error.map { "\($0)" } ?? $0.path)" } ?? "unknown"
+        return AppTransitions.Failure(.local, "\(report.failed.count) output(s) not written: \(detail)", fields: fields)
+    }
+
+    static func fields(of error: StateDirectoryError) -> [String: String] {
+        var fields = ["event": "state_write_failed", "target_path": error.path, "error": error.description]
+        if let name = error.errnoName { fields["errno"] = name }
+        return fields
     }
 }

@@ -6,17 +6,29 @@ import Foundation
 
 /// Decides the next step for one app from its config, its durable state and the clock.
 /// Pure: no I/O and no sleeping, so every crash-resume path and schedule is testable with a
-/// fixed `now`. The order of the checks is the crash-safety argument:
-/// a pending secret is finished before anything else, an unknown refresh is reconciled before
-/// any new refresh, an owed hook is run before the schedule is consulted.
+/// fixed `now`. The order of the checks is the safety argument (ARCHITECTURE.md):
+///
+/// 1. one backoff decides every retry: while `nextAttempt` is ahead, every step waits;
+/// 2. a held secret newer than the outputs is written before anything else;
+/// 3. an unknown refresh is reconciled before any new refresh, and only once it can no longer
+///    be in flight (a settle period after it was sent, a second read a settle period later);
+/// 4. an owed hook runs before the schedule is consulted;
+/// 5. outputs are compared with the held secret when a pass asks for it (level-triggered);
+/// 6. a rotation that was started and failed is retried;
+/// 7. the schedule: rotate (or fetch for `follow`), and verification against GenAuth.
 public enum RotationPlanner {
     public enum Step: Sendable, Equatable {
-        /// A received secret is not yet on every output: write it (no API call), then hooks.
-        case finishPending(version: Int)
-        /// A refresh was started and its outcome is unknown: read the current secret and compare.
+        /// The held secret (`version`) is not yet on every output: write it (no API call), then hooks.
+        case writeOutputs(version: Int)
+        /// A refresh was sent and its outcome is unknown: read the current secret and compare.
         case reconcile
         /// All outputs hold `version` but its hook has not completed.
         case runHook(version: Int)
+        /// Compare every output with the held secret and repair drift (no API call).
+        case inspectOutputs
+        /// Read GenAuth's current secret and adopt it if it changed (settle check after a
+        /// rotation, `verify_interval`, or a state without a held secret record).
+        case verify
         /// Obtain the current secret without rotating (first start with `fetch`, or `follow`).
         case fetch
         /// Call refresh-application-secret.
@@ -29,42 +41,108 @@ public enum RotationPlanner {
             if case .wait(let until) = self { return until }
             return now
         }
+
+        /// A short name for logs and status ("write_outputs", "reconcile", ...).
+        public var name: String {
+            switch self {
+            case .writeOutputs: "write_outputs"
+            case .reconcile: "reconcile"
+            case .runHook: "run_hook"
+            case .inspectOutputs: "inspect_outputs"
+            case .verify: "verify"
+            case .fetch: "fetch"
+            case .refresh: "refresh"
+            case .wait: "wait"
+            }
+        }
     }
 
-    public static func nextStep(
-        app: AppConfig, state: AppState, pendingVersion: Int?, now: Date
-    ) -> Step {
-        if let pendingVersion {
-            return .finishPending(version: pendingVersion)
+    /// What the planner knows besides the durable `AppState`.
+    public struct Facts: Sendable, Equatable {
+        /// Version of the held `CurrentSecret` record, nil when there is none.
+        public var heldVersion: Int?
+        /// A pass (start, SIGHUP, `fetch`, the periodic re-check) asked to compare the outputs.
+        public var outputsCheckDue: Bool
+
+        public init(heldVersion: Int?, outputsCheckDue: Bool = false) {
+            self.heldVersion = heldVersion
+            self.outputsCheckDue = outputsCheckDue
+        }
+    }
+
+    public static func nextStep(app: AppConfig, state: AppState, facts: Facts, policy: EnginePolicy, now: Date) -> Step {
+        if state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now {
+            return .wait(until: retry)
+        }
+        if let held = facts.heldVersion, held > state.version {
+            return .writeOutputs(version: held)
         }
         if state.intent == .refresh {
-            return .reconcile
+            let earliest = reconcileNotBefore(state: state, policy: policy)
+            return earliest > now ? .wait(until: earliest) : .reconcile
         }
         if app.onRotate != nil, state.version > 0, state.hookDoneVersion < state.version {
-            if let retry = state.nextAttempt, retry > now { return .wait(until: retry) }
             return .runHook(version: state.version)
         }
+        if state.version > 0 && facts.heldVersion == nil {
+            // A state from before Engine v2 (or a lost secret record): learn the secret first,
+            // or drift could never be repaired.
+            return .verify
+        }
+        if facts.outputsCheckDue && facts.heldVersion != nil {
+            return .inspectOutputs
+        }
+        if state.rotationOwed && app.action == .rotate {
+            // A started rotation that failed is retried as soon as the backoff allows.
+            return .refresh
+        }
         let due = dueDate(app: app, state: state)
-        if due > now {
-            return .wait(until: due)
+        if due <= now {
+            if state.version == 0 {
+                return app.action == .follow || app.firstStart == .fetch ? .fetch : .refresh
+            }
+            return app.action == .follow ? .fetch : .refresh
         }
-        if state.version == 0 {
-            return app.action == .follow || app.firstStart == .fetch ? .fetch : .refresh
+        if let verify = verifyDate(app: app, state: state, policy: policy) {
+            if verify <= now { return .verify }
+            return .wait(until: min(due, verify))
         }
-        return app.action == .follow ? .fetch : .refresh
+        return .wait(until: due)
     }
 
-    /// The next time the app should be worked on: the persisted backoff after failures, else
-    /// the last success plus the interval plus the app's fixed jitter; at once for a new app.
+    /// A refresh whose answer was lost may still be applied by GenAuth after our deadline, so
+    /// the first read waits one settle period after it was sent, and the confirming read
+    /// another: never a decision on a read taken while the refresh may be in flight.
+    public static func reconcileNotBefore(state: AppState, policy: EnginePolicy) -> Date {
+        let sent = state.intentStartedAt ?? .distantPast
+        return sent.addingTimeInterval(seconds(policy.settlePeriod) * Double(state.unchangedReads + 1))
+    }
+
+    /// The next scheduled rotation (or, for `follow`, the next poll): the secret's age for
+    /// `rotate` apps (only a new secret moves it), the last check for `follow` apps, plus the
+    /// interval and the app's fixed jitter; at once for an app without a secret yet.
     public static func dueDate(app: AppConfig, state: AppState) -> Date {
-        if state.consecutiveFailures > 0, let retry = state.nextAttempt {
-            return retry
+        guard state.version > 0 else { return .distantPast }
+        let base: Date?
+        switch app.action {
+        case .rotate: base = state.secretObtainedAt
+        case .follow: base = state.lastChecked ?? state.secretObtainedAt
         }
-        guard let last = state.lastSuccess else {
-            return state.nextAttempt ?? .distantPast
-        }
+        guard let base else { return .distantPast }
         let offset = ScheduleJitter.offset(appID: app.id, jitter: app.jitter)
-        return last.addingTimeInterval(seconds(app.interval + offset))
+        return base.addingTimeInterval(seconds(app.interval + offset))
+    }
+
+    /// When a `rotate` app's secret is next read back from GenAuth: the settle check after a
+    /// rotation, and every `verify_interval` (off at zero). `follow` apps poll instead.
+    public static func verifyDate(app: AppConfig, state: AppState, policy: EnginePolicy) -> Date? {
+        guard app.action == .rotate, state.version > 0 else { return nil }
+        var candidates: [Date] = []
+        if let settle = state.settleCheckDue { candidates.append(settle) }
+        if policy.verifyInterval > .zero, let base = state.lastVerified ?? state.secretObtainedAt {
+            candidates.append(base.addingTimeInterval(seconds(policy.verifyInterval)))
+        }
+        return candidates.min()
     }
 
     static func seconds(_ duration: Duration) -> TimeInterval {

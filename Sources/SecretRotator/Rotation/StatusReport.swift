@@ -12,7 +12,12 @@ public struct StatusReport: Sendable, Encodable {
         public let name: String
         public let action: String
         public let version: Int
-        public let lastSuccess: Date?
+        /// When the secret on disk was obtained (rotated, or found changed upstream): its age.
+        public let secretObtainedAt: Date?
+        /// When GenAuth last confirmed it (fetch, verification or reconcile read).
+        public let lastChecked: Date?
+        /// The last output repair, with its causes (`missing`, `content`, `mode`, ...).
+        public let lastRepair: AppState.Repair?
         public let nextDue: Date?
         public let consecutiveFailures: Int
         public let lastError: String?
@@ -30,7 +35,9 @@ public struct StatusReport: Sendable, Encodable {
             name = app.name
             action = app.action.rawValue
             version = state.version
-            lastSuccess = state.lastSuccess
+            secretObtainedAt = state.secretObtainedAt
+            lastChecked = state.lastChecked
+            lastRepair = state.lastRepair
             self.nextDue = nextDue
             consecutiveFailures = state.consecutiveFailures
             lastError = state.lastError
@@ -44,8 +51,15 @@ public struct StatusReport: Sendable, Encodable {
     }
 
     public let apps: [App]
+    /// Problems of the state directory itself (full, read-only): the daemon cannot record
+    /// anything there, so every app's next step fails until it is fixed.
+    public var stateDirectoryProblems: [String] = []
 
     public var failing: [App] { apps.filter { $0.consecutiveFailures > 0 } }
+
+    /// Whether `status` should exit non-zero: an app failing, an unreadable record, or a state
+    /// directory that cannot take a write.
+    public var needsAttention: Bool { apps.contains(where: \.needsAttention) || !stateDirectoryProblems.isEmpty }
 
     /// One line for systemd's STATUS=: "3 apps · 0 failing · next: billing in 6d 3h".
     public func summary(now: Date) -> String {
@@ -62,16 +76,19 @@ public struct StatusReport: Sendable, Encodable {
     /// The report for `secret-rotator status`: from the config and the state directory alone,
     /// without the daemon and without changing anything on disk. Operator requests not yet
     /// taken up by the daemon are not shown.
-    public static func read(config: RotatorConfig, store: StateStore, now: Date) -> StatusReport {
-        StatusReport(
+    public static func read(config: RotatorConfig, stateDirectory: StateDirectory, now: Date) -> StatusReport {
+        let policy = EnginePolicy(config: config)
+        var report = StatusReport(
             apps: config.apps.map { app in
-                let found = store.inspect(appID: app.id)
+                let found = stateDirectory.inspect(appID: app.id)
                 let state = found.state ?? AppState(appID: app.id)
-                let step = RotationPlanner.nextStep(app: app, state: state, pendingVersion: found.pendingVersion, now: now)
-                return App(
-                    app: app, state: state, pendingVersion: found.pendingVersion, nextDue: step.due(now: now),
-                    problems: found.problems)
+                let facts = RotationPlanner.Facts(heldVersion: found.secretVersion)
+                let step = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now)
+                let pending = found.secretVersion.flatMap { $0 > state.version ? $0 : nil }
+                return App(app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now), problems: found.problems)
             })
+        report.stateDirectoryProblems = stateDirectory.capacityProblems()
+        return report
     }
 
     /// A table with one row per app, then a line for everything that needs a look.
@@ -79,12 +96,12 @@ public struct StatusReport: Sendable, Encodable {
         let rows = apps.map { app in
             [
                 app.name, app.id, app.action, String(app.version),
-                app.lastSuccess.map { "\(Self.timestamp($0)) (\(Self.relative($0, now: now)))" } ?? "never",
+                app.secretObtainedAt.map { "\(Self.age($0, now: now)) (\(Self.timestamp($0)))" } ?? "never",
                 app.nextDue.map { Self.due($0, now: now) } ?? "-",
                 app.consecutiveFailures > 0 ? "FAILING" : (app.problems.isEmpty ? "ok" : "CHECK"),
             ]
         }
-        var lines = TextTable(header: ["APP", "ID", "ACTION", "VERSION", "LAST SECRET", "NEXT STEP", "STATE"], rows: rows)
+        var lines = TextTable(header: ["APP", "ID", "ACTION", "VERSION", "SECRET AGE", "NEXT STEP", "STATE"], rows: rows)
             .renderLines()
         for app in apps {
             if app.consecutiveFailures > 0 {
@@ -103,7 +120,12 @@ public struct StatusReport: Sendable, Encodable {
             for problem in app.problems {
                 lines.append("\(app.name): \(problem); the daemon moves it aside at its next start")
             }
+            if let repair = app.lastRepair {
+                lines.append(
+                    "\(app.name): outputs repaired \(Self.relative(repair.at, now: now)) (\(repair.causes.joined(separator: ", ")))")
+            }
         }
+        lines.append(contentsOf: stateDirectoryProblems)
         return lines.joined(separator: "\n")
     }
 
@@ -115,8 +137,15 @@ public struct StatusReport: Sendable, Encodable {
         return seconds > 0 ? "in \(text)" : "\(text) ago"
     }
 
+    /// "3d 4h", "now": how old a secret is.
+    static func age(_ date: Date, now: Date) -> String {
+        let seconds = now.timeIntervalSince(date)
+        if seconds < 1 { return "now" }
+        return DurationSyntax.format(.seconds(Int64(seconds.rounded())))
+    }
+
     /// A due time: "now" once it has passed (it runs at the daemon's next step).
-    static func due(_ date: Date, now: Date) -> String {
+    public static func due(_ date: Date, now: Date) -> String {
         date <= now ? "now" : relative(date, now: now)
     }
 

@@ -104,7 +104,7 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     func savedState(_ index: Int) -> AppState? {
-        StateStore(directory: stateDirectory).loadState(appID: Self.appID(index), now: Date()).state
+        StateDirectory(path: stateDirectory).loadState(appID: Self.appID(index), now: Date()).state
     }
 
     func hookVersions(_ index: Int) -> Set<Int> {

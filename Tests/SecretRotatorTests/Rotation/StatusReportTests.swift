@@ -9,11 +9,11 @@ import Testing
     @Test func showsEngineStateAndWhatNeedsALook() async throws {
         try await withEngineFixture { harness, fixture in
             let config = fixture.config(hook: ["/bin/true"])
-            let store = StateStore(directory: config.defaults.stateDirectory)
+            let store = StateDirectory(path: config.defaults.stateDirectory)
             let now = fixture.clock.now
 
             // Nothing has run: both apps are due now (first fetch), nothing to worry about.
-            let fresh = StatusReport.read(config: config, store: store, now: now)
+            let fresh = StatusReport.read(config: config, stateDirectory: store, now: now)
             #expect(fresh.apps.map(\.version) == [0, 0])
             #expect(fresh.apps.map(\.nextDue) == [now, now])
             #expect(!fresh.apps.contains { $0.needsAttention })
@@ -21,7 +21,7 @@ import Testing
             let engine = try fixture.engine(hook: ["/bin/true"])
             try await engine.start()
             await engine.runDue()
-            let afterFetch = StatusReport.read(config: config, store: store, now: now)
+            let afterFetch = StatusReport.read(config: config, stateDirectory: store, now: now)
             let engineView = await engine.status()
             #expect(afterFetch.apps.map(\.nextDue) == engineView.apps.map(\.nextDue))
             #expect(afterFetch.apps.map(\.version) == [1, 1])
@@ -38,9 +38,9 @@ import Testing
             owing.intent = .refresh
             try store.saveState(owing)
             let secretInFlight = "0123456789abcdef0123456789abcdef"
-            try store.savePending(PendingSecret(appID: GenAuthHarness.appId, version: 3, obtainedAt: now, secret: SecretValue(secretInFlight)))
+            try store.saveSecret(CurrentSecret(appID: GenAuthHarness.appId, version: 3, obtainedAt: now, secret: SecretValue(secretInFlight)))
 
-            let report = StatusReport.read(config: config, store: store, now: now)
+            let report = StatusReport.read(config: config, stateDirectory: store, now: now)
             let app0 = report.apps[0]
             let app1 = report.apps[1]
             #expect(app0.pendingVersion == 3 && app0.hookOwedVersion == 2 && app0.unfinishedCall == "refresh")
@@ -63,18 +63,18 @@ import Testing
     @Test func reportsACorruptRecordWithoutMovingIt() async throws {
         try await withEngineFixture { harness, fixture in
             let config = fixture.config()
-            let store = StateStore(directory: config.defaults.stateDirectory)
+            let store = StateDirectory(path: config.defaults.stateDirectory)
             try store.prepare()
             let path = store.statePath(GenAuthHarness.appId)
             try Data("{ torn".utf8).write(to: URL(fileURLWithPath: path))
-            let before = try FileManager.default.contentsOfDirectory(atPath: "\(store.directory)/corrupt")
+            let before = try FileManager.default.contentsOfDirectory(atPath: "\(store.path)/corrupt")
 
-            let report = StatusReport.read(config: config, store: store, now: fixture.clock.now)
+            let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now)
             #expect(report.apps[0].problems == ["state record \(path): not a valid record"])
             #expect(report.apps[0].needsAttention)
             #expect(report.render(now: fixture.clock.now).contains("app0: state record \(path): not a valid record"))
             #expect(try String(contentsOfFile: path, encoding: .utf8) == "{ torn")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.directory)/corrupt") == before)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.path)/corrupt") == before)
         }
     }
 }

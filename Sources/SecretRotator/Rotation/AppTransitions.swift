@@ -1,0 +1,304 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Per-app state transitions, pure: `(state, event, context) -> (state, [action])`, in the style
+/// of async-http-client's `HTTP1ConnectionStateMachine`. The engine performs the actions (API
+/// calls, writes, hooks, logs) and feeds what happened back in as events. Nothing here does
+/// I/O, reads a clock or draws a random number, so every pair is checked by a table test.
+///
+/// The engine commits a transition's state to disk before it adopts it or performs any of its
+/// actions ("durable first"): a refresh is sent only once its intent is durable.
+public enum AppTransitions {
+    /// How a secret came to us; decides the log line and whether a settle check follows.
+    public enum SecretOrigin: String, Sendable, Equatable {
+        /// Our refresh answered.
+        case rotated
+        /// Our refresh's answer was lost, and a later read showed it had happened.
+        case reconciled
+        /// The first secret of an app, read without rotating.
+        case fetched
+        /// GenAuth holds a secret we did not write (rotated out of band, or by a follow's leader).
+        case changedUpstream = "changed upstream"
+    }
+
+    /// Why GenAuth's current secret was read.
+    public enum ReadPurpose: String, Sendable, Equatable {
+        case reconcile, verify, fetch
+    }
+
+    /// A failed step, already free of secrets.
+    public struct Failure: Sendable, Equatable {
+        public enum Kind: Sendable, Equatable {
+            /// Retry with the exponential backoff.
+            case transient
+            /// Will not heal soon (bad credentials, unknown app): wait `retry.max`.
+            case permanent
+            /// A refresh whose answer was lost; GenAuth may still apply it.
+            case outcomeUnknown
+            /// GenAuth refused to let us read the secret (403): the truth cannot be learnt.
+            case forbidden
+            /// Our own side failed: an output, a hook, the state directory.
+            case local
+        }
+
+        public var kind: Kind
+        public var message: String
+        /// A server's Retry-After, honoured by the backoff wherever it is given.
+        public var retryAfter: Duration?
+        /// Structured fields for the log (errno, http_status, request_id, target_path...).
+        public var fields: [String: String]
+
+        public init(_ kind: Kind, _ message: String, retryAfter: Duration? = nil, fields: [String: String] = [:]) {
+            self.kind = kind
+            self.message = message
+            self.retryAfter = retryAfter
+            self.fields = fields
+        }
+    }
+
+    public enum Event: Sendable, Equatable {
+        /// The planner chose a refresh; its intent must be durable before it is sent.
+        case refreshStarting
+        /// refresh-application-secret answered with a secret of this fingerprint.
+        case refreshAnswered(fingerprint: String)
+        case refreshFailed(Failure)
+        /// get-application-secret answered.
+        case secretRead(fingerprint: String, purpose: ReadPurpose)
+        case readFailed(Failure, purpose: ReadPurpose)
+        /// Every output now holds `version` (obtained at `obtainedAt`).
+        case outputsWritten(version: Int, obtainedAt: Date, fingerprint: String, origin: SecretOrigin)
+        case outputsFailed(Failure)
+        /// Outputs that had drifted were rewritten from the held secret.
+        case driftRepaired(causes: [String], contentChanged: Bool)
+        case hookFinished(version: Int, succeeded: Bool, detail: String)
+        /// A record could not be made durable; the step fails and nothing new is adopted.
+        case journalFailed(Failure)
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Send refresh-application-secret (its intent is durable by now).
+        case sendRefresh
+        /// Keep the secret just received as `version` (durable, 0600), then write every output.
+        case adoptSecret(version: Int, origin: SecretOrigin)
+        /// GenAuth confirmed the secret the outputs hold: keep it as the held secret if it is not yet.
+        case keepConfirmedSecret
+        case runHook(version: Int)
+        /// Something for the log.
+        case report(Report)
+    }
+
+    /// What an operator reads in the log; the engine turns each into one entry.
+    public enum Report: Sendable, Equatable {
+        case refreshOutcomeUnknown(Failure, reconcileAt: Date)
+        case oldSecretStillCurrent(confirmAt: Date)
+        case refreshNotApplied
+        case forbiddenRead(Failure)
+        case secretWritten(version: Int, origin: SecretOrigin)
+        case changedUpstream(purpose: ReadPurpose)
+        case confirmed(purpose: ReadPurpose)
+        case repaired(causes: [String])
+        case hookDone(version: Int, detail: String)
+        case failed(Failure, attempt: Int, retryIn: Duration, permanent: Bool)
+    }
+
+    /// Everything a transition may depend on besides the state: the clock reading, the policy,
+    /// and a random draw for the backoff's jitter (so a transition is a function of its inputs).
+    public struct Context: Sendable {
+        public var now: Date
+        public var policy: EnginePolicy
+        public var hasHook: Bool
+        public var draw: UInt64
+
+        public init(now: Date, policy: EnginePolicy, hasHook: Bool, draw: UInt64) {
+            self.now = now
+            self.policy = policy
+            self.hasHook = hasHook
+            self.draw = draw
+        }
+    }
+
+    public struct Transition: Sendable, Equatable {
+        public var state: AppState
+        public var actions: [Action]
+    }
+
+    public static func apply(_ event: Event, to state: AppState, context: Context) -> Transition {
+        var next = state
+        let now = context.now
+        switch event {
+        case .refreshStarting:
+            next.rotationOwed = true
+            next.intent = .refresh
+            next.intentStartedAt = now
+            next.unchangedReads = 0
+            return Transition(state: next, actions: [.sendRefresh])
+
+        case .refreshAnswered:
+            // The intent stays until every output holds the new secret: a crash before then
+            // resumes from the held record, or (if even that was lost) reconciles.
+            return Transition(state: next, actions: [.adoptSecret(version: state.version + 1, origin: .rotated)])
+
+        case .refreshFailed(let failure):
+            if failure.kind == .outcomeUnknown {
+                next.lastError = failure.message
+                let at = RotationPlanner.reconcileNotBefore(state: next, policy: context.policy)
+                return Transition(state: next, actions: [.report(.refreshOutcomeUnknown(failure, reconcileAt: at))])
+            }
+            next.intent = nil
+            next.intentStartedAt = nil
+            return fail(next, failure, context)
+
+        case .secretRead(let fingerprint, let purpose):
+            let same = state.version > 0 && fingerprint == state.secretFingerprint
+            switch purpose {
+            case .reconcile:
+                if !same {
+                    next.unchangedReads = 0
+                    return Transition(state: next, actions: [.adoptSecret(version: state.version + 1, origin: .reconciled)])
+                }
+                next.lastChecked = now
+                next.unchangedReads = state.unchangedReads + 1
+                if next.unchangedReads < 2 {
+                    let at = RotationPlanner.reconcileNotBefore(state: next, policy: context.policy)
+                    return Transition(state: next, actions: [.report(.oldSecretStillCurrent(confirmAt: at))])
+                }
+                // Two reads a settle period apart: the refresh did not happen. Retry it later
+                // (also for an intent recorded by a version that did not keep `rotationOwed`).
+                next.rotationOwed = true
+                next.intent = nil
+                next.intentStartedAt = nil
+                next.unchangedReads = 0
+                var failed = fail(next, Failure(.transient, "refresh did not take effect"), context)
+                failed.actions.insert(.report(.refreshNotApplied), at: 0)
+                return failed
+            case .verify, .fetch:
+                if state.version == 0 {
+                    return Transition(state: next, actions: [.adoptSecret(version: 1, origin: .fetched)])
+                }
+                if !same {
+                    next.settleCheckDue = nil
+                    return Transition(
+                        state: next,
+                        actions: [
+                            .report(.changedUpstream(purpose: purpose)),
+                            .adoptSecret(version: state.version + 1, origin: .changedUpstream),
+                        ])
+                }
+                next.lastChecked = now
+                if purpose == .verify {
+                    next.lastVerified = now
+                    next.settleCheckDue = nil
+                }
+                clearFailure(&next)
+                return Transition(state: next, actions: [.keepConfirmedSecret, .report(.confirmed(purpose: purpose))])
+            }
+
+        case .readFailed(let failure, let purpose):
+            if purpose == .reconcile && failure.kind == .forbidden {
+                // Without read access the truth cannot be known; a fresh refresh at least ends
+                // with a secret we hold. Only reached a settle period after the lost refresh.
+                next.intent = .refresh
+                next.intentStartedAt = now
+                next.unchangedReads = 0
+                return Transition(state: next, actions: [.report(.forbiddenRead(failure)), .sendRefresh])
+            }
+            return fail(next, failure, context)
+
+        case .outputsWritten(let version, let obtainedAt, let fingerprint, let origin):
+            let isNew = version > state.version
+            next.version = max(version, state.version)
+            next.secretFingerprint = fingerprint
+            next.intent = nil
+            next.intentStartedAt = nil
+            next.unchangedReads = 0
+            clearFailure(&next)
+            var actions: [Action] = [.report(.secretWritten(version: version, origin: origin))]
+            if isNew {
+                next.secretObtainedAt = obtainedAt
+                next.lastChecked = now
+                switch origin {
+                case .rotated, .reconciled:
+                    next.rotationOwed = false
+                    // GenAuth might still apply a lost earlier refresh: look again once that cannot be.
+                    next.settleCheckDue = now.addingTimeInterval(RotationPlanner.seconds(context.policy.settlePeriod))
+                    next.lastVerified = obtainedAt
+                case .fetched, .changedUpstream:
+                    next.lastVerified = now
+                }
+                if context.hasHook {
+                    actions.append(.runHook(version: version))
+                } else {
+                    next.hookDoneVersion = version
+                }
+            }
+            return Transition(state: next, actions: actions)
+
+        case .outputsFailed(let failure), .journalFailed(let failure):
+            return fail(next, failure, context)
+
+        case .driftRepaired(let causes, let contentChanged):
+            next.lastRepair = AppState.Repair(at: now, causes: causes)
+            clearFailure(&next)
+            var actions: [Action] = [.report(.repaired(causes: causes))]
+            // A consumer may have read the wrong content (or none): reload it as after a rotation.
+            // A mode, owner or group repair changes nothing a consumer has read.
+            if contentChanged && context.hasHook && state.version > 0 {
+                actions.append(.runHook(version: state.version))
+            }
+            return Transition(state: next, actions: actions)
+
+        case .hookFinished(let version, let succeeded, let detail):
+            if succeeded {
+                next.hookDoneVersion = max(state.hookDoneVersion, version)
+                clearFailure(&next)
+                return Transition(state: next, actions: [.report(.hookDone(version: version, detail: detail))])
+            }
+            return fail(next, Failure(.local, "hook failed (\(detail)); it will be retried without rotating again"), context)
+        }
+    }
+
+    private static func clearFailure(_ state: inout AppState) {
+        state.consecutiveFailures = 0
+        state.nextAttempt = nil
+        state.lastError = nil
+    }
+
+    /// The one backoff (ARCHITECTURE.md, invariant 11): every failing step of an app waits here.
+    private static func fail(_ state: AppState, _ failure: Failure, _ context: Context) -> Transition {
+        var next = state
+        next.consecutiveFailures += 1
+        let backoff = RetryBackoff(policy: context.policy.retry)
+        let permanent = failure.kind == .permanent || failure.kind == .forbidden
+        var random = SplitMix64(seed: context.draw)
+        let delay =
+            permanent
+            ? max(backoff.permanentFailureDelay, min(failure.retryAfter ?? .zero, RetryBackoff.retryAfterLimit))
+            : backoff.delay(afterFailures: next.consecutiveFailures, retryAfter: failure.retryAfter, using: &random)
+        next.nextAttempt = context.now.addingTimeInterval(RotationPlanner.seconds(delay))
+        next.lastError = failure.message
+        return Transition(
+            state: next,
+            actions: [.report(.failed(failure, attempt: next.consecutiveFailures, retryIn: delay, permanent: permanent))])
+    }
+}
+
+/// A tiny deterministic generator (SplitMix64, Steele et al. 2014) seeded from the context's
+/// draw, so a transition's backoff jitter is a function of its inputs.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,123 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What the daemon remembers about one app across restarts (ARCHITECTURE.md, invariants 4, 8
+/// and 10). It never holds a secret: the secret the outputs should hold lives in a separate
+/// 0600 `CurrentSecret` record.
+///
+/// Records written before Engine v2 decode too: every field but `appID` is optional on disk,
+/// and the old `lastSuccess` key is read as `secretObtainedAt`.
+public struct AppState: Codable, Sendable, Equatable {
+    /// A call whose outcome must be settled after a crash or a timeout.
+    public enum Intent: String, Codable, Sendable {
+        /// refresh-application-secret is about to be or was sent; the outcome may be unknown.
+        case refresh
+        /// Written by versions before Engine v2 around a read; harmless, treated as nothing owed.
+        case fetch
+    }
+
+    /// The last output repair, for `status`: when and why (`missing`, `content`, `mode`, ...).
+    public struct Repair: Codable, Sendable, Equatable {
+        public var at: Date
+        public var causes: [String]
+
+        public init(at: Date, causes: [String]) {
+            self.at = at
+            self.causes = causes
+        }
+    }
+
+    public var appID: String
+    /// The version every output holds (counts secrets written; `version` in json outputs and hooks).
+    public var version: Int = 0
+    /// When the secret on disk was obtained: rotated by us, or found changed upstream. Only a new
+    /// secret moves this, so only a new secret moves the rotation schedule.
+    public var secretObtainedAt: Date?
+    /// When GenAuth last confirmed the secret (a fetch, a verification or a reconcile read).
+    public var lastChecked: Date?
+    public var consecutiveFailures: Int = 0
+    /// The one backoff every step obeys after a failure, persisted so a restart cannot burst.
+    public var nextAttempt: Date?
+    /// The last failure, already free of secrets, for status output.
+    public var lastError: String?
+    public var intent: Intent?
+    /// When the refresh in `intent` was sent (or about to be).
+    public var intentStartedAt: Date?
+    /// Reads after an unknown refresh outcome that still found the old secret. Two, a settle
+    /// period apart, are needed before the refresh is declared not to have happened.
+    public var unchangedReads: Int = 0
+    /// A rotation was started (by the schedule or an operator) and has not yet produced a
+    /// secret: after a failed or unapplied refresh, the refresh is retried once the backoff
+    /// allows, whatever the schedule says.
+    public var rotationOwed: Bool = false
+    /// The highest version whose on_rotate hook finished; lower than `version` means a hook is owed.
+    public var hookDoneVersion: Int = 0
+    /// `SecretFingerprint` of the secret the outputs hold, to compare without storing it here.
+    public var secretFingerprint: String?
+    /// A one-off check that GenAuth still holds what we wrote, one settle period after a rotation.
+    public var settleCheckDue: Date?
+    /// When the outputs' secret was last found to be GenAuth's current one by `verify`.
+    public var lastVerified: Date?
+    public var lastRepair: Repair?
+
+    public init(appID: String) {
+        self.appID = appID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case appID, version, consecutiveFailures, nextAttempt, lastError, intent, intentStartedAt, unchangedReads, rotationOwed
+        case hookDoneVersion, secretFingerprint, settleCheckDue, lastVerified, lastRepair, lastChecked
+        /// Named `lastSuccess` before Engine v2; the meaning (when the secret was obtained) is kept.
+        case secretObtainedAt = "lastSuccess"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        appID = try c.decode(String.self, forKey: .appID)
+        version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 0
+        secretObtainedAt = try c.decodeIfPresent(Date.self, forKey: .secretObtainedAt)
+        lastChecked = try c.decodeIfPresent(Date.self, forKey: .lastChecked)
+        consecutiveFailures = try c.decodeIfPresent(Int.self, forKey: .consecutiveFailures) ?? 0
+        nextAttempt = try c.decodeIfPresent(Date.self, forKey: .nextAttempt)
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        intent = try c.decodeIfPresent(Intent.self, forKey: .intent)
+        if intent == .fetch { intent = nil }
+        intentStartedAt = try c.decodeIfPresent(Date.self, forKey: .intentStartedAt)
+        unchangedReads = try c.decodeIfPresent(Int.self, forKey: .unchangedReads) ?? 0
+        rotationOwed = try c.decodeIfPresent(Bool.self, forKey: .rotationOwed) ?? false
+        hookDoneVersion = try c.decodeIfPresent(Int.self, forKey: .hookDoneVersion) ?? 0
+        secretFingerprint = try c.decodeIfPresent(String.self, forKey: .secretFingerprint)
+        settleCheckDue = try c.decodeIfPresent(Date.self, forKey: .settleCheckDue)
+        lastVerified = try c.decodeIfPresent(Date.self, forKey: .lastVerified)
+        lastRepair = try c.decodeIfPresent(Repair.self, forKey: .lastRepair)
+    }
+}
+
+/// The secret an app's outputs should hold, kept privately (0600, fsynced) in the state
+/// directory: written before any output, so a crash resumes from it instead of rotating again,
+/// and kept afterwards, so drifted outputs are repaired without calling GenAuth.
+///
+/// When `version` is above `AppState.version`, it is not yet on every output. Pending records of
+/// versions before Engine v2 have the same shape and are read as this.
+public struct CurrentSecret: Codable, Sendable, Equatable, CustomStringConvertible {
+    public let appID: String
+    public let version: Int
+    public let obtainedAt: Date
+    private let secret: String
+
+    public init(appID: String, version: Int, obtainedAt: Date, secret: SecretValue) {
+        self.appID = appID
+        self.version = version
+        self.obtainedAt = obtainedAt
+        self.secret = secret.exposed
+    }
+
+    public var secretValue: SecretValue { SecretValue(secret) }
+
+    public var fingerprint: String { SecretFingerprint.of(secretValue) }
+
+    public var description: String { "CurrentSecret(app \(appID), version \(version), secret <redacted>)" }
+}

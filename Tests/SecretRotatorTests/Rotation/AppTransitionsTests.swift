@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+
+@testable import SecretRotator
+
+/// Every (state, event) pair the engine can produce, with the state change and the actions the
+/// transition answers; plus properties that must hold for every pair.
+@Suite struct AppTransitionsTests {
+    static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+    static let policy = EnginePolicy(
+        retry: RetryPolicy(initial: .seconds(2), max: .seconds(600), multiplier: 2), settlePeriod: .seconds(15),
+        verifyInterval: .seconds(3_600))
+
+    /// The states an app can be in between steps.
+    static let states: [(String, AppState)] = {
+        var fresh = AppState(appID: "a")
+        fresh.secretFingerprint = nil
+        var healthy = AppState(appID: "a")
+        healthy.version = 2
+        healthy.hookDoneVersion = 2
+        healthy.secretFingerprint = "F2"
+        healthy.secretObtainedAt = t0.addingTimeInterval(-100)
+        var inFlight = healthy
+        inFlight.rotationOwed = true
+        inFlight.intent = .refresh
+        inFlight.intentStartedAt = t0.addingTimeInterval(-20)
+        var confirming = inFlight
+        confirming.unchangedReads = 1
+        var failing = healthy
+        failing.consecutiveFailures = 2
+        failing.nextAttempt = t0
+        failing.lastError = "earlier failure"
+        var hookOwed = healthy
+        hookOwed.version = 3
+        hookOwed.secretFingerprint = "F3"
+        return [
+            ("fresh", fresh), ("healthy", healthy), ("inFlight", inFlight), ("confirming", confirming),
+            ("failing", failing), ("hookOwed", hookOwed),
+        ]
+    }()
+
+    static let events: [(String, AppTransitions.Event)] = [
+        ("refreshStarting", .refreshStarting),
+        ("refreshAnswered", .refreshAnswered(fingerprint: "NEW")),
+        ("refreshFailed.transient", .refreshFailed(.init(.transient, "503"))),
+        ("refreshFailed.unknown", .refreshFailed(.init(.outcomeUnknown, "timeout"))),
+        ("refreshFailed.permanent", .refreshFailed(.init(.permanent, "404"))),
+        ("read.reconcile.same", .secretRead(fingerprint: "F2", purpose: .reconcile)),
+        ("read.reconcile.new", .secretRead(fingerprint: "NEW", purpose: .reconcile)),
+        ("read.verify.same", .secretRead(fingerprint: "F2", purpose: .verify)),
+        ("read.verify.new", .secretRead(fingerprint: "NEW", purpose: .verify)),
+        ("read.fetch.same", .secretRead(fingerprint: "F2", purpose: .fetch)),
+        ("read.fetch.new", .secretRead(fingerprint: "NEW", purpose: .fetch)),
+        ("readFailed.429", .readFailed(.init(.transient, "429", retryAfter: .seconds(30)), purpose: .reconcile)),
+        ("readFailed.forbidden", .readFailed(.init(.forbidden, "403"), purpose: .reconcile)),
+        ("readFailed.verify", .readFailed(.init(.transient, "503"), purpose: .verify)),
+        ("written.rotated", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .rotated)),
+        ("written.fetched", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .fetched)),
+        ("outputsFailed", .outputsFailed(.init(.local, "EROFS"))),
+        ("repaired.content", .driftRepaired(causes: ["missing"], contentChanged: true)),
+        ("repaired.mode", .driftRepaired(causes: ["mode"], contentChanged: false)),
+        ("hook.ok", .hookFinished(version: 3, succeeded: true, detail: "")),
+        ("hook.failed", .hookFinished(version: 3, succeeded: false, detail: "exited(1)")),
+        ("journalFailed", .journalFailed(.init(.local, "ENOSPC"))),
+    ]
+
+    /// One line per pair: what changed in the state, then the actions (reports by kind only).
+    static func summary(_ before: AppState, _ result: AppTransitions.Transition) -> String {
+        let after = result.state
+        var changes: [String] = []
+        func note<T: Equatable>(_ name: String, _ old: T, _ new: T, _ show: String) {
+            if old != new { changes.append("\(name)=\(show)") }
+        }
+        func time(_ date: Date?) -> String { date.map { "t\(Int($0.timeIntervalSince(t0)))" } ?? "-" }
+        note("v", before.version, after.version, "\(after.version)")
+        note("intent", before.intent, after.intent, after.intent?.rawValue ?? "-")
+        note("sent", before.intentStartedAt, after.intentStartedAt, time(after.intentStartedAt))
+        note("reads", before.unchangedReads, after.unchangedReads, "\(after.unchangedReads)")
+        note("fails", before.consecutiveFailures, after.consecutiveFailures, "\(after.consecutiveFailures)")
+        note("next", before.nextAttempt, after.nextAttempt, time(after.nextAttempt))
+        note("obtained", before.secretObtainedAt, after.secretObtainedAt, time(after.secretObtainedAt))
+        note("checked", before.lastChecked, after.lastChecked, time(after.lastChecked))
+        note("verified", before.lastVerified, after.lastVerified, time(after.lastVerified))
+        note("settle", before.settleCheckDue, after.settleCheckDue, time(after.settleCheckDue))
+        note("owed", before.rotationOwed, after.rotationOwed, "\(after.rotationOwed)")
+        note("hook", before.hookDoneVersion, after.hookDoneVersion, "\(after.hookDoneVersion)")
+        note("fp", before.secretFingerprint, after.secretFingerprint, after.secretFingerprint ?? "-")
+        note("repair", before.lastRepair, after.lastRepair, after.lastRepair?.causes.joined(separator: "+") ?? "-")
+        let actions = result.actions.map { action -> String in
+            switch action {
+            case .sendRefresh: "send"
+            case .adoptSecret(let version, let origin): "adopt(\(version),\(origin.rawValue))"
+            case .keepConfirmedSecret: "keep"
+            case .runHook(let version): "hook(\(version))"
+            case .report(let report):
+                switch report {
+                case .failed(_, _, let delay, let permanent): "failed(\(DurationSyntax.format(delay))\(permanent ? ",permanent" : ""))"
+                default: "report(\(String(describing: report).prefix(while: { $0 != "(" })))"
+                }
+            }
+        }
+        return "\(changes.isEmpty ? "=" : changes.joined(separator: " ")) | \(actions.joined(separator: " "))"
+    }
+
+    static func apply(_ event: AppTransitions.Event, _ state: AppState, hook: Bool = true) -> AppTransitions.Transition {
+        AppTransitions.apply(event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, draw: 42))
+    }
+
+    @Test func everyPairMatchesTheTable() throws {
+        let table = try Self.loadTable()
+        var missing: [String] = []
+        for (stateName, state) in Self.states {
+            for (eventName, event) in Self.events {
+                let key = "\(stateName) + \(eventName)"
+                let got = Self.summary(state, Self.apply(event, state))
+                if let expected = table[key] {
+                    #expect(got == expected, "\(key)")
+                } else {
+                    missing.append("\(key) -> \(got)")
+                }
+            }
+        }
+        #expect(missing.isEmpty, "pairs missing from the table:\n\(missing.joined(separator: "\n"))")
+        #expect(table.count == Self.states.count * Self.events.count, "stale rows in the table")
+    }
+
+    /// Properties over every pair, whatever the table says.
+    @Test func invariantsHoldForEveryPair() {
+        for (stateName, state) in Self.states {
+            for (eventName, event) in Self.events {
+                for hook in [true, false] {
+                    let result = Self.apply(event, state, hook: hook)
+                    let key = "\(stateName) + \(eventName)"
+                    // A refresh is only sent with its intent in the very state committed before it.
+                    if result.actions.contains(.sendRefresh) {
+                        #expect(result.state.intent == .refresh && result.state.intentStartedAt == Self.t0, "\(key)")
+                    }
+                    // Every failure leaves a backoff in the future; nothing ever retries at once.
+                    if result.state.consecutiveFailures > state.consecutiveFailures {
+                        #expect((result.state.nextAttempt ?? .distantPast) > Self.t0, "\(key)")
+                    }
+                    // Versions never go back, and a new secret is always the next version.
+                    #expect(result.state.version >= state.version, "\(key)")
+                    for case .adoptSecret(let version, _) in result.actions {
+                        #expect(version == state.version + 1, "\(key)")
+                    }
+                    // A decision on a read is never a second refresh, except the forbidden fallback.
+                    if case .secretRead = event { #expect(!result.actions.contains(.sendRefresh), "\(key)") }
+                    // Without a hook configured no hook is ever owed or run.
+                    if !hook {
+                        #expect(!result.actions.contains { if case .runHook = $0 { true } else { false } }, "\(key)")
+                    }
+                }
+            }
+        }
+    }
+
+    static func loadTable() throws -> [String: String] {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("AppTransitionsTable.txt")
+        var table: [String: String] = [:]
+        for line in try String(contentsOf: url, encoding: .utf8).split(separator: "\n") where !line.hasPrefix("#") {
+            guard let arrow = line.range(of: " -> ") else { continue }
+            table[String(line[..<arrow.lowerBound])] = String(line[arrow.upperBound...])
+        }
+        return table
+    }
+}

@@ -1,0 +1,352 @@
+import Foundation
+import GenAuthMock
+import Synchronization
+import Testing
+
+@testable import SecretRotator
+
+/// Engine v2's promises, each a reported fault turned into a test (see ARCHITECTURE.md):
+/// one backoff for every step, level-triggered outputs, schedule semantics, durable first,
+/// GenAuth's current secret wins, continuous scheduling.
+@Suite struct ReconcilerTests {
+    static let app0 = GenAuthHarness.appId
+    static let app1 = GenAuthHarness.otherAppId
+
+    func runDaemonTime(_ engine: RotationEngine, _ fixture: EngineFixture, seconds span: TimeInterval) async {
+        await fixture.runDaemonTime(engine, seconds: span)
+    }
+
+    func requests(_ harness: GenAuthHarness, app: String, since sequence: Int = -1) -> [MockRequestRecord] {
+        harness.state.requestLog().filter { $0.appId == app && $0.sequence > sequence }
+    }
+
+    func lastSequence(_ harness: GenAuthHarness) -> Int { harness.state.requestLog().map(\.sequence).max() ?? -1 }
+
+    // MARK: - One backoff (fault 2)
+
+    /// An output replaced by a directory: repair attempts follow the backoff, not a hot loop.
+    @Test func outputReplacedByADirectoryIsRetriedOnTheBackoffOnly() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            fixture.expectInvariant()
+            let output = fixture.directory.appendingPathComponent("drop/app0").path
+            try FileManager.default.removeItem(atPath: output)
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)
+            await engine.checkOutputs()
+            await runDaemonTime(engine, fixture, seconds: 20)
+            // retry.initial = 2 s: at most ⌈log2(20 s / 2 s)⌉ + 2 = 6 attempts in 20 s.
+            let attempts = harness.capture.all.filter { $0.contains("output(s) not written") && $0.contains("app0") }.count
+            #expect(attempts >= 2, "the repair was retried at all: \(attempts)")
+            #expect(attempts <= 6, "attempts in 20 s: \(attempts)")
+            #expect(await engine.state(of: Self.app0)?.consecutiveFailures == attempts)
+            // Once the directory is gone, the output is repaired from the held secret.
+            try FileManager.default.removeItem(atPath: output)
+            let retry = try #require(await engine.state(of: Self.app0)?.nextAttempt)
+            fixture.clock.set(retry)
+            await engine.runDue()
+            fixture.expectInvariant()
+        }
+    }
+
+    /// After an unknown outcome, reconcile waits out a 429's Retry-After, and a 503 backs off.
+    @Test func reconcileHonoursRetryAfterAndBacksOff() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .dropAfterProcessing))
+            harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: Self.app0, count: 1, fault: .throttledHTTP(retryAfterSeconds: 30)))
+            harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: Self.app0, count: 1, fault: .httpStatus(503, jsonBody: false)))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(await engine.state(of: Self.app0)?.intent == .refresh)
+            let settle = RotationPlanner.seconds(EnginePolicy(config: fixture.config()).settlePeriod)
+            fixture.clock.advance(seconds: settle)
+            let before429 = lastSequence(harness)
+            await engine.runDue()
+            #expect(requests(harness, app: Self.app0, since: before429).map(\.fault) == ["throttled-http"])
+            let throttled = try #require(await engine.state(of: Self.app0)?.nextAttempt)
+            #expect(throttled >= fixture.clock.now.addingTimeInterval(30))
+            fixture.clock.set(throttled.addingTimeInterval(-1))
+            await engine.runDue()
+            #expect(requests(harness, app: Self.app0, since: before429).count == 1, "no read before Retry-After")
+            fixture.clock.set(throttled)
+            await engine.runDue()
+            #expect(requests(harness, app: Self.app0, since: before429).count == 2)
+            let afterUnavailable = try #require(await engine.state(of: Self.app0))
+            #expect(afterUnavailable.consecutiveFailures == 2)
+            await engine.runDue()
+            #expect(requests(harness, app: Self.app0, since: before429).count == 2, "a 503 backs off too")
+            fixture.clock.set(try #require(afterUnavailable.nextAttempt))
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: Self.app0) == 1)
+            fixture.expectInvariant()
+        }
+    }
+
+    // MARK: - Level-triggered outputs (fault 3)
+
+    @Test func deletedOutputIsRestoredOnReloadWithoutCallingGenAuth() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            let mark = lastSequence(harness)
+            try FileManager.default.removeItem(at: fixture.directory.appendingPathComponent("drop/app0"))
+            await engine.apply(fixture.config())  // what SIGHUP does
+            await engine.runDue()
+            fixture.expectInvariant()
+            #expect(requests(harness, app: Self.app0, since: mark).isEmpty)
+            let state = try #require(await engine.state(of: Self.app0))
+            #expect(state.lastRepair?.causes == ["missing"])
+            #expect(await engine.status().apps[0].lastRepair?.causes == ["missing"])
+            #expect(harness.capture.all.filter { $0.contains("output drifted (missing)") }.count == 1)
+        }
+    }
+
+    @Test func outputAddedByReloadAndChangedModeAreAppliedAtOnce() async throws {
+        let hooks = RecordingHookRunner()
+        try await withEngineFixture(hooks: hooks) { harness, fixture in
+            let engine = try fixture.engine(hook: ["/bin/true"])
+            try await engine.start()
+            await engine.runDue()
+            let hookRuns = hooks.invocations.count
+            let mark = lastSequence(harness)
+            var config = fixture.config(hook: ["/bin/true"])
+            let added = fixture.directory.appendingPathComponent("drop/app0.json").path
+            config.apps[0].outputs.append(
+                OutputConfig(
+                    path: added, format: .json, envKey: nil, templatePath: nil, mode: FileMode(rawValue: 0o600), owner: nil,
+                    group: nil, trailingNewline: true, allowWorldReadable: false, allowUnsafeDirectory: false,
+                    inDropDirectory: true))
+            config.apps[1].outputs[0].mode = FileMode(rawValue: 0o640)
+            await engine.apply(config)
+            await engine.runDue()
+            #expect(requests(harness, app: Self.app0, since: mark).isEmpty && requests(harness, app: Self.app1, since: mark).isEmpty)
+            let json = try String(contentsOfFile: added, encoding: .utf8)
+            #expect(json.contains(try #require(harness.state.currentSecret(appId: Self.app0))))
+            let mode = try FileManager.default.attributesOfItem(atPath: fixture.directory.appendingPathComponent("drop/app1").path)[.posixPermissions] as? Int
+            #expect(mode == 0o640)
+            #expect(await engine.state(of: Self.app1)?.lastRepair?.causes.first?.hasPrefix("mode") == true)
+            // The new file changed what a consumer can read (hook); a mode change did not.
+            #expect(hooks.invocations.count == hookRuns + 1)
+            #expect(hooks.invocations.last?.environment["ROTATOR_APP_ID"] == Self.app0)
+            fixture.expectInvariant()
+        }
+    }
+
+    @Test func overwrittenOutputIsRepairedByFetch() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            try Data("stale-or-tampered\n".utf8).write(to: fixture.directory.appendingPathComponent("drop/app1"))
+            #expect(await engine.request(.fetch, forApp: "app1"))
+            #expect(await engine.settle(appID: Self.app1))
+            fixture.expectInvariant()
+            #expect(await engine.state(of: Self.app1)?.lastRepair?.causes == ["content"])
+            #expect(harness.state.rotationCount(appId: Self.app1) == 0)
+        }
+    }
+
+    // MARK: - Schedule semantics (fault 4)
+
+    /// `fetch` every 3 s does not stop a rotation due every 8 s.
+    @Test func frequentFetchesDoNotPostponeRotation() async throws {
+        try await withEngineFixture { harness, fixture in
+            var config = fixture.config()
+            config.apps = config.apps.map { app in
+                var app = app
+                app.interval = .seconds(8)
+                return app
+            }
+            config.defaults.verifyInterval = .zero
+            let clock = fixture.clock
+            let engine = RotationEngine(
+                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+                hooks: fixture.hooks, now: { clock.now }, random: SeededGenerator(state: 3),
+                logger: harness.capture.logger(label: "secret-rotator.engine"))
+            try await engine.start()
+            await engine.runDue()
+            let start = fixture.clock.now
+            for second in 1...40 {
+                fixture.clock.set(start.addingTimeInterval(TimeInterval(second)))
+                if second % 3 == 0 { _ = await engine.request(.fetch, forApp: "app0") }
+                await engine.runDue()
+            }
+            #expect(harness.state.rotationCount(appId: Self.app0) == 5, "rotations at 8, 16, 24, 32 and 40 s")
+            #expect(harness.state.rotationCount(appId: Self.app1) == 5)
+            let state = try #require(await engine.state(of: Self.app0))
+            #expect(state.secretObtainedAt == start.addingTimeInterval(40))
+            #expect(state.lastChecked == start.addingTimeInterval(40))
+            fixture.expectInvariant()
+        }
+    }
+
+    // MARK: - GenAuth's current secret wins (fault 7)
+
+    /// The mock applies the refresh after the client gave up: the engine waits a settle period,
+    /// finds the new secret, and never refreshes a second time; meanwhile the output kept the
+    /// old secret (no second dead one was written).
+    @Test func timeoutAfterSendIsReconciledWithOneRotation() async throws {
+        try await withEngineFixture(requestTimeout: .seconds(1)) { harness, fixture in
+            var config = fixture.config()
+            config.genauth.requestTimeout = .seconds(1)
+            config.defaults.verifyInterval = .seconds(600)
+            let clock = fixture.clock
+            let engine = RotationEngine(
+                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+                hooks: fixture.hooks, now: { clock.now }, random: SeededGenerator(state: 5),
+                logger: harness.capture.logger(label: "secret-rotator.engine"))
+            try await engine.start()
+            await engine.runDue()
+            let original = try #require(fixture.outputSecret(0))
+            harness.state.inject(
+                MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .delay(milliseconds: 2_500)))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(await engine.state(of: Self.app0)?.intent == .refresh, "outcome unknown after the client's deadline")
+            #expect(harness.state.rotationCount(appId: Self.app0) == 0, "not yet applied by the server")
+            // An early read would see the old secret: the engine does not take one.
+            await engine.runDue()
+            #expect(fixture.outputSecret(0) == original)
+            #expect(await waitForGenAuth { harness.state.rotationCount(appId: Self.app0) == 1 })
+            fixture.clock.advance(seconds: RotationPlanner.seconds(EnginePolicy(config: config).settlePeriod))
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: Self.app0) == 1, "no second refresh")
+            #expect(await engine.state(of: Self.app0)?.version == 2)
+            fixture.expectInvariant()
+
+            // An out-of-band rotation (the console, another tool) is adopted within one verify_interval.
+            _ = try await harness.client.refreshApplicationSecret(appId: Self.app0)
+            fixture.clock.advance(seconds: RotationPlanner.seconds(config.defaults.verifyInterval))
+            await engine.runDue()
+            fixture.expectInvariant()
+            #expect(harness.capture.all.contains { $0.contains("changed upstream") })
+        }
+    }
+
+    /// The old secret found twice, a settle period apart: the refresh did not happen.
+    @Test func refreshThatNeverLandedIsRetriedAfterAConfirmingRead() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .dropBeforeProcessing))
+            fixture.clock.advance(seconds: 3_600)
+            // dropBeforeProcessing is "not sent" for the client, so force an unknown outcome instead:
+            // an intent left by a crash right after sending.
+            var state = try #require(await engine.state(of: Self.app0))
+            state.intent = .refresh
+            state.intentStartedAt = fixture.clock.now
+            try StateDirectory(path: fixture.config().defaults.stateDirectory).saveState(state)
+            harness.state.clearFaults()
+            let restarted = try fixture.engine()
+            try await restarted.start()
+            let mark = lastSequence(harness)
+            await runDaemonTime(restarted, fixture, seconds: 14)
+            #expect(requests(harness, app: Self.app0, since: mark).isEmpty, "no read within the settle period")
+            await runDaemonTime(restarted, fixture, seconds: 16)
+            #expect(requests(harness, app: Self.app0, since: mark).count == 2, "one read, one confirming read")
+            #expect(harness.state.rotationCount(appId: Self.app0) == 0)
+            let retry = try #require(await restarted.state(of: Self.app0)?.nextAttempt)
+            fixture.clock.set(retry)
+            await restarted.runDue()
+            #expect(harness.state.rotationCount(appId: Self.app0) == 1)
+            fixture.expectInvariant()
+        }
+    }
+
+    // MARK: - Continuous scheduling (fault 8)
+
+    /// A hook that sleeps does not hold back another app's step: app1's requested rotation
+    /// completes while app0's hook is still running.
+    @Test func slowHookDoesNotDelayAnotherApp() async throws {
+        let hooks = GatedHookRunner(blockedApp: GenAuthHarness.appId)
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            var config = fixture.config(hook: ["/bin/true"])
+            config.apps[1].onRotate = nil
+            let engine = RotationEngine(
+                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+                hooks: hooks, logger: harness.capture.logger(label: "secret-rotator.engine"))
+            try await engine.start()
+            await engine.startDue()
+            #expect(await waitForGenAuth { hooks.isBlocked })
+            // app0 is inside its hook; app1 has finished its first fetch. Ask app1 to rotate.
+            #expect(await waitForGenAuth { harness.state.requestLog().contains { $0.appId == Self.app1 } })
+            _ = await engine.request(.refresh, forApp: "app1")
+            var rotated = false
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while !rotated && ContinuousClock.now < deadline {
+                await engine.startDue()
+                rotated = await engine.state(of: Self.app1)?.version == 2
+                if !rotated { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(rotated)
+            #expect(hooks.isBlocked, "app1 rotated while app0's hook was still running")
+            hooks.release()
+            await engine.drain()
+            #expect(await engine.state(of: Self.app0)?.hookDoneVersion == 1)
+        }
+    }
+
+    // MARK: - Durable first (fault 5)
+
+    /// The state directory on a full tmpfs: no refresh is sent (its intent cannot be made
+    /// durable), the failure names ENOSPC, and after space returns exactly one rotation.
+    @Test func fullStateDirectoryFailsTheStepAndConvergesWithOneRotation() async throws {
+        try await withEngineFixture { harness, fixture in
+            let state = fixture.directory.appendingPathComponent("state").path
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+            let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state]))?.status == 0
+            defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", state]) } }
+            try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1")
+            guard mounted else { return }
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            fixture.expectInvariant()
+            // Fill every block.
+            let filler = "\(state)/filler"
+            let descriptor = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            let block = [UInt8](repeating: 0x5A, count: 4096)
+            while write(descriptor, block, block.count) > 0 {}
+            close(descriptor)
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            let failing = try #require(await engine.state(of: Self.app0))
+            #expect(failing.consecutiveFailures == 1)
+            #expect(failing.lastError?.contains("ENOSPC") == true, "\(failing.lastError ?? "")")
+            #expect(harness.state.rotationCount(appId: Self.app0) == 0, "no refresh without a durable intent")
+            #expect(StatusReport.read(config: fixture.config(), stateDirectory: StateDirectory(path: state), now: fixture.clock.now).needsAttention)
+            unlink(filler)
+            fixture.clock.set(try #require(failing.nextAttempt))
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: Self.app0) == 1)
+            fixture.expectInvariant()
+        }
+    }
+}
+
+/// Blocks one app's hook until the test releases it.
+final class GatedHookRunner: HookRunning {
+    private let blockedApp: String
+    private let state = Mutex<(blocked: Bool, released: Bool)>((false, false))
+    init(blockedApp: String) { self.blockedApp = blockedApp }
+    var isBlocked: Bool { state.withLock { $0.blocked } }
+    func release() { state.withLock { $0.released = true } }
+    func run(_ invocation: HookInvocation) async -> HookOutcome {
+        guard invocation.environment["ROTATOR_APP_ID"] == blockedApp else { return HookOutcome(status: .exited(0), output: "") }
+        state.withLock { $0.blocked = true }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !state.withLock({ $0.released }) && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        state.withLock { $0.blocked = false }
+        return HookOutcome(status: .exited(0), output: "")
+    }
+}
