@@ -34,13 +34,16 @@ final class DaemonHarness: @unchecked Sendable {
     }
 
     /// Writes the config for apps `indices` with `interval`; hooks append the version to hooks/<name>.
-    func writeConfig(apps indices: [Int], interval: String, extra: String = "") throws {
+    func writeConfig(
+        apps indices: [Int], interval: String, extra: String = "", requestTimeout: String = "5s",
+        requestsPerSecond: Int = 200, hooks: Bool = true
+    ) throws {
         var text = """
             [genauth]
             host = "\(mock.baseURL)"
             access_key_id = "daemon-test-ak"
-            request_timeout = "5s"
-            requests_per_second = 200
+            request_timeout = "\(requestTimeout)"
+            requests_per_second = \(requestsPerSecond)
 
             [defaults]
             interval = "\(interval)"
@@ -57,9 +60,14 @@ final class DaemonHarness: @unchecked Sendable {
                 [[app]]
                 id = "\(Self.appID(index))"
                 name = "app\(index)"
-                on_rotate = ["/bin/sh", "-c", "echo $ROTATOR_VERSION >> \(hookDirectory)/$ROTATOR_APP_NAME"]
 
                 """
+            if hooks {
+                text += """
+                    on_rotate = ["/bin/sh", "-c", "echo $ROTATOR_VERSION >> \(hookDirectory)/$ROTATOR_APP_NAME"]
+
+                    """
+            }
         }
         try Data(text.utf8).write(to: URL(fileURLWithPath: configPath))
     }
@@ -112,14 +120,31 @@ final class DaemonHarness: @unchecked Sendable {
         return Set(text.split(separator: "\n").compactMap { Int($0) })
     }
 
-    func pendingRecords() -> [String] {
-        (try? FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/pending")) ?? []
+    /// Apps whose held secret is not yet on every output, or whose refresh is unsettled: what
+    /// a kill between the refresh and the last write leaves behind.
+    func unfinishedRollouts(_ indices: [Int]) -> [String] {
+        let directory = StateDirectory(path: stateDirectory)
+        return indices.compactMap { index in
+            let found = directory.inspect(appID: Self.appID(index))
+            let version = found.state?.version ?? 0
+            if let held = found.secretVersion, held > version { return "app\(index): version \(held) held, \(version) written" }
+            if found.state?.intent == .refresh { return "app\(index): refresh outcome unsettled" }
+            return nil
+        }
     }
 
-    /// Invariant 1 for every app in `indices`: the file holds the secret the mock accepts now.
+    /// Invariant 1 for every app in `indices`: the file holds the secret the mock accepts now,
+    /// with the configured mode (0600).
     func violations(_ indices: [Int]) -> [String] {
         indices.compactMap { index in
-            output(index) == state.currentSecret(appId: Self.appID(index)) ? nil : "app\(index): output differs from the mock's current secret"
+            if output(index) != state.currentSecret(appId: Self.appID(index)) {
+                return "app\(index): output differs from the mock's current secret"
+            }
+            var status = stat()
+            if stat("\(dropDirectory)/app\(index)", &status) != 0 || status.st_mode & 0o7777 != 0o600 {
+                return "app\(index): mode \(String(status.st_mode & 0o7777, radix: 8)), configured 0600"
+            }
+            return nil
         }
     }
 

@@ -8,14 +8,49 @@ import Testing
 /// operator requests, --once and the demo. Each test ends by checking invariant 1 against
 /// the mock (every output holds the secret GenAuth accepts now).
 @Suite(.serialized) struct DaemonProcessTests {
+    /// Every kind of mock fault (a refresh applied after the client's deadline included),
+    /// outputs deleted or overwritten between kills, 100 SIGKILLs: after the last settle every
+    /// output holds GenAuth's current secret with its mode, and every hook ran.
+    static let chaosFaults: [MockFault] = [
+        .httpStatus(500, jsonBody: true), .httpStatus(502, jsonBody: false), .httpStatus(503, jsonBody: true),
+        .throttledInBody, .throttledHTTP(retryAfterSeconds: 1),
+        .businessError(statusCode: 404, apiCode: 2011, message: "app not found"),
+        .businessError(statusCode: 403, apiCode: nil, message: "forbidden"),
+        .delay(milliseconds: 300), .delay(milliseconds: 3_000), .dropBeforeProcessing, .dropAfterProcessing,
+        .malformedJSON, .htmlPage, .oversizeBody(bytes: 200_000), .emptySecret, .invalidSecret, .expiredToken,
+    ]
+
     @Test func crashLoopNeverLeavesAServiceWithoutItsSecret() async throws {
         let apps = 20
         let harness = try await DaemonHarness(apps: apps)
         defer { Task { await harness.cleanUp() } }
-        try harness.writeConfig(apps: Array(0..<apps), interval: "1s")
+        // request_timeout 2s: the 3 s delay fault lands after the client's deadline.
+        try harness.writeConfig(apps: Array(0..<apps), interval: "1s", requestTimeout: "2s")
         var generator = SystemRandomNumberGenerator()
         let iterations = 100
+        var faults = 0
+        var tampered = 0
+        var unfinishedAtRestart = 0
+        let endpoints: [MockEndpoint?] = [.refreshApplicationSecret, .getApplicationSecret, nil]
         for _ in 0..<iterations {
+            // What the kill left behind is what this start must finish.
+            unfinishedAtRestart += harness.unfinishedRollouts(Array(0..<apps)).count
+            for _ in 0..<Int.random(in: 0...2, using: &generator) {
+                let fault = Self.chaosFaults.randomElement(using: &generator) ?? .dropAfterProcessing
+                let app = DaemonHarness.appID(Int.random(in: 0..<apps, using: &generator))
+                harness.state.inject(
+                    MockFaultRule(endpoint: endpoints.randomElement(using: &generator) ?? nil, appId: app, count: 1, fault: fault))
+                faults += 1
+            }
+            if Int.random(in: 0..<4, using: &generator) == 0 {
+                let path = "\(harness.dropDirectory)/app\(Int.random(in: 0..<apps, using: &generator))"
+                if Bool.random(using: &generator) {
+                    unlink(path)
+                } else {
+                    try? Data("tampered\n".utf8).write(to: URL(fileURLWithPath: path))
+                }
+                tampered += 1
+            }
             let (process, _) = try harness.start()
             try await Task.sleep(for: .milliseconds(Int.random(in: 30...500, using: &generator)))
             kill(process.processIdentifier, SIGKILL)
@@ -23,21 +58,22 @@ import Testing
         }
         let rotations = (0..<apps).map { harness.state.rotationCount(appId: DaemonHarness.appID($0)) }.reduce(0, +)
 
-        // Last start: nothing new falls due, so the daemon only finishes what the kills interrupted.
-        try harness.writeConfig(apps: Array(0..<apps), interval: "1h")
+        // Last start: nothing new falls due, so the daemon only finishes what the kills
+        // interrupted, reconciles what the faults left unknown and repairs what was tampered with.
+        harness.state.clearFaults()
+        try harness.writeConfig(apps: Array(0..<apps), interval: "1h", requestTimeout: "2s")
         let (final, log) = try harness.start()
         // The state may already be settled from the last run; the SIGTERM below still needs a
         // daemon that got as far as taking signals (one killed before main cannot exit 0).
-        let settled = await waitForGenAuth(timeout: .seconds(60)) {
+        let settled = await waitForGenAuth(timeout: .seconds(120)) {
             SignalDisposition.ofSIGTERM(pid: final.processIdentifier) != nil
-                && harness.violations(Array(0..<apps)).isEmpty && harness.pendingRecords().isEmpty
+                && harness.violations(Array(0..<apps)).isEmpty && harness.unfinishedRollouts(Array(0..<apps)).isEmpty
                 && (0..<apps).allSatisfy { index in
                     guard let state = harness.savedState(index) else { return false }
-                    return state.hookDoneVersion == state.version && state.intent == nil
+                    return state.hookDoneVersion == state.version && state.consecutiveFailures == 0
                 }
         }
-        var violations = harness.violations(Array(0..<apps))
-        if !harness.pendingRecords().isEmpty { violations.append("pending records left: \(harness.pendingRecords())") }
+        var violations = harness.violations(Array(0..<apps)) + harness.unfinishedRollouts(Array(0..<apps))
         for index in 0..<apps {
             guard let state = harness.savedState(index) else {
                 violations.append("app\(index): no state")
@@ -48,7 +84,10 @@ import Testing
                 violations.append("app\(index): hook never ran for versions \(missing.sorted())")
             }
         }
-        print("crash loop: \(iterations) SIGKILLs, \(rotations) rotations across \(apps) apps, violations: \(violations.isEmpty ? "none" : violations.joined(separator: "; "))")
+        print(
+            "crash loop: \(iterations) SIGKILLs, \(faults) faults, \(tampered) outputs deleted or overwritten, \(rotations) rotations across \(apps) apps, \(unfinishedAtRestart) unfinished rollouts found at restart, violations: \(violations.isEmpty ? "none" : violations.joined(separator: "; "))"
+        )
+        #expect(unfinishedAtRestart > 0, "no kill landed between a refresh and the last write: the loop proved nothing")
         #expect(settled, "did not settle: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(3000) ?? "")")
         #expect(violations.isEmpty)
         #expect(rotations > apps, "the daemon should have rotated during the loop")
@@ -92,6 +131,7 @@ import Testing
                     "attempt \(attempt) (\(String(describing: disposition))): \(process.terminationReason == .exit ? "exit" : "signal") \(process.terminationStatus): \(output.suffix(2000))")
         }
         print("stop during start-up: 20 SIGTERMs, \(duringStartUp) landed before the service group trapped signals")
+        #expect(duringStartUp > 0, "no SIGTERM landed in the start-up window: the window was never tested")
         #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0)
     }
 
@@ -257,6 +297,77 @@ import Testing
         #expect(result.status == 77, "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("cannot read \(harness.stateDirectory)"))
         #expect(result.stdout.isEmpty)
+    }
+
+    /// `run --once` with an output it cannot write: one attempt, then the backoff is reported
+    /// (it used to retry 16 times in one second).
+    @Test func runOnceMakesOneAttemptPerApp() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h", hooks: false)
+        let (first, firstOutput) = try await harness.run(["run", "--once"])
+        #expect(first == 0, "\(firstOutput)")
+        unlink("\(harness.dropDirectory)/app0")
+        #expect(mkdir("\(harness.dropDirectory)/app0", 0o700) == 0)
+        let (failed, output) = try await harness.run(["run", "--once"])
+        #expect(failed == 1, "\(output)")
+        let attempts = output.split(separator: "\n").filter { $0.contains("output(s) not written") && $0.contains("retrying in") }.count
+        #expect(attempts == 1, "\(output)")
+        #expect(output.contains("app0: failed") && output.contains("next attempt"))
+        #expect(harness.violations([1]).isEmpty)
+        #expect(harness.state.requestLog().filter { $0.appId == DaemonHarness.appID(0) }.count == 1, "the repair called no API")
+    }
+
+    /// The state directory on a full tmpfs: `rotate` exits non-zero naming ENOSPC and sends no
+    /// refresh, `status` exits 1; once space returns the app converges with exactly one rotation.
+    @Test func fullStateDirectoryFailsLoudlyAndConvergesWithOneRotation() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h", hooks: false)
+        try FileManager.default.createDirectory(atPath: harness.stateDirectory, withIntermediateDirectories: true)
+        let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", harness.stateDirectory]))?.status == 0
+        defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", harness.stateDirectory]) } }
+        try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "cannot mount a tmpfs")
+        guard mounted else {
+            print("skipped: cannot mount a tmpfs here (not root?)")
+            return
+        }
+        let (first, firstOutput) = try await harness.run(["run", "--once"])
+        #expect(first == 0, "\(firstOutput)")
+        let filler = "\(harness.stateDirectory)/filler"
+        let descriptor = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        let block = [UInt8](repeating: 0x5A, count: 4096)
+        while write(descriptor, block, block.count) > 0 {}
+        close(descriptor)
+
+        let (rotate, rotateOutput) = try await harness.run(["rotate", "app0"])
+        #expect(rotate != 0, "\(rotateOutput)")
+        #expect(rotateOutput.contains("ENOSPC"), "\(rotateOutput)")
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0, "no refresh without a durable intent")
+        let (status, statusOutput) = try await harness.run(["status"])
+        #expect(status == 1, "\(statusOutput)")
+        #expect(statusOutput.contains("ENOSPC"))
+
+        unlink(filler)
+        let (again, againOutput) = try await harness.run(["rotate", "app0"])
+        #expect(again == 0, "\(againOutput)")
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 1)
+        #expect(harness.violations([0]).isEmpty)
+        let (healthy, healthyOutput) = try await harness.run(["status"])
+        #expect(healthy == 0, "\(healthyOutput)")
+    }
+
+    /// A first pass over 2,500 apps in one drop directory (it used to crash with SIGSEGV in the
+    /// temp-file sweep past ~1,100 entries): exits 0 with every file right.
+    @Test func runOnceOverTwoThousandFiveHundredAppsInOneDirectory() async throws {
+        let apps = 2_500
+        let harness = try await DaemonHarness(apps: apps)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: Array(0..<apps), interval: "1h", requestsPerSecond: 1_000, hooks: false)
+        let (status, output) = try await harness.run(["run", "--once"], timeout: .seconds(600))
+        #expect(status == 0, "\(output.suffix(3000))")
+        let violations = harness.violations(Array(0..<apps))
+        #expect(violations.isEmpty, "\(violations.prefix(5))")
     }
 
     @Test func demoRunsAndProducesRotatedFiles() async throws {
