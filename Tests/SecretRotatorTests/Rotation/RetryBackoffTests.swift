@@ -42,6 +42,17 @@ struct MaximumGenerator: RandomNumberGenerator {
         #expect(backoff.delay(afterFailures: 3, using: &top) == .seconds(8))
     }
 
+    /// Pinned: the first delays for seed 7, so a change to the draw is seen, not just its range.
+    /// Recorded from this implementation (Swift's `Int64.random(in:using:)` is not easily
+    /// reproduced elsewhere) and checked by hand to lie in [2 s, ceiling]: 2, 2–4, 2–8, 2–16, 2–32 s.
+    @Test func pinnedDelaysForAFixedSeed() {
+        var generator = SeededGenerator(state: 7)
+        let delays = (1...5).map { DurationSyntax.milliseconds(of: backoff.delay(afterFailures: $0, using: &generator)) }
+        #expect(delays == Self.pinnedSeed7)
+    }
+
+    static let pinnedSeed7: [Int64] = [2_000, 2_033, 7_405, 10_161, 15_573]
+
     @Test func sameSeedGivesTheSameSequence() {
         var first = SeededGenerator(state: 7)
         var second = SeededGenerator(state: 7)
@@ -71,9 +82,11 @@ struct MaximumGenerator: RandomNumberGenerator {
         #expect(offsets.allSatisfy { $0 >= .zero && $0 < jitter })
         #expect(Set(offsets).count > 40)
         // Pinned values: a change here would move every deployed app's rotation time.
-        #expect(ScheduleJitter.offset(appID: "6229ffaabbccddeeffcade3e3d9", jitter: jitter)
-            == ScheduleJitter.offset(appID: "6229ffaabbccddeeffcade3e3d9", jitter: jitter))
-        #expect(ScheduleJitter.offset(appID: "a", jitter: .milliseconds(1000)) == .milliseconds(Int64(UInt64(0xaf63_dc4c_8601_ec8c) % 1000)))
+        // The numbers were computed outside Swift (FNV-1a 64 of the id's UTF-8, modulo the jitter
+        // in milliseconds), so the test fails if the hash or the reduction ever changes.
+        #expect(ScheduleJitter.offset(appID: "6229ffaabbccddeeffcade3e3d9", jitter: jitter) == .milliseconds(233_769))
+        #expect(ScheduleJitter.offset(appID: "billing", jitter: .seconds(86_400)) == .milliseconds(35_820_124))
+        #expect(ScheduleJitter.offset(appID: "a", jitter: .milliseconds(1000)) == .milliseconds(996))
         #expect(ScheduleJitter.offset(appID: "x", jitter: .zero) == .zero)
     }
 }
