@@ -2,7 +2,7 @@
 ///
 /// String interpolation, `print`, `dump` and logging metadata all go through `description`
 /// or the mirror, so a secret that reaches a log line by accident shows up as `<redacted>`
-/// instead of leaking (DESIGN §2, invariant 5). Code that must hand the real value to a
+/// instead of leaking (Architecture, invariant 5). Code that must hand the real value to a
 /// file or an HTTP body asks for `exposed` explicitly, which keeps those places greppable.
 public struct SecretValue: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible,
     CustomReflectable

@@ -51,7 +51,7 @@ public struct RetryPolicy: Sendable, Equatable {
 public enum AppAction: String, Sendable, CaseIterable {
     /// Calls refresh-application-secret on the interval: exactly one host may do this per app.
     case rotate
-    /// Only reads the current secret and writes it when it changed (DESIGN §8).
+    /// Only reads the current secret and writes it when it changed (Architecture: a fleet has one rotating host per app).
     case follow
 }
 

@@ -6,7 +6,7 @@ import Glibc
 import Musl
 #endif
 
-/// One writer per host (DESIGN §2, invariant 6): an exclusive `flock` on `<state>/lock`, held
+/// One writer per host (Architecture, invariant 6): an exclusive `flock` on `<state>/lock`, held
 /// for the life of the process and released by the kernel even on SIGKILL. The file holds the
 /// holder's PID so a second instance can name it and `rotate` can signal it.
 public final class StateDirectoryLock: Sendable {

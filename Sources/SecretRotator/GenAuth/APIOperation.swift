@@ -31,7 +31,7 @@ enum APIOperation: Sendable {
         }
     }
 
-    /// Not idempotent: a lost answer means the server may have acted (DESIGN §2, invariant 3).
+    /// Not idempotent: a lost answer means the server may have acted (Architecture, invariant 3).
     var changesServerState: Bool {
         if case .refreshApplicationSecret = self { return true }
         return false

@@ -1,5 +1,5 @@
 /// Decides whether a string from the API may be written as an application secret
-/// (DESIGN §2, invariant 7): non-empty, at most 1 KiB, printable ASCII with no whitespace.
+/// (Architecture, invariant 7): non-empty, at most 1 KiB, printable ASCII with no whitespace.
 /// Anything else would corrupt an env file or a consumer's config, so it is refused.
 public enum ApplicationSecretValidator {
     public static let maxBytes = 1024

@@ -71,7 +71,7 @@ public final class GenAuthClient: Sendable {
     /// Rotates the app's secret and returns the new one. The old one is dead from now on.
     ///
     /// On `.outcomeUnknown` the rotation may have happened: read `getApplicationSecret`
-    /// before trying again (DESIGN §2, invariant 3).
+    /// before trying again (Architecture, invariant 3).
     public func refreshApplicationSecret(appId: String) async throws(GenAuthError) -> SecretValue {
         let operation = APIOperation.refreshApplicationSecret(appId: appId)
         let answer = try await authenticated(operation, as: SecretPayload.self)

@@ -9,7 +9,7 @@ import Glibc
 import Musl
 #endif
 
-/// The one place that maps what happened to what the rotation engine may do (DESIGN §3).
+/// The one place that maps what happened to what the rotation engine may do (Architecture, "Wire protocol").
 extension GenAuthError {
     /// A non-200 status, from the HTTP status line or the body's `statusCode`.
     static func classify(status: Int, apiCode: Int?, operation: APIOperation) -> Classification {

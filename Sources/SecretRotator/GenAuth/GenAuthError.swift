@@ -1,9 +1,9 @@
 /// A failed GenAuth call, with what the server said and what the caller may do next.
 ///
 /// `description` carries status codes, the operation, the request ID and the server's
-/// message, never a secret, token or access key secret (DESIGN §2, invariant 5).
+/// message, never a secret, token or access key secret (Architecture, invariant 5).
 public struct GenAuthError: Error, Sendable, CustomStringConvertible {
-    /// What the rotation engine may do next (DESIGN §3).
+    /// What the rotation engine may do next (Architecture, "Wire protocol").
     public enum Classification: String, Sendable, CaseIterable {
         /// Not sent, or refused before processing (connect failure, DNS, 429, 503): retry with backoff.
         case transient

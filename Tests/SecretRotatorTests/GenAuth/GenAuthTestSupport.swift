@@ -128,7 +128,7 @@ func withGenAuthHarness(
     }
     try await client.shutdown()
     try await server.stop()
-    // Every test in the GenAuth suites doubles as a leak check (DESIGN §2, invariant 5).
+    // Every test in the GenAuth suites doubles as a leak check (Architecture, invariant 5).
     var secrets = state.everyIssuedSecret()
     if let accessKeySecret { secrets.append(accessKeySecret) }
     let leaks = capture.leaks(of: secrets)

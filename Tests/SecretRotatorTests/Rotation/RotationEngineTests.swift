@@ -87,7 +87,7 @@ struct EngineFixture {
             .map { $0.hasSuffix("\n") ? String($0.dropLast()) : $0 }
     }
 
-    /// DESIGN §2 invariant 1: every app's output holds the secret GenAuth (the mock) accepts now.
+    /// Architecture, invariant 1: every app's output holds the secret GenAuth (the mock) accepts now.
     func expectInvariant(sourceLocation: SourceLocation = #_sourceLocation) {
         for (index, id) in appIDs.enumerated() {
             #expect(outputSecret(index) == harness.state.currentSecret(appId: id), "app\(index)", sourceLocation: sourceLocation)
