@@ -266,7 +266,7 @@ public enum AppTransitions {
         state.lastError = nil
     }
 
-    /// The one backoff (ARCHITECTURE.md, invariant 11): every failing step of an app waits here.
+    /// The one backoff (Architecture, invariant 11): every failing step of an app waits here.
     private static func fail(_ state: AppState, _ failure: Failure, _ context: Context) -> Transition {
         var next = state
         next.consecutiveFailures += 1

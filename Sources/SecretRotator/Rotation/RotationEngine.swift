@@ -7,7 +7,7 @@ import Logging
 
 /// Carries out every app's steps: plans with `RotationPlanner`, performs the I/O (GenAuth
 /// calls, the state directory, outputs, hooks) and feeds each outcome to `AppTransitions`,
-/// committing the new state to disk before adopting it (ARCHITECTURE.md).
+/// committing the new state to disk before adopting it (Architecture, "The engine").
 ///
 /// Scheduling is continuous: each app's step starts when it is due, at most `max_concurrent`
 /// at once, API calls paced by `requests_per_second`; a slow hook or call of one app never

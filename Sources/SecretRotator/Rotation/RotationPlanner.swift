@@ -6,7 +6,7 @@ import Foundation
 
 /// Decides the next step for one app from its config, its durable state and the clock.
 /// Pure: no I/O and no sleeping, so every crash-resume path and schedule is testable with a
-/// fixed `now`. The order of the checks is the safety argument (ARCHITECTURE.md):
+/// fixed `now`. The order of the checks is the safety argument (Architecture, "The engine"):
 ///
 /// 1. one backoff decides every retry: while `nextAttempt` is ahead, every step waits;
 /// 2. a held secret newer than the outputs is written before anything else;

@@ -4,7 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// What the daemon remembers about one app across restarts (ARCHITECTURE.md, invariants 4, 8
+/// What the daemon remembers about one app across restarts (Architecture, invariants 4, 8
 /// and 10). It never holds a secret: the secret the outputs should hold lives in a separate
 /// 0600 `CurrentSecret` record.
 ///

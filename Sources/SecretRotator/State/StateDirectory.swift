@@ -11,7 +11,7 @@ import Glibc
 import Musl
 #endif
 
-/// The daemon's private state directory and its layout (ARCHITECTURE.md, "State directory"):
+/// The daemon's private state directory and its layout (Architecture, "State directory"):
 ///
 ///     <state>/lock                 flock held by the one writer (StateDirectoryLock)
 ///     <state>/apps/<app>.json      AppState, no secrets

@@ -5,7 +5,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// Engine v2's promises, each a reported fault turned into a test (see ARCHITECTURE.md):
+/// Engine v2's promises, each a reported fault turned into a test (see the Architecture article):
 /// one backoff for every step, level-triggered outputs, schedule semantics, durable first,
 /// GenAuth's current secret wins, continuous scheduling.
 @Suite struct ReconcilerTests {
