@@ -38,8 +38,12 @@ public struct HookOutcome: Sendable, Equatable {
     }
 
     public var status: Status
-    /// stdout and stderr combined, for the log.
+    /// stdout and stderr combined, for the log: all of it, or its last `HookRunner.outputLimit`
+    /// bytes when there was more.
     public var output: String
+    /// Bytes dropped from the start of the output to keep its end within the limit; 0 when the
+    /// whole output is in `output`.
+    public var outputBytesDropped: Int = 0
 
     public var succeeded: Bool { status == .exited(0) }
 }
@@ -51,8 +55,12 @@ public protocol HookRunning: Sendable {
 
 /// Runs hooks with swift-subprocess. A timeout cancels the run, which makes the library
 /// send SIGTERM, wait `gracePeriod`, then SIGKILL (its teardown sequence).
+///
+/// Only the last `outputLimit` bytes of the output are kept: a longer output is not an error,
+/// and the exit status is reported as it was.
 public struct HookRunner: HookRunning {
     public var gracePeriod: Duration
+    /// Bytes of output kept per run (the last ones).
     public static let outputLimit = 64 * 1024
 
     public init(gracePeriod: Duration = .seconds(5)) {
@@ -88,17 +96,37 @@ public struct HookRunner: HookRunning {
             // The library hands these to execve as C strings: each needs its NUL terminator.
             invocation.environment.sorted { $0.key < $1.key }.map { Array("\($0.key)=\($0.value)\0".utf8) })
         do {
+            // Not `.string(limit:)`: that fails the whole run when the output is longer.
             let result = try await Subprocess.run(
                 executable, arguments: Arguments(Array(invocation.argv.dropFirst())), environment: environment,
-                workingDirectory: FilePath("/"), platformOptions: options, output: .string(limit: outputLimit),
-                error: .combinedWithOutput)
+                workingDirectory: FilePath("/"), platformOptions: options, input: .none, output: .sequence,
+                error: .combinedWithOutput
+            ) { execution in
+                await collect(execution.standardOutput)
+            }
+            if Task.isCancelled { return nil }
+            let (output, dropped) = result.closureResult.text()
             switch result.terminationStatus {
-            case .exited(let code): return HookOutcome(status: .exited(code), output: result.standardOutput)
-            case .signaled(let signal): return HookOutcome(status: .signalled(signal), output: result.standardOutput)
+            case .exited(let code): return HookOutcome(status: .exited(code), output: output, outputBytesDropped: dropped)
+            case .signaled(let signal):
+                return HookOutcome(status: .signalled(signal), output: output, outputBytesDropped: dropped)
             }
         } catch {
             if Task.isCancelled { return nil }
             return HookOutcome(status: .failedToStart("\(error)"), output: "")
         }
+    }
+
+    /// The whole output, or its end; a read error or cancellation ends it with what arrived.
+    private static func collect(_ output: SubprocessOutputSequence) async -> HookOutputTail {
+        var tail = HookOutputTail(limit: outputLimit)
+        do {
+            for try await chunk in output {
+                chunk.withUnsafeBytes { tail.append($0) }
+            }
+        } catch {
+            // Nothing to add: the output so far is what there is.
+        }
+        return tail
     }
 }

@@ -5,6 +5,7 @@ import Testing
 
 @Suite struct HookRunnerTests {
     let runner = HookRunner(gracePeriod: .milliseconds(500))
+    let shellEnvironment = ["PATH": "/usr/bin:/bin"]
 
     @Test func runsArgvWithoutShellAndOnlyTheRotatorEnvironment() async {
         let environment = HookInvocation.environment(appID: "app-1", appName: "billing", version: 7, outputs: ["/a b/x", "/c"])
@@ -46,5 +47,19 @@ import Testing
         let pidText = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let pid = try #require(pid_t(pidText))
         #expect(kill(pid, 0) != 0, "hook process \(pid) still exists after the runner returned")
+    }
+
+    @Test func oversizeOutputIsTruncatedAndTheExitStatusKept() async {
+        let size = HookRunner.outputLimit + 10_000
+        let script = "printf BEGIN; head -c \(size) /dev/zero | tr '\\0' x; printf END; exit "
+        let succeeded = await runner.run(HookInvocation(argv: ["sh", "-c", script + "0"], environment: shellEnvironment, timeout: .seconds(30)))
+        #expect(succeeded.status == .exited(0))
+        #expect(succeeded.output.utf8.count == HookRunner.outputLimit)
+        #expect(succeeded.output.hasSuffix("xxxEND"), "the end of the output, where errors are, is kept")
+        #expect(!succeeded.output.hasPrefix("BEGIN"))
+        #expect(succeeded.outputBytesDropped == "BEGIN".count + size + "END".count - HookRunner.outputLimit)
+        let failed = await runner.run(HookInvocation(argv: ["sh", "-c", script + "4"], environment: shellEnvironment, timeout: .seconds(30)))
+        #expect(failed.status == .exited(4))
+        #expect(failed.output.hasSuffix("xxxEND"))
     }
 }
