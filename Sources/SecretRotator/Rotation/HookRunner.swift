@@ -221,6 +221,11 @@ public struct HookRunner: HookRunning {
         do {
             for try await chunk in output {
                 chunk.withUnsafeBytes { tail.append($0) }
+                // Once the leader has exited, the library answers reads from what the pipe holds
+                // and ends the sequence only when it finds the pipe empty, so a process the hook
+                // left behind that keeps the pipe full could keep this loop going: reads that do
+                // not wait never see the cancellation, so it is checked here.
+                if Task.isCancelled { break }
             }
         } catch {
             // Nothing to add: the output so far is what there is.

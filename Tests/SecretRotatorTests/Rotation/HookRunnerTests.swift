@@ -91,6 +91,37 @@ import Testing
         #expect(elapsed >= .seconds(1) + runner.gracePeriod - .milliseconds(50), "returned after \(elapsed)")
     }
 
+    /// A hook may leave a daemon behind when it succeeds; that daemon holds the output pipe,
+    /// which must not keep the runner waiting for EOF.
+    @Test func successfulHookMayLeaveABackgroundChildAndReturnsPromptly() async {
+        let daemon = ProcessMarker()
+        defer { daemon.killLeftovers() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await runner.run(
+            HookInvocation(argv: ["sh", "-c", "sleep \(daemon.seconds) & echo hi; exit 0"], environment: shellEnvironment, timeout: .seconds(30)))
+        let elapsed = clock.now - start
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.output == "hi\n")
+        #expect(elapsed < .seconds(5), "returned after \(elapsed): waited for the background child")
+        // The child may still be a forked shell about to exec `sleep`, hence the wait.
+        #expect(await eventually { !daemon.livePIDs().isEmpty }, "the background child of a successful hook was killed")
+    }
+
+    /// A process left behind that keeps writing to the pipe must not keep the runner reading.
+    @Test func successfulHookLeavingAWriterBehindReturnsPromptly() async {
+        let writer = ProcessMarker()
+        defer { writer.killLeftovers() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await runner.run(
+            HookInvocation(argv: ["sh", "-c", "yes \(writer.seconds) & sleep 0.1; exit 0"], environment: shellEnvironment, timeout: .seconds(30)))
+        let elapsed = clock.now - start
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.output.hasSuffix("\(writer.seconds)\n") || outcome.output.hasSuffix(writer.seconds))
+        #expect(elapsed < .seconds(5), "returned after \(elapsed): kept reading the background writer")
+    }
+
     /// Cancelling the caller ends the hook and its group as a timeout would.
     @Test func cancellationEndsTheHookAndItsGroup() async throws {
         let child = ProcessMarker()
