@@ -70,15 +70,17 @@ public protocol HookRunning: Sendable {
 /// - A hook has `invocation.timeout` to exit. If it is still running then, every process in its
 ///   process group gets SIGTERM (and SIGCONT, so stopped ones can act on it, as systemd.kill(5)
 ///   does), then up to `gracePeriod` to exit, then SIGKILL; the outcome is `.timedOut`.
-/// - A hook that exits before its timeout may leave processes behind (it may start a daemon):
-///   they are not signalled.
+/// - A hook that exits with status 0 may leave processes behind (it may start a daemon): they
+///   are not signalled. A hook that exits otherwise gets the same SIGTERM/SIGKILL sequence for
+///   whatever it left in its group, because a failed hook is retried and each retry would add
+///   more of them.
 /// - Output (stdout and stderr on one pipe) is read until the hook's own exit plus at most
 ///   `outputDrainBound`, not until end-of-file: a process the hook left behind may hold the pipe
 ///   open indefinitely. The pipe is closed when `run` returns, so such a process should send its
 ///   output elsewhere. Only the last `outputLimit` bytes are kept.
-/// - `run` returns once the hook has exited (it is then reaped) and, after a timeout, once no
-///   process of its group is left: at most `gracePeriod` after SIGTERM plus `killWait` after
-///   SIGKILL.
+/// - `run` returns once the hook has exited (it is then reaped) and, after a timeout or a
+///   failure, once no process of its group is left: at most `gracePeriod` after SIGTERM plus
+///   `killWait` after SIGKILL.
 ///
 /// A process that leaves the group (setsid, setpgid, job control with `set -m`) is out of reach;
 /// under systemd the service's control group still ends it when the service stops.
@@ -190,8 +192,11 @@ public struct HookRunner: HookRunning {
                 await terminate(group, gracePeriod: gracePeriod)
             } else {
                 switch leader {
-                case .exited, .signalled, .unknown:
+                case .exited(0), .unknown:
                     ending = .exited
+                case .exited, .signalled:
+                    ending = .exited
+                    await terminate(group, gracePeriod: gracePeriod)
                 case .running:
                     ending = .timedOut
                     await terminate(group, gracePeriod: gracePeriod)

@@ -122,6 +122,25 @@ import Testing
         #expect(elapsed < .seconds(5), "returned after \(elapsed): kept reading the background writer")
     }
 
+    /// A failed hook is retried: what it left in its group is ended, or each retry adds more.
+    @Test func failedHookDoesNotLeaveItsChildrenBehind() async throws {
+        let child = ProcessMarker()
+        defer { child.killLeftovers() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let started = directory.path("started")
+        let outcome = await runner.run(
+            HookInvocation(
+                argv: ["sh", "-c", "sleep \(child.seconds) & echo $! > \(started); echo reload failed; exit 3"],
+                environment: shellEnvironment, timeout: .seconds(30)))
+        #expect(outcome.status == .exited(3))
+        #expect(outcome.output == "reload failed\n")
+        // By PID as well as by marker: the child may have died before it exec'd `sleep`.
+        let pid = try #require(readPID(started))
+        #expect(await eventually { isGone(pid) }, "the failed hook's child \(pid) survived")
+        #expect(await eventually { child.livePIDs().isEmpty }, "the failed hook's child \(child.livePIDs()) survived")
+    }
+
     /// Cancelling the caller ends the hook and its group as a timeout would.
     @Test func cancellationEndsTheHookAndItsGroup() async throws {
         let child = ProcessMarker()
