@@ -5,6 +5,7 @@ import Testing
 
 @Suite struct HookRunnerTests {
     let runner = HookRunner(gracePeriod: .milliseconds(500))
+    let shellEnvironment = ["PATH": "/usr/bin:/bin"]
 
     @Test func runsArgvWithoutShellAndOnlyTheRotatorEnvironment() async {
         let environment = HookInvocation.environment(appID: "app-1", appName: "billing", version: 7, outputs: ["/a b/x", "/c"])
@@ -33,18 +34,205 @@ import Testing
         }
     }
 
+    /// The reported fault: a timed-out hook's background and foreground children were left
+    /// running (re-parented to PID 1), one more pair per retry.
+    @Test func timeoutKillsEverythingTheHookStarted() async throws {
+        let background = ProcessMarker(), foreground = ProcessMarker()
+        defer { background.killLeftovers(); foreground.killLeftovers() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let started = directory.path("started")
+        // `echo done` after the foreground sleep keeps the shell from exec'ing into it, so the
+        // shell, the background sleep and the foreground sleep are three processes.
+        let script = "sleep \(background.seconds) & echo $! > \(started); sleep \(foreground.seconds); echo done"
+        let outcome = await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: shellEnvironment, timeout: .seconds(1)))
+        #expect(outcome.status == .timedOut)
+        #expect(FileManager.default.fileExists(atPath: started), "the hook never reached its background sleep")
+        #expect(await eventually { background.livePIDs().isEmpty }, "background sleep \(background.livePIDs()) survived the timeout")
+        #expect(await eventually { foreground.livePIDs().isEmpty }, "foreground sleep \(foreground.livePIDs()) survived the timeout")
+    }
+
     /// A hook that ignores SIGTERM is killed after the grace period, and the runner does not
-    /// return before the process is gone.
+    /// return before it and every process it started are gone.
     @Test func timeoutTerminatesThenKills() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sr-hook-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let pidFile = directory.appendingPathComponent("pid").path
-        let script = "trap '' TERM; echo $$ > \(pidFile); while :; do sleep 1; done"
-        let outcome = await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: ["PATH": "/usr/bin:/bin"], timeout: .seconds(1)))
+        let child = ProcessMarker()
+        defer { child.killLeftovers() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let pidFile = directory.path("pid")
+        // The ignored SIGTERM is inherited by each `sleep`, so the children ignore it too.
+        let script = "trap '' TERM; echo $$ > \(pidFile); while :; do sleep \(child.seconds); done"
+        let outcome = await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: shellEnvironment, timeout: .seconds(1)))
         #expect(outcome.status == .timedOut)
         let pidText = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let pid = try #require(pid_t(pidText))
         #expect(kill(pid, 0) != 0, "hook process \(pid) still exists after the runner returned")
+        #expect(await eventually { child.livePIDs().isEmpty }, "the hook's child \(child.livePIDs()) survived the timeout")
     }
+
+    /// Only a child ignores SIGTERM: the shell dies of it at once, and the child must still get
+    /// SIGKILL once the grace period is over.
+    @Test func childIgnoringSigtermIsKilledAfterTheGracePeriod() async throws {
+        let stubborn = ProcessMarker(), foreground = ProcessMarker()
+        defer { stubborn.killLeftovers(); foreground.killLeftovers() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let started = directory.path("started")
+        let script = "(trap '' TERM; sleep \(stubborn.seconds); echo done) & echo $! > \(started); sleep \(foreground.seconds); echo done"
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: shellEnvironment, timeout: .seconds(1)))
+        let elapsed = clock.now - start
+        #expect(outcome.status == .timedOut)
+        #expect(FileManager.default.fileExists(atPath: started), "the hook never started its child")
+        #expect(await eventually { stubborn.livePIDs().isEmpty }, "the child ignoring SIGTERM \(stubborn.livePIDs()) survived")
+        #expect(await eventually { foreground.livePIDs().isEmpty })
+        // SIGKILL comes only after the grace period: the child had its chance to finish.
+        #expect(elapsed >= .seconds(1) + runner.gracePeriod - .milliseconds(50), "returned after \(elapsed)")
+    }
+
+    /// A hook may leave a daemon behind when it succeeds; that daemon holds the output pipe,
+    /// which must not keep the runner waiting for EOF.
+    @Test func successfulHookMayLeaveABackgroundChildAndReturnsPromptly() async {
+        let daemon = ProcessMarker()
+        defer { daemon.killLeftovers() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await runner.run(
+            HookInvocation(argv: ["sh", "-c", "sleep \(daemon.seconds) & echo hi; exit 0"], environment: shellEnvironment, timeout: .seconds(30)))
+        let elapsed = clock.now - start
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.output == "hi\n")
+        #expect(elapsed < .seconds(5), "returned after \(elapsed): waited for the background child")
+        // The child may still be a forked shell about to exec `sleep`, hence the wait.
+        #expect(await eventually { !daemon.livePIDs().isEmpty }, "the background child of a successful hook was killed")
+    }
+
+    /// A process left behind that keeps writing to the pipe must not keep the runner reading.
+    @Test func successfulHookLeavingAWriterBehindReturnsPromptly() async {
+        let writer = ProcessMarker()
+        defer { writer.killLeftovers() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await runner.run(
+            HookInvocation(argv: ["sh", "-c", "yes \(writer.seconds) & sleep 0.1; exit 0"], environment: shellEnvironment, timeout: .seconds(30)))
+        let elapsed = clock.now - start
+        #expect(outcome.status == .exited(0))
+        #expect(outcome.output.hasSuffix("\(writer.seconds)\n") || outcome.output.hasSuffix(writer.seconds))
+        #expect(elapsed < .seconds(5), "returned after \(elapsed): kept reading the background writer")
+    }
+
+    /// A failed hook is retried: what it left in its group is ended, or each retry adds more.
+    @Test func failedHookDoesNotLeaveItsChildrenBehind() async throws {
+        let child = ProcessMarker()
+        defer { child.killLeftovers() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let started = directory.path("started")
+        let outcome = await runner.run(
+            HookInvocation(
+                argv: ["sh", "-c", "sleep \(child.seconds) & echo $! > \(started); echo reload failed; exit 3"],
+                environment: shellEnvironment, timeout: .seconds(30)))
+        #expect(outcome.status == .exited(3))
+        #expect(outcome.output == "reload failed\n")
+        // By PID as well as by marker: the child may have died before it exec'd `sleep`.
+        let pid = try #require(readPID(started))
+        #expect(await eventually { isGone(pid) }, "the failed hook's child \(pid) survived")
+        #expect(await eventually { child.livePIDs().isEmpty }, "the failed hook's child \(child.livePIDs()) survived")
+    }
+
+    /// Cancelling the caller ends the hook and its group as a timeout would.
+    @Test func cancellationEndsTheHookAndItsGroup() async throws {
+        let child = ProcessMarker()
+        defer { child.killLeftovers() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let started = directory.path("started")
+        let runner = runner
+        let script = "sleep \(child.seconds) & echo $! > \(started); sleep \(child.seconds); echo done"
+        let run = Task {
+            await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: shellEnvironment, timeout: .seconds(60)))
+        }
+        #expect(await eventually { FileManager.default.fileExists(atPath: started) }, "the hook never started its child")
+        run.cancel()
+        let outcome = await run.value
+        #expect(outcome.status == .cancelled)
+        let pid = try #require(readPID(started))
+        #expect(await eventually { isGone(pid) }, "the cancelled hook's child \(pid) survived")
+        #expect(await eventually { child.livePIDs().isEmpty }, "the cancelled hook's children \(child.livePIDs()) survived")
+    }
+
+    @Test func oversizeOutputIsTruncatedAndTheExitStatusKept() async {
+        let size = HookRunner.outputLimit + 10_000
+        let script = "printf BEGIN; head -c \(size) /dev/zero | tr '\\0' x; printf END; exit "
+        let succeeded = await runner.run(HookInvocation(argv: ["sh", "-c", script + "0"], environment: shellEnvironment, timeout: .seconds(30)))
+        #expect(succeeded.status == .exited(0))
+        #expect(succeeded.output.utf8.count == HookRunner.outputLimit)
+        #expect(succeeded.output.hasSuffix("xxxEND"), "the end of the output, where errors are, is kept")
+        #expect(!succeeded.output.hasPrefix("BEGIN"))
+        #expect(succeeded.outputBytesDropped == "BEGIN".count + size + "END".count - HookRunner.outputLimit)
+        let failed = await runner.run(HookInvocation(argv: ["sh", "-c", script + "4"], environment: shellEnvironment, timeout: .seconds(30)))
+        #expect(failed.status == .exited(4))
+        #expect(failed.output.hasSuffix("xxxEND"))
+    }
+}
+
+/// A unique `sleep` duration whose decimal string marks the processes of one test, so the test
+/// can find them in /proc/*/cmdline while other tests (and other builds) run in parallel.
+private struct ProcessMarker {
+    let seconds = String(Int.random(in: 100_000_000...999_999_999))
+
+    /// Live processes whose argv has the marker as one of its arguments. A zombie has an empty
+    /// cmdline, so a killed process that is not yet reaped does not count.
+    func livePIDs() -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let arguments = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.contains(seconds) ? pid : nil
+        }
+    }
+
+    /// Test hygiene only: a failing test must not leave sleeps running for years.
+    func killLeftovers() {
+        for pid in livePIDs() { kill(pid, SIGKILL) }
+    }
+}
+
+private struct TemporaryDirectory {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("sr-hook-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    func remove() { try? FileManager.default.removeItem(at: url) }
+}
+
+private func readPID(_ path: String) -> pid_t? {
+    (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+}
+
+/// True when `pid` has exited: no longer in /proc, or a zombie waiting to be reaped.
+private func isGone(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return true }
+    return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
+/// Killed processes vanish from /proc only once reaped (by PID 1 for orphans), a moment later.
+private func eventually(within timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
 }
