@@ -33,7 +33,8 @@ public final class StateDirectoryLock: Sendable {
         try? descriptor.close()
     }
 
-    public static func lockPath(stateDirectory: String) -> String { "\(stateDirectory)/lock" }
+    /// Where the lock lives is the state directory's business (`StateDirectory.lockPath`).
+    public static func lockPath(stateDirectory: String) -> String { StateDirectory(path: stateDirectory).lockPath }
 
     public static func acquire(stateDirectory: String) throws(HeldError) -> StateDirectoryLock {
         let path = lockPath(stateDirectory: stateDirectory)

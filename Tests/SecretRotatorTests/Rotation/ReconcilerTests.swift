@@ -163,11 +163,7 @@ import Testing
                 return app
             }
             config.defaults.verifyInterval = .zero
-            let clock = fixture.clock
-            let engine = RotationEngine(
-                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-                hooks: fixture.hooks, now: { clock.now }, random: SeededGenerator(state: 3),
-                logger: harness.capture.logger(label: "secret-rotator.engine"))
+            let engine = fixture.engine(config: config, seed: 3)
             try await engine.start()
             await engine.runDue()
             let start = fixture.clock.now
@@ -195,11 +191,7 @@ import Testing
             var config = fixture.config()
             config.genauth.requestTimeout = .seconds(1)
             config.defaults.verifyInterval = .seconds(600)
-            let clock = fixture.clock
-            let engine = RotationEngine(
-                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-                hooks: fixture.hooks, now: { clock.now }, random: SeededGenerator(state: 5),
-                logger: harness.capture.logger(label: "secret-rotator.engine"))
+            let engine = fixture.engine(config: config, seed: 5)
             try await engine.start()
             await engine.runDue()
             let original = try #require(fixture.outputSecret(0))
@@ -270,9 +262,7 @@ import Testing
             defer { fixture.cleanUp() }
             var config = fixture.config(hook: ["/bin/true"])
             config.apps[1].onRotate = nil
-            let engine = RotationEngine(
-                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-                hooks: hooks, logger: harness.capture.logger(label: "secret-rotator.engine"))
+            let engine = fixture.engine(config: config, hooks: hooks, realClock: true)
             try await engine.start()
             await engine.startDue()
             #expect(await waitForGenAuth { hooks.isBlocked })

@@ -2,16 +2,11 @@ import Testing
 
 @testable import SecretRotator
 
-/// SplitMix64: a tiny seeded generator, so backoff sequences are exact in tests.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The engine's own SplitMix64 (Steele et al. 2014), seeded, so backoff sequences are exact in tests.
+typealias SeededGenerator = SplitMix64
+
+extension SplitMix64 {
+    init(state: UInt64) { self.init(seed: state) }
 }
 
 /// Always draws the top of the range, to check ceilings through `delay`.

@@ -73,13 +73,18 @@ struct EngineFixture {
     }
 
     func engine(hook: [String]? = nil, firstStart: FirstStart = .fetch, action: AppAction = .rotate) throws -> RotationEngine {
-        let config = config(hook: hook, firstStart: firstStart, action: action)
+        engine(config: config(hook: hook, firstStart: firstStart, action: action))
+    }
+
+    /// An engine on `config`, this fixture's manual clock (or the real one), a seeded backoff.
+    func engine(config: RotatorConfig, seed: UInt64 = 9, hooks: (any HookRunning)? = nil, realClock: Bool = false) -> RotationEngine {
         let clock = clock
-        let engine = RotationEngine(
+        var now: @Sendable () -> Date = { clock.now }
+        if realClock { now = { Date() } }
+        return RotationEngine(
             config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-            hooks: hooks, now: { clock.now }, random: SeededGenerator(state: 9),
+            hooks: hooks ?? self.hooks, now: now, random: SeededGenerator(state: seed),
             logger: harness.capture.logger(label: "secret-rotator.engine"))
-        return engine
     }
 
     func outputSecret(_ index: Int) -> String? {
