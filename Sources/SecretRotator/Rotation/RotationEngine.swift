@@ -34,6 +34,11 @@ public actor RotationEngine {
     /// Apps whose next step may run once despite a pending backoff (an operator asked).
     private var backoffOverride: Set<String> = []
     private var running: [String: ContinuousClock.Instant] = [:]
+    /// When each idle app's planned step falls due (`.distantPast`: at once). A plan depends
+    /// only on the app's state and facts, never on the clock beyond the absolute time it waits
+    /// for, so it is cached until one of those changes: a pass over N apps plans each app a
+    /// few times instead of N times.
+    private var dueCache: [String: Date] = [:]
     private var finishWaiters: [CheckedContinuation<Void, Never>] = []
     private var workFinished: @Sendable () -> Void = {}
 
@@ -83,13 +88,16 @@ public actor RotationEngine {
         let ids = Set(newConfig.apps.map(\.id))
         states = states.filter { ids.contains($0.key) }
         requested = requested.filter { ids.contains($0.key) }
+        dueCache = [:]
         checkOutputs()
     }
 
     /// Asks every app (or the named ones) to compare its outputs with the held secret at its
     /// next step: the level-triggered pass (start, SIGHUP, `fetch`, the periodic re-check).
     public func checkOutputs(appIDs: [String]? = nil) {
-        outputsCheckDue.formUnion(appIDs ?? config.apps.map(\.id))
+        let ids = appIDs ?? config.apps.map(\.id)
+        outputsCheckDue.formUnion(ids)
+        for id in ids { dueCache[id] = nil }
     }
 
     /// Asks for a rotation (`.refresh`) or a fetch of an app. A pending backoff is overridden
@@ -97,6 +105,7 @@ public actor RotationEngine {
     public func request(_ step: RotationPlanner.Step, forApp nameOrID: String) -> Bool {
         guard let app = config.app(named: nameOrID) else { return false }
         requested[app.id] = step
+        dueCache[app.id] = nil
         if step == .fetch { outputsCheckDue.insert(app.id) }
         if let state = states[app.id], state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now() {
             backoffOverride.insert(app.id)
@@ -113,11 +122,10 @@ public actor RotationEngine {
     /// them; returns when the earliest app not started falls due (nil: no apps).
     @discardableResult
     public func startDue() -> Date? {
+        let now = now()
         for app in config.apps where running[app.id] == nil {
             guard running.count < config.defaults.maxConcurrent else { break }
-            if case .wait = plan(for: app).step { continue }
-            running[app.id] = .now
-            Task { await self.work(appID: app.id) }
+            if isDue(app, now: now) { start(app) }
         }
         return nextWake()
     }
@@ -129,17 +137,31 @@ public actor RotationEngine {
     public func runDue(maxStepsPerApp: Int = 8) async -> Date? {
         var steps: [String: Int] = [:]
         while true {
+            let now = now()
             for app in config.apps where running[app.id] == nil && (steps[app.id] ?? 0) < maxStepsPerApp {
                 guard running.count < config.defaults.maxConcurrent else { break }
-                if case .wait = plan(for: app).step { continue }
+                guard isDue(app, now: now) else { continue }
                 steps[app.id, default: 0] += 1
-                running[app.id] = .now
-                Task { await self.work(appID: app.id) }
+                start(app)
             }
             if running.isEmpty { break }
             await withCheckedContinuation { finishWaiters.append($0) }
         }
         return nextWake()
+    }
+
+    /// Whether the app's planned step is due at `now`, from the cache when it is known.
+    private func isDue(_ app: AppConfig, now: Date) -> Bool {
+        if let cached = dueCache[app.id], cached > now { return false }
+        let due = plan(for: app).step.due(now: .distantPast)
+        dueCache[app.id] = due
+        return due <= now
+    }
+
+    private func start(_ app: AppConfig) {
+        running[app.id] = .now
+        dueCache[app.id] = nil
+        Task { await self.work(appID: app.id) }
     }
 
     /// Waits until no step is running (graceful shutdown: the step in flight completes).
@@ -176,7 +198,12 @@ public actor RotationEngine {
     }
 
     public func nextWake() -> Date? {
-        config.apps.filter { running[$0.id] == nil }.map { plan(for: $0).step.due(now: now()) }.min()
+        let now = now()
+        return config.apps.filter { running[$0.id] == nil }.map { app in
+            let due = dueCache[app.id] ?? plan(for: app).step.due(now: .distantPast)
+            dueCache[app.id] = due
+            return max(due, now)
+        }.min()
     }
 
     public func status() -> StatusReport {
@@ -230,6 +257,7 @@ public actor RotationEngine {
                 metadata: ["target_path": "\(corrupt.movedTo)"])
         }
         heldVersions[app.id] = secret.secret?.version
+        dueCache[app.id] = nil
     }
 
     // MARK: - Steps
@@ -256,6 +284,7 @@ public actor RotationEngine {
 
     private func finished(_ appID: String) {
         running[appID] = nil
+        dueCache[appID] = nil
         let waiters = finishWaiters
         finishWaiters = []
         for waiter in waiters { waiter.resume() }
