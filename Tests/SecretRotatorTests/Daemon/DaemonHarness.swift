@@ -36,7 +36,7 @@ final class DaemonHarness: @unchecked Sendable {
     /// Writes the config for apps `indices` with `interval`; hooks append the version to hooks/<name>.
     func writeConfig(
         apps indices: [Int], interval: String, extra: String = "", requestTimeout: String = "5s",
-        requestsPerSecond: Int = 200, hooks: Bool = true
+        requestsPerSecond: Int = 200, hooks: Bool = true, mode: String = "0600"
     ) throws {
         var text = """
             [genauth]
@@ -49,7 +49,7 @@ final class DaemonHarness: @unchecked Sendable {
             interval = "\(interval)"
             directory = "\(dropDirectory)"
             state_directory = "\(stateDirectory)"
-            mode = "0600"
+            mode = "\(mode)"
             max_concurrent = 8
             retry = { initial = "200ms", max = "2s" }
             \(extra)

@@ -210,6 +210,59 @@ import Testing
         #expect(daemon.terminationStatus == 0)
     }
 
+    /// Level-triggered outputs under the real daemon: a deleted output is back after SIGHUP
+    /// without a GenAuth request for that app, and a changed mode is applied by the reload.
+    @Test func reloadRepairsADeletedOutputAndAppliesAChangedMode() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h")
+        let (daemon, log) = try harness.start()
+        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+            harness.violations([0, 1]).isEmpty && harness.hookVersions(0) == [1] && harness.hookVersions(1) == [1]
+        })
+        let mark = harness.state.requestLog().map(\.sequence).max() ?? -1
+        unlink("\(harness.dropDirectory)/app0")
+        kill(daemon.processIdentifier, SIGHUP)
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0]).isEmpty })
+        let forApp0 = harness.state.requestLog().filter { $0.sequence > mark && $0.appId == DaemonHarness.appID(0) }
+        #expect(forApp0.isEmpty, "the repair called GenAuth: \(forApp0.map(\.path))")
+        #expect(((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("output drifted (missing)"))
+
+        try harness.writeConfig(apps: [0, 1], interval: "1h", mode: "0640")
+        kill(daemon.processIdentifier, SIGHUP)
+        var status = stat()
+        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+            stat("\(harness.dropDirectory)/app1", &status) == 0 && status.st_mode & 0o7777 == 0o640
+        })
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(1)) == 0)
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus == 0)
+    }
+
+    /// `fetch` every 3 s (a cron workaround for drift) does not stop a rotation due every 8 s.
+    @Test func frequentFetchesDoNotPostponeRotation() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "8s", hooks: false)
+        let (daemon, _) = try harness.start()
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0]).isEmpty })
+        let app0 = DaemonHarness.appID(0)
+        let deadline = ContinuousClock.now.advanced(by: .seconds(40))
+        var fetches = 0
+        while harness.state.rotationCount(appId: app0) < 2 && ContinuousClock.now < deadline {
+            let (status, output) = try await harness.run(["fetch", "app0"])
+            #expect(status == 0, "\(output)")
+            fetches += 1
+            try await Task.sleep(for: .seconds(3))
+        }
+        // Two rotations are due within 16 s of the first fetch; 40 s leaves room for a slow machine.
+        #expect(harness.state.rotationCount(appId: app0) >= 2, "rotations while fetching every 3 s: \(harness.state.rotationCount(appId: app0)) after \(fetches) fetches")
+        #expect(fetches >= 3, "the loop fetched at all")
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+    }
+
     @Test func runOnceExitCodes() async throws {
         let harness = try await DaemonHarness(apps: 2)
         defer { Task { await harness.cleanUp() } }
