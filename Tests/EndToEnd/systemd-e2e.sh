@@ -220,6 +220,16 @@ cx systemctl mask --now systemd-networkd-wait-online.service >/dev/null 2>&1
 cx truncate -s 0 /var/lib/dpkg/statoverride
 
 journal_cursor() { cx journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p'; }
+# Every journal entry after CURSOR, as JSON lines; the callers pick entries with jq. Never with
+# journalctl's own matches: given --after-cursor= and a match (SYSLOG_IDENTIFIER=, _PID=1...),
+# journalctl 252 steps over "the cursor entry" even when that entry does not match, and so
+# drops the first matching entry after the cursor (seen here: PID 1's "Watchdog timeout" line;
+# a MESSAGE_ID= match found nothing because its only entry was the one dropped).
+journal_after() { cx journalctl --after-cursor="$1" --all -o json --no-pager; }
+# The daemon's entries after CURSOR.
+daemon_after() { journal_after "$1" | jq -c 'select(.SYSLOG_IDENTIFIER == "secret-rotator")'; }
+# PID 1's entries about the unit after CURSOR.
+pid1_after() { journal_after "$1" | jq -c --arg unit "$unit" 'select(._PID == "1" and .UNIT == $unit)'; }
 
 # --- 5. install ------------------------------------------------------------------------------------
 step "dpkg -i (install)"
@@ -477,8 +487,6 @@ step "systemctl reload with a 4th app"
 main_pid=$(prop MainPID)
 write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
 cursor_reload=$(journal_cursor)
-# (Matching MESSAGE_ID= together with --after-cursor= found nothing in journalctl 252 here,
-# so the entries after the cursor are filtered with jq.)
 # Watch the sub-state while the reload runs (systemd 252: reload returns when ExecReload=
 # exits; the unit stays "reload" until the daemon sends READY=1).
 (
@@ -488,8 +496,7 @@ watcher_pid=$!
 reload_rc=0
 cx systemctl reload "$unit" || reload_rc=$?
 reloaded_entry() {
-    cx journalctl --after-cursor="$cursor_reload" -o json --no-pager \
-        SYSLOG_IDENTIFIER=secret-rotator >"$work/reloaded.json" &&
+    daemon_after "$cursor_reload" >"$work/reloaded.json" &&
         jq -e -s 'any(.[]; .MESSAGE_ID == "f05dc8b467cb44beafc7c2283eed473c")' "$work/reloaded.json" >/dev/null
 }
 reload_done() { reloaded_entry && state_running; }
@@ -498,12 +505,12 @@ kill "$watcher_pid" 2>/dev/null
 wait "$watcher_pid" 2>/dev/null || true
 substates=$(uniq "$work/substates.txt" | tr '\n' ' ')
 say "systemctl reload rc $reload_rc; sub-states seen: $substates"
-cx journalctl --after-cursor="$cursor_reload" --no-pager -o json SYSLOG_IDENTIFIER=secret-rotator |
+daemon_after "$cursor_reload" |
     jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | sed -n '1,8s/^/   /p'
 reload_transition() {
     # The "reload" state is short-lived; systemd's own journal records it as well.
     local jobs
-    jobs=$(cx journalctl --after-cursor="$cursor_reload" -o json --no-pager _PID=1 UNIT="$unit" |
+    jobs=$(pid1_after "$cursor_reload" |
         jq -r 'select(.JOB_TYPE == "reload") | .JOB_RESULT // "started"' | tr '\n' ' ')
     say "PID 1 reload job records: ${jobs:-none}"
     say "reload rc $reload_rc, reloaded entry: $(reloaded_entry && echo yes || echo no), state: $(prop SubState), MainPID $main_pid -> $(prop MainPID)"
@@ -527,16 +534,15 @@ cx_write /etc/secret-rotator/rotator.toml 0644 <"$work/broken.toml"
 cursor_broken=$(journal_cursor)
 cx systemctl reload "$unit" || true
 rejected_entry() {
-    cx journalctl --after-cursor="$cursor_broken" -o json --no-pager \
-        SYSLOG_IDENTIFIER=secret-rotator >"$work/rejected.json" &&
+    daemon_after "$cursor_broken" >"$work/rejected.json" &&
         jq -e -s 'any(.[]; .MESSAGE_ID == "264730db429e4ccfa2d697dd54988635")' "$work/rejected.json" >/dev/null
 }
 wait_for 15 rejected_entry || true
-cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator |
+daemon_after "$cursor_broken" | jq -r .MESSAGE |
     sed -n '1,8s/^/   /p'
 broken_kept_old() {
     rejected_entry &&
-        [[ $(cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator) == *"rotator.toml:$bad_line:"* ]] &&
+        [[ $(daemon_after "$cursor_broken" | jq -r .MESSAGE) == *"rotator.toml:$bad_line:"* ]] &&
         wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]] && status_4_apps
 }
 check "broken config: rejected with rotator.toml:$bad_line in the journal, old config keeps running" broken_kept_old
@@ -550,7 +556,7 @@ pid_before=$(prop MainPID)
 cursor_watchdog=$(journal_cursor)
 cx touch /run/secret-rotator/stall-scheduler-for-tests
 watchdog_result_seen() {
-    cx journalctl --after-cursor="$cursor_watchdog" -o json --no-pager _PID=1 UNIT="$unit" |
+    pid1_after "$cursor_watchdog" |
         jq -e -s 'any(.[]; .UNIT_RESULT == "watchdog")' >/dev/null
 }
 restarted() {
@@ -562,7 +568,7 @@ watchdog_restart() {
 t0=$(date +%s.%N)
 if watchdog_restart; then
     say "restarted after $(elapsed "$t0") s: NRestarts $(prop NRestarts), MainPID $pid_before -> $(prop MainPID)"
-    cx journalctl --after-cursor="$cursor_watchdog" --no-pager -o cat _PID=1 UNIT="$unit" | sed -n '1,6s/^/   /p'
+    pid1_after "$cursor_watchdog" | jq -r .MESSAGE | sed -n '1,6s/^/   /p'
     pass "watchdog: Result=watchdog, unit restarted and running"
 else
     fail "watchdog: Result=watchdog, unit restarted and running" "NRestarts $(prop NRestarts), Result $(prop Result)"
@@ -606,7 +612,7 @@ stop_seconds=$(elapsed "$t0")
 cx systemd-analyze log-level info
 stop_clean() {
     local stopping
-    stopping=$(cx journalctl --after-cursor="$cursor_stop" -o cat --no-pager _PID=1 UNIT="$unit" |
+    stopping=$(pid1_after "$cursor_stop" | jq -r .MESSAGE |
         grep -c 'Got notification message .*STOPPING=1') || true
     say "stop: rc $stop_rc in $stop_seconds s, STOPPING=1 notifications $stopping," \
         "Result=$(prop Result) ExecMainCode=$(prop ExecMainCode) ExecMainStatus=$(prop ExecMainStatus)"
