@@ -550,32 +550,48 @@ check "broken config: rejected with rotator.toml:$bad_line in the journal, old c
 write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
 
 # --- 11. watchdog -----------------------------------------------------------------------------------
-step "watchdog: stall the scheduler"
+step "watchdog: a hung daemon is aborted and restarted"
+# A real hang, not a switch inside the daemon: SIGSTOP freezes every thread, so the WATCHDOG=1
+# pings stop. systemd then sends WatchdogSignal= (SIGABRT) followed by SIGCONT, the daemon dies
+# of the SIGABRT, and Restart=on-failure starts a new one RestartSec= later. The test drop-in's
+# WatchdogSec=4s (the unit ships 30s) and RestartSec=1s keep this at about 5 s; the waits allow 30.
+watchdog_usec=$(prop WatchdogUSec)
 restarts_before=$(prop NRestarts)
 pid_before=$(prop MainPID)
 cursor_watchdog=$(journal_cursor)
-cx touch /run/secret-rotator/stall-scheduler-for-tests
-watchdog_result_seen() {
-    pid1_after "$cursor_watchdog" |
-        jq -e -s 'any(.[]; .UNIT_RESULT == "watchdog")' >/dev/null
+t0=$(date +%s.%N)
+cx kill -STOP "$pid_before"
+hung() { [[ $(cx sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid_before/status" 2>/dev/null) == T ]]; }
+watchdog_fired() {
+    # PID 1's own record: the timeout, SIGABRT to the hung PID, its death by it, Result=watchdog.
+    pid1_after "$cursor_watchdog" >"$work/watchdog.json" &&
+        jq -e -s --arg pid "$pid_before" '
+            any(.[]; .MESSAGE | test(": Watchdog timeout \\(limit [^)]*\\)!$")) and
+            any(.[]; .MESSAGE | contains("Killing process \($pid) (") and endswith("with signal SIGABRT.")) and
+            any(.[]; .MESSAGE | endswith("Main process exited, code=killed, status=6/ABRT")) and
+            any(.[]; .UNIT_RESULT == "watchdog")' "$work/watchdog.json" >/dev/null
 }
-restarted() {
-    [[ $(prop NRestarts) -gt $restarts_before ]] && state_running && [[ $(prop MainPID) != "$pid_before" ]]
+running_again() {
+    local pid
+    pid=$(prop MainPID)
+    state_running && [[ $pid != 0 && $pid != "$pid_before" ]]
 }
 watchdog_restart() {
-    wait_for 30 watchdog_result_seen && wait_for 30 restarted
+    local restarts_after pid_after
+    [[ $watchdog_usec == 4s ]] || { say "WatchdogUSec=$watchdog_usec, not the drop-in's 4s: the waits below are not bounded by it"; return 1; }
+    wait_for 5 hung || { say "PID $pid_before did not stop after SIGSTOP"; return 1; }
+    say "PID $pid_before stopped (State T); waiting for the watchdog"
+    wait_for 30 watchdog_fired || { say "no watchdog timeout/SIGABRT/Result=watchdog for PID $pid_before in PID 1's journal"; return 1; }
+    wait_for 30 running_again || { say "not running again: $(prop ActiveState)/$(prop SubState), MainPID $(prop MainPID)"; return 1; }
+    restarts_after=$(prop NRestarts)
+    pid_after=$(prop MainPID)
+    say "restarted after $(elapsed "$t0") s: NRestarts $restarts_before -> $restarts_after, MainPID $pid_before -> $pid_after"
+    jq -r .MESSAGE "$work/watchdog.json" | grep -v 'Got notification message' | sed -n '1,8s/^/   /p'
+    [[ $restarts_after -eq $((restarts_before + 1)) ]]
 }
-t0=$(date +%s.%N)
-if watchdog_restart; then
-    say "restarted after $(elapsed "$t0") s: NRestarts $(prop NRestarts), MainPID $pid_before -> $(prop MainPID)"
-    pid1_after "$cursor_watchdog" | jq -r .MESSAGE | sed -n '1,6s/^/   /p'
-    pass "watchdog: Result=watchdog, unit restarted and running"
-else
-    fail "watchdog: Result=watchdog, unit restarted and running" "NRestarts $(prop NRestarts), Result $(prop Result)"
-fi
-check "after the restart every output equals the mock's current secret" wait_for 20 outputs_match_mock
-stall_file_gone() { ! cx test -e /run/secret-rotator/stall-scheduler-for-tests; }
-check "RuntimeDirectory was recreated empty (no stall file)" stall_file_gone
+check "watchdog: SIGSTOPped daemon gets 'Watchdog timeout' + SIGABRT, Result=watchdog, NRestarts +1 exactly, new MainPID, active/running" watchdog_restart
+restarted_once_in_sync() { outputs_match_mock && [[ $(prop NRestarts) -eq $((restarts_before + 1)) ]]; }
+check "after the restart every output equals the mock's current secret, still exactly one restart" wait_for 20 restarted_once_in_sync
 
 # --- 12. upgrade ----------------------------------------------------------------------------------
 step "dpkg -i again (reinstall) and an upgrade, with the operator's config"
