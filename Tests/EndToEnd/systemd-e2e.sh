@@ -484,40 +484,69 @@ check "journalctl -x shows the catalog text" catalog_shown
 
 # --- 10. reload -------------------------------------------------------------------------------------
 step "systemctl reload with a 4th app"
+# The property: around a reload the daemon sends RELOADING=1, then READY=1. The unit's state
+# cannot prove it: ExecReload= alone keeps the unit in reloading/reload until /bin/kill exits,
+# and PID 1 logs "Reloading...", "Reloaded ..." and the reload job's JOB_RESULT=done for that
+# job whatever the daemon sends (in a trial with a bash daemon, "Reloaded" came before its
+# RELOADING=1 had even arrived). The witness is PID 1 itself at debug level: it logs "Got
+# notification message from PID N (...)" for each notification it accepts (NotifyAccess=main:
+# only the MainPID's), and "Changed running -> reload" when a notification moves the unit.
 main_pid=$(prop MainPID)
 write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
+cx systemd-analyze log-level debug
 cursor_reload=$(journal_cursor)
-# Watch the sub-state while the reload runs (systemd 252: reload returns when ExecReload=
-# exits; the unit stays "reload" until the daemon sends READY=1).
-(
-    while :; do cx systemctl show -P SubState "$unit" 2>/dev/null; sleep 0.02; done
-) >"$work/substates.txt" &
-watcher_pid=$!
 reload_rc=0
 cx systemctl reload "$unit" || reload_rc=$?
-reloaded_entry() {
-    daemon_after "$cursor_reload" >"$work/reloaded.json" &&
+reloaded_entry() { # CURSOR: the daemon logged "config reloaded" after it
+    daemon_after "$1" >"$work/reloaded.json" &&
         jq -e -s 'any(.[]; .MESSAGE_ID == "f05dc8b467cb44beafc7c2283eed473c")' "$work/reloaded.json" >/dev/null
 }
-reload_done() { reloaded_entry && state_running; }
+notified_reload() { # CURSOR: after it PID 1 accepted RELOADING=1 from the MainPID, and READY=1 from it later
+    pid1_after "$1" >"$work/reload-pid1.json" &&
+        jq -e -s --arg pid "$main_pid" '
+            [.[] | .MESSAGE | select(startswith("secret-rotator.service: Got notification message from PID \($pid) ("))] as $n |
+            ($n | map(test("[(, ]RELOADING=1[,)]")) | index(true)) as $r |
+            $r != null and ($n[$r + 1:] | any(test("[(, ]READY=1[,)]")))' "$work/reload-pid1.json" >/dev/null
+}
+reload_done() { reloaded_entry "$cursor_reload" && notified_reload "$cursor_reload" && state_running; }
 wait_for 15 reload_done || true
-kill "$watcher_pid" 2>/dev/null
-wait "$watcher_pid" 2>/dev/null || true
-substates=$(uniq "$work/substates.txt" | tr '\n' ' ')
-say "systemctl reload rc $reload_rc; sub-states seen: $substates"
 daemon_after "$cursor_reload" |
     jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | sed -n '1,8s/^/   /p'
-reload_transition() {
-    # The "reload" state is short-lived; systemd's own journal records it as well.
-    local jobs
-    jobs=$(pid1_after "$cursor_reload" |
-        jq -r 'select(.JOB_TYPE == "reload") | .JOB_RESULT // "started"' | tr '\n' ' ')
-    say "PID 1 reload job records: ${jobs:-none}"
-    say "reload rc $reload_rc, reloaded entry: $(reloaded_entry && echo yes || echo no), state: $(prop SubState), MainPID $main_pid -> $(prop MainPID)"
-    [[ $reload_rc -eq 0 ]] && reload_done && [[ $(prop MainPID) == "$main_pid" ]] &&
-        { [[ $substates == *reload* ]] || [[ $jobs == *done* ]]; }
+show_notifications() { # CURSOR
+    pid1_after "$1" | jq -r '.MESSAGE | select(test(": (Got notification message from PID [0-9]+ \\((?!WATCHDOG=1\\)$)|Changed |Installed new job .*/reload)"))' |
+        sed -n '1,10s/^/   /p'
 }
-check "systemctl reload: reloading -> running, config reloaded entry, same MainPID" reload_transition
+show_notifications "$cursor_reload"
+reload_transition() {
+    say "reload rc $reload_rc, reloaded entry: $(reloaded_entry "$cursor_reload" && echo yes || echo no)," \
+        "RELOADING=1 then READY=1 from PID $main_pid: $(notified_reload "$cursor_reload" && echo yes || echo no)," \
+        "state: $(prop ActiveState)/$(prop SubState), MainPID $main_pid -> $(prop MainPID)"
+    [[ $reload_rc -eq 0 ]] && reload_done && [[ $(prop MainPID) == "$main_pid" ]]
+}
+check "systemctl reload: systemd accepted RELOADING=1 then READY=1 from the MainPID, config reloaded entry, running, same MainPID" reload_transition
+
+step "SIGHUP alone (no ExecReload=, no reload job)"
+# Without a reload job nothing but the daemon's RELOADING=1 can move the unit to reloading.
+cursor_hup=$(journal_cursor)
+cx kill -HUP "$main_pid"
+moved_by_notification() {
+    pid1_after "$cursor_hup" >"$work/hup-pid1.json" &&
+        jq -e -s '
+            [.[] | .MESSAGE] as $m |
+            ($m | map(endswith(": Changed running -> reload")) | index(true)) as $a |
+            $a != null and ($m[$a + 1:] | any(endswith(": Changed reload -> running"))) and
+            all(.[]; .JOB_TYPE != "reload" and (.MESSAGE | contains("/reload as ") | not))' "$work/hup-pid1.json" >/dev/null
+}
+hup_done() { moved_by_notification && reloaded_entry "$cursor_hup" && notified_reload "$cursor_hup" && state_running; }
+wait_for 15 hup_done || true
+show_notifications "$cursor_hup"
+hup_reload() {
+    say "unit moved running -> reload -> running without a reload job: $(moved_by_notification && echo yes || echo no)," \
+        "config reloaded entry: $(reloaded_entry "$cursor_hup" && echo yes || echo no), MainPID $main_pid -> $(prop MainPID)"
+    hup_done && [[ $(prop MainPID) == "$main_pid" ]]
+}
+check "kill -HUP MainPID: systemd moved the unit running -> reload -> running on the daemon's RELOADING=1/READY=1 alone" hup_reload
+cx systemd-analyze log-level info
 outputs+=("ledger /var/lib/secret-rotator/secrets/ledger raw 640 ${app_ids[3]}")
 ledger_rotated() {
     [[ $(mock_apps | jq -r --arg id "${app_ids[3]}" '.apps[] | select(.appId == $id) | .rotationCount') -ge 1 ]] &&
