@@ -669,35 +669,48 @@ check "systemctl stop: STOPPING=1 sent, exit status 0, within TimeoutStopSec" st
 
 # --- 14. no secret in the journal -------------------------------------------------------------------
 step "no secret in the journal"
+collector_alive=no
+kill -0 "$collector_pid" 2>/dev/null && collector_alive=yes
 kill "$collector_pid" 2>/dev/null
 wait "$collector_pid" 2>/dev/null || true
 collector_pid=""
 final_apps=$(mock_apps)
 no_secret_leaked() {
     local coverage
+    # The collector's record is what this check looks for: a missing, empty or unreadable one
+    # would make it look for nothing and pass.
+    [[ $collector_alive == yes ]] || { say "the collector had exited before it was stopped: its record may be incomplete"; return 1; }
+    [[ -s $work/mock-secrets.json ]] || { say "the collector's record $work/mock-secrets.json is missing or empty"; return 1; }
     # Complete history: rotationCount + 1 distinct secrets per app (seeded + one per rotation).
     coverage=$(jq -r --argjson final "$final_apps" '
         .apps as $seen | $final.apps[] |
-        "\(.appId) \(.rotationCount + 1) \(($seen[.appId].secrets // []) | length)"' "$work/mock-secrets.json")
+        "\(.appId) \(.rotationCount + 1) \(($seen[.appId].secrets // []) | length)"' "$work/mock-secrets.json") ||
+        { say "the collector's record cannot be read"; return 1; }
+    [[ -n $coverage ]] || { say "the mock lists no apps"; return 1; }
     say "secrets per app (expected seen): $(tr '\n' ',' <<<"$coverage")"
     if awk '$2 != $3 { bad = 1 } END { exit !bad }' <<<"$coverage"; then
         say "the collector missed a secret: the leak check would be incomplete"
         return 1
     fi
-    jq -r '.apps[].secrets[]' "$work/mock-secrets.json" >"$work/all-secrets.txt"
+    jq -r '.apps[].secrets[]' "$work/mock-secrets.json" >"$work/all-secrets.txt" || return 1
     printf '%s\n' "$access_key_secret" >>"$work/all-secrets.txt"
     # The mock's own list adds the management tokens (and repeats what the collector saw).
     cx curl -sf "$mock_url/__admin/issued" >"$work/mock-issued.json" || { say "GET /__admin/issued failed"; return 1; }
-    jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/mock-issued.json" >>"$work/all-secrets.txt"
+    jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/mock-issued.json" >>"$work/all-secrets.txt" || return 1
     say "the mock issued $(jq '.tokens | length' "$work/mock-issued.json") management tokens"
     [[ $(jq '.tokens | length' "$work/mock-issued.json") -ge 1 ]] || { say "no token issued: the token check saw nothing"; return 1; }
     sort -u -o "$work/all-secrets.txt" "$work/all-secrets.txt"
     say "looking for $(wc -l <"$work/all-secrets.txt") secret values in $(cx journalctl --no-pager -q | wc -l) journal entries"
     # Every field of every entry (export format is the full record), then the raw files.
     # To files first: `producer | grep -q` under pipefail fails when grep stops reading early.
-    cx journalctl --all -o export --no-pager >"$work/journal.export"
+    cx journalctl --all -o export --no-pager >"$work/journal.export" || { say "journalctl -o export failed"; return 1; }
     cx sh -c 'cat /run/log/journal/*/* /var/log/journal/*/* 2>/dev/null' >"$work/journal.files" || true
     say "journal: $(wc -c <"$work/journal.export") bytes exported, $(wc -c <"$work/journal.files") bytes of journal files"
+    # Positive control: the same search finds a value the daemon does log (an app id) in both.
+    if ! grep -a -F -q "${app_ids[0]}" "$work/journal.export" || ! grep -a -F -q "${app_ids[0]}" "$work/journal.files"; then
+        say "the journal export or the journal files lack ${app_ids[0]}: the search would not find a leak either"
+        return 1
+    fi
     if grep -a -F -f "$work/all-secrets.txt" -q "$work/journal.export"; then
         say "a secret value is in the journal"
         return 1
@@ -707,7 +720,7 @@ no_secret_leaked() {
         return 1
     fi
 }
-check "no app secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json") of them), no management token and not the access key secret appears in the journal" no_secret_leaked
+check "no app secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json" 2>/dev/null || echo '?') of them), no management token and not the access key secret appears in the journal" no_secret_leaked
 
 # --- 15. purge -----------------------------------------------------------------------------------------
 step "dpkg --purge"
