@@ -4,9 +4,11 @@
 # Boots a throw-away systemd as PID 1 of a container made from the host's own /usr
 # (systemd-nspawn --directory=/ --volatile=yes --boot; see DESIGN.md §7), installs the .deb
 # with dpkg inside it, runs genauth-mock as a transient unit, and drives the daemon through
-# systemctl and journalctl: start/READY/STATUS, files with mode/owner/group, journal fields,
-# the message catalog, no secret in the journal, reload (good and bad config), watchdog
-# restart, stop, systemd-analyze verify/security, and dpkg install/upgrade/purge.
+# systemctl and journalctl: start/READY/STATUS, files with mode/owner/group, an on_rotate hook
+# in the unit's sandbox, journal fields, the message catalog, no secret in the journal or a
+# hook's argv/environment, reload (RELOADING=1/READY=1, good and bad config), a watchdog
+# restart of a hung (SIGSTOPped) daemon, stop, systemd-analyze verify/security, and dpkg
+# install/upgrade/purge.
 #
 # Runs as root on a host whose PID 1 need not be systemd. Installs what it needs.
 # Environment:
@@ -300,17 +302,37 @@ nsenter --target "$pid1" --net -- /usr/bin/python3 "$here/collect-mock-secrets.p
 collector_pid=$!
 
 # --- 7. configure -----------------------------------------------------------------------------------
-step "configure: 3 apps, short intervals, test drop-in"
+step "configure: 3 apps, short intervals, an on_rotate hook, test drop-in"
 cx mkdir -p /srv/e2e-out
 cx chown secret-rotator:secret-readers /srv/e2e-out
 cx chmod 0750 /srv/e2e-out
+# billing's on_rotate hook: a script that records what the daemon handed it, exactly as
+# execve(2) passed it (argv from /proc/$$/cmdline, the environment from /proc/$$/environ,
+# NUL-separated), with its /proc status (user, no_new_privs, capabilities) and cgroup, into
+# a directory only the drop-in's ReadWritePaths= makes writable. It never opens an output.
+# The .env file comes last, by rename, so a complete record is one whose .env exists.
+hook_dir=/srv/e2e-hook
+hook_program=/usr/local/libexec/e2e-on-rotate
+hook_argv=("$hook_program" "$hook_dir" "second argument")
+cx install -d -m 0750 -o secret-rotator -g secret-rotator "$hook_dir"
+cx install -d -m 0755 "${hook_program%/*}"
+cx_write "$hook_program" 0755 <<'EOF'
+#!/bin/sh
+set -eu
+record=$1/hook.$ROTATOR_APP_ID.$ROTATOR_VERSION.$$
+cat /proc/$$/cmdline >"$record.argv"
+cat /proc/$$/status >"$record.status"
+cat /proc/$$/cgroup >"$record.cgroup"
+cat /proc/$$/environ >"$record.env.tmp"
+mv "$record.env.tmp" "$record.env"
+EOF
 printf '%s\n' "$access_key_secret" | cx_write /etc/secret-rotator/access-key-secret 0600
 # The operator's drop-in of the README (ReadWritePaths= for an output outside the state
 # directory) plus test-only settings: 1 s minimum interval, a short watchdog and restart.
 cx mkdir -p /etc/systemd/system/secret-rotator.service.d
 cx_write /etc/systemd/system/secret-rotator.service.d/e2e.conf 0644 <<'EOF'
 [Service]
-ReadWritePaths=/srv/e2e-out
+ReadWritePaths=/srv/e2e-out /srv/e2e-hook
 Environment=SECRET_ROTATOR_MINIMUM_INTERVAL=1s
 WatchdogSec=4s
 RestartSec=1s
@@ -339,6 +361,7 @@ ${2:-}
 id = "${app_ids[0]}"
 name = "billing"
 interval = "3s"
+on_rotate = ["${hook_argv[0]}", "${hook_argv[1]}", "${hook_argv[2]}"]
 
 [[app]]
 id = "${app_ids[1]}"
@@ -458,6 +481,81 @@ status_command() {
     [[ $rc -eq 0 && $out == *"daemon running (PID $main_pid)"* && $out == *billing* && $out == *reports* && $out == *search* ]]
 }
 check "secret-rotator status from a root shell lists every app and names the running daemon's PID" status_command
+
+step "on_rotate hook under the hardened unit"
+hook_record=""
+hook_version=""
+# A version of billing that the daemon got from a refresh ("secret rotated and written ..."),
+# then logged "hook done" for, and the hook's own record of running for that version: the
+# version is only known once the rotation happened, so the hook ran after it.
+hook_ran_after_rotation() {
+    local entries version record
+    entries=$(cx journalctl -o json --all --no-pager SYSLOG_IDENTIFIER=secret-rotator "APP_ID=${app_ids[0]}") || return 1
+    for version in $(jq -r 'select(.MESSAGE_ID == "ecde1cc95949469ebba3ee667402c2c6" and (.MESSAGE | startswith("secret rotated "))) | .VERSION' <<<"$entries" | sort -n -u); do
+        jq -e -s --arg v "$version" 'any(.[]; .MESSAGE == "hook done" and .VERSION == $v)' <<<"$entries" >/dev/null || continue
+        # shellcheck disable=SC2016 # expanded by the inner sh
+        record=$(cx sh -c 'for f in "$1"/hook."$2"."$3".*.env; do [ -e "$f" ] && echo "${f%.env}"; done; true' sh "$hook_dir" "${app_ids[0]}" "$version" | head -n 1)
+        [[ -n $record ]] || continue
+        hook_version=$version
+        hook_record=$record
+        return 0
+    done
+    return 1
+}
+check "billing's on_rotate hook ran for a rotated version (journal: rotated, then hook done; the hook's own record)" wait_for 30 hook_ran_after_rotation
+hook_ran_as_told() {
+    [[ -n $hook_record ]] || { say "no hook record to inspect"; return 1; }
+    local environment argv status cgroup uid
+    environment=$(cx cat "$hook_record.env" | jq -R -s -c 'split("\u0000") | map(select(. != "")) | sort') || return 1
+    argv=$(cx cat "$hook_record.argv" | jq -R -s -c 'split("\u0000") | map(select(. != ""))') || return 1
+    status=$(cx cat "$hook_record.status") || return 1
+    cgroup=$(cx cat "$hook_record.cgroup") || return 1
+    uid=$(cx id -u secret-rotator)
+    say "hook record $hook_record (version $hook_version), owner $(cx stat -c %U "$hook_record.env")"
+    say "  argv: $argv"
+    say "  environment: $environment"
+    say "  $(grep -E '^(Uid|NoNewPrivs|CapEff|CapBnd):' <<<"$status" | tr '\t\n' '  ')"
+    say "  cgroup: $(grep -m1 'secret-rotator' <<<"$cgroup" || echo "not in the unit's cgroup")"
+    # The hook's argv[0] is the script, run by its #! interpreter; the arguments pass unsplit.
+    [[ $argv == "$(jq -c -n --args '["/bin/sh"] + $ARGS.positional' "${hook_argv[@]}")" ]] || { say "argv differs"; return 1; }
+    # Exactly the documented variables, nothing of the daemon's environment (CREDENTIALS_DIRECTORY,
+    # SECRET_ROTATOR_*, INVOCATION_ID, NOTIFY_SOCKET...).
+    jq -e --arg id "${app_ids[0]}" --arg version "$hook_version" '
+        (map(index("=") as $i | {key: .[:$i], value: .[$i + 1:]}) | from_entries) as $env |
+        ($env | keys) == ["PATH", "ROTATOR_APP_ID", "ROTATOR_APP_NAME", "ROTATOR_OUTPUTS", "ROTATOR_VERSION"] and
+        ($env.PATH | length) > 0 and $env.ROTATOR_APP_ID == $id and $env.ROTATOR_APP_NAME == "billing" and
+        $env.ROTATOR_VERSION == $version and $env.ROTATOR_OUTPUTS == "/var/lib/secret-rotator/secrets/billing"' \
+        <<<"$environment" >/dev/null || { say "environment differs"; return 1; }
+    # Run inside the unit's sandbox: its user, no_new_privs, no capabilities, its cgroup.
+    if ! { grep -q "^Uid:[[:space:]]*${uid}[[:space:]]" <<<"$status" && grep -q '^NoNewPrivs:[[:space:]]*1$' <<<"$status" &&
+        grep -q '^CapEff:[[:space:]]*0*$' <<<"$status" && grep -q '^CapBnd:[[:space:]]*0*$' <<<"$status" &&
+        grep -q '/system.slice/secret-rotator.service$' <<<"$cgroup"; }; then
+        say "not run in the unit's sandbox"
+        return 1
+    fi
+}
+check "the hook got the documented argv and environment, ran as secret-rotator inside the unit's sandbox" hook_ran_as_told
+hook_saw_no_secret() {
+    local records
+    # Every value the mock ever issued (app secrets, management tokens, access key secrets)
+    # and the access key secret, searched for in every hook run's argv and environment.
+    cx curl -sf "$mock_url/__admin/issued" >"$work/hook-issued.json" || { say "GET /__admin/issued failed"; return 1; }
+    { jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/hook-issued.json" && printf '%s\n' "$access_key_secret"; } |
+        sort -u >"$work/hook-secrets.txt" || return 1
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    cx sh -c 'cat "$1"/hook.*.env "$1"/hook.*.argv' sh "$hook_dir" | tr '\0' '\n' >"$work/hook-records.txt" || return 1
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    records=$(cx sh -c 'ls "$1"/hook.*.env | wc -l' sh "$hook_dir")
+    say "$records hook runs recorded; $(jq '.secrets | length' "$work/hook-issued.json") app secrets issued so far"
+    # Positive control: the same search finds what is there (the app id).
+    grep -F -q "${app_ids[0]}" "$work/hook-records.txt" || { say "the records lack the app id: nothing real was searched"; return 1; }
+    [[ $(jq '.secrets | length' "$work/hook-issued.json") -ge 2 ]] || { say "fewer than 2 app secrets issued"; return 1; }
+    if grep -F -q -f "$work/hook-secrets.txt" "$work/hook-records.txt"; then
+        say "a secret value is in a hook's argv or environment"
+        return 1
+    fi
+}
+check "no secret the mock issued and not the access key secret is in any hook run's argv or environment" hook_saw_no_secret
 
 # --- 9. journal -----------------------------------------------------------------------------------
 step "journal"
