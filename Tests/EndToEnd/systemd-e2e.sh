@@ -4,9 +4,11 @@
 # Boots a throw-away systemd as PID 1 of a container made from the host's own /usr
 # (systemd-nspawn --directory=/ --volatile=yes --boot; see DESIGN.md §7), installs the .deb
 # with dpkg inside it, runs genauth-mock as a transient unit, and drives the daemon through
-# systemctl and journalctl: start/READY/STATUS, files with mode/owner/group, journal fields,
-# the message catalog, no secret in the journal, reload (good and bad config), watchdog
-# restart, stop, systemd-analyze verify/security, and dpkg install/upgrade/purge.
+# systemctl and journalctl: start/READY/STATUS, files with mode/owner/group, an on_rotate hook
+# in the unit's sandbox, journal fields, the message catalog, no secret in the journal or a
+# hook's argv/environment, reload (RELOADING=1/READY=1, good and bad config), a watchdog
+# restart of a hung (SIGSTOPped) daemon, stop, systemd-analyze verify/security, and dpkg
+# install/upgrade/purge.
 #
 # Runs as root on a host whose PID 1 need not be systemd. Installs what it needs.
 # Environment:
@@ -145,6 +147,10 @@ step "boot systemd in a container"
 # The daemon binary goes to /usr/bin, so /usr is the host's /usr with a private writable
 # overlay (host /usr is untouched). dpkg needs the host's package database (libc6 & co. are
 # "installed"): it is bind-mounted read-only and copied into the container's tmpfs /var.
+# The fresh /etc makes systemd's first-boot presets enable every unit of the host's /usr with
+# an [Install] section. etcd.service (etcd-server on the host) wants network-online.target,
+# which never comes under --private-network: the boot would stay "starting". Masked on the
+# kernel command line; masking a unit that does not exist is harmless.
 for hierarchy in systemd unified; do
     [[ -d /sys/fs/cgroup/$hierarchy ]] && mkdir -p "/sys/fs/cgroup/$hierarchy/$cgroup_name"
 done
@@ -161,6 +167,7 @@ boot_started=$(date +%s.%N)
         --bind-ro=/var/lib/dpkg:/run/host-dpkg \
         --bind-ro="$work/debs:/run/e2e/debs" \
         systemd.firstboot=off systemd.mask=systemd-firstboot.service \
+        systemd.mask=etcd.service \
         </dev/null >"$work/nspawn.log" 2>&1
 ) &
 nspawn_pid=$!
@@ -220,6 +227,16 @@ cx systemctl mask --now systemd-networkd-wait-online.service >/dev/null 2>&1
 cx truncate -s 0 /var/lib/dpkg/statoverride
 
 journal_cursor() { cx journalctl --show-cursor -n 0 -q | sed -n 's/^-- cursor: //p'; }
+# Every journal entry after CURSOR, as JSON lines; the callers pick entries with jq. Never with
+# journalctl's own matches: given --after-cursor= and a match (SYSLOG_IDENTIFIER=, _PID=1...),
+# journalctl 252 steps over "the cursor entry" even when that entry does not match, and so
+# drops the first matching entry after the cursor (seen here: PID 1's "Watchdog timeout" line;
+# a MESSAGE_ID= match found nothing because its only entry was the one dropped).
+journal_after() { cx journalctl --after-cursor="$1" --all -o json --no-pager; }
+# The daemon's entries after CURSOR.
+daemon_after() { journal_after "$1" | jq -c 'select(.SYSLOG_IDENTIFIER == "secret-rotator")'; }
+# PID 1's entries about the unit after CURSOR.
+pid1_after() { journal_after "$1" | jq -c --arg unit "$unit" 'select(._PID == "1" and .UNIT == $unit)'; }
 
 # --- 5. install ------------------------------------------------------------------------------------
 step "dpkg -i (install)"
@@ -290,17 +307,37 @@ nsenter --target "$pid1" --net -- /usr/bin/python3 "$here/collect-mock-secrets.p
 collector_pid=$!
 
 # --- 7. configure -----------------------------------------------------------------------------------
-step "configure: 3 apps, short intervals, test drop-in"
+step "configure: 3 apps, short intervals, an on_rotate hook, test drop-in"
 cx mkdir -p /srv/e2e-out
 cx chown secret-rotator:secret-readers /srv/e2e-out
 cx chmod 0750 /srv/e2e-out
+# billing's on_rotate hook: a script that records what the daemon handed it, exactly as
+# execve(2) passed it (argv from /proc/$$/cmdline, the environment from /proc/$$/environ,
+# NUL-separated), with its /proc status (user, no_new_privs, capabilities) and cgroup, into
+# a directory only the drop-in's ReadWritePaths= makes writable. It never opens an output.
+# The .env file comes last, by rename, so a complete record is one whose .env exists.
+hook_dir=/srv/e2e-hook
+hook_program=/usr/local/libexec/e2e-on-rotate
+hook_argv=("$hook_program" "$hook_dir" "second argument")
+cx install -d -m 0750 -o secret-rotator -g secret-rotator "$hook_dir"
+cx install -d -m 0755 "${hook_program%/*}"
+cx_write "$hook_program" 0755 <<'EOF'
+#!/bin/sh
+set -eu
+record=$1/hook.$ROTATOR_APP_ID.$ROTATOR_VERSION.$$
+cat /proc/$$/cmdline >"$record.argv"
+cat /proc/$$/status >"$record.status"
+cat /proc/$$/cgroup >"$record.cgroup"
+cat /proc/$$/environ >"$record.env.tmp"
+mv "$record.env.tmp" "$record.env"
+EOF
 printf '%s\n' "$access_key_secret" | cx_write /etc/secret-rotator/access-key-secret 0600
 # The operator's drop-in of the README (ReadWritePaths= for an output outside the state
 # directory) plus test-only settings: 1 s minimum interval, a short watchdog and restart.
 cx mkdir -p /etc/systemd/system/secret-rotator.service.d
 cx_write /etc/systemd/system/secret-rotator.service.d/e2e.conf 0644 <<'EOF'
 [Service]
-ReadWritePaths=/srv/e2e-out
+ReadWritePaths=/srv/e2e-out /srv/e2e-hook
 Environment=SECRET_ROTATOR_MINIMUM_INTERVAL=1s
 WatchdogSec=4s
 RestartSec=1s
@@ -329,6 +366,7 @@ ${2:-}
 id = "${app_ids[0]}"
 name = "billing"
 interval = "3s"
+on_rotate = ["${hook_argv[0]}", "${hook_argv[1]}", "${hook_argv[2]}"]
 
 [[app]]
 id = "${app_ids[1]}"
@@ -449,6 +487,81 @@ status_command() {
 }
 check "secret-rotator status from a root shell lists every app and names the running daemon's PID" status_command
 
+step "on_rotate hook under the hardened unit"
+hook_record=""
+hook_version=""
+# A version of billing that the daemon got from a refresh ("secret rotated and written ..."),
+# then logged "hook done" for, and the hook's own record of running for that version: the
+# version is only known once the rotation happened, so the hook ran after it.
+hook_ran_after_rotation() {
+    local entries version record
+    entries=$(cx journalctl -o json --all --no-pager SYSLOG_IDENTIFIER=secret-rotator "APP_ID=${app_ids[0]}") || return 1
+    for version in $(jq -r 'select(.MESSAGE_ID == "ecde1cc95949469ebba3ee667402c2c6" and (.MESSAGE | startswith("secret rotated "))) | .VERSION' <<<"$entries" | sort -n -u); do
+        jq -e -s --arg v "$version" 'any(.[]; .MESSAGE == "hook done" and .VERSION == $v)' <<<"$entries" >/dev/null || continue
+        # shellcheck disable=SC2016 # expanded by the inner sh
+        record=$(cx sh -c 'for f in "$1"/hook."$2"."$3".*.env; do [ -e "$f" ] && echo "${f%.env}"; done; true' sh "$hook_dir" "${app_ids[0]}" "$version" | head -n 1)
+        [[ -n $record ]] || continue
+        hook_version=$version
+        hook_record=$record
+        return 0
+    done
+    return 1
+}
+check "billing's on_rotate hook ran for a rotated version (journal: rotated, then hook done; the hook's own record)" wait_for 30 hook_ran_after_rotation
+hook_ran_as_told() {
+    [[ -n $hook_record ]] || { say "no hook record to inspect"; return 1; }
+    local environment argv status cgroup uid
+    environment=$(cx cat "$hook_record.env" | jq -R -s -c 'split("\u0000") | map(select(. != "")) | sort') || return 1
+    argv=$(cx cat "$hook_record.argv" | jq -R -s -c 'split("\u0000") | map(select(. != ""))') || return 1
+    status=$(cx cat "$hook_record.status") || return 1
+    cgroup=$(cx cat "$hook_record.cgroup") || return 1
+    uid=$(cx id -u secret-rotator)
+    say "hook record $hook_record (version $hook_version), owner $(cx stat -c %U "$hook_record.env")"
+    say "  argv: $argv"
+    say "  environment: $environment"
+    say "  $(grep -E '^(Uid|NoNewPrivs|CapEff|CapBnd):' <<<"$status" | tr '\t\n' '  ')"
+    say "  cgroup: $(grep -m1 'secret-rotator' <<<"$cgroup" || echo "not in the unit's cgroup")"
+    # The hook's argv[0] is the script, run by its #! interpreter; the arguments pass unsplit.
+    [[ $argv == "$(jq -c -n --args '["/bin/sh"] + $ARGS.positional' "${hook_argv[@]}")" ]] || { say "argv differs"; return 1; }
+    # Exactly the documented variables, nothing of the daemon's environment (CREDENTIALS_DIRECTORY,
+    # SECRET_ROTATOR_*, INVOCATION_ID, NOTIFY_SOCKET...).
+    jq -e --arg id "${app_ids[0]}" --arg version "$hook_version" '
+        (map(index("=") as $i | {key: .[:$i], value: .[$i + 1:]}) | from_entries) as $env |
+        ($env | keys) == ["PATH", "ROTATOR_APP_ID", "ROTATOR_APP_NAME", "ROTATOR_OUTPUTS", "ROTATOR_VERSION"] and
+        ($env.PATH | length) > 0 and $env.ROTATOR_APP_ID == $id and $env.ROTATOR_APP_NAME == "billing" and
+        $env.ROTATOR_VERSION == $version and $env.ROTATOR_OUTPUTS == "/var/lib/secret-rotator/secrets/billing"' \
+        <<<"$environment" >/dev/null || { say "environment differs"; return 1; }
+    # Run inside the unit's sandbox: its user, no_new_privs, no capabilities, its cgroup.
+    if ! { grep -q "^Uid:[[:space:]]*${uid}[[:space:]]" <<<"$status" && grep -q '^NoNewPrivs:[[:space:]]*1$' <<<"$status" &&
+        grep -q '^CapEff:[[:space:]]*0*$' <<<"$status" && grep -q '^CapBnd:[[:space:]]*0*$' <<<"$status" &&
+        grep -q '/system.slice/secret-rotator.service$' <<<"$cgroup"; }; then
+        say "not run in the unit's sandbox"
+        return 1
+    fi
+}
+check "the hook got the documented argv and environment, ran as secret-rotator inside the unit's sandbox" hook_ran_as_told
+hook_saw_no_secret() {
+    local records
+    # Every value the mock ever issued (app secrets, management tokens, access key secrets)
+    # and the access key secret, searched for in every hook run's argv and environment.
+    cx curl -sf "$mock_url/__admin/issued" >"$work/hook-issued.json" || { say "GET /__admin/issued failed"; return 1; }
+    { jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/hook-issued.json" && printf '%s\n' "$access_key_secret"; } |
+        sort -u >"$work/hook-secrets.txt" || return 1
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    cx sh -c 'cat "$1"/hook.*.env "$1"/hook.*.argv' sh "$hook_dir" | tr '\0' '\n' >"$work/hook-records.txt" || return 1
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    records=$(cx sh -c 'ls "$1"/hook.*.env | wc -l' sh "$hook_dir")
+    say "$records hook runs recorded; $(jq '.secrets | length' "$work/hook-issued.json") app secrets issued so far"
+    # Positive control: the same search finds what is there (the app id).
+    grep -F -q "${app_ids[0]}" "$work/hook-records.txt" || { say "the records lack the app id: nothing real was searched"; return 1; }
+    [[ $(jq '.secrets | length' "$work/hook-issued.json") -ge 2 ]] || { say "fewer than 2 app secrets issued"; return 1; }
+    if grep -F -q -f "$work/hook-secrets.txt" "$work/hook-records.txt"; then
+        say "a secret value is in a hook's argv or environment"
+        return 1
+    fi
+}
+check "no secret the mock issued and not the access key secret is in any hook run's argv or environment" hook_saw_no_secret
+
 # --- 9. journal -----------------------------------------------------------------------------------
 step "journal"
 rotated_entries() {
@@ -474,43 +587,69 @@ check "journalctl -x shows the catalog text" catalog_shown
 
 # --- 10. reload -------------------------------------------------------------------------------------
 step "systemctl reload with a 4th app"
+# The property: around a reload the daemon sends RELOADING=1, then READY=1. The unit's state
+# cannot prove it: ExecReload= alone keeps the unit in reloading/reload until /bin/kill exits,
+# and PID 1 logs "Reloading...", "Reloaded ..." and the reload job's JOB_RESULT=done for that
+# job whatever the daemon sends (in a trial with a bash daemon, "Reloaded" came before its
+# RELOADING=1 had even arrived). The witness is PID 1 itself at debug level: it logs "Got
+# notification message from PID N (...)" for each notification it accepts (NotifyAccess=main:
+# only the MainPID's), and "Changed running -> reload" when a notification moves the unit.
 main_pid=$(prop MainPID)
 write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
+cx systemd-analyze log-level debug
 cursor_reload=$(journal_cursor)
-# (Matching MESSAGE_ID= together with --after-cursor= found nothing in journalctl 252 here,
-# so the entries after the cursor are filtered with jq.)
-# Watch the sub-state while the reload runs (systemd 252: reload returns when ExecReload=
-# exits; the unit stays "reload" until the daemon sends READY=1).
-(
-    while :; do cx systemctl show -P SubState "$unit" 2>/dev/null; sleep 0.02; done
-) >"$work/substates.txt" &
-watcher_pid=$!
 reload_rc=0
 cx systemctl reload "$unit" || reload_rc=$?
-reloaded_entry() {
-    cx journalctl --after-cursor="$cursor_reload" -o json --no-pager \
-        SYSLOG_IDENTIFIER=secret-rotator >"$work/reloaded.json" &&
+reloaded_entry() { # CURSOR: the daemon logged "config reloaded" after it
+    daemon_after "$1" >"$work/reloaded.json" &&
         jq -e -s 'any(.[]; .MESSAGE_ID == "f05dc8b467cb44beafc7c2283eed473c")' "$work/reloaded.json" >/dev/null
 }
-reload_done() { reloaded_entry && state_running; }
-wait_for 15 reload_done || true
-kill "$watcher_pid" 2>/dev/null
-wait "$watcher_pid" 2>/dev/null || true
-substates=$(uniq "$work/substates.txt" | tr '\n' ' ')
-say "systemctl reload rc $reload_rc; sub-states seen: $substates"
-cx journalctl --after-cursor="$cursor_reload" --no-pager -o json SYSLOG_IDENTIFIER=secret-rotator |
-    jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | sed -n '1,8s/^/   /p'
-reload_transition() {
-    # The "reload" state is short-lived; systemd's own journal records it as well.
-    local jobs
-    jobs=$(cx journalctl --after-cursor="$cursor_reload" -o json --no-pager _PID=1 UNIT="$unit" |
-        jq -r 'select(.JOB_TYPE == "reload") | .JOB_RESULT // "started"' | tr '\n' ' ')
-    say "PID 1 reload job records: ${jobs:-none}"
-    say "reload rc $reload_rc, reloaded entry: $(reloaded_entry && echo yes || echo no), state: $(prop SubState), MainPID $main_pid -> $(prop MainPID)"
-    [[ $reload_rc -eq 0 ]] && reload_done && [[ $(prop MainPID) == "$main_pid" ]] &&
-        { [[ $substates == *reload* ]] || [[ $jobs == *done* ]]; }
+notified_reload() { # CURSOR: after it PID 1 accepted RELOADING=1 from the MainPID, and READY=1 from it later
+    pid1_after "$1" >"$work/reload-pid1.json" &&
+        jq -e -s --arg pid "$main_pid" '
+            [.[] | .MESSAGE | select(startswith("secret-rotator.service: Got notification message from PID \($pid) ("))] as $n |
+            ($n | map(test("[(, ]RELOADING=1[,)]")) | index(true)) as $r |
+            $r != null and ($n[$r + 1:] | any(test("[(, ]READY=1[,)]")))' "$work/reload-pid1.json" >/dev/null
 }
-check "systemctl reload: reloading -> running, config reloaded entry, same MainPID" reload_transition
+reload_done() { reloaded_entry "$cursor_reload" && notified_reload "$cursor_reload" && state_running; }
+wait_for 15 reload_done || true
+daemon_after "$cursor_reload" |
+    jq -r '"\(.MESSAGE_ID // "-") \(.MESSAGE)"' | sed -n '1,8s/^/   /p'
+show_notifications() { # CURSOR
+    pid1_after "$1" | jq -r '.MESSAGE | select(test(": (Got notification message from PID [0-9]+ \\((?!WATCHDOG=1\\)$)|Changed |Installed new job .*/reload)"))' |
+        sed -n '1,10s/^/   /p'
+}
+show_notifications "$cursor_reload"
+reload_transition() {
+    say "reload rc $reload_rc, reloaded entry: $(reloaded_entry "$cursor_reload" && echo yes || echo no)," \
+        "RELOADING=1 then READY=1 from PID $main_pid: $(notified_reload "$cursor_reload" && echo yes || echo no)," \
+        "state: $(prop ActiveState)/$(prop SubState), MainPID $main_pid -> $(prop MainPID)"
+    [[ $reload_rc -eq 0 ]] && reload_done && [[ $(prop MainPID) == "$main_pid" ]]
+}
+check "systemctl reload: systemd accepted RELOADING=1 then READY=1 from the MainPID, config reloaded entry, running, same MainPID" reload_transition
+
+step "SIGHUP alone (no ExecReload=, no reload job)"
+# Without a reload job nothing but the daemon's RELOADING=1 can move the unit to reloading.
+cursor_hup=$(journal_cursor)
+cx kill -HUP "$main_pid"
+moved_by_notification() {
+    pid1_after "$cursor_hup" >"$work/hup-pid1.json" &&
+        jq -e -s '
+            [.[] | .MESSAGE] as $m |
+            ($m | map(endswith(": Changed running -> reload")) | index(true)) as $a |
+            $a != null and ($m[$a + 1:] | any(endswith(": Changed reload -> running"))) and
+            all(.[]; .JOB_TYPE != "reload" and (.MESSAGE | contains("/reload as ") | not))' "$work/hup-pid1.json" >/dev/null
+}
+hup_done() { moved_by_notification && reloaded_entry "$cursor_hup" && notified_reload "$cursor_hup" && state_running; }
+wait_for 15 hup_done || true
+show_notifications "$cursor_hup"
+hup_reload() {
+    say "unit moved running -> reload -> running without a reload job: $(moved_by_notification && echo yes || echo no)," \
+        "config reloaded entry: $(reloaded_entry "$cursor_hup" && echo yes || echo no), MainPID $main_pid -> $(prop MainPID)"
+    hup_done && [[ $(prop MainPID) == "$main_pid" ]]
+}
+check "kill -HUP MainPID: systemd moved the unit running -> reload -> running on the daemon's RELOADING=1/READY=1 alone" hup_reload
+cx systemd-analyze log-level info
 outputs+=("ledger /var/lib/secret-rotator/secrets/ledger raw 640 ${app_ids[3]}")
 ledger_rotated() {
     [[ $(mock_apps | jq -r --arg id "${app_ids[3]}" '.apps[] | select(.appId == $id) | .rotationCount') -ge 1 ]] &&
@@ -527,16 +666,15 @@ cx_write /etc/secret-rotator/rotator.toml 0644 <"$work/broken.toml"
 cursor_broken=$(journal_cursor)
 cx systemctl reload "$unit" || true
 rejected_entry() {
-    cx journalctl --after-cursor="$cursor_broken" -o json --no-pager \
-        SYSLOG_IDENTIFIER=secret-rotator >"$work/rejected.json" &&
+    daemon_after "$cursor_broken" >"$work/rejected.json" &&
         jq -e -s 'any(.[]; .MESSAGE_ID == "264730db429e4ccfa2d697dd54988635")' "$work/rejected.json" >/dev/null
 }
 wait_for 15 rejected_entry || true
-cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator |
+daemon_after "$cursor_broken" | jq -r .MESSAGE |
     sed -n '1,8s/^/   /p'
 broken_kept_old() {
     rejected_entry &&
-        [[ $(cx journalctl --after-cursor="$cursor_broken" --no-pager -o cat SYSLOG_IDENTIFIER=secret-rotator) == *"rotator.toml:$bad_line:"* ]] &&
+        [[ $(daemon_after "$cursor_broken" | jq -r .MESSAGE) == *"rotator.toml:$bad_line:"* ]] &&
         wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]] && status_4_apps
 }
 check "broken config: rejected with rotator.toml:$bad_line in the journal, old config keeps running" broken_kept_old
@@ -544,32 +682,48 @@ check "broken config: rejected with rotator.toml:$bad_line in the journal, old c
 write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
 
 # --- 11. watchdog -----------------------------------------------------------------------------------
-step "watchdog: stall the scheduler"
+step "watchdog: a hung daemon is aborted and restarted"
+# A real hang, not a switch inside the daemon: SIGSTOP freezes every thread, so the WATCHDOG=1
+# pings stop. systemd then sends WatchdogSignal= (SIGABRT) followed by SIGCONT, the daemon dies
+# of the SIGABRT, and Restart=on-failure starts a new one RestartSec= later. The test drop-in's
+# WatchdogSec=4s (the unit ships 30s) and RestartSec=1s keep this at about 5 s; the waits allow 30.
+watchdog_usec=$(prop WatchdogUSec)
 restarts_before=$(prop NRestarts)
 pid_before=$(prop MainPID)
 cursor_watchdog=$(journal_cursor)
-cx touch /run/secret-rotator/stall-scheduler-for-tests
-watchdog_result_seen() {
-    cx journalctl --after-cursor="$cursor_watchdog" -o json --no-pager _PID=1 UNIT="$unit" |
-        jq -e -s 'any(.[]; .UNIT_RESULT == "watchdog")' >/dev/null
+t0=$(date +%s.%N)
+cx kill -STOP "$pid_before"
+hung() { [[ $(cx sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid_before/status" 2>/dev/null) == T ]]; }
+watchdog_fired() {
+    # PID 1's own record: the timeout, SIGABRT to the hung PID, its death by it, Result=watchdog.
+    pid1_after "$cursor_watchdog" >"$work/watchdog.json" &&
+        jq -e -s --arg pid "$pid_before" '
+            any(.[]; .MESSAGE | test(": Watchdog timeout \\(limit [^)]*\\)!$")) and
+            any(.[]; .MESSAGE | contains("Killing process \($pid) (") and endswith("with signal SIGABRT.")) and
+            any(.[]; .MESSAGE | endswith("Main process exited, code=killed, status=6/ABRT")) and
+            any(.[]; .UNIT_RESULT == "watchdog")' "$work/watchdog.json" >/dev/null
 }
-restarted() {
-    [[ $(prop NRestarts) -gt $restarts_before ]] && state_running && [[ $(prop MainPID) != "$pid_before" ]]
+running_again() {
+    local pid
+    pid=$(prop MainPID)
+    state_running && [[ $pid != 0 && $pid != "$pid_before" ]]
 }
 watchdog_restart() {
-    wait_for 30 watchdog_result_seen && wait_for 30 restarted
+    local restarts_after pid_after
+    [[ $watchdog_usec == 4s ]] || { say "WatchdogUSec=$watchdog_usec, not the drop-in's 4s: the waits below are not bounded by it"; return 1; }
+    wait_for 5 hung || { say "PID $pid_before did not stop after SIGSTOP"; return 1; }
+    say "PID $pid_before stopped (State T); waiting for the watchdog"
+    wait_for 30 watchdog_fired || { say "no watchdog timeout/SIGABRT/Result=watchdog for PID $pid_before in PID 1's journal"; return 1; }
+    wait_for 30 running_again || { say "not running again: $(prop ActiveState)/$(prop SubState), MainPID $(prop MainPID)"; return 1; }
+    restarts_after=$(prop NRestarts)
+    pid_after=$(prop MainPID)
+    say "restarted after $(elapsed "$t0") s: NRestarts $restarts_before -> $restarts_after, MainPID $pid_before -> $pid_after"
+    jq -r .MESSAGE "$work/watchdog.json" | grep -v 'Got notification message' | sed -n '1,8s/^/   /p'
+    [[ $restarts_after -eq $((restarts_before + 1)) ]]
 }
-t0=$(date +%s.%N)
-if watchdog_restart; then
-    say "restarted after $(elapsed "$t0") s: NRestarts $(prop NRestarts), MainPID $pid_before -> $(prop MainPID)"
-    cx journalctl --after-cursor="$cursor_watchdog" --no-pager -o cat _PID=1 UNIT="$unit" | sed -n '1,6s/^/   /p'
-    pass "watchdog: Result=watchdog, unit restarted and running"
-else
-    fail "watchdog: Result=watchdog, unit restarted and running" "NRestarts $(prop NRestarts), Result $(prop Result)"
-fi
-check "after the restart every output equals the mock's current secret" wait_for 20 outputs_match_mock
-stall_file_gone() { ! cx test -e /run/secret-rotator/stall-scheduler-for-tests; }
-check "RuntimeDirectory was recreated empty (no stall file)" stall_file_gone
+check "watchdog: SIGSTOPped daemon gets 'Watchdog timeout' + SIGABRT, Result=watchdog, NRestarts +1 exactly, new MainPID, active/running" watchdog_restart
+restarted_once_in_sync() { outputs_match_mock && [[ $(prop NRestarts) -eq $((restarts_before + 1)) ]]; }
+check "after the restart every output equals the mock's current secret, still exactly one restart" wait_for 20 restarted_once_in_sync
 
 # --- 12. upgrade ----------------------------------------------------------------------------------
 step "dpkg -i again (reinstall) and an upgrade, with the operator's config"
@@ -606,7 +760,7 @@ stop_seconds=$(elapsed "$t0")
 cx systemd-analyze log-level info
 stop_clean() {
     local stopping
-    stopping=$(cx journalctl --after-cursor="$cursor_stop" -o cat --no-pager _PID=1 UNIT="$unit" |
+    stopping=$(pid1_after "$cursor_stop" | jq -r .MESSAGE |
         grep -c 'Got notification message .*STOPPING=1') || true
     say "stop: rc $stop_rc in $stop_seconds s, STOPPING=1 notifications $stopping," \
         "Result=$(prop Result) ExecMainCode=$(prop ExecMainCode) ExecMainStatus=$(prop ExecMainStatus)"
@@ -618,35 +772,48 @@ check "systemctl stop: STOPPING=1 sent, exit status 0, within TimeoutStopSec" st
 
 # --- 14. no secret in the journal -------------------------------------------------------------------
 step "no secret in the journal"
+collector_alive=no
+kill -0 "$collector_pid" 2>/dev/null && collector_alive=yes
 kill "$collector_pid" 2>/dev/null
 wait "$collector_pid" 2>/dev/null || true
 collector_pid=""
 final_apps=$(mock_apps)
 no_secret_leaked() {
     local coverage
+    # The collector's record is what this check looks for: a missing, empty or unreadable one
+    # would make it look for nothing and pass.
+    [[ $collector_alive == yes ]] || { say "the collector had exited before it was stopped: its record may be incomplete"; return 1; }
+    [[ -s $work/mock-secrets.json ]] || { say "the collector's record $work/mock-secrets.json is missing or empty"; return 1; }
     # Complete history: rotationCount + 1 distinct secrets per app (seeded + one per rotation).
     coverage=$(jq -r --argjson final "$final_apps" '
         .apps as $seen | $final.apps[] |
-        "\(.appId) \(.rotationCount + 1) \(($seen[.appId].secrets // []) | length)"' "$work/mock-secrets.json")
+        "\(.appId) \(.rotationCount + 1) \(($seen[.appId].secrets // []) | length)"' "$work/mock-secrets.json") ||
+        { say "the collector's record cannot be read"; return 1; }
+    [[ -n $coverage ]] || { say "the mock lists no apps"; return 1; }
     say "secrets per app (expected seen): $(tr '\n' ',' <<<"$coverage")"
     if awk '$2 != $3 { bad = 1 } END { exit !bad }' <<<"$coverage"; then
         say "the collector missed a secret: the leak check would be incomplete"
         return 1
     fi
-    jq -r '.apps[].secrets[]' "$work/mock-secrets.json" >"$work/all-secrets.txt"
+    jq -r '.apps[].secrets[]' "$work/mock-secrets.json" >"$work/all-secrets.txt" || return 1
     printf '%s\n' "$access_key_secret" >>"$work/all-secrets.txt"
     # The mock's own list adds the management tokens (and repeats what the collector saw).
     cx curl -sf "$mock_url/__admin/issued" >"$work/mock-issued.json" || { say "GET /__admin/issued failed"; return 1; }
-    jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/mock-issued.json" >>"$work/all-secrets.txt"
+    jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/mock-issued.json" >>"$work/all-secrets.txt" || return 1
     say "the mock issued $(jq '.tokens | length' "$work/mock-issued.json") management tokens"
     [[ $(jq '.tokens | length' "$work/mock-issued.json") -ge 1 ]] || { say "no token issued: the token check saw nothing"; return 1; }
     sort -u -o "$work/all-secrets.txt" "$work/all-secrets.txt"
     say "looking for $(wc -l <"$work/all-secrets.txt") secret values in $(cx journalctl --no-pager -q | wc -l) journal entries"
     # Every field of every entry (export format is the full record), then the raw files.
     # To files first: `producer | grep -q` under pipefail fails when grep stops reading early.
-    cx journalctl --all -o export --no-pager >"$work/journal.export"
+    cx journalctl --all -o export --no-pager >"$work/journal.export" || { say "journalctl -o export failed"; return 1; }
     cx sh -c 'cat /run/log/journal/*/* /var/log/journal/*/* 2>/dev/null' >"$work/journal.files" || true
     say "journal: $(wc -c <"$work/journal.export") bytes exported, $(wc -c <"$work/journal.files") bytes of journal files"
+    # Positive control: the same search finds a value the daemon does log (an app id) in both.
+    if ! grep -a -F -q "${app_ids[0]}" "$work/journal.export" || ! grep -a -F -q "${app_ids[0]}" "$work/journal.files"; then
+        say "the journal export or the journal files lack ${app_ids[0]}: the search would not find a leak either"
+        return 1
+    fi
     if grep -a -F -f "$work/all-secrets.txt" -q "$work/journal.export"; then
         say "a secret value is in the journal"
         return 1
@@ -656,7 +823,7 @@ no_secret_leaked() {
         return 1
     fi
 }
-check "no app secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json") of them), no management token and not the access key secret appears in the journal" no_secret_leaked
+check "no app secret issued by the mock (all $(jq '[.apps[].secrets[]] | length' "$work/mock-secrets.json" 2>/dev/null || echo '?') of them), no management token and not the access key secret appears in the journal" no_secret_leaked
 
 # --- 15. purge -----------------------------------------------------------------------------------------
 step "dpkg --purge"

@@ -46,8 +46,6 @@ public final class RotationService: Service, Sendable {
     private let stopping = StopFlag()
     /// Longest single sleep; the watchdog needs pings more often than the wall-clock re-check.
     let maximumSleep: Duration
-    /// `$RUNTIME_DIRECTORY/stall-scheduler-for-tests`, only under systemd.
-    private let stallSwitch: String?
 
     public init(
         engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: StateDirectory,
@@ -60,7 +58,6 @@ public final class RotationService: Service, Sendable {
         self.events = events
         self.maximumSleep = min(maximumSleep, Self.wallClockRecheck)
         self.logger = logger
-        self.stallSwitch = ProcessEnvironment.current["RUNTIME_DIRECTORY"].map { "\($0)/stall-scheduler-for-tests" }
     }
 
     public func run() async throws {
@@ -92,16 +89,6 @@ public final class RotationService: Service, Sendable {
         logger.info("started", metadata: ["config": "\(configPath)"])
         var lastFullCheck = ContinuousClock.now
         while !stopping.isSet {
-            if let stall = stallSwitch, access(stall, F_OK) == 0 {
-                // Test-only: stop the loop (and its watchdog pings) so the watchdog path can be
-                // tested under a real systemd. The switch lives in the runtime directory, which
-                // systemd removes when the unit stops, so the restarted unit runs normally.
-                logger.warning("scheduler stalled by \(stall) (watchdog test)")
-                while access(stall, F_OK) == 0 && !stopping.isSet {
-                    await wake.wait(upTo: .seconds(1))
-                }
-                continue
-            }
             await feedWatchdog()
             if ContinuousClock.now - lastFullCheck >= Self.wallClockRecheck {
                 // The level-triggered pass: every output is compared with its held secret.
