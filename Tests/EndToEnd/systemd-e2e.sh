@@ -2,7 +2,7 @@
 # End-to-end test of the secret-rotator .deb under a real systemd 252.
 #
 # Boots a throw-away systemd as PID 1 of a container made from the host's own /usr
-# (systemd-nspawn --directory=/ --volatile=yes --boot; see DESIGN.md §7), installs the .deb
+# (systemd-nspawn --directory=/ --volatile=yes --boot; see the "systemd" section of Sources/SecretRotator/SecretRotator.docc/Architecture.md), installs the .deb
 # with dpkg inside it, runs genauth-mock as a transient unit, and drives the daemon through
 # systemctl and journalctl: start/READY/STATUS, files with mode/owner/group, an on_rotate hook
 # in the unit's sandbox, journal fields, the message catalog, no secret in the journal or a
