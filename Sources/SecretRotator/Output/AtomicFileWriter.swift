@@ -270,22 +270,14 @@ public struct AtomicFileWriter: Sendable {
         }
     }
 
+    /// Best effort, like the sweep: a directory that cannot be listed, or stops listing
+    /// midway, yields the temp files found so far.
     private static func listTemporaries(in directory: FileDescriptor) -> [(name: String, base: String)] {
-        // A fresh descriptor, because closedir closes the one it was given.
-        let raw = openat(directory.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard raw >= 0 else { return [] }
-        guard let stream = fdopendir(raw) else {
-            _ = close(raw)
-            return []
-        }
-        defer { _ = closedir(stream) }
+        guard var listing = try? DirectoryListing(directory: directory) else { return [] }
         var found: [(String, String)] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
-                String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if let base = TemporaryFileName.base(ofTemporary: name) {
-                found.append((name, base))
+        while let entry = try? listing.next() {
+            if entry.isExactName, let base = TemporaryFileName.base(ofTemporary: entry.name) {
+                found.append((entry.name, base))
             }
         }
         return found
