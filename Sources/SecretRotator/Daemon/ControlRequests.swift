@@ -26,7 +26,11 @@ public struct ControlRequests: Sendable {
             throw OutputError(.directoryUnavailable, path: directory, errno: Errno(rawValue: errno), reason: "cannot create the request directory")
         }
         let path = "\(directory)/\(StateStore.fileName(for: appID)).\(kind.rawValue)"
-        try AtomicFileWriter().write(Array(appID.utf8), to: path, options: AtomicWriteOptions())
+        let writer = AtomicFileWriter()
+        // Writes no longer sweep, and nothing else sweeps this directory: the submitter clears
+        // the temp files of a CLI killed mid-submit. The directory holds a handful of entries.
+        writer.sweepStaleTemporaries(inDirectory: directory)
+        try writer.write(Array(appID.utf8), to: path, options: AtomicWriteOptions())
     }
 
     /// Takes every waiting request (and removes its file).

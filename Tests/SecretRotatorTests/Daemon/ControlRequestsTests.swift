@@ -10,13 +10,16 @@ import Glibc
 
 @Suite("Control requests")
 struct ControlRequestsTests {
-    @Test("submit then drain: each request once, its file gone")
+    @Test("submit then drain: each request once, its file gone, a crashed submitter's temp file cleared by the next submit")
     func submitAndDrain() throws {
         let directory = try TestDirectory()
         defer { directory.remove() }
         let requests = ControlRequests(stateDirectory: directory.path)
         try requests.submit(appID: "app-1", kind: .rotate)
+        let stale = (requests.directory as NSString).appendingPathComponent(TemporaryFileName.make(for: "app-2.fetch", random: 7))
+        try TestFiles.write("app-2", to: stale)
         try requests.submit(appID: "app/2", kind: .fetch)
+        #expect(!FileManager.default.fileExists(atPath: stale))
 
         let drained = requests.drain()
         #expect(Set(drained.map { "\($0.kind.rawValue) \($0.appID)" }) == ["rotate app-1", "fetch app/2"])

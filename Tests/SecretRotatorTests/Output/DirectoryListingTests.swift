@@ -32,7 +32,7 @@ struct DirectoryListingTests {
     }
 
     @Test(
-        "5,000 entries with names of 1 to 255 bytes: listed exactly, and new files written among them",
+        "5,000 entries with names of 1 to 255 bytes: listed exactly, new files written and stale temp files swept among them",
         arguments: [true, false]  // tmpfs and the disk's file system lay records out differently
     )
     func thousandsOfEntries(onTmpfs: Bool) throws {
@@ -63,6 +63,14 @@ struct DirectoryListingTests {
             try writer.write(Array("value of \(name.count)".utf8), to: directory.file(name), options: AtomicWriteOptions())
             #expect(TestFiles.readString(directory.file(name)) == "value of \(name.count)")
         }
+        let stale = [
+            TemporaryFileName.make(for: "new-secret", random: 1), TemporaryFileName.make(for: longest, random: 2),
+            TemporaryFileName.make(for: names[4_999], random: 3),
+        ]
+        try Self.create(stale, in: directory.path)
+        let sweep = writer.sweepStaleTemporaries(inDirectory: directory.path)
+        #expect(sweep.error == nil)
+        #expect(Set(sweep.removed) == Set(stale))
         #expect(Set(try DirectoryListing.entries(atPath: directory.path).map(\.name)) == Set(names + written))
     }
 
