@@ -23,6 +23,28 @@ public struct OutputWriter: Sendable {
         return WriteReport(appId: document.appId, version: document.version, results: results)
     }
 
+    /// Compares the output `spec` describes with what `write(document, to: [spec])` would
+    /// leave on disk, for a level-triggered engine that rewrites only what drifted. Reads only.
+    ///
+    /// The expected bytes come from `OutputRenderer`, exactly as a write renders them; mode,
+    /// owner and group are compared with what the writer would set (see `OutputDrift`).
+    ///
+    /// - Returns: nil when the file is exactly what a write would leave, else the first
+    ///   difference found. Neither the result nor anything logged holds the secret.
+    public func inspect(_ document: SecretDocument, at spec: OutputSpec) -> OutputDrift? {
+        let problems = spec.problems()
+        guard problems.isEmpty else {
+            return .invalidOutput(OutputError(.invalidSpec, path: spec.path, reason: problems.joined(separator: "; ")))
+        }
+        let expected: [UInt8]
+        do {
+            expected = try OutputRenderer.render(document, for: spec)
+        } catch {
+            return .invalidOutput(error)
+        }
+        return fileWriter.inspect(expected, at: spec.path, options: spec.writeOptions)
+    }
+
     /// Removes the temp files crashed writers left next to these outputs: each parent
     /// directory once, however many outputs it holds (`AtomicFileWriter.sweepStaleTemporaries`).
     /// The engine runs this at start-up and after a config reload; writes themselves only
