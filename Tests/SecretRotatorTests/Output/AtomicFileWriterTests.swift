@@ -412,6 +412,12 @@ struct AtomicFileWriterTests {
         let old = "old secret\n"
         let new = String(repeating: "n", count: 16 * 1024)
         guard mounted else {
+            // CI sets SECRET_ROTATOR_REQUIRE_REAL_MOUNTS=1: there, injected errors would let
+            // this test pass without ever meeting a real full or read-only file system.
+            if ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] == "1" {
+                Issue.record("cannot mount a tmpfs at \(mountPoint), and SECRET_ROTATOR_REQUIRE_REAL_MOUNTS=1 forbids falling back to injected errors")
+                return
+            }
             print("cannot mount a tmpfs here (not root or no CAP_SYS_ADMIN); using injected ENOSPC and EROFS instead")
             try writer.write(Array(old.utf8), to: target, options: Self.options0600)
             for (step, errno) in [(AtomicFileWriter.Step.writeContent, Errno.noSpace), (.createTemporary, .readOnlyFileSystem)] {
