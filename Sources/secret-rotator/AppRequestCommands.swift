@@ -85,7 +85,7 @@ struct AppRequest {
 
     private func standalone(_ config: RotatorConfig, targets: [AppConfig], stateDirectory: String) async throws {
         options.bootstrapLogging()
-        let lock = try DaemonOptions.lock(stateDirectory)
+        let lock = try DaemonOptions.lock(stateDirectory, config: config)
         let client = try DaemonOptions.makeClient(config)
         let engine = RotationEngine(config: config, api: client, store: StateStore(directory: stateDirectory))
         var ok = true

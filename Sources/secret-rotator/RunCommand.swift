@@ -34,7 +34,7 @@ struct RunCommand: AsyncParsableCommand {
         let config = try options.loadConfig()
         options.bootstrapLogging()
         let stateDirectory = options.stateDirectory(for: config)
-        let lock = try DaemonOptions.lock(stateDirectory)
+        let lock = try DaemonOptions.lock(stateDirectory, config: config)
         let logger = Logger(label: "secret-rotator")
         let client = try DaemonOptions.makeClient(config)
         let engine = RotationEngine(config: config, api: client, store: StateStore(directory: stateDirectory))
