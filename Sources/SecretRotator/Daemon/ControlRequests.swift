@@ -26,19 +26,24 @@ public struct ControlRequests: Sendable {
             throw OutputError(.directoryUnavailable, path: directory, errno: Errno(rawValue: errno), reason: "cannot create the request directory")
         }
         let path = "\(directory)/\(StateDirectory.fileName(for: appID)).\(kind.rawValue)"
-        try AtomicFileWriter().write(Array(appID.utf8), to: path, options: AtomicWriteOptions())
+        let writer = AtomicFileWriter()
+        // Writes no longer sweep, and nothing else sweeps this directory: the submitter clears
+        // the temp files of a CLI killed mid-submit. The directory holds a handful of entries.
+        writer.sweepStaleTemporaries(inDirectory: directory)
+        try writer.write(Array(appID.utf8), to: path, options: AtomicWriteOptions())
     }
 
     /// Takes every waiting request (and removes its file).
+    ///
+    /// A request file is `<escaped app id>.<kind>`; hidden names (temp files of a submit in
+    /// flight) and anything else are left alone. If reading the directory fails midway, the
+    /// requests taken so far are returned and the rest stay for the next drain.
     public func drain() -> [(appID: String, kind: Kind)] {
-        guard let stream = opendir(directory) else { return [] }
-        defer { closedir(stream) }
+        guard var listing = try? DirectoryListing(path: directory) else { return [] }
         var requests: [(String, Kind)] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            guard !name.hasPrefix("."), let dot = name.lastIndex(of: "."),
+        while let entry = try? listing.next() {
+            let name = entry.name
+            guard entry.isExactName, !name.hasPrefix("."), let dot = name.lastIndex(of: "."),
                 let kind = Kind(rawValue: String(name[name.index(after: dot)...]))
             else { continue }
             let path = "\(directory)/\(name)"

@@ -11,9 +11,15 @@ import Musl
 ///
 /// Sequence: open the parent directory once and work relative to that descriptor (so a
 /// renamed or swapped parent cannot redirect later steps), check it is not writable by
-/// strangers, refuse a non-regular target, sweep our own stale temp files, create a hidden
-/// temp file `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` 0600, write, chown, chmod, fsync,
-/// re-check the target, `renameat` over it, fsync the directory.
+/// strangers, refuse a non-regular target, create a hidden temp file
+/// `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` 0600, write, chown, chmod, fsync, re-check the
+/// target, `renameat` over it, fsync the directory.
+///
+/// Temp files a crashed writer left behind are removed by `sweepStaleTemporaries`, which the
+/// engine runs at start-up and after a reload, and which a failed write runs on its own
+/// directory (the failure may be ENOSPC that those files cause). A successful write never
+/// lists the directory: with N apps in one drop directory, sweeping on every write made a
+/// pass cost O(N²).
 ///
 /// The temp file is `flock`ed for its whole life: the sweeper only deletes temp files it
 /// can lock, so it never removes a file another writer (thread or process) is still
@@ -55,8 +61,23 @@ public struct AtomicFileWriter: Sendable {
         let directory = try openDirectory(parent, target: path, options: options)
         defer { try? directory.close() }
         try checkDirectorySafety(directory, parent: parent, target: path, options: options)
+        do {
+            try replace(name, in: directory, with: bytes, target: path, options: options)
+        } catch {
+            // Our own temp file is gone by now; a crashed writer's may be what filled the disk
+            // (ENOSPC, EDQUOT), so clear them before the caller retries. Best effort: the
+            // write's error is the one that matters.
+            var removed: [String] = []
+            _ = try? sweep(directory, allowedOwners: Self.ownersByBase(options.owner.map { [name: $0] } ?? [:]), removed: &removed)
+            throw error
+        }
+    }
+
+    /// The write proper, inside a checked directory: temp file, content, attributes, rename.
+    private func replace(
+        _ name: String, in directory: FileDescriptor, with bytes: [UInt8], target path: String, options: AtomicWriteOptions
+    ) throws(OutputError) {
         try checkTargetIsReplaceable(name, in: directory, target: path)
-        sweepStaleTemporaries(in: directory, targetName: name, targetOwner: options.owner)
 
         let (file, temporaryName) = try createTemporary(for: name, in: directory, target: path)
         var renamed = false
@@ -155,9 +176,10 @@ public struct AtomicFileWriter: Sendable {
         return directory
     }
 
-    /// sshd StrictModes: whoever can write the directory can swap our file for theirs.
+    /// sshd StrictModes: whoever can write the directory can swap our file for theirs (or,
+    /// for a sweep, theirs for one we would unlink). `action` names what is refused.
     private func checkDirectorySafety(
-        _ directory: FileDescriptor, parent: String, target: String, options: AtomicWriteOptions
+        _ directory: FileDescriptor, parent: String, target: String, options: AtomicWriteOptions, action: String = "write"
     ) throws(OutputError) {
         guard !options.allowUnsafeDirectory else { return }
         let status: Stat
@@ -170,14 +192,14 @@ public struct AtomicFileWriter: Sendable {
         if owner != 0 && owner != geteuid() {
             throw OutputError(
                 .unsafeDirectory, path: target,
-                reason: "refusing to write: directory \(parent) is owned by uid \(owner), not by root or by us (uid \(geteuid())); set allow_unsafe_directory = true to override"
+                reason: "refusing to \(action): directory \(parent) is owned by uid \(owner), not by root or by us (uid \(geteuid())); set allow_unsafe_directory = true to override"
             )
         }
         let bits = status.permissions.rawValue & 0o7777
         if bits & 0o022 != 0 {
             throw OutputError(
                 .unsafeDirectory, path: target,
-                reason: "refusing to write: directory \(parent) is writable by group or others (mode \(String(bits, radix: 8))); set allow_unsafe_directory = true to override"
+                reason: "refusing to \(action): directory \(parent) is writable by group or others (mode \(String(bits, radix: 8))); set allow_unsafe_directory = true to override"
             )
         }
     }
@@ -245,18 +267,100 @@ public struct AtomicFileWriter: Sendable {
         throw lastError ?? OutputError(.temporaryFileFailed, path: target, reason: "cannot create the temporary file")
     }
 
-    /// Removes temp files a crashed writer left in this directory. Only regular files with our
-    /// name pattern, owned by us (or, for this target's own temp files, by the owner we chown
-    /// them to), and not locked by a live writer. Best effort: a failed sweep never fails a write.
-    private func sweepStaleTemporaries(in directory: FileDescriptor, targetName: String, targetOwner: UserID?) {
-        let ownBase = TemporaryFileName.truncatedBase(targetName)
+    // MARK: - Sweeping
+
+    /// Removes the temp files crashed writers left in `directory` (an absolute path), so they
+    /// neither fill the disk nor linger next to the secrets. Run it at start-up and after a
+    /// config reload, once per directory; writes do not sweep unless they fail.
+    ///
+    /// Removed are only regular files whose name has the temp pattern
+    /// (`.<target>.sr-tmp.<16 hex>`), that belong to this process's effective uid or, for the
+    /// temp files of a target named in `allowedOwners`, to the owner the writer chowns that
+    /// target's files to, and that no live writer holds `flock`ed: each is locked before it is
+    /// unlinked, and unlinked only if the name still leads to the inode that was locked.
+    ///
+    /// - Parameters:
+    ///   - directory: absolute path of the directory to sweep. A missing directory has
+    ///     nothing to sweep and is no error.
+    ///   - allowedOwners: target file name (the last path component, e.g. `billing.env`) to
+    ///     the owner its output is chowned to (`OutputSpec.owner`).
+    ///   - allowUnsafeDirectory: sweep even when the directory is writable by group or others
+    ///     or owned by a third user, like a write with the same switch; otherwise such a
+    ///     directory is left alone and reported as `unsafeDirectory`.
+    /// - Returns: the names removed and, when the sweep could not start or stopped early,
+    ///   the error (path and errno, as for a write).
+    @discardableResult
+    public func sweepStaleTemporaries(
+        inDirectory directory: String, allowedOwners: [String: UserID] = [:], allowUnsafeDirectory: Bool = false
+    ) -> TemporarySweep {
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try directory.withCString {
+                try FileDescriptor.open($0, .readOnly, options: [.directory, .closeOnExec])
+            }
+        } catch let failure as Errno where failure == .noSuchFileOrDirectory {
+            return TemporarySweep(directory: directory, removed: [], error: nil)
+        } catch {
+            let failure = OutputError(
+                .directoryUnavailable, path: directory, errno: error as? Errno, reason: "cannot open the directory to sweep")
+            return TemporarySweep(directory: directory, removed: [], error: failure)
+        }
+        defer { try? descriptor.close() }
+        do {
+            try checkDirectorySafety(
+                descriptor, parent: directory, target: directory,
+                options: AtomicWriteOptions(allowUnsafeDirectory: allowUnsafeDirectory), action: "sweep")
+        } catch {
+            return TemporarySweep(directory: directory, removed: [], error: error)
+        }
+        var removed: [String] = []
+        do {
+            try sweep(descriptor, allowedOwners: Self.ownersByBase(allowedOwners), removed: &removed)
+        } catch {
+            let failure = OutputError(
+                .directoryUnavailable, path: directory, errno: error, reason: "cannot list the directory to sweep")
+            return TemporarySweep(directory: directory, removed: removed, error: failure)
+        }
+        return TemporarySweep(directory: directory, removed: removed, error: nil)
+    }
+
+    /// `allowedOwners` keyed the way temp names carry their target: by the truncated base.
+    /// Two long names may share a base, hence a set of owners per base.
+    private static func ownersByBase(_ owners: [String: UserID]) -> [String: Set<uid_t>] {
+        var byBase: [String: Set<uid_t>] = [:]
+        for (name, owner) in owners {
+            byBase[TemporaryFileName.truncatedBase(name), default: []].insert(owner.rawValue)
+        }
+        return byBase
+    }
+
+    /// Lists first, then removes: the candidates found before a listing error are still swept
+    /// (and appended to `removed`), and the error is thrown afterwards.
+    private func sweep(
+        _ directory: FileDescriptor, allowedOwners: [String: Set<uid_t>], removed: inout [String]
+    ) throws(Errno) {
+        var candidates: [(name: String, base: String)] = []
+        var listingError: Errno?
+        do {
+            var listing = try DirectoryListing(directory: directory)
+            while let entry = try listing.next() {
+                // d_type is only a hint here (the lstat below decides), but it spares an
+                // lstat for every secret file in a large drop directory.
+                guard entry.isExactName, entry.type == nil || entry.type == .regular,
+                    let base = TemporaryFileName.base(ofTemporary: entry.name)
+                else { continue }
+                candidates.append((entry.name, base))
+            }
+        } catch {
+            listingError = error
+        }
         let me = geteuid()
-        for (temporaryName, base) in Self.listTemporaries(in: directory) {
+        for (temporaryName, base) in candidates {
             guard let status = try? Self.lstat(temporaryName, in: directory),
                 status.type == .regular
             else { continue }
             let owner = status.userID.rawValue
-            guard owner == me || (base == ownBase && targetOwner?.rawValue == owner) else { continue }
+            guard owner == me || allowedOwners[base]?.contains(owner) == true else { continue }
             let raw = openat(directory.rawValue, temporaryName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
             guard raw >= 0 else { continue }
             defer { _ = close(raw) }
@@ -266,29 +370,11 @@ public struct AtomicFileWriter: Sendable {
                 let current = try? Self.lstat(temporaryName, in: directory),
                 current.inode.rawValue == locked.st_ino, current.deviceID.rawValue == locked.st_dev
             else { continue }
-            _ = unlinkat(directory.rawValue, temporaryName, 0)
-        }
-    }
-
-    private static func listTemporaries(in directory: FileDescriptor) -> [(name: String, base: String)] {
-        // A fresh descriptor, because closedir closes the one it was given.
-        let raw = openat(directory.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard raw >= 0 else { return [] }
-        guard let stream = fdopendir(raw) else {
-            _ = close(raw)
-            return []
-        }
-        defer { _ = closedir(stream) }
-        var found: [(String, String)] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
-                String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if let base = TemporaryFileName.base(ofTemporary: name) {
-                found.append((name, base))
+            if unlinkat(directory.rawValue, temporaryName, 0) == 0 {
+                removed.append(temporaryName)
             }
         }
-        return found
+        if let listingError { throw listingError }
     }
 
     // MARK: - Plumbing

@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// Writes one secret document to all outputs of an app.
 ///
 /// Every output is rendered from the same document in memory, and one failing output does
@@ -19,6 +21,60 @@ public struct OutputWriter: Sendable {
             WriteReport.Result(spec: spec, outcome: write(document, to: spec))
         }
         return WriteReport(appId: document.appId, version: document.version, results: results)
+    }
+
+    /// Compares the output `spec` describes with what `write(document, to: [spec])` would
+    /// leave on disk, for a level-triggered engine that rewrites only what drifted. Reads only.
+    ///
+    /// The expected bytes come from `OutputRenderer`, exactly as a write renders them; mode,
+    /// owner and group are compared with what the writer would set (see `OutputDrift`).
+    ///
+    /// - Returns: nil when the file is exactly what a write would leave, else the first
+    ///   difference found. Neither the result nor anything logged holds the secret.
+    public func inspect(_ document: SecretDocument, at spec: OutputSpec) -> OutputDrift? {
+        let problems = spec.problems()
+        guard problems.isEmpty else {
+            return .invalidOutput(OutputError(.invalidSpec, path: spec.path, reason: problems.joined(separator: "; ")))
+        }
+        let expected: [UInt8]
+        do {
+            expected = try OutputRenderer.render(document, for: spec)
+        } catch {
+            return .invalidOutput(error)
+        }
+        return fileWriter.inspect(expected, at: spec.path, options: spec.writeOptions)
+    }
+
+    /// Removes the temp files crashed writers left next to these outputs: each parent
+    /// directory once, however many outputs it holds (`AtomicFileWriter.sweepStaleTemporaries`).
+    /// The engine runs this at start-up and after a config reload; writes themselves only
+    /// sweep after a failure.
+    ///
+    /// A temp file is removed when it is ours (effective uid), or when it belongs to an output
+    /// in that directory and is owned by that output's `owner`; and only when no live writer
+    /// holds its lock. A directory is swept even when unsafe (writable by group or others) if
+    /// one of its outputs sets `allowUnsafeDirectory`, as that output's write would have.
+    ///
+    /// - Returns: one `TemporarySweep` per directory, in the order the outputs first name it.
+    ///   Outputs whose path has no parent directory (invalid specs) are skipped.
+    @discardableResult
+    public func sweepStaleTemporaries(for outputs: [OutputSpec]) -> [TemporarySweep] {
+        var order: [String] = []
+        var byDirectory: [String: (owners: [String: UserID], allowUnsafe: Bool)] = [:]
+        for spec in outputs {
+            guard let (parent, name) = AtomicFileWriter.split(spec.path) else { continue }
+            if byDirectory[parent] == nil {
+                order.append(parent)
+                byDirectory[parent] = ([:], false)
+            }
+            if let owner = spec.owner { byDirectory[parent]?.owners[name] = owner }
+            if spec.allowUnsafeDirectory { byDirectory[parent]?.allowUnsafe = true }
+        }
+        return order.map { directory in
+            let settings = byDirectory[directory] ?? ([:], false)
+            return fileWriter.sweepStaleTemporaries(
+                inDirectory: directory, allowedOwners: settings.owners, allowUnsafeDirectory: settings.allowUnsafe)
+        }
     }
 
     private func write(_ document: SecretDocument, to spec: OutputSpec) -> WriteReport.Result.Outcome {

@@ -68,6 +68,7 @@ public actor RotationEngine {
         for app in config.apps {
             load(app)
         }
+        sweepOutputDirectories()
         checkOutputs()
     }
 
@@ -89,7 +90,26 @@ public actor RotationEngine {
         states = states.filter { ids.contains($0.key) }
         requested = requested.filter { ids.contains($0.key) }
         dueCache = [:]
+        sweepOutputDirectories()
         checkOutputs()
+    }
+
+    /// Writes do not sweep their directory (a pass over N apps in one directory would list it
+    /// N times); start-up and a reload clear the temp files a killed writer left, once per
+    /// directory. Best effort: a failed write sweeps its directory again.
+    private func sweepOutputDirectories() {
+        // Template text does not matter for sweeping, only paths, owners and directory safety.
+        let specs = config.apps.flatMap { app in app.outputs.map { $0.outputSpec(template: nil) } }
+        for sweep in writer.sweepStaleTemporaries(for: specs) {
+            if !sweep.removed.isEmpty {
+                logger.info(
+                    "removed temp files a killed writer left",
+                    metadata: ["target_path": "\(sweep.directory)", "files": "\(sweep.removed.joined(separator: " "))"])
+            }
+            if let error = sweep.error {
+                logger.warning("cannot sweep stale temp files: \(error)", metadata: ["target_path": "\(sweep.directory)"])
+            }
+        }
     }
 
     /// Asks every app (or the named ones) to compare its outputs with the held secret at its

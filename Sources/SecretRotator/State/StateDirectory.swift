@@ -55,6 +55,11 @@ public struct StateDirectory: Sendable {
             }
         }
         try migrateLegacyPending()
+        // Writes no longer sweep their directory; start-up (under the lock) clears the temp
+        // files of a writer killed mid-write.
+        for directory in [appsPath, secretsPath] {
+            writer.sweepStaleTemporaries(inDirectory: directory)
+        }
     }
 
     // MARK: - Records
@@ -204,8 +209,8 @@ public struct StateDirectory: Sendable {
     /// newer one is already there. Each move is a rename within the state directory, then
     /// both directories are synced.
     private func migrateLegacyPending() throws(StateDirectoryError) {
-        guard let names = try? DirectoryListing.names(in: legacyPendingPath) else { return }
-        for name in names where name.hasSuffix(".json") && !name.hasPrefix(".") {
+        guard let entries = try? DirectoryListing.entries(atPath: legacyPendingPath) else { return }
+        for name in entries.map(\.name) where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let source = "\(legacyPendingPath)/\(name)"
             let destination = "\(secretsPath)/\(name)"
             guard case .record(let legacy) = find(CurrentSecret.self, at: source) else { continue }
@@ -221,6 +226,8 @@ public struct StateDirectory: Sendable {
         }
         syncDirectory(secretsPath)
         syncDirectory(legacyPendingPath)
+        // Temp files a killed writer left there go with the directory.
+        writer.sweepStaleTemporaries(inDirectory: legacyPendingPath)
         _ = rmdir(legacyPendingPath)
     }
 

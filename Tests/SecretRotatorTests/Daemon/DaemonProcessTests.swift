@@ -287,6 +287,33 @@ import Testing
         #expect(invalid == 78)
     }
 
+    /// Writes no longer sweep their directory, so start-up (under the state-directory lock)
+    /// clears what a crashed writer left: in the journal's directories and next to outputs.
+    @Test func startUpSweepsTempFilesACrashLeft() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h")
+        let (first, firstOutput) = try await harness.run(["run", "--once"])
+        #expect(first == 0, "\(firstOutput)")
+        let stale = [
+            "\(harness.stateDirectory)/apps/\(TemporaryFileName.make(for: "\(DaemonHarness.appID(0)).json", random: 1))",
+            "\(harness.stateDirectory)/secrets/\(TemporaryFileName.make(for: "\(DaemonHarness.appID(1)).json", random: 2))",
+            "\(harness.dropDirectory)/\(TemporaryFileName.make(for: "app0", random: 3))",
+        ]
+        let unrelated = "\(harness.dropDirectory)/.not-a-temp-file"
+        for path in stale + [unrelated] {
+            #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8)))
+        }
+        let (again, againOutput) = try await harness.run(["run", "--once"])
+        #expect(again == 0, "\(againOutput)")
+        for path in stale {
+            #expect(!FileManager.default.fileExists(atPath: path), "\(path) survived start-up")
+        }
+        #expect(FileManager.default.fileExists(atPath: unrelated))
+        #expect(againOutput.contains("removed temp files a killed writer left"))
+        #expect(harness.violations([0, 1]).isEmpty)
+    }
+
     @Test func statusShowsTheJournalWithAndWithoutTheDaemon() async throws {
         let harness = try await DaemonHarness(apps: 2)
         defer { Task { await harness.cleanUp() } }

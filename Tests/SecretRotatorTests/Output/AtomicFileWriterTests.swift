@@ -137,28 +137,86 @@ struct AtomicFileWriterTests {
     func sweepsStaleTemporaries() throws {
         let directory = try TestDirectory()
         defer { directory.remove() }
-        let target = directory.file("secret")
         let staleOwn = directory.file(TemporaryFileName.make(for: "secret", random: 0xaaaa))
         let staleOther = directory.file(TemporaryFileName.make(for: "other", random: 0xbbbb))
         let live = directory.file(TemporaryFileName.make(for: "secret", random: 0xcccc))
         let lookalike = directory.file(".secret.sr-tmp.NOT-HEX-AT-ALL!!")
         let staleLink = directory.file(TemporaryFileName.make(for: "secret", random: 0xdddd))
+        let staleDirectory = directory.file(TemporaryFileName.make(for: "secret", random: 0xeeee))
         for path in [staleOwn, staleOther, live, lookalike] { try TestFiles.write("partial", to: path) }
         #expect(symlink("/etc/passwd", staleLink) == 0)
+        #expect(mkdir(staleDirectory, 0o700) == 0)
         // A writer that is still alive holds its temp file's lock.
         let liveFD = open(live, O_RDONLY | O_CLOEXEC)
         #expect(liveFD >= 0)
         defer { close(liveFD) }
         #expect(flock(liveFD, LOCK_EX) == 0)
 
-        try writer.write(Array("new".utf8), to: target, options: Self.options0600)
+        let sweep = writer.sweepStaleTemporaries(inDirectory: directory.path)
 
+        #expect(sweep.error == nil)
+        #expect(sweep.directory == directory.path)
+        #expect(Set(sweep.removed) == [(staleOwn as NSString).lastPathComponent, (staleOther as NSString).lastPathComponent])
         let remaining = Set(TestFiles.entries(directory.path))
         #expect(!remaining.contains((staleOwn as NSString).lastPathComponent))
         #expect(!remaining.contains((staleOther as NSString).lastPathComponent))
         #expect(remaining.contains((live as NSString).lastPathComponent))
         #expect(remaining.contains((lookalike as NSString).lastPathComponent))
         #expect(remaining.contains((staleLink as NSString).lastPathComponent))
+        #expect(remaining.contains((staleDirectory as NSString).lastPathComponent))
+    }
+
+    @Test("a successful write does not sweep the directory; a failed write does, and so does an explicit sweep")
+    func sweepsOnlyAfterFailureOrOnRequest() throws {
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let target = directory.file("secret")
+        let stale = [
+            TemporaryFileName.make(for: "secret", random: 0x1111), TemporaryFileName.make(for: "neighbour", random: 0x2222),
+        ]
+        func plant() throws {
+            for name in stale { try TestFiles.write("partial", to: directory.file(name)) }
+        }
+        try plant()
+
+        // Success: the directory is not listed, so the stale files survive.
+        try writer.write(Array("one".utf8), to: target, options: Self.options0600)
+        try writer.write(Array("two".utf8), to: directory.file("neighbour"), options: Self.options0600)
+        #expect(TestFiles.temporaries(directory.path) == stale.sorted())
+        #expect(TestFiles.readString(target) == "one")
+
+        // Failure (ENOSPC while writing): the writer clears the directory before reporting it.
+        let full = AtomicFileWriter(hooks: .init(beforeStep: { step, _ in step == .writeContent ? .noSpace : nil }))
+        #expect(throws: OutputError.self) { try full.write(Array("three".utf8), to: target, options: Self.options0600) }
+        #expect(TestFiles.temporaries(directory.path).isEmpty)
+        #expect(TestFiles.readString(target) == "one")
+
+        // On request, e.g. at start-up.
+        try plant()
+        let sweep = writer.sweepStaleTemporaries(inDirectory: directory.path)
+        #expect(Set(sweep.removed) == Set(stale))
+        #expect(TestFiles.entries(directory.path) == ["neighbour", "secret"])
+    }
+
+    @Test("a sweep of a missing directory is a no-op; an unsafe one is refused unless allowed")
+    func sweepMissingAndUnsafeDirectories() throws {
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let missing = writer.sweepStaleTemporaries(inDirectory: directory.file("missing"))
+        #expect(missing.error == nil && missing.removed.isEmpty)
+
+        let shared = directory.file("shared")
+        #expect(mkdir(shared, 0o700) == 0)
+        #expect(chmod(shared, 0o777) == 0)
+        let stale = TemporaryFileName.make(for: "secret", random: 0x3333)
+        try TestFiles.write("partial", to: (shared as NSString).appendingPathComponent(stale))
+        let refused = writer.sweepStaleTemporaries(inDirectory: shared)
+        #expect(refused.error?.code == .unsafeDirectory)
+        #expect(refused.error?.description.contains("refusing to sweep") == true)
+        #expect(TestFiles.entries(shared) == [stale])
+        let allowed = writer.sweepStaleTemporaries(inDirectory: shared, allowUnsafeDirectory: true)
+        #expect(allowed.error == nil && allowed.removed == [stale])
+        #expect(TestFiles.entries(shared).isEmpty)
     }
 
     @Test("stale temp files of other users are left alone", .enabled(if: TestAccounts.isRoot, "needs root to chown"))
@@ -172,12 +230,20 @@ struct AtomicFileWriterTests {
             try TestFiles.write("partial", to: path)
             #expect(chown(path, ids.user.rawValue, ids.group.rawValue) == 0)
         }
-        var options = Self.options0600
-        options.owner = ids.user
-        try writer.write(Array("new".utf8), to: directory.file("secret"), options: options)
+        let sweep = writer.sweepStaleTemporaries(inDirectory: directory.path, allowedOwners: ["secret": ids.user])
+        #expect(sweep.removed == [(chownedOwn as NSString).lastPathComponent])
         let remaining = Set(TestFiles.entries(directory.path))
         #expect(remaining.contains((foreign as NSString).lastPathComponent), "someone else's file")
         #expect(!remaining.contains((chownedOwn as NSString).lastPathComponent), "ours, already chowned to the target owner")
+
+        // The same rule when a failed write sweeps: the target's owner counts, for its own temp files only.
+        try TestFiles.write("partial", to: chownedOwn)
+        #expect(chown(chownedOwn, ids.user.rawValue, ids.group.rawValue) == 0)
+        var options = Self.options0600
+        options.owner = ids.user
+        let failing = AtomicFileWriter(hooks: .init(beforeStep: { step, _ in step == .rename ? .ioError : nil }))
+        #expect(throws: OutputError.self) { try failing.write(Array("new".utf8), to: directory.file("secret"), options: options) }
+        #expect(TestFiles.entries(directory.path) == [(foreign as NSString).lastPathComponent])
     }
 
     @Test(
@@ -346,6 +412,12 @@ struct AtomicFileWriterTests {
         let old = "old secret\n"
         let new = String(repeating: "n", count: 16 * 1024)
         guard mounted else {
+            // CI sets SECRET_ROTATOR_REQUIRE_REAL_MOUNTS=1: there, injected errors would let
+            // this test pass without ever meeting a real full or read-only file system.
+            if ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] == "1" {
+                Issue.record("cannot mount a tmpfs at \(mountPoint), and SECRET_ROTATOR_REQUIRE_REAL_MOUNTS=1 forbids falling back to injected errors")
+                return
+            }
             print("cannot mount a tmpfs here (not root or no CAP_SYS_ADMIN); using injected ENOSPC and EROFS instead")
             try writer.write(Array(old.utf8), to: target, options: Self.options0600)
             for (step, errno) in [(AtomicFileWriter.Step.writeContent, Errno.noSpace), (.createTemporary, .readOnlyFileSystem)] {

@@ -90,7 +90,7 @@ struct OutputStressTests {
         #expect(TestFiles.entries(directory.path) == ["secret"])
     }
 
-    @Test("crash: a writer process SIGKILLed at random moments 200 times leaves old or new, and the next write sweeps its temp file")
+    @Test("crash: a writer process SIGKILLed at random moments 200 times leaves old or new, and a start-up sweep removes its temp file")
     func crashes() throws {
         let binary = TestProcess.secretRotatorBinary
         try #require(FileManager.default.isExecutableFile(atPath: binary), "built executable at \(binary)")
@@ -142,14 +142,20 @@ struct OutputStressTests {
 
             let content = TestFiles.readString(target) ?? "<unreadable>"
             if !valid.contains(content) { bad.append("round \(round): \(content.count) bytes") }
-            if !TestFiles.temporaries(directory.path).isEmpty { leftovers += 1 }
+            let temporaries = TestFiles.temporaries(directory.path)
+            if !temporaries.isEmpty { leftovers += 1 }
 
+            // What the engine does when it starts again after a crash.
+            let sweep = writer.sweepStaleTemporaries(inDirectory: directory.path)
+            if sweep.error != nil || sweep.removed.sorted() != temporaries {
+                bad.append("round \(round): swept \(sweep.removed), error \(String(describing: sweep.error)), expected \(temporaries)")
+            }
             try writer.write(Array((round.isMultiple(of: 2) ? old : new).utf8), to: target, options: options)
             let entries = TestFiles.entries(directory.path)
             if entries != ["secret"] { bad.append("round \(round): left \(entries)") }
         }
         let elapsed = clock.now - started
-        print("crash test: \(kills) SIGKILLs in \(elapsed); \(leftovers) left a temp file behind; \(bad.count) bad states (torn content or entries left after the next write)")
+        print("crash test: \(kills) SIGKILLs in \(elapsed); \(leftovers) left a temp file behind; \(bad.count) bad states (torn content, or entries left after the sweep and the next write)")
         #expect(bad.isEmpty, "\(bad.prefix(5))")
         #expect(leftovers > 0, "no kill landed mid-write; the test did not exercise the sweep")
     }

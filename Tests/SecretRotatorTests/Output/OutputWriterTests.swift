@@ -78,4 +78,52 @@ struct OutputWriterTests {
         #expect(TestFiles.readString((drop as NSString).appendingPathComponent("shipping")) == "s-secret\n")
         #expect(permissions(try #require(TestFiles.lstatOf(drop))) == 0o750)
     }
+
+    @Test("sweeping for a set of outputs visits each directory once, with each output's owner for its own temp files")
+    func sweepForOutputs() throws {
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let first = directory.file("first")
+        let second = directory.file("second")
+        for path in [first, second] { #expect(mkdir(path, 0o700) == 0) }
+        func inFirst(_ name: String) -> String { (first as NSString).appendingPathComponent(name) }
+        func inSecond(_ name: String) -> String { (second as NSString).appendingPathComponent(name) }
+        let outputs = [
+            OutputSpec(path: inFirst("a")), OutputSpec(path: inSecond("c.env"), format: .env, envKey: "K"),
+            OutputSpec(path: inFirst("b.json"), format: .json), OutputSpec.dropDirectory(directory.file("not-yet"), name: "d"),
+        ]
+        let stale = [
+            inFirst(TemporaryFileName.make(for: "a", random: 1)), inFirst(TemporaryFileName.make(for: "b.json", random: 2)),
+            inSecond(TemporaryFileName.make(for: "c.env", random: 3)),
+        ]
+        for path in stale { try TestFiles.write("partial", to: path) }
+
+        let sweeps = OutputWriter().sweepStaleTemporaries(for: outputs)
+        #expect(sweeps.map(\.directory) == [first, second, directory.file("not-yet")])
+        #expect(sweeps.allSatisfy { $0.error == nil })
+        #expect(sweeps.map { Set($0.removed) } == [
+            [(stale[0] as NSString).lastPathComponent, (stale[1] as NSString).lastPathComponent],
+            [(stale[2] as NSString).lastPathComponent], [],
+        ])
+        #expect(TestFiles.entries(first).isEmpty && TestFiles.entries(second).isEmpty)
+    }
+
+    @Test("sweeping for outputs honours each output's owner and leaves other users' temp files", .enabled(if: TestAccounts.isRoot, "needs root to chown"))
+    func sweepForOutputsRespectsOwners() throws {
+        let ids = try #require(TestAccounts.ids)
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let owned = OutputSpec(path: directory.file("owned"), owner: ids.user)
+        let plain = OutputSpec(path: directory.file("plain"))
+        let ownedTemporary = directory.file(TemporaryFileName.make(for: "owned", random: 1))
+        let plainTemporary = directory.file(TemporaryFileName.make(for: "plain", random: 2))
+        for path in [ownedTemporary, plainTemporary] {
+            try TestFiles.write("partial", to: path)
+            #expect(chown(path, ids.user.rawValue, ids.group.rawValue) == 0)
+        }
+        let sweeps = OutputWriter().sweepStaleTemporaries(for: [owned, plain])
+        #expect(sweeps.count == 1)
+        #expect(sweeps.first?.removed == [(ownedTemporary as NSString).lastPathComponent])
+        #expect(TestFiles.entries(directory.path) == [(plainTemporary as NSString).lastPathComponent], "plain's temp file is not ours")
+    }
 }

@@ -64,6 +64,8 @@ import Testing
         }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
+        // sun_path holds 108 bytes with the NUL; a long $TMPDIR would make copyBytes trap.
+        try #require(path.utf8.count < MemoryLayout.size(ofValue: address.sun_path), "socket path too long: \(path)")
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: Array(path.utf8) + [0])
         }
