@@ -28,6 +28,13 @@ struct AppRequest {
                 StandardError.write("secret-rotator: no app named or with id \"\(name)\" in \(config.sourcePath)")
                 throw ExitCode(64)
             }
+            if kind == .rotate && app.action == .follow {
+                // Exactly one host may rotate an app: a follower rotating would kill the secret
+                // its rotating host and every other follower hold.
+                StandardError.write(
+                    "secret-rotator: \(app.name) has action = \"follow\": this host never rotates it; rotate it on its rotating host, or use `fetch`")
+                throw ExitCode(64)
+            }
             targets.append(app)
         }
         let stateDirectory = options.stateDirectory(for: config)
@@ -84,6 +91,8 @@ struct AppRequest {
     }
 
     private func standalone(_ config: RotatorConfig, targets: [AppConfig], stateDirectory: String) async throws {
+        // Holding the lock, this process is what another `rotate` would signal.
+        ControlSignals.ignoreUntilTrapped()
         options.bootstrapLogging()
         let lock = try DaemonOptions.lock(stateDirectory)
         let client = try DaemonOptions.makeClient(config)

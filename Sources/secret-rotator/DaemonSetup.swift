@@ -44,7 +44,9 @@ struct DaemonOptions: ParsableArguments {
             return try StateDirectoryLock.acquire(stateDirectory: stateDirectory)
         } catch let error as StateDirectoryLock.HeldError {
             StandardError.write("secret-rotator: \(error)")
-            throw ExitCode(75)
+            // 75 only when another instance holds it; a lock file that cannot be opened
+            // (read-only or broken state directory) is 73, like any other unusable directory.
+            throw ExitCode(error.isHeldByAnother ? 75 : 73)
         } catch {
             StandardError.write("secret-rotator: cannot use the state directory: \(error)")
             throw ExitCode(73)

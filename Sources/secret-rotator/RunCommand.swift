@@ -36,6 +36,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         // --once keeps the default action: killed mid-way, its steps resume from the journal.
         if !once { EarlyStopSignal.install() }
+        ControlSignals.ignoreUntilTrapped()
         let config = try options.loadConfig()
         options.bootstrapLogging()
         let stateDirectory = options.stateDirectory(for: config)
@@ -77,7 +78,7 @@ struct RunCommand: AsyncParsableCommand {
             StandardError.write("\(app.name): failed: \(app.lastError ?? "unknown error")\(retry)")
         }
         for app in report.apps where app.consecutiveFailures == 0 && app.unfinishedCall != nil {
-            let at = app.nextDue.map { " at \(StatusReport.due($0, now: now))" } ?? ""
+            let at = app.nextDue.map { " (\(StatusReport.due($0, now: now)))" } ?? ""
             StandardError.write("\(app.name): a refresh's outcome is unknown; the next run reconciles it with GenAuth\(at)")
         }
         return report.failing.isEmpty && !report.apps.contains { $0.unfinishedCall != nil }

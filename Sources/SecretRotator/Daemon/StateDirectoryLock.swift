@@ -16,6 +16,9 @@ public final class StateDirectoryLock: Sendable {
     public struct HeldError: Error, CustomStringConvertible {
         public let path: String
         public let holder: pid_t?
+        /// True when another process holds the lock (its PID may not be readable yet); false
+        /// when the lock file itself could not be opened (read-only or broken directory).
+        public var isHeldByAnother = false
         public let reason: String
 
         public var description: String {
@@ -49,7 +52,9 @@ public final class StateDirectoryLock: Sendable {
         guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
             let reason = String(cString: strerror(errno))
             try? descriptor.close()
-            throw HeldError(path: path, holder: holder(stateDirectory: stateDirectory), reason: reason)
+            var held = HeldError(path: path, holder: holder(stateDirectory: stateDirectory), reason: reason)
+            held.isHeldByAnother = true
+            throw held
         }
         let text = Array("\(getpid())\n".utf8)
         _ = ftruncate(descriptor.rawValue, 0)

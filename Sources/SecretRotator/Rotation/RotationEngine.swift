@@ -34,6 +34,13 @@ public actor RotationEngine {
     /// Apps whose next step may run once despite a pending backoff (an operator asked).
     private var backoffOverride: Set<String> = []
     private var running: [String: ContinuousClock.Instant] = [:]
+    /// Running apps that are inside their hook: they keep their one-step-per-app turn but not a
+    /// `max_concurrent` slot, so slow hooks cannot hold back other apps' API work.
+    private var inHook: Set<String> = []
+    /// Secrets adopted while the state directory could not keep them (ENOSPC, EROFS...): newer
+    /// than the record on disk and already on the outputs, so they, not the older record, are
+    /// what a repair compares with until a save succeeds.
+    private var unsavedSecrets: [String: CurrentSecret] = [:]
     /// When each idle app's planned step falls due (`.distantPast`: at once). A plan depends
     /// only on the app's state and facts, never on the clock beyond the absolute time it waits
     /// for, so it is cached until one of those changes: a pass over N apps plans each app a
@@ -124,7 +131,8 @@ public actor RotationEngine {
     /// once, and the log says so. Returns false for an unknown app.
     public func request(_ step: RotationPlanner.Step, forApp nameOrID: String) -> Bool {
         guard let app = config.app(named: nameOrID) else { return false }
-        requested[app.id] = step
+        // A rotation already asked for is not replaced by a fetch: it answers both.
+        if requested[app.id] != .refresh { requested[app.id] = step }
         dueCache[app.id] = nil
         if step == .fetch { outputsCheckDue.insert(app.id) }
         if let state = states[app.id], state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now() {
@@ -144,7 +152,7 @@ public actor RotationEngine {
     public func startDue() -> Date? {
         let now = now()
         for app in config.apps where running[app.id] == nil {
-            guard running.count < config.defaults.maxConcurrent else { break }
+            guard busySlots < config.defaults.maxConcurrent else { break }
             if isDue(app, now: now) { start(app) }
         }
         return nextWake()
@@ -159,7 +167,7 @@ public actor RotationEngine {
         while true {
             let now = now()
             for app in config.apps where running[app.id] == nil && (steps[app.id] ?? 0) < maxStepsPerApp {
-                guard running.count < config.defaults.maxConcurrent else { break }
+                guard busySlots < config.defaults.maxConcurrent else { break }
                 guard isDue(app, now: now) else { continue }
                 steps[app.id, default: 0] += 1
                 start(app)
@@ -169,6 +177,8 @@ public actor RotationEngine {
         }
         return nextWake()
     }
+
+    private var busySlots: Int { running.count - inHook.count }
 
     /// Whether the app's planned step is due at `now`, from the cache when it is known.
     private func isDue(_ app: AppConfig, now: Date) -> Bool {
@@ -247,11 +257,11 @@ public actor RotationEngine {
         let facts = RotationPlanner.Facts(heldVersion: heldVersions[app.id], outputsCheckDue: outputsCheckDue.contains(app.id))
         let planned = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now())
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
-        let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version
-            || (app.onRotate != nil && state.hookDoneVersion < state.version) || state.version == 0
+        // An owed hook does not hold a request back: the new version's hook supersedes it.
+        let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
         if let asked = requested[app.id], !recovering {
             switch planned {
-            case .wait, .verify, .inspectOutputs, .fetch, .refresh:
+            case .wait, .verify, .inspectOutputs, .fetch, .refresh, .runHook:
                 // A fetch request checks the outputs first (they are part of what it answers).
                 if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
                 return (asked, true)
@@ -290,6 +300,14 @@ public actor RotationEngine {
         // A request and a backoff override are used up only by the step that runs.
         if isRequest { requested[app.id] = nil }
         backoffOverride.remove(app.id)
+        let failuresBefore = states[app.id]?.consecutiveFailures ?? 0
+        defer {
+            // A request whose step failed stays asked for: it runs again after the backoff
+            // instead of being lost while the CLI says the daemon keeps trying.
+            if isRequest, (states[app.id]?.consecutiveFailures ?? 0) > failuresBefore, requested[app.id] == nil {
+                requested[app.id] = step
+            }
+        }
         switch step {
         case .refresh: await transition(app, .refreshStarting)
         case .reconcile: await read(app, purpose: .reconcile)
@@ -305,6 +323,11 @@ public actor RotationEngine {
     private func finished(_ appID: String) {
         running[appID] = nil
         dueCache[appID] = nil
+        slotFreed()
+    }
+
+    /// Wakes whoever waits to start more work: `runDue`, and the daemon's scheduler loop.
+    private func slotFreed() {
         let waiters = finishWaiters
         finishWaiters = []
         for waiter in waiters { waiter.resume() }
@@ -388,10 +411,12 @@ public actor RotationEngine {
     private func adopt(_ secret: SecretValue, version: Int, origin: AppTransitions.SecretOrigin, app: AppConfig) async {
         let record = CurrentSecret(appID: app.id, version: version, obtainedAt: now(), secret: secret)
         var journalError: StateDirectoryError?
+        heldVersions[app.id] = version
         do {
             try stateDirectory.saveSecret(record)
-            heldVersions[app.id] = version
+            unsavedSecrets[app.id] = nil
         } catch {
+            unsavedSecrets[app.id] = record
             journalError = error
             appLogger(app).critical(
                 "cannot keep the new secret in the state directory; writing the outputs anyway",
@@ -402,14 +427,23 @@ public actor RotationEngine {
 
     /// Resumes a held secret that is not yet on every output (after a crash or a failed write).
     private func writeHeld(_ app: AppConfig, version: Int) async {
-        let loaded = stateDirectory.loadSecret(appID: app.id, now: now())
-        guard let record = loaded.secret, record.version == version else {
-            heldVersions[app.id] = loaded.secret?.version
+        guard let record = heldSecret(app), record.version == version else {
+            heldVersions[app.id] = heldSecret(app)?.version
             return
+        }
+        var journalError: StateDirectoryError?
+        if unsavedSecrets[app.id] != nil {
+            // Kept only in memory so far: make it durable first, as an adoption would have.
+            do {
+                try stateDirectory.saveSecret(record)
+                unsavedSecrets[app.id] = nil
+            } catch {
+                journalError = error
+            }
         }
         let state = states[app.id] ?? AppState(appID: app.id)
         let origin: AppTransitions.SecretOrigin = state.intent == .refresh ? .rotated : (state.version == 0 ? .fetched : .changedUpstream)
-        await write(record, app: app, origin: origin, journalError: nil)
+        await write(record, app: app, origin: origin, journalError: journalError)
     }
 
     private func write(
@@ -432,8 +466,7 @@ public actor RotationEngine {
 
     /// The level-triggered check: each output against what the held secret says it should be.
     private func inspectOutputs(_ app: AppConfig) async {
-        let loaded = stateDirectory.loadSecret(appID: app.id, now: now())
-        guard let record = loaded.secret else {
+        guard let record = heldSecret(app) else {
             heldVersions[app.id] = nil
             return
         }
@@ -473,16 +506,31 @@ public actor RotationEngine {
             environment: HookInvocation.environment(
                 appID: app.id, appName: app.name, version: version, outputs: app.outputs.map(\.path)),
             timeout: app.hookTimeout)
+        inHook.insert(app.id)
+        slotFreed()  // a max_concurrent slot is free while the hook runs
         let outcome = await hooks.run(invocation)
-        let detail = outcome.succeeded ? String(outcome.output.suffix(2_000)) : "\(outcome.status)"
-        if !outcome.succeeded && !outcome.output.isEmpty {
-            appLogger(app).warning(
-                "hook output", metadata: ["hook_output": "\(outcome.output.suffix(2_000))", "version": "\(version)"])
+        inHook.remove(app.id)
+        // A hook may print what it read (a config check echoing the file): never log the secret.
+        let output = redacted(String(outcome.output.suffix(2_000)), app: app)
+        let detail = outcome.succeeded ? output : "\(outcome.status)"
+        if !outcome.succeeded && !output.isEmpty {
+            appLogger(app).warning("hook output", metadata: ["hook_output": "\(output)", "version": "\(version)"])
         }
         await transition(app, .hookFinished(version: version, succeeded: outcome.succeeded, detail: detail))
     }
 
     // MARK: - Helpers
+
+    /// The held secret, newest first: one the state directory could not keep, else the record.
+    private func heldSecret(_ app: AppConfig) -> CurrentSecret? {
+        if let unsaved = unsavedSecrets[app.id] { return unsaved }
+        return stateDirectory.loadSecret(appID: app.id, now: now()).secret
+    }
+
+    private func redacted(_ text: String, app: AppConfig) -> String {
+        guard !text.isEmpty, let secret = heldSecret(app)?.secretValue.exposed, !secret.isEmpty else { return text }
+        return text.replacingOccurrences(of: secret, with: "<redacted>")
+    }
 
     private func document(_ record: CurrentSecret, _ app: AppConfig) -> SecretDocument {
         SecretDocument(

@@ -12,10 +12,11 @@ import Foundation
 /// 2. a held secret newer than the outputs is written before anything else;
 /// 3. an unknown refresh is reconciled before any new refresh, and only once it can no longer
 ///    be in flight (a settle period after it was sent, a second read a settle period later);
-/// 4. an owed hook runs before the schedule is consulted;
-/// 5. outputs are compared with the held secret when a pass asks for it (level-triggered);
-/// 6. a rotation that was started and failed is retried;
-/// 7. the schedule: rotate (or fetch for `follow`), and verification against GenAuth.
+/// 4. outputs are compared with the held secret when a pass asks for it (level-triggered);
+/// 5. a rotation that was started and failed is retried, then the schedule (a due rotation
+///    goes before an owed hook, so a failing hook never stops rotations);
+/// 6. an owed hook;
+/// 7. verification: rotate (or fetch for `follow`), and verification against GenAuth.
 public enum RotationPlanner {
     public enum Step: Sendable, Equatable {
         /// The held secret (`version`) is not yet on every output: write it (no API call), then hooks.
@@ -81,14 +82,6 @@ public enum RotationPlanner {
             let earliest = reconcileNotBefore(state: state, policy: policy)
             return earliest > now ? .wait(until: earliest) : .reconcile
         }
-        if app.onRotate != nil, state.version > 0, state.hookDoneVersion < state.version {
-            return .runHook(version: state.version)
-        }
-        if state.version > 0 && facts.heldVersion == nil {
-            // A state from before Engine v2 (or a lost secret record): learn the secret first,
-            // or drift could never be repaired.
-            return .verify
-        }
         if facts.outputsCheckDue && facts.heldVersion != nil {
             return .inspectOutputs
         }
@@ -98,10 +91,20 @@ public enum RotationPlanner {
         }
         let due = dueDate(app: app, state: state)
         if due <= now {
+            // A due rotation goes before an owed hook: the new version's hook supersedes the
+            // old one, and a failing hook must never stop rotations.
             if state.version == 0 {
                 return app.action == .follow || app.firstStart == .fetch ? .fetch : .refresh
             }
             return app.action == .follow ? .fetch : .refresh
+        }
+        if app.onRotate != nil, state.version > 0, state.hookDoneVersion < state.version {
+            return .runHook(version: state.version)
+        }
+        if state.version > 0 && facts.heldVersion == nil {
+            // A state from before Engine v2 (or a lost secret record): learn the secret, or
+            // drift could never be repaired. The next rotation also gives a held secret.
+            return .verify
         }
         if let verify = verifyDate(app: app, state: state, policy: policy) {
             if verify <= now { return .verify }

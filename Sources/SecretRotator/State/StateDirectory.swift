@@ -192,9 +192,8 @@ public struct StateDirectory: Sendable {
         if info.f_flag & UInt(ST_RDONLY) != 0 {
             problems.append("state directory \(path) is on a read-only file system (EROFS): no step can be recorded")
         }
-        // A record is a few hundred bytes; with less than 16 blocks free the next atomic replace
-        // (a second copy of the record) is about to fail.
-        if info.f_bavail < 16 {
+        // A record needs a block for its temp copy; with none free the next save fails.
+        if info.f_bavail == 0 {
             problems.append("state directory \(path) has no space left (ENOSPC): no step can be recorded")
         } else if info.f_files > 0 && info.f_favail < 2 {
             problems.append("state directory \(path) has no inodes left (ENOSPC): no step can be recorded")

@@ -36,7 +36,8 @@ final class DaemonHarness: @unchecked Sendable {
     /// Writes the config for apps `indices` with `interval`; hooks append the version to hooks/<name>.
     func writeConfig(
         apps indices: [Int], interval: String, extra: String = "", requestTimeout: String = "5s",
-        requestsPerSecond: Int = 200, hooks: Bool = true, mode: String = "0600"
+        requestsPerSecond: Int = 200, hooks: Bool = true, mode: String = "0600", action: String = "rotate",
+        hookScript: String? = nil
     ) throws {
         var text = """
             [genauth]
@@ -60,9 +61,15 @@ final class DaemonHarness: @unchecked Sendable {
                 [[app]]
                 id = "\(Self.appID(index))"
                 name = "app\(index)"
+                action = "\(action)"
 
                 """
-            if hooks {
+            if let hookScript {
+                text += """
+                    on_rotate = ["/bin/sh", "-c", "\(hookScript)"]
+
+                    """
+            } else if hooks {
                 text += """
                     on_rotate = ["/bin/sh", "-c", "echo $ROTATOR_VERSION >> \(hookDirectory)/$ROTATOR_APP_NAME"]
 

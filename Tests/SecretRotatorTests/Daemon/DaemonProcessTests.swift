@@ -263,6 +263,64 @@ import Testing
         daemon.waitUntilExit()
     }
 
+    /// `rotate` signals whoever holds the lock; a `run --once` (or a daemon starting up) must
+    /// not die of SIGUSR1 or SIGHUP in the middle of a step.
+    @Test func controlSignalsDoNotKillALockHolderThatIsNotADaemon() async throws {
+        let harness = try await DaemonHarness(apps: 2)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0, 1], interval: "1h", hooks: false)
+        harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, count: 2, fault: .delay(milliseconds: 1_500)))
+        let (once, log) = try harness.start(["run", "--once"])
+        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+            StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == once.processIdentifier
+        })
+        kill(once.processIdentifier, SIGUSR1)
+        kill(once.processIdentifier, SIGHUP)
+        #expect(await waitForGenAuth(timeout: .seconds(60)) { !once.isRunning })
+        once.waitUntilExit()
+        #expect(once.terminationReason == .exit && once.terminationStatus == 0, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        #expect(harness.violations([0, 1]).isEmpty)
+    }
+
+    /// A read-only state directory is "cannot be used" (73), not "another instance" (75).
+    @Test func readOnlyStateDirectoryIsNotAnotherInstance() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h", hooks: false)
+        try FileManager.default.createDirectory(atPath: harness.stateDirectory, withIntermediateDirectories: true)
+        let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700,ro", "tmpfs", harness.stateDirectory]))?.status == 0
+        defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", harness.stateDirectory]) } }
+        try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1")
+        guard mounted else { return }
+        let (status, output) = try await harness.run(["run", "--once"])
+        #expect(status == 73, "\(output)")
+        #expect(!output.contains("another secret-rotator"))
+    }
+
+    /// A hook that prints the file it reloads must not put the secret into the log.
+    @Test func hookOutputNeverCarriesTheSecretIntoTheLog() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h", hookScript: "cat \(harness.dropDirectory)/app0; exit 1")
+        let (status, output) = try await harness.run(["run", "--once"])
+        #expect(status == 1, "the hook failed: \(output)")
+        let secret = try #require(harness.state.currentSecret(appId: DaemonHarness.appID(0)))
+        #expect(harness.output(0) == secret)
+        #expect(!output.contains(secret), "the secret reached the log through the hook's output")
+        #expect(output.contains("<redacted>"))
+    }
+
+    /// Exactly one host may rotate an app: `rotate` of a follower is refused, not performed.
+    @Test func rotateRefusesAFollower() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h", hooks: false, action: "follow")
+        let (status, output) = try await harness.run(["rotate", "app0"])
+        #expect(status == 64, "\(output)")
+        #expect(output.contains("follow"))
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0)
+    }
+
     @Test func runOnceExitCodes() async throws {
         let harness = try await DaemonHarness(apps: 2)
         defer { Task { await harness.cleanUp() } }

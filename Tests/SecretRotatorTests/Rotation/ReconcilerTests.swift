@@ -322,6 +322,88 @@ import Testing
     }
 }
 
+extension ReconcilerTests {
+    /// A hook that always fails must never stop rotations: the due rotation goes first, and an
+    /// operator's rotate overtakes the owed hook.
+    @Test func failingHookDoesNotStopRotations() async throws {
+        let hooks = RecordingHookRunner(failures: 1_000)
+        try await withEngineFixture(hooks: hooks) { harness, fixture in
+            let engine = try fixture.engine(hook: ["/bin/false"])
+            try await engine.start()
+            await engine.runDue()
+            #expect(await engine.state(of: Self.app0)?.hookDoneVersion == 0)
+            // Due at 1 h; the hook's backoff (at most retry.max = 10 min) may hold it that long.
+            await fixture.runDaemonTime(engine, seconds: 3_600 + 600)
+            #expect(harness.state.rotationCount(appId: Self.app0) == 1, "the scheduled rotation happened despite the hook")
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            #expect(await engine.settle(appID: Self.app0) == false, "the hook still fails")
+            #expect(harness.state.rotationCount(appId: Self.app0) == 2, "the operator's rotate ran before the owed hook")
+            fixture.expectInvariant()
+        }
+    }
+
+    /// Hooks do not hold a `max_concurrent` slot: with one slot and app0 inside its hook, app1's
+    /// requested rotation still runs.
+    @Test func hooksDoNotOccupyConcurrencySlots() async throws {
+        let hooks = GatedHookRunner(blockedApp: GenAuthHarness.appId)
+        try await withGenAuthHarness { harness in
+            let fixture = try EngineFixture(harness: harness)
+            defer { fixture.cleanUp() }
+            var config = fixture.config(hook: ["/bin/true"])
+            config.defaults.maxConcurrent = 1
+            config.apps[1].onRotate = nil
+            let engine = fixture.engine(config: config, hooks: hooks, realClock: true)
+            try await engine.start()
+            await engine.startDue()
+            #expect(await waitForGenAuth { hooks.isBlocked })
+            _ = await engine.request(.refresh, forApp: "app1")
+            var rotated = false
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while !rotated && ContinuousClock.now < deadline {
+                await engine.startDue()
+                rotated = await engine.state(of: Self.app1)?.version == 2
+                if !rotated { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(rotated && hooks.isBlocked, "app1 rotated while app0's hook held the only slot's app")
+            hooks.release()
+            await engine.drain()
+        }
+    }
+
+    /// A secret adopted while the state directory is full is on the outputs but not in the
+    /// record: a repair must compare with it, never write the older (dead) record back.
+    @Test func repairNeverWritesBackAnOlderSecretThanTheUnsavedOne() async throws {
+        try await withEngineFixture { harness, fixture in
+            let state = fixture.directory.appendingPathComponent("state").path
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+            let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state]))?.status == 0
+            defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", state]) } }
+            try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1")
+            guard mounted else { return }
+            let engine = try fixture.engine(action: .follow)
+            try await engine.start()
+            await engine.runDue()
+            fixture.expectInvariant()
+            let filler = "\(state)/filler"
+            let descriptor = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            let block = [UInt8](repeating: 0x5A, count: 4096)
+            while write(descriptor, block, block.count) > 0 {}
+            close(descriptor)
+            _ = try await harness.client.refreshApplicationSecret(appId: Self.app0)
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            let current = harness.state.currentSecret(appId: Self.app0)
+            #expect(fixture.outputSecret(0) == current, "the follower wrote the new secret although it could not record it")
+            await engine.checkOutputs()
+            await fixture.runDaemonTime(engine, seconds: 120)
+            #expect(fixture.outputSecret(0) == current, "a repair wrote the older, dead secret back")
+            unlink(filler)
+            await fixture.runDaemonTime(engine, seconds: 1_200)
+            fixture.expectInvariant()
+        }
+    }
+}
+
 /// Blocks one app's hook until the test releases it.
 final class GatedHookRunner: HookRunning {
     private let blockedApp: String
