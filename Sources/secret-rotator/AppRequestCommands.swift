@@ -146,7 +146,7 @@ struct RotateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate",
         abstract: "Rotate the named apps now (through the running daemon if there is one).",
-        discussion: "Exit status: 0 rotated, 1 failed or timed out, 64 unknown app, 78 invalid config.")
+        discussion: "Exit status: 0 rotated, 1 failed or timed out, 64 unknown app or an app with action = \"follow\", 78 invalid config.")
 
     @OptionGroup var request: AppRequestOptions
 
