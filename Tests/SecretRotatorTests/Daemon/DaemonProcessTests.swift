@@ -287,14 +287,11 @@ import Testing
         let harness = try await DaemonHarness(apps: 1)
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0], interval: "1h", hooks: false)
-        try FileManager.default.createDirectory(atPath: harness.stateDirectory, withIntermediateDirectories: true)
-        let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700,ro", "tmpfs", harness.stateDirectory]))?.status == 0
-        defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", harness.stateDirectory]) } }
-        try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1")
-        guard mounted else { return }
-        let (status, output) = try await harness.run(["run", "--once"])
-        #expect(status == 73, "\(output)")
-        #expect(!output.contains("another secret-rotator"))
+        try await TestMount.withTmpfs(at: harness.stateDirectory, options: "size=256k,mode=0700,ro") {
+            let (status, output) = try await harness.run(["run", "--once"])
+            #expect(status == 73, "\(output)")
+            #expect(!output.contains("another secret-rotator"))
+        }
     }
 
     /// A hook that prints the file it reloads must not put the secret into the log.
@@ -465,37 +462,27 @@ import Testing
         let harness = try await DaemonHarness(apps: 1)
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0], interval: "1h", hooks: false)
-        try FileManager.default.createDirectory(atPath: harness.stateDirectory, withIntermediateDirectories: true)
-        let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", harness.stateDirectory]))?.status == 0
-        defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", harness.stateDirectory]) } }
-        try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "cannot mount a tmpfs")
-        guard mounted else {
-            print("skipped: cannot mount a tmpfs here (not root?)")
-            return
+        try await TestMount.withTmpfs(at: harness.stateDirectory) {
+            let (first, firstOutput) = try await harness.run(["run", "--once"])
+            #expect(first == 0, "\(firstOutput)")
+            let filler = TestMount.fill(harness.stateDirectory)
+
+            let (rotate, rotateOutput) = try await harness.run(["rotate", "app0"])
+            #expect(rotate != 0, "\(rotateOutput)")
+            #expect(rotateOutput.contains("ENOSPC"), "\(rotateOutput)")
+            #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0, "no refresh without a durable intent")
+            let (status, statusOutput) = try await harness.run(["status"])
+            #expect(status == 1, "\(statusOutput)")
+            #expect(statusOutput.contains("ENOSPC"))
+
+            unlink(filler)
+            let (again, againOutput) = try await harness.run(["rotate", "app0"])
+            #expect(again == 0, "\(againOutput)")
+            #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 1)
+            #expect(harness.violations([0]).isEmpty)
+            let (healthy, healthyOutput) = try await harness.run(["status"])
+            #expect(healthy == 0, "\(healthyOutput)")
         }
-        let (first, firstOutput) = try await harness.run(["run", "--once"])
-        #expect(first == 0, "\(firstOutput)")
-        let filler = "\(harness.stateDirectory)/filler"
-        let descriptor = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        let block = [UInt8](repeating: 0x5A, count: 4096)
-        while write(descriptor, block, block.count) > 0 {}
-        close(descriptor)
-
-        let (rotate, rotateOutput) = try await harness.run(["rotate", "app0"])
-        #expect(rotate != 0, "\(rotateOutput)")
-        #expect(rotateOutput.contains("ENOSPC"), "\(rotateOutput)")
-        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0, "no refresh without a durable intent")
-        let (status, statusOutput) = try await harness.run(["status"])
-        #expect(status == 1, "\(statusOutput)")
-        #expect(statusOutput.contains("ENOSPC"))
-
-        unlink(filler)
-        let (again, againOutput) = try await harness.run(["rotate", "app0"])
-        #expect(again == 0, "\(againOutput)")
-        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 1)
-        #expect(harness.violations([0]).isEmpty)
-        let (healthy, healthyOutput) = try await harness.run(["status"])
-        #expect(healthy == 0, "\(healthyOutput)")
     }
 
     /// A first pass over 2,500 apps in one drop directory (it used to crash with SIGSEGV in the

@@ -16,6 +16,18 @@ import Testing
         await fixture.runDaemonTime(engine, seconds: span)
     }
 
+    /// Runs the daemon's scheduling (`startDue`, nothing waits for a batch) on the real clock
+    /// until `condition` holds; false after 10 s.
+    func scheduleOnTheRealClock(_ engine: RotationEngine, until condition: () async -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while ContinuousClock.now < deadline {
+            await engine.startDue()
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return await condition()
+    }
+
     func requests(_ harness: GenAuthHarness, app: String, since sequence: Int = -1) -> [MockRequestRecord] {
         harness.state.requestLog().filter { $0.appId == app && $0.sequence > sequence }
     }
@@ -269,13 +281,7 @@ import Testing
             // app0 is inside its hook; app1 has finished its first fetch. Ask app1 to rotate.
             #expect(await waitForGenAuth { harness.state.requestLog().contains { $0.appId == Self.app1 } })
             _ = await engine.request(.refresh, forApp: "app1")
-            var rotated = false
-            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-            while !rotated && ContinuousClock.now < deadline {
-                await engine.startDue()
-                rotated = await engine.state(of: Self.app1)?.version == 2
-                if !rotated { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let rotated = await scheduleOnTheRealClock(engine) { await engine.state(of: Self.app1)?.version == 2 }
             #expect(rotated)
             #expect(hooks.isBlocked, "app1 rotated while app0's hook was still running")
             hooks.release()
@@ -291,33 +297,26 @@ import Testing
     @Test func fullStateDirectoryFailsTheStepAndConvergesWithOneRotation() async throws {
         try await withEngineFixture { harness, fixture in
             let state = fixture.directory.appendingPathComponent("state").path
-            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-            let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state]))?.status == 0
-            defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", state]) } }
-            try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1")
-            guard mounted else { return }
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
-            fixture.expectInvariant()
-            // Fill every block.
-            let filler = "\(state)/filler"
-            let descriptor = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            let block = [UInt8](repeating: 0x5A, count: 4096)
-            while write(descriptor, block, block.count) > 0 {}
-            close(descriptor)
-            fixture.clock.advance(seconds: 3_600)
-            await engine.runDue()
-            let failing = try #require(await engine.state(of: Self.app0))
-            #expect(failing.consecutiveFailures == 1)
-            #expect(failing.lastError?.contains("ENOSPC") == true, "\(failing.lastError ?? "")")
-            #expect(harness.state.rotationCount(appId: Self.app0) == 0, "no refresh without a durable intent")
-            #expect(StatusReport.read(config: fixture.config(), stateDirectory: StateDirectory(path: state), now: fixture.clock.now).needsAttention)
-            unlink(filler)
-            fixture.clock.set(try #require(failing.nextAttempt))
-            await engine.runDue()
-            #expect(harness.state.rotationCount(appId: Self.app0) == 1)
-            fixture.expectInvariant()
+            try await TestMount.withTmpfs(at: state) {
+                let engine = try fixture.engine()
+                try await engine.start()
+                await engine.runDue()
+                fixture.expectInvariant()
+                // Fill every block.
+                let filler = TestMount.fill(state)
+                fixture.clock.advance(seconds: 3_600)
+                await engine.runDue()
+                let failing = try #require(await engine.state(of: Self.app0))
+                #expect(failing.consecutiveFailures == 1)
+                #expect(failing.lastError?.contains("ENOSPC") == true, "\(failing.lastError ?? "")")
+                #expect(harness.state.rotationCount(appId: Self.app0) == 0, "no refresh without a durable intent")
+                #expect(StatusReport.read(config: fixture.config(), stateDirectory: StateDirectory(path: state), now: fixture.clock.now).needsAttention)
+                unlink(filler)
+                fixture.clock.set(try #require(failing.nextAttempt))
+                await engine.runDue()
+                #expect(harness.state.rotationCount(appId: Self.app0) == 1)
+                fixture.expectInvariant()
+            }
         }
     }
 }
@@ -357,13 +356,7 @@ extension ReconcilerTests {
             await engine.startDue()
             #expect(await waitForGenAuth { hooks.isBlocked })
             _ = await engine.request(.refresh, forApp: "app1")
-            var rotated = false
-            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-            while !rotated && ContinuousClock.now < deadline {
-                await engine.startDue()
-                rotated = await engine.state(of: Self.app1)?.version == 2
-                if !rotated { try await Task.sleep(for: .milliseconds(20)) }
-            }
+            let rotated = await scheduleOnTheRealClock(engine) { await engine.state(of: Self.app1)?.version == 2 }
             #expect(rotated && hooks.isBlocked, "app1 rotated while app0's hook held the only slot's app")
             hooks.release()
             await engine.drain()
@@ -375,31 +368,24 @@ extension ReconcilerTests {
     @Test func repairNeverWritesBackAnOlderSecretThanTheUnsavedOne() async throws {
         try await withEngineFixture { harness, fixture in
             let state = fixture.directory.appendingPathComponent("state").path
-            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-            let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state]))?.status == 0
-            defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", state]) } }
-            try #require(mounted || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1")
-            guard mounted else { return }
-            let engine = try fixture.engine(action: .follow)
-            try await engine.start()
-            await engine.runDue()
-            fixture.expectInvariant()
-            let filler = "\(state)/filler"
-            let descriptor = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-            let block = [UInt8](repeating: 0x5A, count: 4096)
-            while write(descriptor, block, block.count) > 0 {}
-            close(descriptor)
-            _ = try await harness.client.refreshApplicationSecret(appId: Self.app0)
-            fixture.clock.advance(seconds: 3_600)
-            await engine.runDue()
-            let current = harness.state.currentSecret(appId: Self.app0)
-            #expect(fixture.outputSecret(0) == current, "the follower wrote the new secret although it could not record it")
-            await engine.checkOutputs()
-            await fixture.runDaemonTime(engine, seconds: 120)
-            #expect(fixture.outputSecret(0) == current, "a repair wrote the older, dead secret back")
-            unlink(filler)
-            await fixture.runDaemonTime(engine, seconds: 1_200)
-            fixture.expectInvariant()
+            try await TestMount.withTmpfs(at: state) {
+                let engine = try fixture.engine(action: .follow)
+                try await engine.start()
+                await engine.runDue()
+                fixture.expectInvariant()
+                let filler = TestMount.fill(state)
+                _ = try await harness.client.refreshApplicationSecret(appId: Self.app0)
+                fixture.clock.advance(seconds: 3_600)
+                await engine.runDue()
+                let current = harness.state.currentSecret(appId: Self.app0)
+                #expect(fixture.outputSecret(0) == current, "the follower wrote the new secret although it could not record it")
+                await engine.checkOutputs()
+                await fixture.runDaemonTime(engine, seconds: 120)
+                #expect(fixture.outputSecret(0) == current, "a repair wrote the older, dead secret back")
+                unlink(filler)
+                await fixture.runDaemonTime(engine, seconds: 1_200)
+                fixture.expectInvariant()
+            }
         }
     }
 }
