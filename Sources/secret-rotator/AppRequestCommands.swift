@@ -104,7 +104,8 @@ struct AppRequest {
                 let before = await engine.state(of: app.id)?.version ?? 0
                 _ = await engine.request(kind == .rotate ? .refresh : .fetch, forApp: app.id)
                 let succeeded = await engine.settle(appID: app.id)
-                let version = await engine.state(of: app.id)?.version ?? 0
+                let state = await engine.state(of: app.id)
+                let version = state?.version ?? 0
                 if succeeded && version > before {
                     print("\(app.name): version \(version) written")
                 } else if succeeded && kind == .fetch {
@@ -112,12 +113,12 @@ struct AppRequest {
                 } else if succeeded {
                     StandardError.write("\(app.name): not rotated (still version \(version))")
                     ok = false
-                } else if await engine.state(of: app.id)?.intent == .refresh, await engine.state(of: app.id)?.consecutiveFailures == 0 {
+                } else if state?.intent == .refresh, state?.consecutiveFailures == 0 {
                     StandardError.write(
                         "\(app.name): the refresh's outcome is unknown; the next run reconciles it with GenAuth (it is not sent again)")
                     ok = false
                 } else {
-                    StandardError.write("\(app.name): failed: \(await engine.state(of: app.id)?.lastError ?? "unknown error")")
+                    StandardError.write("\(app.name): failed: \(state?.lastError ?? "unknown error")")
                     ok = false
                 }
             }

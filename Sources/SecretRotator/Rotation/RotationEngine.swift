@@ -150,11 +150,7 @@ public actor RotationEngine {
     /// them; returns when the earliest app not started falls due (nil: no apps).
     @discardableResult
     public func startDue() -> Date? {
-        let now = now()
-        for app in config.apps where running[app.id] == nil {
-            guard busySlots < config.defaults.maxConcurrent else { break }
-            if isDue(app, now: now) { start(app) }
-        }
+        startDueSteps { _ in true }
         return nextWake()
     }
 
@@ -165,12 +161,8 @@ public actor RotationEngine {
     public func runDue(maxStepsPerApp: Int = 8) async -> Date? {
         var steps: [String: Int] = [:]
         while true {
-            let now = now()
-            for app in config.apps where running[app.id] == nil && (steps[app.id] ?? 0) < maxStepsPerApp {
-                guard busySlots < config.defaults.maxConcurrent else { break }
-                guard isDue(app, now: now) else { continue }
+            for app in startDueSteps(where: { (steps[$0.id] ?? 0) < maxStepsPerApp }) {
                 steps[app.id, default: 0] += 1
-                start(app)
             }
             if running.isEmpty { break }
             await withCheckedContinuation { finishWaiters.append($0) }
@@ -180,12 +172,30 @@ public actor RotationEngine {
 
     private var busySlots: Int { running.count - inHook.count }
 
-    /// Whether the app's planned step is due at `now`, from the cache when it is known.
-    private func isDue(_ app: AppConfig, now: Date) -> Bool {
-        if let cached = dueCache[app.id], cached > now { return false }
+    /// Starts the idle apps whose step is due now and that `allowed` admits, within
+    /// `max_concurrent`; returns them.
+    @discardableResult
+    private func startDueSteps(where allowed: (AppConfig) -> Bool) -> [AppConfig] {
+        let now = now()
+        var started: [AppConfig] = []
+        for app in config.apps where running[app.id] == nil && allowed(app) {
+            guard busySlots < config.defaults.maxConcurrent else { break }
+            if let cached = dueCache[app.id], cached > now { continue }
+            // Due (or never planned): plan at `now`, a cached due time may have become a new wait.
+            dueCache[app.id] = nil
+            guard dueDate(app) <= now else { continue }
+            start(app)
+            started.append(app)
+        }
+        return started
+    }
+
+    /// When the app's planned step falls due (`.distantPast`: at once), from the cache when known.
+    private func dueDate(_ app: AppConfig) -> Date {
+        if let cached = dueCache[app.id] { return cached }
         let due = plan(for: app).step.due(now: .distantPast)
         dueCache[app.id] = due
-        return due <= now
+        return due
     }
 
     private func start(_ app: AppConfig) {
@@ -229,11 +239,7 @@ public actor RotationEngine {
 
     public func nextWake() -> Date? {
         let now = now()
-        return config.apps.filter { running[$0.id] == nil }.map { app in
-            let due = dueCache[app.id] ?? plan(for: app).step.due(now: .distantPast)
-            dueCache[app.id] = due
-            return max(due, now)
-        }.min()
+        return config.apps.filter { running[$0.id] == nil }.map { max(dueDate($0), now) }.min()
     }
 
     public func status() -> StatusReport {
@@ -259,16 +265,11 @@ public actor RotationEngine {
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
         // An owed hook does not hold a request back: the new version's hook supersedes it.
         let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
-        if let asked = requested[app.id], !recovering {
-            switch planned {
-            case .wait, .verify, .inspectOutputs, .fetch, .refresh, .runHook:
-                // A fetch request checks the outputs first (they are part of what it answers).
-                if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
-                return (asked, true)
-            default: break
-            }
-        }
-        return (planned, false)
+        // (Writing a held secret and reconciling are recovery, so never overtaken.)
+        guard let asked = requested[app.id], !recovering else { return (planned, false) }
+        // A fetch request checks the outputs first (they are part of what it answers).
+        if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
+        return (asked, true)
     }
 
     private func load(_ app: AppConfig) {
@@ -427,8 +428,9 @@ public actor RotationEngine {
 
     /// Resumes a held secret that is not yet on every output (after a crash or a failed write).
     private func writeHeld(_ app: AppConfig, version: Int) async {
-        guard let record = heldSecret(app), record.version == version else {
-            heldVersions[app.id] = heldSecret(app)?.version
+        let held = heldSecret(app)
+        guard let record = held, record.version == version else {
+            heldVersions[app.id] = held?.version
             return
         }
         var journalError: StateDirectoryError?
