@@ -46,14 +46,22 @@ public struct ConfigLoader: Sendable {
 
     /// - Parameter fileMode: the config file's permissions, used to judge an inline secret.
     public func load(text: String, path: String, fileMode: FileMode? = nil) throws(ConfigError) -> LoadedConfig {
+        if let violation = ConfigInputLimits.check(text) {
+            throw ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: path, line: violation.line, column: violation.column, keyPath: "",
+                    message: violation.message)
+            ])
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
+            let line = error.source.begin.line
             throw ConfigError(diagnostics: [
                 ConfigDiagnostic(
-                    severity: .error, file: path, line: error.source.begin.line, column: error.source.begin.column,
-                    keyPath: "", message: "TOML syntax error: \(error.description)")
+                    severity: .error, file: path, line: line, column: error.source.begin.column,
+                    keyPath: "", message: Self.syntaxMessage(error.description, line: line, of: text))
             ])
         } catch {
             throw ConfigError(diagnostics: [
@@ -63,6 +71,12 @@ public struct ConfigLoader: Sendable {
             ])
         }
         let sink = DiagnosticCollector(file: path, locator: SourceLocator(text: text))
+        if let count = root["app"]?.array?.count, count > ConfigInputLimits.apps {
+            sink.error(
+                "app[\(ConfigInputLimits.apps)]",
+                "\(count) [[app]] entries; one config holds at most \(ConfigInputLimits.apps) (split the apps across hosts)")
+            throw ConfigError(diagnostics: sink.diagnostics)
+        }
         let reader = TableReader(table: root, path: "", sink: sink)
         reader.reportUnknownKeys(known: ConfigSchema.topLevel, hint: ["apps": "did you mean `app`? write each app as [[app]]"])
 
@@ -77,5 +91,20 @@ public struct ConfigLoader: Sendable {
         return LoadedConfig(
             config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps),
             warnings: ConfigDiagnostic.inFileOrder(sink.diagnostics))
+    }
+
+    /// toml++'s messages may quote what it read, so on a line that sets a secret key the
+    /// message is replaced: the key and position are enough to find the mistake.
+    static func syntaxMessage(_ description: String, line: Int, of text: String) -> String {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if line >= 1, line <= lines.count {
+            let key = lines[line - 1].drop { $0 == " " || $0 == "\t" }.prefix { $0 != "=" && $0 != " " && $0 != "\t" }
+            // `access_key_secret`, `"access_key_secret"` or `genauth.access_key_secret`.
+            let bare = String(key.split(separator: ".").last ?? key).filter { $0 != "\"" && $0 != "'" }
+            if ConfigSchema.secretKeys.contains(bare) {
+                return "TOML syntax error in the value of \(bare) (details not shown: they could quote the secret); write it as a quoted string"
+            }
+        }
+        return "TOML syntax error: \(description)"
     }
 }

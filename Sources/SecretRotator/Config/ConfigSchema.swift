@@ -19,6 +19,9 @@ public enum ConfigSchema {
         "allow_world_readable", "allow_unsafe_directory",
     ]
 
+    /// Keys whose values are secrets: no message ever quotes their value, whatever its type.
+    public static let secretKeys: Set<String> = ["access_key_secret"]
+
     /// The environment variable consulted when no file or credential names the access key secret.
     public static let accessKeySecretVariable = "GENAUTH_ACCESS_KEY_SECRET"
     public static let defaultConfigPath = "/etc/secret-rotator/rotator.toml"

@@ -17,6 +17,11 @@ final class DiagnosticCollector {
         add(.error, keyPath, message)
     }
 
+    /// For a key path too long to print: located by `keyPath`, shown as `shown`.
+    func error(_ keyPath: String, shown: String, _ message: String) {
+        add(.error, keyPath, message, shown: shown)
+    }
+
     func warning(_ keyPath: String, _ message: String) {
         add(.warning, keyPath, message)
     }
@@ -25,12 +30,12 @@ final class DiagnosticCollector {
         locator.position(of: keyPath)?.line
     }
 
-    private func add(_ severity: ConfigDiagnostic.Severity, _ keyPath: String, _ message: String) {
+    private func add(_ severity: ConfigDiagnostic.Severity, _ keyPath: String, _ message: String, shown: String? = nil) {
         let position = locator.position(of: keyPath)
         diagnostics.append(
             ConfigDiagnostic(
                 severity: severity, file: file, line: position?.line, column: position?.column,
-                keyPath: keyPath, message: message))
+                keyPath: shown ?? keyPath, message: message))
     }
 }
 
@@ -97,7 +102,7 @@ final class TableReader {
             if value.int != nil || value.double != nil {
                 sink.error(
                     keyPath(key),
-                    "expected a duration string with a unit such as \"90s\" or \"7d\", found the bare number \(describe(value)); a number alone has no unit"
+                    "expected a duration string with a unit such as \"90s\" or \"7d\", found \(describe(value)), a bare number without a unit"
                 )
             } else {
                 wrongType(key, expected: "a duration string such as \"90s\" or \"7d\"", found: value)
@@ -118,7 +123,7 @@ final class TableReader {
             if value.int != nil {
                 sink.error(
                     keyPath(key),
-                    "expected a quoted octal string such as \"0640\", found the integer \(describe(value)); TOML reads unquoted numbers as decimal"
+                    "expected a quoted octal string such as \"0640\", found \(describe(value)); TOML reads unquoted numbers as decimal"
                 )
             } else {
                 wrongType(key, expected: FileMode.accepted, found: value)
@@ -215,6 +220,13 @@ final class TableReader {
     /// Every key not in `known` is reported, with the nearest known key as a suggestion.
     func reportUnknownKeys(known: [String], hint: [String: String] = [:]) {
         for key in table.keys.sorted() where !known.contains(key) {
+            guard key.utf8.count <= ConfigInputLimits.keyLength else {
+                // Not echoed whole: a 100 KB key would be a 100 KB error line.
+                sink.error(
+                    keyPath(key), shown: keyPath("\(key.prefix(32))…"),
+                    "unknown key of \(key.utf8.count) bytes starting \"\(key.prefix(32))…\"; keys are at most \(ConfigInputLimits.keyLength) bytes")
+                continue
+            }
             var message = "unknown key \"\(key)\""
             if let special = hint[key] {
                 message += "; \(special)"
@@ -228,7 +240,23 @@ final class TableReader {
     }
 
     private func wrongType(_ key: String, expected: String, found value: any TOMLValueConvertible) {
-        sink.error(keyPath(key), "expected \(expected), found \(describe(value))")
+        // A secret's value is never quoted back, whatever its type: "found an integer" is enough.
+        let found = ConfigSchema.secretKeys.contains(key) ? Self.kind(of: value) : describe(value)
+        sink.error(keyPath(key), "expected \(expected), found \(found)")
+    }
+
+    private static func kind(of value: any TOMLValueConvertible) -> String {
+        switch value.type {
+        case .string: "a string"
+        case .int: "an integer"
+        case .double: "a number"
+        case .bool: "a boolean"
+        case .table: "a table"
+        case .array: "an array"
+        case .date: "a date"
+        case .time: "a time"
+        case .dateTime: "a date-time"
+        }
     }
 
     private func describe(_ value: any TOMLValueConvertible) -> String {

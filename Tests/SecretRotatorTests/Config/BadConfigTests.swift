@@ -54,7 +54,7 @@ private let missingTemplateFile = "/nonexistent/secret-rotator/test.tmpl"
         BadConfigCase(
             name: "request_timeout integer",
             toml: "[genauth]\naccess_key_id = \"ak\"\nrequest_timeout = 10\n", keyPath: "genauth.request_timeout", line: 3,
-            fragment: "a number alone has no unit"),
+            fragment: "a bare number without a unit"),
         BadConfigCase(
             name: "request_timeout zero", toml: "[genauth]\naccess_key_id = \"ak\"\nrequest_timeout = \"0s\"\n",
             keyPath: "genauth.request_timeout", line: 3, fragment: "must be more than 0s"),
