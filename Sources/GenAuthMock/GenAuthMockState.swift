@@ -204,6 +204,13 @@ public final class GenAuthMockState: Sendable {
         case .invalidSecret:
             return .respond(
                 replacingSecret(in: request, with: "bad secret\u{07}value", lang: lang, requestId: requestId, fallback: response))
+        case .duplicateSecretKey:
+            guard let secret = MockJSON.parse(response.body)?["data"]?["secret"]?.stringValue else { return .respond(response) }
+            // Written by hand: MockJSON's encoder would keep only one of the two keys.
+            let decoy = MockJWT.randomHex(bytes: 16)
+            let body = #"{"statusCode":200,"message":"ok","requestId":"\#(requestId)","data":{"secret":"\#(decoy)","secret":"\#(secret)"}}"#
+            return .respond(
+                MockHTTPResponse(status: 200, headers: [("Content-Type", "application/json; charset=utf-8")], body: Array(body.utf8)))
         default:
             return .respond(response)
         }
@@ -325,7 +332,8 @@ public final class GenAuthMockState: Sendable {
                 inner.withLock { $0.tokens[token]?.revoked = true }
             }
             return envelope(status: 401, apiCode: nil, message: lang.tokenExpired, requestId: requestId)
-        case .delay, .dropBeforeProcessing, .dropAfterProcessing, .malformedJSON, .oversizeBody, .emptySecret, .invalidSecret:
+        case .delay, .dropBeforeProcessing, .dropAfterProcessing, .malformedJSON, .oversizeBody, .emptySecret, .invalidSecret,
+            .trickleBody, .duplicateSecretKey:
             return envelope(status: 500, apiCode: nil, message: lang.serverError(500), requestId: requestId)
         }
     }

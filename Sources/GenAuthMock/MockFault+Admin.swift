@@ -15,11 +15,13 @@ extension MockFault {
         case .emptySecret: return "empty-secret"
         case .invalidSecret: return "invalid-secret"
         case .expiredToken: return "expired-token"
+        case .trickleBody: return "trickle-body"
+        case .duplicateSecretKey: return "duplicate-secret-key"
         }
     }
 
     /// Reads the admin endpoint's fault description, e.g.
-    /// `{"fault":"http-status","status":503,"jsonBody":false}` or `{"fault":"delay","milliseconds":1500}`.
+    /// `{"fault":"http-status","status":503,"jsonBody":false}` or `{"fault":"delay","milliseconds":1500}` or `{"fault":"trickle-body","milliseconds":1500}`.
     init?(admin json: MockJSON) {
         guard let kind = json["fault"]?.stringValue else { return nil }
         switch kind {
@@ -46,6 +48,10 @@ extension MockFault {
         case "empty-secret": self = .emptySecret
         case "invalid-secret": self = .invalidSecret
         case "expired-token": self = .expiredToken
+        case "trickle-body":
+            guard let ms = json["milliseconds"]?.intValue, ms >= 1 else { return nil }
+            self = .trickleBody(intervalMilliseconds: ms)
+        case "duplicate-secret-key": self = .duplicateSecretKey
         default: return nil
         }
     }

@@ -29,13 +29,20 @@ public enum MockFault: Sendable, Equatable {
     case emptySecret
     /// Process, then answer success with a secret containing whitespace and a control character.
     case invalidSecret
+    /// Process, then send the head at once and the body one byte every `intervalMilliseconds`
+    /// (a server or proxy stalling mid-answer).
+    case trickleBody(intervalMilliseconds: Int)
+    /// Process, then answer success with `"secret"` twice in `data`: first a decoy, then the
+    /// real new secret (a parser that keeps the first would write a dead secret).
+    case duplicateSecretKey
     /// Treat the presented token as expired: it is revoked and the answer is a 401 envelope.
     case expiredToken
 
     /// Whether the request takes effect before the fault shows.
     public var appliesRequest: Bool {
         switch self {
-        case .dropAfterProcessing, .malformedJSON, .oversizeBody, .emptySecret, .invalidSecret: return true
+        case .dropAfterProcessing, .malformedJSON, .oversizeBody, .emptySecret, .invalidSecret, .trickleBody, .duplicateSecretKey:
+            return true
         case .delay: return true
         default: return false
         }

@@ -68,7 +68,37 @@ final class MockRequestHandler: ChannelInboundHandler {
         case .drop:
             context.close(promise: nil)
         case .respond(let response):
-            write(response, keepAlive: keepAlive, version: version, context: context)
+            if case .trickleBody(let interval) = fault {
+                trickle(response, every: .milliseconds(Int64(interval)), version: version, context: context)
+            } else {
+                write(response, keepAlive: keepAlive, version: version, context: context)
+            }
+        }
+    }
+
+    /// The head at once, then one body byte per `interval`; the connection closes at the end.
+    private func trickle(_ response: MockHTTPResponse, every interval: TimeAmount, version: HTTPVersion, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        headers.replaceOrAdd(name: "Content-Length", value: String(response.body.count))
+        headers.replaceOrAdd(name: "Connection", value: "close")
+        let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+        context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+        sendByte(at: 0, of: response.body, every: interval, context: context)
+    }
+
+    private func sendByte(at index: Int, of body: [UInt8], every interval: TimeAmount, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        guard index < body.count else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.eventLoop.assumeIsolated().scheduleTask(in: interval) { [self] in
+            guard context.channel.isActive else { return }
+            var buffer = context.channel.allocator.buffer(capacity: 1)
+            buffer.writeInteger(body[index])
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            self.sendByte(at: index + 1, of: body, every: interval, context: context)
         }
     }
 

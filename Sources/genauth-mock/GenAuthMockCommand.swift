@@ -54,6 +54,8 @@ struct GenAuthMockCommand: AsyncParsableCommand {
               malformed-json          apply, then truncated JSON
               html-page               HTTP 200 text/html, change nothing
               oversize-body           apply, then "bytes" of padding
+              trickle-body            apply, then one body byte every "milliseconds"
+              duplicate-secret-key    apply, then "secret" twice (a decoy first)
               empty-secret            apply, then "secret": ""
               invalid-secret          apply, then a secret with a control char
               expired-token           revoke the presented token, answer 401

@@ -24,25 +24,17 @@ struct GenAuthTransport: Sendable {
         _ operation: APIOperation, token: ManagementToken?, as _: Payload.Type
     ) async throws(GenAuthError) -> Answer<Payload> {
         let request = makeRequest(operation, token: token)
-        let response: HTTPClientResponse
-        let bytes: [UInt8]
-        do {
-            response = try await http.execute(request, timeout: Self.timeAmount(configuration.requestTimeout))
-        } catch {
-            throw GenAuthError.transport(error, operation: operation)
-        }
+        let (response, bytes) = try await exchange(request, operation: operation)
         let status = Int(response.status.code)
-        do {
-            let buffer = try await response.body.collect(upTo: configuration.maxResponseBytes)
-            bytes = Array(buffer.readableBytesView)
-        } catch is NIOTooManyBytesError {
+        if let key = JSONDuplicateKeys.first(in: bytes) {
+            // Checked before anything is read from the answer, error or not.
+            var shown = ""
+            shown.unicodeScalars.append(contentsOf: key.unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7F }.prefix(40))
             throw GenAuthError.badAnswer(
-                .oversizeResponse, operation: operation,
-                message: "response body exceeds \(configuration.maxResponseBytes) bytes", httpStatus: status, requestId: nil)
-        } catch {
-            throw GenAuthError.transport(error, operation: operation)
+                .malformedResponse, operation: operation,
+                message: "the answer has the key \"\(shown)\" twice in one object; an answer two readers could read differently is refused",
+                httpStatus: status, requestId: nil)
         }
-
         let envelope = APIEnvelope<Payload>.decode(bytes)
         guard (200..<300).contains(status) else {
             let retryAfter = response.headers.first(name: "retry-after").flatMap { RetryAfter.parse($0) }
@@ -71,6 +63,60 @@ struct GenAuthTransport: Sendable {
                 httpStatus: status, requestId: envelope.requestId)
         }
         return Answer(payload: payload, httpStatus: status, requestId: envelope.requestId)
+    }
+
+    /// Sends `request` and reads the whole body within one `request_timeout`.
+    ///
+    /// async-http-client's deadline covers the request until the response head arrives
+    /// (`HTTPClient.executeCancellable` cancels its deadline task then), so a server that
+    /// trickled the body one byte every 1.5 s kept a call with a 2 s timeout busy for 90 s.
+    /// Here the head and the body race one timer; whichever loses is cancelled, which ends the
+    /// request and closes its connection.
+    private func exchange(
+        _ request: HTTPClientRequest, operation: APIOperation
+    ) async throws(GenAuthError) -> (HTTPClientResponse, [UInt8]) {
+        let timeout = configuration.requestTimeout
+        let limit = configuration.maxResponseBytes
+        let http = self.http
+        typealias Outcome = Result<(HTTPClientResponse, [UInt8]), GenAuthError>
+        let outcome: Outcome = await withTaskGroup(of: Outcome?.self) { tasks in
+            tasks.addTask {
+                let response: HTTPClientResponse
+                do {
+                    response = try await http.execute(request, timeout: Self.timeAmount(timeout))
+                } catch {
+                    return .failure(GenAuthError.transport(error, operation: operation))
+                }
+                do {
+                    let buffer = try await response.body.collect(upTo: limit)
+                    return .success((response, Array(buffer.readableBytesView)))
+                } catch is NIOTooManyBytesError {
+                    return .failure(
+                        GenAuthError.badAnswer(
+                            .oversizeResponse, operation: operation, message: "response body exceeds \(limit) bytes",
+                            httpStatus: Int(response.status.code), requestId: nil))
+                } catch {
+                    return .failure(GenAuthError.transport(error, operation: operation))
+                }
+            }
+            tasks.addTask {
+                do {
+                    try await Task.sleep(for: timeout)
+                } catch {
+                    // Cancelled: the exchange finished first, or our caller gave up (which
+                    // cancels the exchange too, and its error is the answer).
+                    return nil
+                }
+                return .failure(GenAuthError.transport(HTTPClientError.deadlineExceeded, operation: operation))
+            }
+            var first: Outcome?
+            while first == nil, let next = await tasks.next() {
+                first = next
+            }
+            tasks.cancelAll()
+            return first ?? .failure(GenAuthError.transport(CancellationError(), operation: operation))
+        }
+        return try outcome.get()
     }
 
     /// Method, path, body keys and header names match the official Python SDKs of the same flavour.

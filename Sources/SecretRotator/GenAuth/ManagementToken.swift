@@ -18,6 +18,8 @@ struct ManagementToken: Sendable {
     static func scopedUserPoolId(fromJWT token: String) -> String? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let payload = base64URLDecode(parts[1]) else { return nil }
+        // Two `scoped_userpool_id` claims: which pool the token is for is ambiguous.
+        guard JSONDuplicateKeys.first(in: payload) == nil else { return nil }
         struct Claims: Decodable {
             let scoped_userpool_id: String?
         }

@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Crypto
 import SystemPackage
 
 #if canImport(Glibc)
@@ -82,8 +83,25 @@ public struct StateDirectory: Sendable {
     }
 
     /// App ids are printable ASCII but may contain characters awkward in file names; anything
-    /// outside a safe set is hex-escaped so every id maps to exactly one file.
+    /// outside a safe set is hex-escaped so every id maps to exactly one file. An id whose
+    /// escaped form would not fit a file name (up to 128 bytes escape to 384; NAME_MAX is 255
+    /// with room needed for ".json" and temp-file suffixes) is keyed by its SHA-256 instead:
+    /// 128 dots once passed validation and then failed every save with ENAMETOOLONG.
     public static func fileName(for appID: String) -> String {
+        let escaped = escapedName(for: appID)
+        guard escaped.utf8.count > maxEscapedName else { return escaped }
+        let digest = SHA256.hash(data: Array(appID.utf8))
+        return "sha256-" + digest.map { byte in
+            let hex = String(byte, radix: 16)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined()
+    }
+
+    /// Escaped names up to this length are used as they are. A long id's name ("sha256-" and
+    /// 64 hex digits) could meet a short id only if that id spelled another id's digest.
+    static let maxEscapedName = 128
+
+    private static func escapedName(for appID: String) -> String {
         var name = ""
         for byte in appID.utf8 {
             let safe = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)

@@ -101,3 +101,29 @@ import Testing
         #expect(ConfigInputLimits.check(line) == nil)
     }
 }
+
+/// Ids that pass validation must be storable: 128 dots once escaped to a 389-byte file name.
+@Suite struct StateFileNameTests {
+    @Test func everyValidIdFitsAFileName() throws {
+        let ids = [String(repeating: ".", count: 128), String(repeating: "%", count: 128), String(repeating: "a", count: 128), "x"]
+        for id in ids {
+            #expect(ValueRules.identifierProblem(id, what: "app id") == nil)
+            let name = StateDirectory.fileName(for: id)
+            #expect(name.utf8.count + ".json".count <= 200, "\(id): \(name)")
+        }
+        #expect(StateDirectory.fileName(for: "6229ffaxxxxxxxxcade3e3d9") == "6229ffaxxxxxxxxcade3e3d9")
+        #expect(StateDirectory.fileName(for: String(repeating: ".", count: 128)) != StateDirectory.fileName(for: String(repeating: ".", count: 127)))
+    }
+
+    @Test func longIdSavesAndLoads() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let state = StateDirectory(path: directory.path)
+        try state.prepare()
+        let id = String(repeating: ".", count: 128)
+        var record = AppState(appID: id)
+        record.version = 3
+        try state.saveState(record)
+        #expect(state.loadState(appID: id, now: Date()).state?.version == 3)
+    }
+}

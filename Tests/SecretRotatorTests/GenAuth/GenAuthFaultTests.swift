@@ -42,7 +42,34 @@ struct GenAuthFaultTests {
         Case(fault: .oversizeBody(bytes: 128 * 1024), refresh: .outcomeUnknown, read: .transient, reason: .oversizeResponse, rotated: true),
         Case(fault: .emptySecret, refresh: .outcomeUnknown, read: .transient, reason: .invalidSecret, rotated: true),
         Case(fault: .invalidSecret, refresh: .outcomeUnknown, read: .transient, reason: .invalidSecret, rotated: true),
+        // The old client took the decoy (the first "secret") and wrote a dead secret.
+        Case(fault: .duplicateSecretKey, refresh: .outcomeUnknown, read: .transient, reason: .malformedResponse, rotated: true),
     ]
+
+    /// `request_timeout` bounds the whole exchange, body included: with 1.5 s per byte the
+    /// mock's answer takes minutes, and the old client waited for all of it (the deadline of
+    /// async-http-client ends with the response head). The bound asserted is the acceptance
+    /// line's "timeout plus a small margin", generous for a loaded CI machine.
+    @Test("a trickled body fails within request_timeout", arguments: [MockEndpoint.refreshApplicationSecret, .getApplicationSecret])
+    func trickledBodyTimesOut(_ endpoint: MockEndpoint) async throws {
+        try await withGenAuthHarness(requestTimeout: .seconds(2)) { h in
+            _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+            h.state.inject(.init(endpoint: endpoint, appId: GenAuthHarness.appId, count: 1, fault: .trickleBody(intervalMilliseconds: 1_500)))
+            let started = ContinuousClock.now
+            let error = try #require(
+                await h.expectFailure {
+                    if endpoint == .refreshApplicationSecret {
+                        _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
+                    } else {
+                        _ = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
+                    }
+                })
+            let elapsed = ContinuousClock.now - started
+            #expect(error.reason == .timeout)
+            #expect(error.classification == (endpoint == .refreshApplicationSecret ? .outcomeUnknown : .transient))
+            #expect(elapsed < .seconds(6), "took \(elapsed)")
+        }
+    }
 
     @Test("a refresh fault maps to its class and returns no secret", arguments: cases)
     func refreshFault(_ c: Case) async throws {
