@@ -6,6 +6,13 @@ import Glibc
 import Musl
 #endif
 
+/// A file as the kernel knows it: two paths with the same identity are one file, however
+/// they are spelled (symlinks, hard links, bind mounts of one file system aside).
+public struct FileIdentity: Hashable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+}
+
 /// Reads a whole small regular file: the config and the files it names, journal records,
 /// operator requests. One place for the open/fstat/read loop, the size cap, and the rule that
 /// only regular files are read (opened non-blocking, so a FIFO in their place cannot hang us).
@@ -28,6 +35,10 @@ enum SmallFile {
         let bytes: [UInt8]
         /// Permission bits, e.g. to judge an inline secret in a group-readable config.
         let permissions: UInt16
+        /// Owner and (device, inode) of the file that was read, for the trust rule and for
+        /// telling whether two paths name one file.
+        var owner: uid_t = 0
+        var identity: FileIdentity? = nil
     }
 
     static func read(_ path: String, limit: Int, followSymlinks: Bool = true) throws(Failure) -> Contents {
@@ -58,6 +69,8 @@ enum SmallFile {
             bytes.append(contentsOf: chunk[0..<count])
             if bytes.count > limit { throw .tooLarge(limit: limit) }
         }
-        return Contents(bytes: bytes, permissions: UInt16(status.st_mode & 0o777))
+        return Contents(
+            bytes: bytes, permissions: UInt16(status.st_mode & 0o777), owner: status.st_uid,
+            identity: FileIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino)))
     }
 }

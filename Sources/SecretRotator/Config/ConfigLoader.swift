@@ -33,7 +33,7 @@ public struct ConfigLoader: Sendable {
     public func load(path: String) throws(ConfigError) -> LoadedConfig {
         let contents: ConfigFileReader.Contents
         do {
-            contents = try ConfigFileReader.read(path)
+            contents = try ConfigFileReader.readTrusted(path, what: "config file", followSymlinks: true)
         } catch {
             throw ConfigError(diagnostics: [
                 ConfigDiagnostic(

@@ -104,7 +104,7 @@ struct OutputSection {
         if let problem = ValueRules.absolutePathProblem(path) { return problem }
         let text: String
         do {
-            text = try ConfigFileReader.read(path).text
+            text = try ConfigFileReader.readTrusted(path, what: "template", followSymlinks: false).text
         } catch {
             return error.message
         }

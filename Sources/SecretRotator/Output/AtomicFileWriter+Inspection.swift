@@ -26,12 +26,15 @@ extension AtomicFileWriter {
         }
         let directory: FileDescriptor
         do {
-            directory = try parent.withCString {
-                try FileDescriptor.open($0, .readOnly, options: [.directory, .closeOnExec])
-            }
+            // The same walk and rules as a write: a directory a write would refuse is not
+            // "fine", and a symlinked ancestor must not make us compare some other file.
+            directory = try SafeDirectory.open(parent, target: path, allowUnsafe: options.allowUnsafeDirectory, action: "inspect")
+        } catch where error.errno == .noSuchFileOrDirectory {
+            return .missing
+        } catch where error.code == .unsafeDirectory {
+            return .invalidOutput(error)
         } catch {
-            let failure = error as? Errno ?? .ioError
-            return failure == .noSuchFileOrDirectory ? .missing : .unreadable(failure)
+            return .unreadable(error.errno ?? .ioError)
         }
         defer { try? directory.close() }
 

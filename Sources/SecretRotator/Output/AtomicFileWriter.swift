@@ -60,7 +60,6 @@ public struct AtomicFileWriter: Sendable {
 
         let directory = try openDirectory(parent, target: path, options: options)
         defer { try? directory.close() }
-        try checkDirectorySafety(directory, parent: parent, target: path, options: options)
         do {
             try replace(name, in: directory, with: bytes, target: path, options: options)
         } catch {
@@ -128,80 +127,16 @@ public struct AtomicFileWriter: Sendable {
 
     // MARK: - Directory
 
+    /// The parent, reached and checked by `SafeDirectory` (no symlinks, no ancestor that
+    /// someone else could change), created if the options ask for it.
     private func openDirectory(_ parent: String, target: String, options: AtomicWriteOptions) throws(OutputError)
         -> FileDescriptor
     {
-        let reason = "cannot open the directory \(parent)"
-        do {
-            return try perform(.openDirectory, nil, .directoryUnavailable, target, reason) {
-                try parent.withCString { try FileDescriptor.open($0, .readOnly, options: [.directory, .closeOnExec]) }
-            }
-        } catch let error where error.errno == .noSuchFileOrDirectory && options.createParent != nil {
-            guard let creation = options.createParent else { throw error }
-            return try createDirectory(parent, creation: creation, target: target)
+        if let injected = hooks.beforeStep?(.openDirectory, nil) {
+            throw OutputError(.directoryUnavailable, path: target, errno: injected, reason: "cannot open the directory \(parent)")
         }
-    }
-
-    private func createDirectory(_ parent: String, creation: DirectoryCreation, target: String) throws(OutputError)
-        -> FileDescriptor
-    {
-        // 0700 first, the final group and mode after: no moment where the wrong group can look in.
-        var created = false
-        do {
-            try Self.check(mkdir(parent, 0o700))
-            created = true
-        } catch let errno where errno == .fileExists {
-            // Someone (maybe another writer) created it meanwhile; use it as it is.
-        } catch {
-            throw OutputError(.directoryUnavailable, path: target, errno: error, reason: "cannot create the directory \(parent)")
-        }
-        let directory: FileDescriptor
-        do {
-            directory = try parent.withCString {
-                try FileDescriptor.open($0, .readOnly, options: [.directory, .noFollow, .closeOnExec])
-            }
-        } catch {
-            throw OutputError(.directoryUnavailable, path: target, errno: error as? Errno, reason: "cannot open the directory \(parent)")
-        }
-        guard created else { return directory }
-        do {
-            if let group = creation.group {
-                try Self.check(fchown(directory.rawValue, uid_t.max, group.rawValue))
-            }
-            try Self.check(fchmod(directory.rawValue, creation.mode.rawValue))
-        } catch {
-            try? directory.close()
-            throw OutputError(.directoryUnavailable, path: target, errno: error, reason: "cannot set group/mode of the new directory \(parent)")
-        }
-        return directory
-    }
-
-    /// sshd StrictModes: whoever can write the directory can swap our file for theirs (or,
-    /// for a sweep, theirs for one we would unlink). `action` names what is refused.
-    private func checkDirectorySafety(
-        _ directory: FileDescriptor, parent: String, target: String, options: AtomicWriteOptions, action: String = "write"
-    ) throws(OutputError) {
-        guard !options.allowUnsafeDirectory else { return }
-        let status: Stat
-        do {
-            status = try directory.stat()
-        } catch {
-            throw OutputError(.directoryUnavailable, path: target, errno: error, reason: "cannot stat the directory \(parent)")
-        }
-        let owner = status.userID.rawValue
-        if owner != 0 && owner != geteuid() {
-            throw OutputError(
-                .unsafeDirectory, path: target,
-                reason: "refusing to \(action): directory \(parent) is owned by uid \(owner), not by root or by us (uid \(geteuid())); set allow_unsafe_directory = true to override"
-            )
-        }
-        let bits = status.permissions.rawValue & 0o7777
-        if bits & 0o022 != 0 {
-            throw OutputError(
-                .unsafeDirectory, path: target,
-                reason: "refusing to \(action): directory \(parent) is writable by group or others (mode \(String(bits, radix: 8))); set allow_unsafe_directory = true to override"
-            )
-        }
+        return try SafeDirectory.open(
+            parent, target: target, allowUnsafe: options.allowUnsafeDirectory, create: options.createParent)
     }
 
     // MARK: - Target
@@ -295,24 +230,13 @@ public struct AtomicFileWriter: Sendable {
     ) -> TemporarySweep {
         let descriptor: FileDescriptor
         do {
-            descriptor = try directory.withCString {
-                try FileDescriptor.open($0, .readOnly, options: [.directory, .closeOnExec])
-            }
-        } catch let failure as Errno where failure == .noSuchFileOrDirectory {
+            descriptor = try SafeDirectory.open(directory, target: directory, allowUnsafe: allowUnsafeDirectory, action: "sweep")
+        } catch where error.errno == .noSuchFileOrDirectory {
             return TemporarySweep(directory: directory, removed: [], error: nil)
-        } catch {
-            let failure = OutputError(
-                .directoryUnavailable, path: directory, errno: error as? Errno, reason: "cannot open the directory to sweep")
-            return TemporarySweep(directory: directory, removed: [], error: failure)
-        }
-        defer { try? descriptor.close() }
-        do {
-            try checkDirectorySafety(
-                descriptor, parent: directory, target: directory,
-                options: AtomicWriteOptions(allowUnsafeDirectory: allowUnsafeDirectory), action: "sweep")
         } catch {
             return TemporarySweep(directory: directory, removed: [], error: error)
         }
+        defer { try? descriptor.close() }
         var removed: [String] = []
         do {
             try sweep(descriptor, allowedOwners: Self.ownersByBase(allowedOwners), removed: &removed)
