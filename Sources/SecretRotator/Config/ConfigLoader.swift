@@ -85,12 +85,36 @@ public struct ConfigLoader: Sendable {
         let defaults = DefaultsSection(minimumInterval: minimumInterval).read(reader.subtable("defaults"), sink: sink)
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval).read(reader.tableArray("app"), sink: sink)
 
+        if let genauth {
+            OutputPathConflicts(
+                protected: Self.protectedFiles(configPath: path, genauth: genauth, apps: apps),
+                stateDirectory: defaults.stateDirectory
+            ).check(apps, sink: sink)
+        }
         guard !sink.hasErrors, let genauth else {
             throw ConfigError(diagnostics: sink.diagnostics)
         }
         return LoadedConfig(
             config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps),
             warnings: ConfigDiagnostic.inFileOrder(sink.diagnostics))
+    }
+
+    /// Files the daemon reads, which no output may replace.
+    static func protectedFiles(configPath: String, genauth: GenAuthSettings, apps: [AppConfig]) -> [OutputPathConflicts.Protected] {
+        var files = [OutputPathConflicts.Protected(what: "config file", path: configPath)]
+        switch genauth.accessKeySecretSource {
+        case .file(let keyPath), .credential(_, let keyPath):
+            files.append(.init(what: "access key secret file", path: keyPath))
+        case .environment, .inline:
+            break
+        }
+        if let ca = genauth.caFile { files.append(.init(what: "CA file", path: ca)) }
+        for app in apps {
+            for output in app.outputs {
+                if let template = output.templatePath { files.append(.init(what: "template", path: template)) }
+            }
+        }
+        return files
     }
 
     /// toml++'s messages may quote what it read, so on a line that sets a secret key the

@@ -16,14 +16,20 @@ import Musl
 ///
 ///     <state>/lock                 flock held by the one writer (StateDirectoryLock)
 ///     <state>/apps/<app>.json      AppState, no secrets
-///     <state>/secrets/<app>.json   CurrentSecret, 0600: the secret the outputs should hold
+///     <state>/current/<app>.json   CurrentSecret, 0600: the secret the outputs should hold
 ///     <state>/requests/            operator requests (`rotate`, `fetch`) for a running daemon
 ///     <state>/corrupt/             unreadable records, moved aside with a timestamp
 ///
 /// Every directory is 0700 and every record is replaced with `AtomicFileWriter` (write, fsync,
 /// rename, fsync the directory), so a crash leaves the old or the new record, and a record is
-/// durable when a save returns. `<state>/pending/` of versions before Engine v2 is migrated into
-/// `secrets/` by `prepare()`.
+/// durable when a save returns. `prepare()` migrates older layouts into `current/`:
+/// `<state>/pending/` (before Engine v2) and `<state>/secrets/<app>.json` (Engine v2's first
+/// layout, which shared its name with the default drop directory
+/// `/var/lib/secret-rotator/secrets`, so records sat among the outputs and an app named
+/// `<id>.json` would have written over one).
+///
+/// Outputs may not be placed in here, except in a subdirectory that is not one of these
+/// (`OutputPathConflicts`); the default drop directory `<state>/secrets` is such a one.
 public struct StateDirectory: Sendable {
     public let path: String
     private let writer = AtomicFileWriter()
@@ -35,7 +41,11 @@ public struct StateDirectory: Sendable {
     public var lockPath: String { "\(path)/lock" }
     public var requestsPath: String { "\(path)/requests" }
     var appsPath: String { "\(path)/apps" }
-    var secretsPath: String { "\(path)/secrets" }
+    var secretsPath: String { "\(path)/current" }
+    var legacySecretsPath: String { "\(path)/secrets" }
+
+    /// The names in here that belong to the state directory: no output may be one of them or below one.
+    public static let ownEntries: Set<String> = ["lock", "apps", "current", "requests", "corrupt", "pending"]
     var legacyPendingPath: String { "\(path)/pending" }
     var corruptPath: String { "\(path)/corrupt" }
 
@@ -47,7 +57,7 @@ public struct StateDirectory: Sendable {
     }
 
     /// Creates the directory and its subdirectories, private to the daemon (0700), and moves
-    /// pending records of older versions into `secrets/` (a newer record there wins).
+    /// records of older layouts into `current/` (a newer record there wins).
     public func prepare() throws(StateDirectoryError) {
         for directory in [path, appsPath, secretsPath, corruptPath] {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
@@ -56,6 +66,7 @@ public struct StateDirectory: Sendable {
             }
         }
         try migrateLegacyPending()
+        try migrateLegacySecrets()
         // Writes no longer sweep their directory; start-up (under the lock) clears the temp
         // files of a writer killed mid-write.
         for directory in [appsPath, secretsPath] {
@@ -182,7 +193,10 @@ public struct StateDirectory: Sendable {
         case .unreadable(let reason): problems.append("state record \(statePath(appID)): \(reason)")
         }
         var secretVersion: Int?
-        for candidate in [secretPath(appID), "\(legacyPendingPath)/\(Self.fileName(for: appID)).json"] {
+        for candidate in [
+            secretPath(appID), "\(legacyPendingPath)/\(Self.fileName(for: appID)).json",
+            "\(legacySecretsPath)/\(Self.fileName(for: appID)).json",
+        ] {
             switch find(CurrentSecret.self, at: candidate) {
             case .missing: continue
             case .record(let secret): secretVersion = max(secretVersion ?? 0, secret.version)
@@ -246,6 +260,40 @@ public struct StateDirectory: Sendable {
         // Temp files a killed writer left there go with the directory.
         writer.sweepStaleTemporaries(inDirectory: legacyPendingPath)
         _ = rmdir(legacyPendingPath)
+    }
+
+    /// Engine v2's first layout kept current secrets in `secrets/`, the default drop
+    /// directory's name. A file there moves to `current/` only if it is a current-secret
+    /// record of the app its name says, a regular file of ours with mode 0600: outputs in
+    /// the drop directory are never touched.
+    private func migrateLegacySecrets() throws(StateDirectoryError) {
+        guard let entries = try? DirectoryListing.entries(atPath: legacySecretsPath) else { return }
+        var moved = false
+        for name in entries.map(\.name) where name.hasSuffix(".json") && !name.hasPrefix(".") {
+            let source = "\(legacySecretsPath)/\(name)"
+            var status = stat()
+            guard lstat(source, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == geteuid(),
+                status.st_mode & 0o777 == 0o600,
+                case .record(let legacy) = find(CurrentSecret.self, at: source),
+                Self.fileName(for: legacy.appID) + ".json" == name
+            else { continue }
+            let destination = "\(secretsPath)/\(name)"
+            if case .record(let existing) = find(CurrentSecret.self, at: destination), existing.version >= legacy.version {
+                _ = unlink(source)
+                moved = true
+                continue
+            }
+            if rename(source, destination) != 0 {
+                throw StateDirectoryError(
+                    .recordWriteFailed, path: destination, errno: Errno(rawValue: errno),
+                    message: "cannot move the current-secret record of an older layout into place")
+            }
+            moved = true
+        }
+        if moved {
+            syncDirectory(secretsPath)
+            syncDirectory(legacySecretsPath)
+        }
     }
 
     private func syncDirectory(_ directory: String) {

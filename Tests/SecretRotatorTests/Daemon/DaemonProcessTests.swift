@@ -352,7 +352,7 @@ import Testing
         #expect(first == 0, "\(firstOutput)")
         let stale = [
             "\(harness.stateDirectory)/apps/\(TemporaryFileName.make(for: "\(DaemonHarness.appID(0)).json", random: 1))",
-            "\(harness.stateDirectory)/secrets/\(TemporaryFileName.make(for: "\(DaemonHarness.appID(1)).json", random: 2))",
+            "\(harness.stateDirectory)/current/\(TemporaryFileName.make(for: "\(DaemonHarness.appID(1)).json", random: 2))",
             "\(harness.dropDirectory)/\(TemporaryFileName.make(for: "app0", random: 3))",
         ]
         let unrelated = "\(harness.dropDirectory)/.not-a-temp-file"

@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Refuses outputs that would overwrite something the daemon itself depends on, or that name
+/// one file twice under two spellings (DESIGN §11).
+///
+/// Found in an adversarial pass: an output path could equal the config file, the access key
+/// secret file, a template, another app's state record, or `<state>/lock` (replacing the lock
+/// let a second daemon start); and two apps could write one file through a symlinked
+/// directory. Comparing strings misses all of these, so outputs are compared by identity:
+/// the (device, inode) of the directory the writer's own walk reaches (`SafeDirectory`) plus
+/// the file name, and, for files that already exist, their own (device, inode).
+///
+/// Directories that cannot be reached yet (a drop directory the writer will create) are
+/// compared by path only; the write itself reports anything else about them.
+struct OutputPathConflicts {
+    /// A file the daemon reads and must never write: what it is, for the message.
+    struct Protected {
+        let what: String
+        let path: String
+    }
+
+    let protected: [Protected]
+    /// Outputs may not be in here or below: records, secrets, requests, the lock.
+    let stateDirectory: String
+
+    func check(_ apps: [AppConfig], sink: DiagnosticCollector) {
+        let protectedFiles = protected.compactMap { item -> (Protected, FileIdentity, FileIdentity?, String)? in
+            guard let real = ConfigFileReader.realPath(item.path), let file = Self.identity(ofFile: real) else { return nil }
+            let parent = Self.identity(ofFile: ConfigFileReader.parentDirectory(of: real))
+            return (item, file, parent, Self.name(of: real))
+        }
+        let stateReal = ConfigFileReader.realPath(stateDirectory) ?? stateDirectory
+
+        var seen: [OutputKey: String] = [:]
+        for (appIndex, app) in apps.enumerated() {
+            for (outputIndex, output) in app.outputs.enumerated() {
+                let explicit = "app[\(appIndex)].output[\(outputIndex)].path"
+                let keyPath = sink.line(of: explicit) != nil ? explicit : "app[\(appIndex)]"
+                if let template = output.templatePath, let identity = Self.identity(ofFile: template) {
+                    // A hard link to the key file passes the template's own trust rule (root's,
+                    // 0600) and would copy the access key secret into an output.
+                    for (item, file, _, _) in protectedFiles where item.what != "template" && file == identity {
+                        sink.error(
+                            "app[\(appIndex)].output[\(outputIndex)].template",
+                            "template \(template) is the \(item.what) \(item.path); its content would be copied into an output")
+                    }
+                }
+                guard let (parent, name) = AtomicFileWriter.split(output.path) else { continue }
+
+                if Self.isStateEntry(parent, state: stateReal) || Self.isStateEntry(parent, state: stateDirectory) {
+                    sink.error(
+                        keyPath,
+                        "output \(output.path) is inside the state directory \(stateDirectory), which holds the daemon's records, secrets and lock; write outputs elsewhere (a subdirectory other than \(StateDirectory.ownEntries.sorted().joined(separator: ", ")) is fine)")
+                    continue
+                }
+
+                let directory: FileIdentity?
+                switch SafeDirectory.identity(of: parent, allowUnsafe: output.allowUnsafeDirectory) {
+                case .success(let identity):
+                    directory = identity
+                case .failure(let error) where error.code == .unsafeDirectory:
+                    // A link or a stranger's directory on the way: every write would be refused.
+                    sink.error(keyPath, error.reason)
+                    continue
+                case .failure:
+                    // Missing or unreadable now; the writer creates or reports it.
+                    directory = nil
+                }
+                let existing = directory.flatMap { _ in Self.identity(ofEntry: name, in: parent) }
+                for (item, file, protectedParent, protectedName) in protectedFiles {
+                    let sameEntry = directory != nil && directory == protectedParent && name == protectedName
+                    if sameEntry || existing == file {
+                        sink.error(
+                            keyPath,
+                            "output \(output.path) is the \(item.what) \(item.path); the daemon would overwrite what it reads")
+                    }
+                }
+                let key = directory.map { OutputKey.resolved($0, name) } ?? .unresolved(output.path)
+                if let first = seen[key] {
+                    // Equal strings are reported by AppsSection; this is two spellings of one file.
+                    if first != output.path {
+                        sink.error(keyPath, "output \(output.path) is the same file as \(first), spelled differently; each file has one writer")
+                    }
+                } else {
+                    seen[key] = output.path
+                }
+            }
+        }
+    }
+
+    /// True when a file in `directory` would be the state directory's own: directly in it, or
+    /// in or below one of its own subdirectories. Other subdirectories (the default drop
+    /// directory `<state>/secrets`) belong to the operator.
+    static func isStateEntry(_ directory: String, state: String) -> Bool {
+        let state = state == "/" ? "" : state
+        if directory == state || (state.isEmpty && directory == "/") { return true }
+        guard directory.hasPrefix(state + "/") else { return false }
+        let first = directory.dropFirst(state.count + 1).prefix { $0 != "/" }
+        return StateDirectory.ownEntries.contains(String(first))
+    }
+
+    private enum OutputKey: Hashable {
+        case resolved(FileIdentity, String)
+        case unresolved(String)
+    }
+
+    private static func name(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    static func identity(ofFile path: String) -> FileIdentity? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return FileIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+    }
+
+    /// The entry itself, not a link's target: a symlink output is refused by the writer anyway.
+    private static func identity(ofEntry name: String, in directory: String) -> FileIdentity? {
+        var status = stat()
+        let path = directory == "/" ? "/" + name : directory + "/" + name
+        guard lstat(path, &status) == 0 else { return nil }
+        return FileIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+    }
+}

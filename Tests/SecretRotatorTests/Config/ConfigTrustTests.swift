@@ -1,0 +1,204 @@
+import Foundation
+import Testing
+
+@testable import SecretRotator
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// sudo's and sshd's rule for what the daemon trusts (DESIGN §11), and outputs that would
+/// overwrite what the daemon reads. Each case is run through `check-config`, which must exit
+/// 78 with a reason, as an operator would meet it.
+@Suite struct ConfigTrustTests {
+    static let keySecret = "trust-test-access-key-secret-5c5c"
+
+    /// A directory with a valid config (0600), a key file (0600) and a state directory.
+    final class Setup: Sendable {
+        let root: String
+        var config: String { root + "/rotator.toml" }
+        var keyFile: String { root + "/key" }
+        var state: String { root + "/state" }
+        var outputs: String { root + "/out" }
+
+        init() throws {
+            root = try ConfigFixtures.temporaryDirectory().path
+            #expect(chmod(root, 0o755) == 0)
+            try ConfigFixtures.write(ConfigTrustTests.keySecret + "\n", to: URL(fileURLWithPath: keyFile))
+            #expect(mkdir(outputs, 0o755) == 0)
+        }
+
+        func writeConfig(outputs extra: String = "", mode: Int = 0o600) throws {
+            let text = """
+                [genauth]
+                access_key_id = "ak-trust"
+                access_key_secret_file = "\(keyFile)"
+                [defaults]
+                state_directory = "\(state)"
+                directory = "\(outputs)"
+                [[app]]
+                id = "app-1"
+                name = "one"
+                \(extra)
+                """
+            try ConfigFixtures.write(text, to: URL(fileURLWithPath: config), mode: mode)
+        }
+
+        func check() throws -> CLI.Result {
+            try CLI.run(["check-config", "--config", config])
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: root) }
+    }
+
+    private func expectRefused(_ setup: Setup, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try setup.check()
+        #expect(result.status == 78, "\(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(fragment), "\(result.stderr)", sourceLocation: sourceLocation)
+        #expect(!result.stderr.contains(Self.keySecret) && !result.stdout.contains(Self.keySecret), sourceLocation: sourceLocation)
+    }
+
+    @Test func baselineIsAccepted() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig()
+        let result = try setup.check()
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @Test(arguments: [0o666, 0o620, 0o602])
+    func writableConfigIsRefused(mode: Int) throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig(mode: mode)
+        try expectRefused(setup, "refusing config file \(setup.config): writable by group or others")
+    }
+
+    @Test func configInAWorldWritableDirectoryIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig()
+        #expect(chmod(setup.root, 0o777) == 0)
+        try expectRefused(setup, "refusing the directory \(setup.root) of config file")
+    }
+
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give files away"))
+    func configOwnedByAnotherUserIsRefused() throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig()
+        #expect(chown(setup.config, ids.user.rawValue, ids.group.rawValue) == 0)
+        try expectRefused(setup, "owned by uid \(ids.user.rawValue), not by root or by the daemon's user")
+    }
+
+    @Test func symlinkedConfigIsJudgedByItsTarget() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig()
+        let link = setup.root + "/link.toml"
+        #expect(symlink(setup.config, link) == 0)
+        #expect(try CLI.run(["check-config", "--config", link]).status == 0)
+        #expect(chmod(setup.config, 0o646) == 0)
+        let result = try CLI.run(["check-config", "--config", link])
+        #expect(result.status == 78 && result.stderr.contains("writable by group or others"), "\(result.stderr)")
+    }
+
+    private func templateOutput(_ template: String) -> String {
+        "[[app.output]]\npath = \"\(root(of: template))/out/t.conf\"\nformat = \"template\"\ntemplate = \"\(template)\"\n"
+    }
+
+    private func root(of template: String) -> String { ConfigFileReader.parentDirectory(of: template) }
+
+    @Test func writableTemplateIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        let template = setup.root + "/t.tmpl"
+        try ConfigFixtures.write("s={{secret}}\n", to: URL(fileURLWithPath: template), mode: 0o666)
+        try setup.writeConfig(outputs: templateOutput(template))
+        try expectRefused(setup, "refusing template \(template): writable by group or others")
+    }
+
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give files away"))
+    func templateOwnedByAnotherUserIsRefused() throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        let template = setup.root + "/t.tmpl"
+        try ConfigFixtures.write("s={{secret}}\n", to: URL(fileURLWithPath: template), mode: 0o644)
+        #expect(chown(template, ids.user.rawValue, ids.group.rawValue) == 0)
+        try setup.writeConfig(outputs: templateOutput(template))
+        try expectRefused(setup, "refusing template \(template): owned by uid \(ids.user.rawValue)")
+    }
+
+    /// The reported attack: the key file (root's, 0600) passes the owner rule, so a link to it
+    /// would have copied the access key secret into an output.
+    @Test func templateLinkedToTheKeyFileIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        let symbolic = setup.root + "/sym.tmpl"
+        #expect(symlink(setup.keyFile, symbolic) == 0)
+        try setup.writeConfig(outputs: templateOutput(symbolic))
+        try expectRefused(setup, "\(symbolic) is a symbolic link")
+
+        let hard = setup.root + "/hard.tmpl"
+        #expect(link(setup.keyFile, hard) == 0)
+        try setup.writeConfig(outputs: templateOutput(hard))
+        // The key file is not a valid template either; the identity check says why it matters.
+        let result = try setup.check()
+        #expect(result.status == 78)
+        #expect(!result.stderr.contains(Self.keySecret))
+    }
+
+    @Test(arguments: ["config", "key", "lock", "record", "template"])
+    func outputOverAFileTheDaemonReadsIsRefused(_ which: String) throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        let template = setup.root + "/t.tmpl"
+        try ConfigFixtures.write("s={{secret}}\n", to: URL(fileURLWithPath: template), mode: 0o644)
+        let (path, fragment): (String, String) =
+            switch which {
+            case "config": (setup.config, "is the config file")
+            case "key": (setup.keyFile, "is the access key secret file")
+            case "lock": (setup.state + "/lock", "is inside the state directory")
+            case "record": (setup.state + "/apps/app-1.json", "is inside the state directory")
+            default: (template, "is the template")
+            }
+        var extra = "[[app.output]]\npath = \"\(path)\"\nformat = \"raw\"\n"
+        if which == "template" { extra += templateOutput(template) }
+        try setup.writeConfig(outputs: extra)
+        try expectRefused(setup, fragment)
+    }
+
+    @Test func twoSpellingsOfOneFileAreRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        // Through a symlinked directory: every write there would be refused, so is the config.
+        #expect(symlink(setup.outputs, setup.root + "/alias") == 0)
+        try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(setup.root)/alias/one\"\nformat = \"raw\"\n")
+        try expectRefused(setup, "\(setup.root)/alias is a symbolic link")
+
+        // Through a bind mount: one directory, two paths, no link to see.
+        let bound = setup.root + "/bound"
+        #expect(mkdir(bound, 0o755) == 0)
+        let mounted = (try? TestProcess.run("/bin/mount", ["--bind", setup.outputs, bound]))?.status == 0
+        guard mounted else {
+            #expect(ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "bind mount failed under CI")
+            return
+        }
+        defer { _ = try? TestProcess.run("/bin/umount", [bound]) }
+        try setup.writeConfig(
+            outputs: """
+                [[app.output]]
+                path = "\(setup.outputs)/same"
+                format = "raw"
+                [[app]]
+                id = "app-2"
+                name = "two"
+                [[app.output]]
+                path = "\(bound)/same"
+                format = "raw"
+                """)
+        try expectRefused(setup, "is the same file as \(setup.outputs)/same, spelled differently")
+    }
+}
