@@ -72,6 +72,44 @@ public struct AtomicFileWriter: Sendable {
         }
     }
 
+    /// Checks that `write(bytes, to: path, options: options)` could succeed now, changing
+    /// nothing a reader sees: the directory is reached and checked as for a write (and a
+    /// missing drop directory created, as a write would), the target is replaceable, and a
+    /// temp file can be created, filled with `bytes`, given its owner, group and mode, and
+    /// removed. No fsync and no rename.
+    ///
+    /// Vault Agent makes such a write check once at start-up; here it runs before every
+    /// refresh, because GenAuth kills the old secret the moment it answers: a read-only mount,
+    /// a full disk or a lost chown right must be found before that call, not after it.
+    ///
+    /// - Throws: the `OutputError` the write would have met at that step.
+    public func probe(_ bytes: [UInt8], at path: String, options: AtomicWriteOptions) throws(OutputError) {
+        guard let (parent, name) = Self.split(path) else {
+            throw OutputError(.invalidSpec, path: path, reason: "target must be an absolute path to a file")
+        }
+        let directory = try openDirectory(parent, target: path, options: options)
+        defer { try? directory.close() }
+        try checkTargetIsReplaceable(name, in: directory, target: path)
+        let (file, temporaryName) = try createTemporary(for: name, in: directory, target: path)
+        defer {
+            _ = unlinkat(directory.rawValue, temporaryName, 0)
+            try? file.close()
+        }
+        try perform(.writeContent, temporaryName, .temporaryFileFailed, path, "cannot write the temporary file") {
+            _ = try file.writeAll(bytes)
+        }
+        if options.owner != nil || options.group != nil {
+            let uid = options.owner?.rawValue ?? uid_t.max
+            let gid = options.group?.rawValue ?? gid_t.max
+            try perform(.setOwner, temporaryName, .temporaryFileFailed, path, "cannot set owner/group") {
+                try Self.check(fchown(file.rawValue, uid, gid))
+            }
+        }
+        try perform(.setMode, temporaryName, .temporaryFileFailed, path, "cannot set mode") {
+            try Self.check(fchmod(file.rawValue, options.mode.rawValue))
+        }
+    }
+
     /// The write proper, inside a checked directory: temp file, content, attributes, rename.
     private func replace(
         _ name: String, in directory: FileDescriptor, with bytes: [UInt8], target path: String, options: AtomicWriteOptions

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SystemPackage
 
 /// Writes one secret document to all outputs of an app.
@@ -43,6 +48,30 @@ public struct OutputWriter: Sendable {
             return .invalidOutput(error)
         }
         return fileWriter.inspect(expected, at: spec.path, options: spec.writeOptions)
+    }
+
+    /// Whether a write of a secret to `spec` could succeed now, checked without a secret and
+    /// without changing what readers see (`AtomicFileWriter.probe`): the spec is valid, its
+    /// template renders (with a placeholder secret of the same shape as GenAuth's), and a
+    /// temp file can be created, written, chowned and removed in its directory.
+    ///
+    /// - Returns: nil when the output is writable, else the error its write would meet.
+    public func preflight(_ spec: OutputSpec, appId: String, appName: String) -> OutputError? {
+        let problems = spec.problems()
+        guard problems.isEmpty else {
+            return OutputError(.invalidSpec, path: spec.path, reason: problems.joined(separator: "; "))
+        }
+        // 32 hex digits, as GenAuth's secrets are: the renderer's checks see a realistic value.
+        let placeholder = SecretDocument(
+            secret: SecretValue(String(repeating: "0", count: 32)), appId: appId, appName: appName, version: 1,
+            rotatedAt: Date(timeIntervalSince1970: 0))
+        do {
+            let bytes = try OutputRenderer.render(placeholder, for: spec)
+            try fileWriter.probe(bytes, at: spec.path, options: spec.writeOptions)
+            return nil
+        } catch {
+            return error
+        }
     }
 
     /// Removes the temp files crashed writers left next to these outputs: each parent

@@ -310,7 +310,14 @@ public actor RotationEngine {
             }
         }
         switch step {
-        case .refresh: await transition(app, .refreshStarting)
+        case .refresh:
+            // Everything that can be checked is checked before the one call that cannot be
+            // taken back: GenAuth kills the old secret the moment it answers.
+            if let failure = preflight(app) {
+                await transition(app, .outputsFailed(failure))
+            } else {
+                await transition(app, .refreshStarting)
+            }
         case .reconcile: await read(app, purpose: .reconcile)
         case .verify: await read(app, purpose: .verify)
         case .fetch: await read(app, purpose: .fetch)
@@ -451,8 +458,15 @@ public actor RotationEngine {
     private func write(
         _ record: CurrentSecret, app: AppConfig, origin: AppTransitions.SecretOrigin, journalError: StateDirectoryError?
     ) async {
-        let specs = app.outputs.map { $0.outputSpec(template: loadTemplate($0)) }
-        let report = writer.write(document(record, app), to: specs)
+        let document = document(record, app)
+        var results: [WriteReport.Result] = []
+        for output in app.outputs {
+            switch spec(output) {
+            case .success(let spec): results += writer.write(document, to: [spec]).results
+            case .failure(let error): results.append(WriteReport.Result(spec: output.outputSpec(template: nil), outcome: .failed(error)))
+            }
+        }
+        let report = WriteReport(appId: app.id, version: record.version, results: results)
         if !report.allWritten {
             await transition(app, .outputsFailed(Self.failure(report, version: record.version)))
             return
@@ -475,9 +489,13 @@ public actor RotationEngine {
         let document = document(record, app)
         var drifted: [(OutputSpec, OutputDrift)] = []
         for output in app.outputs {
-            let spec = output.outputSpec(template: loadTemplate(output))
-            if let drift = writer.inspect(document, at: spec) {
-                drifted.append((spec, drift))
+            switch spec(output) {
+            case .success(let spec):
+                if let drift = writer.inspect(document, at: spec) {
+                    drifted.append((spec, drift))
+                }
+            case .failure(let error):
+                drifted.append((output.outputSpec(template: nil), .invalidOutput(error)))
             }
         }
         guard !drifted.isEmpty else {
@@ -539,9 +557,56 @@ public actor RotationEngine {
             secret: record.secretValue, appId: app.id, appName: app.name, version: record.version, rotatedAt: record.obtainedAt)
     }
 
-    private func loadTemplate(_ output: OutputConfig) -> String? {
-        guard output.format == .template, let path = output.templatePath else { return nil }
-        return try? ConfigFileReader.read(path).text
+    /// The writer's view of `output`, its template read now (an edited template is used
+    /// without a restart) under the same trust rule as at load: not a link, owned by root or
+    /// us, writable by nobody else.
+    private func spec(_ output: OutputConfig) -> Result<OutputSpec, OutputError> {
+        guard output.format == .template, let path = output.templatePath else { return .success(output.outputSpec(template: nil)) }
+        do {
+            let text = try ConfigFileReader.readTrusted(path, what: "template", followSymlinks: false).text
+            return .success(output.outputSpec(template: text))
+        } catch {
+            return .failure(OutputError(.invalidSpec, path: output.path, reason: "template: \(error.message)"))
+        }
+    }
+
+    /// Pre-flight before a refresh: for every output, its owner and group still resolve to
+    /// the ids the config was loaded with, its template is trusted and renders, and its
+    /// directory takes a temp file (`OutputWriter.preflight`). Nil when all pass.
+    private func preflight(_ app: AppConfig) -> AppTransitions.Failure? {
+        for output in app.outputs {
+            let problem: OutputError?
+            if let accounts = Self.accountProblem(output) {
+                problem = OutputError(.invalidSpec, path: output.path, reason: accounts)
+            } else {
+                switch spec(output) {
+                case .success(let spec): problem = writer.preflight(spec, appId: app.id, appName: app.name)
+                case .failure(let error): problem = error
+                }
+            }
+            guard let problem else { continue }
+            var fields = ["event": "preflight_failed", "target_path": output.path, "error": problem.description]
+            if let errno = problem.errno { fields["errno"] = OutputError.name(of: errno) }
+            return AppTransitions.Failure(
+                .local, "not rotating: \(problem) (found before the refresh: GenAuth kills the old secret when it answers)",
+                fields: fields)
+        }
+        return nil
+    }
+
+    /// Owner and group names are resolved when the config loads; an account deleted or
+    /// renumbered since then would leave files owned by a stale id.
+    static func accountProblem(_ output: OutputConfig) -> String? {
+        for (account, kind) in [(output.owner, AccountLookup.Kind.user), (output.group, .group)] {
+            guard let account, account.name != String(account.id) else { continue }
+            guard let now = try? AccountLookup.resolve(account.name, kind: kind) else {
+                return "\(kind.rawValue) \"\(account.name)\" no longer resolves (it was id \(account.id) when the config was loaded)"
+            }
+            if now.id != account.id {
+                return "\(kind.rawValue) \"\(account.name)\" is now id \(now.id), not \(account.id) as when the config was loaded; reload the config"
+            }
+        }
+        return nil
     }
 
     /// One logger per app carrying its identity, instead of merging metadata by hand.

@@ -170,6 +170,8 @@ func withEngineFixture(
         ("HTML page", .htmlPage, .retriedAfterBackoff),
         ("oversize answer after the rotation", .oversizeBody(bytes: 200_000), .reconciledWithoutExtraRotation),
         ("invalid secret after the rotation", .invalidSecret, .reconciledWithoutExtraRotation),
+        // The old client wrote the decoy (the first of two "secret" keys): a dead secret.
+        ("secret key twice after the rotation", .duplicateSecretKey, .reconciledWithoutExtraRotation),
         ("expired token", .expiredToken, .reconciledWithoutExtraRotation),
         ("app not found (404/2011)", .businessError(statusCode: 404, apiCode: 2011, message: "app not found"), .longBackoff),
         ("forbidden (403)", .businessError(statusCode: 403, apiCode: nil, message: "forbidden"), .longBackoff),
