@@ -114,9 +114,9 @@ import Testing
             HookInvocation(argv: ["sh", "-c", "yes \(writer.seconds) & sleep 0.1; exit 0"], environment: shellEnvironment, timeout: .seconds(30)))
         #expect(outcome.status == .exited(0))
         #expect(outcome.output.hasSuffix("\(writer.seconds)\n") || outcome.output.hasSuffix(writer.seconds))
-        // `yes` never ends: a runner that kept reading would have run into the 30 s timeout
-        // (status .timedOut) and killed it. Exited 0 with the writer still alive is "promptly".
-        #expect(await eventually { !writer.livePIDs().isEmpty }, "the background writer of a successful hook was killed")
+        // Observed, not timed: `yes` never ends, so a runner that kept reading would have run
+        // into the 30 s hook timeout and reported .timedOut; .exited(0) above is "promptly".
+        // (The writer itself dies of SIGPIPE once the runner closes the pipe.)
     }
 
     /// A failed hook is retried: what it left in its group is ended, or each retry adds more.
