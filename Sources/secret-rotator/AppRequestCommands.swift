@@ -95,6 +95,9 @@ struct AppRequest {
         ControlSignals.ignoreUntilTrapped()
         options.bootstrapLogging()
         let lock = try DaemonOptions.lock(stateDirectory)
+        // The engine below runs over the whole config, so every app is locked, not only the
+        // targets: with --state-dir OTHER beside a running daemon this is what refuses.
+        let appLocks = try DaemonOptions.lockApps(config, stateDirectory: stateDirectory)
         let client = try DaemonOptions.makeClient(config)
         let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
         var ok = true
@@ -127,7 +130,7 @@ struct AppRequest {
             ok = false
         }
         try? await client.shutdown()
-        withExtendedLifetime(lock) {}
+        withExtendedLifetime((lock, appLocks)) {}
         if !ok { throw ExitCode.failure }
     }
 }

@@ -38,6 +38,19 @@ struct DaemonOptions: ParsableArguments {
         }
     }
 
+    /// One writer per app on this host: the apps of `config`, locked in the runtime directory
+    /// (`AppLocks`). Exit 75 when another process holds one, 73 when the locks cannot be made.
+    static func lockApps(_ config: RotatorConfig, stateDirectory: String) throws -> AppLocks {
+        let locks = AppLocks(stateDirectory: stateDirectory)
+        do {
+            try locks.hold(exactly: config.apps.map(\.id))
+        } catch {
+            StandardError.write("secret-rotator: \(error)")
+            throw ExitCode(error.isHeldByAnother ? 75 : 73)
+        }
+        return locks
+    }
+
     static func lock(_ stateDirectory: String) throws -> StateDirectoryLock {
         do {
             try StateDirectory(path: stateDirectory).prepare()

@@ -41,6 +41,7 @@ struct RunCommand: AsyncParsableCommand {
         options.bootstrapLogging()
         let stateDirectory = options.stateDirectory(for: config)
         let lock = try DaemonOptions.lock(stateDirectory)
+        let appLocks = try DaemonOptions.lockApps(config, stateDirectory: stateDirectory)
         let logger = Logger(label: "secret-rotator")
         let client = try DaemonOptions.makeClient(config)
         let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
@@ -54,7 +55,8 @@ struct RunCommand: AsyncParsableCommand {
                 let service = RotationService(
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
                     stateDirectory: StateDirectory(path: stateDirectory), events: .systemd(notifier),
-                    maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, logger: logger)
+                    maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, appLocks: appLocks,
+                    logger: logger)
                 let group = service.serviceGroup(logger: logger)
                 try await group.run()
             }
@@ -63,7 +65,7 @@ struct RunCommand: AsyncParsableCommand {
             failed = true
         }
         try? await client.shutdown()
-        withExtendedLifetime(lock) {}
+        withExtendedLifetime((lock, appLocks)) {}
         if failed { throw ExitCode.failure }
     }
 

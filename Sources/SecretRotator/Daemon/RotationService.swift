@@ -42,6 +42,8 @@ public final class RotationService: Service, Sendable {
     let requests: ControlRequests
     let events: Events
     let logger: Logger
+    /// The per-app locks this daemon holds; a reload must take those of added apps first.
+    let appLocks: AppLocks?
     private let wake = WakeSignal()
     private let stopping = StopFlag()
     /// Longest single sleep; the watchdog needs pings more often than the wall-clock re-check.
@@ -49,8 +51,10 @@ public final class RotationService: Service, Sendable {
 
     public init(
         engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: StateDirectory,
-        events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, logger: Logger
+        events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, appLocks: AppLocks? = nil,
+        logger: Logger
     ) {
+        self.appLocks = appLocks
         self.engine = engine
         self.configPath = configPath
         self.loader = loader
@@ -146,7 +150,27 @@ public final class RotationService: Service, Sendable {
             for warning in loaded.warnings {
                 logger.warning("\(warning.description)", metadata: ["event": "config_warning"])
             }
-            let before = Set(await engine.config.apps.map(\.id))
+            let current = await engine.config
+            if loaded.config.defaults.stateDirectory != current.defaults.stateDirectory {
+                // The lock and the records stay where the daemon started: moving them under a
+                // running daemon would let a second one start on the old directory.
+                logger.error(
+                    "config rejected: state_directory changed from \(current.defaults.stateDirectory) to \(loaded.config.defaults.stateDirectory); a running daemon keeps its state directory, restart it to move (still running on the previous config)",
+                    metadata: ["event": "config_rejected"])
+                events.ready(await engine.status())
+                return
+            }
+            if let appLocks {
+                do {
+                    try appLocks.hold(exactly: loaded.config.apps.map(\.id))
+                } catch {
+                    logger.error(
+                        "config rejected: \(error); still running on the previous config", metadata: ["event": "config_rejected"])
+                    events.ready(await engine.status())
+                    return
+                }
+            }
+            let before = Set(current.apps.map(\.id))
             await engine.apply(loaded.config)
             let after = Set(loaded.config.apps.map(\.id))
             logger.notice(

@@ -41,42 +41,23 @@ public final class StateDirectoryLock: Sendable {
 
     public static func acquire(stateDirectory: String) throws(HeldError) -> StateDirectoryLock {
         let path = lockPath(stateDirectory: stateDirectory)
-        let descriptor: FileDescriptor
         do {
-            descriptor = try FileDescriptor.open(
-                FilePath(path), .readWrite, options: [.create, .closeOnExec, .noFollow],
-                permissions: [.ownerRead, .ownerWrite])
+            let file = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o600)
+            return StateDirectoryLock(path: path, descriptor: file.descriptor)
         } catch {
-            throw HeldError(path: path, holder: nil, reason: "\(error)")
+            switch error {
+            case .held(let pid, _):
+                var held = HeldError(path: path, holder: pid, reason: "held by another process whose PID is not readable")
+                held.isHeldByAnother = true
+                throw held
+            case .unavailable(let errno):
+                throw HeldError(path: path, holder: nil, reason: "\(errno)")
+            }
         }
-        guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? descriptor.close()
-            var held = HeldError(path: path, holder: holder(stateDirectory: stateDirectory), reason: reason)
-            held.isHeldByAnother = true
-            throw held
-        }
-        let text = Array("\(getpid())\n".utf8)
-        _ = ftruncate(descriptor.rawValue, 0)
-        _ = try? descriptor.writeAll(toAbsoluteOffset: 0, text)
-        return StateDirectoryLock(path: path, descriptor: descriptor)
     }
 
     /// The PID written by the current holder, if the lock is held right now.
     public static func holder(stateDirectory: String) -> pid_t? {
-        let path = lockPath(stateDirectory: stateDirectory)
-        guard let descriptor = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec, .noFollow]) else {
-            return nil
-        }
-        defer { try? descriptor.close() }
-        // If we can take a shared lock, nobody holds the exclusive one.
-        if flock(descriptor.rawValue, LOCK_SH | LOCK_NB) == 0 {
-            _ = flock(descriptor.rawValue, LOCK_UN)
-            return nil
-        }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let count = (try? buffer.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
-        let text = String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-        return pid_t(text)
+        PIDLockFile.holder(lockPath(stateDirectory: stateDirectory))?.pid
     }
 }

@@ -31,7 +31,9 @@ enum CLI {
             process.executableURL = binary
             process.arguments = arguments
         }
-        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
+        // Per-app locks in this call's own directory unless the test shares one on purpose.
+        let runtime = ["RUNTIME_DIRECTORY": directory.appendingPathComponent("run").path]
+        process.environment = ["PATH": "/usr/bin:/bin"].merging(runtime) { $1 }.merging(environment) { $1 }
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         try process.run()

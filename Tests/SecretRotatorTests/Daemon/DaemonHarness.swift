@@ -83,6 +83,8 @@ final class DaemonHarness: @unchecked Sendable {
         [
             "PATH": "/usr/bin:/bin", ConfigSchema.minimumIntervalVariable: "1s",
             ConfigSchema.accessKeySecretVariable: secret ?? accessKeySecret,
+            // Per-app locks of this test only: other tests use the same app ids at once.
+            "RUNTIME_DIRECTORY": directory.appendingPathComponent("run").path,
         ]
     }
 

@@ -1,0 +1,123 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One writer per app on this host (DESIGN §2), whatever state directory a process uses.
+///
+/// The state-directory lock stops a second daemon on the same state directory, but
+/// `rotate --state-dir OTHER` (or a second daemon with another `state_directory`) took its
+/// own lock and rotated an app a running daemon also manages: two writers, each holding a
+/// secret the other just killed. So every process that runs the engine also holds an
+/// exclusive `flock` per app, in the host's runtime directory:
+/// `<runtime>/apps/<app>.lock`, holding the PID and the state directory of its holder.
+///
+/// The runtime directory is `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=secret-rotator`
+/// sets it to /run/secret-rotator), else /run/secret-rotator for root, else
+/// `$XDG_RUNTIME_DIR/secret-rotator`, else /tmp/secret-rotator-<uid>. Every process of one
+/// host and user that does not set the variable meets the same files; tests set it to keep
+/// their app ids apart.
+public final class AppLocks: Sendable {
+    public let directory: String
+    private let stateDirectory: String
+    private let held = Mutex<[String: PIDLockFile]>([:])
+
+    /// An app whose lock another process holds.
+    public struct HeldError: Error, CustomStringConvertible {
+        public let appID: String
+        public let holder: pid_t?
+        public let holderStateDirectory: String?
+        public let path: String
+        /// False when the lock file could not even be opened (e.g. EACCES on the directory).
+        public let isHeldByAnother: Bool
+        public let reason: String
+
+        public var description: String {
+            guard isHeldByAnother else { return "cannot lock app \(appID) at \(path): \(reason)" }
+            let who = holder.map { "PID \($0)" } ?? "another process"
+            let whereFrom = holderStateDirectory.map { " with state directory \($0)" } ?? ""
+            return "app \(appID) is managed by another secret-rotator (\(who)\(whereFrom)); one process per host writes an app: ask that one (rotate/fetch without --state-dir), or stop it first"
+        }
+    }
+
+    public init(directory: String = AppLocks.defaultDirectory(), stateDirectory: String) {
+        self.directory = directory
+        self.stateDirectory = stateDirectory
+    }
+
+    public static func defaultDirectory(environment: [String: String] = ProcessEnvironment.current) -> String {
+        if let runtime = environment["RUNTIME_DIRECTORY"], runtime.hasPrefix("/") {
+            // systemd may list several, separated by ':'; ours is the first.
+            return String(runtime.split(separator: ":").first ?? Substring(runtime)) + "/apps"
+        }
+        if geteuid() == 0 { return "/run/secret-rotator/apps" }
+        if let xdg = environment["XDG_RUNTIME_DIR"], xdg.hasPrefix("/") { return xdg + "/secret-rotator/apps" }
+        return "/tmp/secret-rotator-\(geteuid())/apps"
+    }
+
+    /// Locks every app in `appIDs` not yet held and releases those no longer listed. All or
+    /// nothing: if one is held elsewhere, the ones newly taken here are released again and
+    /// the locks held before stay as they were.
+    ///
+    /// - Throws: `HeldError` for the first app that cannot be locked.
+    public func hold(exactly appIDs: [String]) throws(HeldError) {
+        try ensureDirectory()
+        let wanted = Set(appIDs)
+        var taken: [String: PIDLockFile] = [:]
+        for id in appIDs where held.withLock({ $0[id] == nil }) && taken[id] == nil {
+            let path = lockPath(id)
+            do {
+                taken[id] = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o644)
+            } catch {
+                for file in taken.values { file.release() }
+                switch error {
+                case .held(let pid, let detail):
+                    throw HeldError(
+                        appID: id, holder: pid, holderStateDirectory: detail, path: path, isHeldByAnother: true, reason: "held")
+                case .unavailable(let errno):
+                    throw HeldError(
+                        appID: id, holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
+                        reason: "\(OutputError.name(of: errno)) (\(errno))")
+                }
+            }
+        }
+        let released = held.withLock { locks -> [PIDLockFile] in
+            locks.merge(taken) { old, _ in old }
+            let gone = locks.keys.filter { !wanted.contains($0) }
+            return gone.compactMap { locks.removeValue(forKey: $0) }
+        }
+        for file in released { file.release() }
+    }
+
+    /// The apps this process holds now.
+    public var heldAppIDs: Set<String> { held.withLock { Set($0.keys) } }
+
+    deinit {
+        for file in held.withLock({ Array($0.values) }) { file.release() }
+    }
+
+    func lockPath(_ appID: String) -> String { "\(directory)/\(StateDirectory.fileName(for: appID)).lock" }
+
+    /// 0755 directories: lock files carry only PIDs and paths, and another user's process
+    /// (a root `rotate` beside the daemon's user) must be able to open them.
+    private func ensureDirectory() throws(HeldError) {
+        var path = ""
+        for component in directory.split(separator: "/") {
+            path += "/" + component
+            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw HeldError(
+                    appID: "", holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
+                    reason: "cannot create the lock directory: \(OutputError.name(of: Errno(rawValue: errno)))")
+            }
+        }
+    }
+}
