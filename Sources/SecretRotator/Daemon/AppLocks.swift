@@ -49,9 +49,20 @@ public final class AppLocks: Sendable {
         }
     }
 
+    /// Who owns what this process creates here: root running `rotate` or `run --once` for a
+    /// state directory owned by the daemon's user creates the lock directory and files for
+    /// that user, or the daemon could not create its own locks in a directory root made.
+    private let owner: uid_t?
+
     public init(directory: String = AppLocks.defaultDirectory(), stateDirectory: String) {
         self.directory = directory
         self.stateDirectory = stateDirectory
+        var status = stat()
+        if geteuid() == 0, stat(stateDirectory, &status) == 0, status.st_uid != 0 {
+            owner = status.st_uid
+        } else {
+            owner = nil
+        }
     }
 
     public static func defaultDirectory(environment: [String: String] = ProcessEnvironment.current) -> String {
@@ -76,7 +87,7 @@ public final class AppLocks: Sendable {
         for id in appIDs where held.withLock({ $0[id] == nil }) && taken[id] == nil {
             let path = lockPath(id)
             do {
-                taken[id] = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o644)
+                taken[id] = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o644, owner: owner)
             } catch {
                 for file in taken.values { file.release() }
                 switch error {
@@ -113,7 +124,9 @@ public final class AppLocks: Sendable {
         var path = ""
         for component in directory.split(separator: "/") {
             path += "/" + component
-            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            if mkdir(path, 0o755) == 0 {
+                if let owner { _ = chown(path, owner, gid_t.max) }
+            } else if errno != EEXIST {
                 throw HeldError(
                     appID: "", holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
                     reason: "cannot create the lock directory: \(OutputError.name(of: Errno(rawValue: errno)))")

@@ -25,8 +25,14 @@ struct PIDLockFile: Sendable {
     /// - Parameter mode: for a newly created file. Taking a lock needs only a read descriptor,
     ///   so a file another user created (0644) can still be locked; the PID is then not
     ///   rewritten.
-    static func acquire(_ path: String, detail: String, mode: mode_t) throws(Failure) -> PIDLockFile {
-        var raw = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode)
+    /// - Parameter owner: given to a file this call creates (root acting for a daemon user).
+    static func acquire(_ path: String, detail: String, mode: mode_t, owner: uid_t? = nil) throws(Failure) -> PIDLockFile {
+        var raw = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        if raw >= 0, let owner {
+            _ = fchown(raw, owner, gid_t.max)
+        } else if raw < 0 && errno == EEXIST {
+            raw = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        }
         var writable = true
         if raw < 0 && errno == EACCES {
             raw = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
