@@ -678,6 +678,59 @@ broken_kept_old() {
         wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]] && status_4_apps
 }
 check "broken config: rejected with rotator.toml:$bad_line in the journal, old config keeps running" broken_kept_old
+
+step "hostile configs against the release build (issue 13): a clear error, never a crash"
+# The debug build's tests cover the same files; a release build once survived 30,000 dotted
+# parts and died only at 300,000, so both builds are checked.
+python3 - "$work" <<'PY'
+import sys
+work = sys.argv[1]
+def dotted(size):
+    return "[" + ".".join(["a"] * (size // 2)) + "]\n"
+files = {
+    "dotted-60k": dotted(60_000), "dotted-600k": dotted(600_000),
+    "10mb": "# " + "x" * (10 << 20) + "\n",
+    "100k-apps": '[genauth]\naccess_key_id = "a"\n' + "[[app]]\n" * 100_000,
+}
+for name, text in files.items():
+    with open(f"{work}/hostile-{name}.toml", "w") as out:
+        out.write(text)
+PY
+hostile_refused() {
+    local name rc out
+    for name in dotted-60k dotted-600k 10mb 100k-apps; do
+        cx_write "/tmp/hostile-$name.toml" 0600 <"$work/hostile-$name.toml"
+        rc=0
+        out=$(cx secret-rotator check-config --config "/tmp/hostile-$name.toml" 2>&1) || rc=$?
+        say "   $name: rc $rc: $(head -1 <<<"$out" | cut -c1-150)"
+        [[ $rc -eq 78 ]] || return 1
+    done
+}
+check "release check-config: dotted keys of 60 KB and 600 KB, a 10 MB file, 100,000 apps: each exit 78 with a reason" hostile_refused
+
+cursor_hostile=$(journal_cursor)
+cx_write /etc/secret-rotator/rotator.toml 0644 <"$work/hostile-dotted-600k.toml"
+cx systemctl reload "$unit" || true
+hostile_rejected() {
+    daemon_after "$cursor_hostile" | jq -e -s 'any(.[]; .MESSAGE_ID == "264730db429e4ccfa2d697dd54988635")' >/dev/null
+}
+hostile_kept_old() {
+    wait_for 15 hostile_rejected && wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]] && status_4_apps
+}
+check "reload with 600 KB of dotted keys: rejected, same MainPID, old config keeps running" hostile_kept_old
+
+# A config others can write defines the commands the daemon runs: refused like sudoers.
+write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0666
+cursor_writable=$(journal_cursor)
+cx systemctl reload "$unit" || true
+writable_rejected() {
+    daemon_after "$cursor_writable" | jq -r .MESSAGE | grep -q 'writable by group or others'
+}
+writable_kept_old() {
+    wait_for 15 writable_rejected && wait_for 10 state_running && [[ $(prop MainPID) == "$main_pid" ]]
+}
+check "reload with a world-writable rotator.toml: refused (sudo's rule), daemon keeps running" writable_kept_old
+
 # Put the good config back (without reloading): the watchdog restart below reads it.
 write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
 
