@@ -14,19 +14,16 @@ enum AccountLookup {
         case group
     }
 
-    static func resolve(_ text: String, kind: Kind) throws(ValueSyntaxError) -> AccountID {
+    static func resolve(
+        _ text: String, kind: Kind, lookup: (_ name: String, _ kind: Kind) -> UInt32? = ConfigHost.system.accountID
+    ) throws(ValueSyntaxError) -> AccountID {
         if text.isEmpty {
             throw ValueSyntaxError("empty \(kind.rawValue) name; give a \(kind.rawValue) name or a numeric id")
         }
         if let number = UInt32(text) {
             return AccountID(name: text, id: number)
         }
-        let found: UInt32? =
-            switch kind {
-            case .user: AccountResolver.userID(named: text)?.rawValue
-            case .group: AccountResolver.groupID(named: text)?.rawValue
-            }
-        guard let found else {
+        guard let found = lookup(text, kind) else {
             throw ValueSyntaxError(
                 "unknown \(kind.rawValue) \"\(text)\" on this host; create it first or give a numeric id")
         }

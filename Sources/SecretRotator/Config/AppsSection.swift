@@ -3,6 +3,7 @@
 struct AppsSection {
     let defaults: DefaultSettings
     let minimumInterval: Duration
+    let host: ConfigHost
 
     private struct Claim {
         let keyPath: String
@@ -111,7 +112,7 @@ struct AppsSection {
                 sink.error(reader.keyPath("output"), "empty; remove it to use the drop directory, or add [[app.output]] entries")
             }
             for outputReader in outputReaders {
-                if let output = OutputSection(defaults: defaults, appName: name).read(outputReader, sink: sink) {
+                if let output = OutputSection(defaults: defaults, appName: name, host: host).read(outputReader, sink: sink) {
                     outputs.append(output)
                 }
             }

@@ -16,6 +16,8 @@ public struct ConfigLoader: Sendable {
     /// False for commands that only look (`check-config`, `status`): they never call GenAuth,
     /// so a systemd credential that only exists inside the unit is a warning, not an error.
     public var accessKeySecretNeeded: Bool
+    /// The files and account names the config refers to; the disk and NSS unless replaced.
+    var host: ConfigHost = .system
 
     public init(environment: [String: String] = ProcessEnvironment.current, accessKeySecretNeeded: Bool = true) {
         self.environment = environment
@@ -80,10 +82,11 @@ public struct ConfigLoader: Sendable {
         let reader = TableReader(table: root, path: "", sink: sink)
         reader.reportUnknownKeys(known: ConfigSchema.topLevel, hint: ["apps": "did you mean `app`? write each app as [[app]]"])
 
-        let genauth = GenAuthSection(environment: environment, configFileMode: fileMode, secretNeeded: accessKeySecretNeeded)
+        let genauth = GenAuthSection(
+            environment: environment, configFileMode: fileMode, secretNeeded: accessKeySecretNeeded, host: host)
             .read(reader.subtable("genauth"), sink: sink)
-        let defaults = DefaultsSection(minimumInterval: minimumInterval).read(reader.subtable("defaults"), sink: sink)
-        let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval).read(reader.tableArray("app"), sink: sink)
+        let defaults = DefaultsSection(minimumInterval: minimumInterval, host: host).read(reader.subtable("defaults"), sink: sink)
+        let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(reader.tableArray("app"), sink: sink)
 
         if let genauth {
             OutputPathConflicts(

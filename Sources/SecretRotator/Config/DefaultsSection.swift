@@ -1,6 +1,7 @@
 /// Reads `[defaults]`: the values every app inherits unless it sets its own.
 struct DefaultsSection {
     let minimumInterval: Duration
+    let host: ConfigHost
     static let builtIn = DefaultSettings(
         interval: .seconds(30 * 86_400), jitter: .zero, maxConcurrent: 4,
         retry: RetryPolicy(initial: .seconds(2), max: .seconds(900), multiplier: 2),
@@ -60,8 +61,8 @@ struct DefaultsSection {
                 settings.mode = mode
             }
         }
-        settings.owner = reader.account("owner", kind: .user)
-        settings.group = reader.account("group", kind: .group)
+        settings.owner = reader.account("owner", kind: .user, host: host)
+        settings.group = reader.account("group", kind: .group, host: host)
         if let hookTimeout = reader.duration("hook_timeout") {
             if let problem = IntervalRules.hookTimeoutProblem(hookTimeout) {
                 sink.error(reader.keyPath("hook_timeout"), problem)

@@ -4,6 +4,7 @@ struct GenAuthSection {
     let environment: [String: String]
     let configFileMode: FileMode?
     let secretNeeded: Bool
+    let host: ConfigHost
 
     func read(_ reader: TableReader?, sink: DiagnosticCollector) -> GenAuthSettings? {
         guard let reader else {
@@ -46,8 +47,8 @@ struct GenAuthSection {
                 caFile = nil
             } else {
                 do {
-                    let contents = try ConfigFileReader.read(path)
-                    if !contents.text.contains("-----BEGIN CERTIFICATE-----") {
+                    let text = try self.host.readText(path)
+                    if !text.contains("-----BEGIN CERTIFICATE-----") {
                         sink.error(reader.keyPath("ca_file"), "\(path) contains no PEM certificate")
                     }
                 } catch {
@@ -142,8 +143,8 @@ struct GenAuthSection {
         _ path: String, source: AccessKeySecretSource, keyPath: String, sink: DiagnosticCollector
     ) -> (value: SecretValue, source: AccessKeySecretSource)? {
         do {
-            let contents = try ConfigFileReader.read(path)
-            return checked(contents.text, source: source, keyPath: keyPath, sink: sink)
+            let text = try host.readText(path)
+            return checked(text, source: source, keyPath: keyPath, sink: sink)
         } catch {
             sink.error(keyPath, "cannot read the access key secret from \(source): \(error.message)")
             return nil

@@ -2,6 +2,7 @@
 struct OutputSection {
     let defaults: DefaultSettings
     let appName: String?
+    let host: ConfigHost
 
     func read(_ reader: TableReader, sink: DiagnosticCollector) -> OutputConfig? {
         defer {
@@ -73,8 +74,8 @@ struct OutputSection {
             )
             valid = false
         }
-        let owner = reader.contains("owner") ? reader.account("owner", kind: .user) : defaults.owner
-        let group = reader.contains("group") ? reader.account("group", kind: .group) : defaults.group
+        let owner = reader.contains("owner") ? reader.account("owner", kind: .user, host: host) : defaults.owner
+        let group = reader.contains("group") ? reader.account("group", kind: .group, host: host) : defaults.group
 
         var trailingNewline = true
         if let written = reader.bool("trailing_newline") {
@@ -104,7 +105,7 @@ struct OutputSection {
         if let problem = ValueRules.absolutePathProblem(path) { return problem }
         let text: String
         do {
-            text = try ConfigFileReader.readTrusted(path, what: "template", followSymlinks: false).text
+            text = try host.readTrustedText(path, "template", false)
         } catch {
             return error.message
         }

@@ -138,7 +138,7 @@ final class TableReader {
         }
     }
 
-    func account(_ key: String, kind: AccountLookup.Kind) -> AccountID? {
+    func account(_ key: String, kind: AccountLookup.Kind, host: ConfigHost) -> AccountID? {
         guard let value = table[key] else { return nil }
         let text: String
         if let name = value.string {
@@ -154,7 +154,7 @@ final class TableReader {
             return nil
         }
         do {
-            return try AccountLookup.resolve(text, kind: kind)
+            return try AccountLookup.resolve(text, kind: kind, lookup: host.accountID)
         } catch {
             sink.error(keyPath(key), error.message)
             return nil

@@ -140,6 +140,16 @@ public final class GenAuthClient: Sendable {
             logger.error("management token request failed", metadata: Self.metadata(error))
             throw error
         }
+        let grant = try Self.grant(from: answer, operation: operation, accessKeyId: transport.configuration.accessKeyId)
+        logger.debug("management token fetched", metadata: ["expires_in": "\(grant.expiresIn.components.seconds)"])
+        return grant
+    }
+
+    /// The checked token of a successful `get-management-token` answer, the user pool it is
+    /// scoped to and its lifetime. No I/O: the answer fuzzer calls it too.
+    static func grant(
+        from answer: GenAuthTransport.Answer<TokenPayload>, operation: APIOperation, accessKeyId: String
+    ) throws(GenAuthError) -> (token: SecretValue, userPoolId: String, expiresIn: Duration) {
         guard let token = answer.payload.access_token, !token.isEmpty,
             token.utf8.count <= 16 * 1024, token.utf8.allSatisfy({ (0x21...0x7e).contains($0) })
         else {
@@ -154,12 +164,12 @@ public final class GenAuthClient: Sendable {
         }
         // Collaborator keys are not the pool ID, so the pool comes from the token (as in
         // the SDKs); the access key ID is the documented fallback.
-        let userPoolId = ManagementToken.scopedUserPoolId(fromJWT: token) ?? transport.configuration.accessKeyId
-        logger.debug("management token fetched", metadata: ["expires_in": "\(expiresIn)"])
+        let userPoolId = ManagementToken.scopedUserPoolId(fromJWT: token) ?? accessKeyId
         return (SecretValue(token), userPoolId, .seconds(expiresIn))
     }
 
-    private static func validated<P: Sendable>(
+    /// The checked secret of a successful secret answer. No I/O: the answer fuzzer calls it too.
+    static func validated<P: Sendable>(
         _ secret: String?, operation: APIOperation, answer: GenAuthTransport.Answer<P>
     ) throws(GenAuthError) -> SecretValue {
         guard let secret else {

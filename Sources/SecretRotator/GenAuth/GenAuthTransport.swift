@@ -25,7 +25,17 @@ struct GenAuthTransport: Sendable {
     ) async throws(GenAuthError) -> Answer<Payload> {
         let request = makeRequest(operation, token: token)
         let (response, bytes) = try await exchange(request, operation: operation)
-        let status = Int(response.status.code)
+        return try Self.answer(
+            to: operation, status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"),
+            contentType: response.headers.first(name: "content-type"), body: bytes, as: Payload.self)
+    }
+
+    /// What one HTTP answer to `operation` means: the payload, or the error the caller sees.
+    /// Bytes in, value or error out (no I/O), so the answer fuzzer drives exactly this code.
+    static func answer<Payload: Decodable & Sendable>(
+        to operation: APIOperation, status: Int, retryAfter retryAfterHeader: String?, contentType: String?,
+        body bytes: [UInt8], as _: Payload.Type
+    ) throws(GenAuthError) -> Answer<Payload> {
         if let key = JSONDuplicateKeys.first(in: bytes) {
             // Checked before anything is read from the answer, error or not.
             var shown = ""
@@ -37,7 +47,7 @@ struct GenAuthTransport: Sendable {
         }
         let envelope = APIEnvelope<Payload>.decode(bytes)
         guard (200..<300).contains(status) else {
-            let retryAfter = response.headers.first(name: "retry-after").flatMap { RetryAfter.parse($0) }
+            let retryAfter = retryAfterHeader.flatMap { RetryAfter.parse($0) }
             throw GenAuthError(
                 classification: GenAuthError.classify(status: status, apiCode: envelope?.apiCode, operation: operation),
                 reason: .httpStatus, operation: operation.name, httpStatus: status, apiStatusCode: envelope?.statusCode,
@@ -46,12 +56,12 @@ struct GenAuthTransport: Sendable {
         guard let envelope, let apiStatus = envelope.statusCode else {
             throw GenAuthError.badAnswer(
                 .malformedResponse, operation: operation,
-                message: "the response is not a V3 JSON envelope (content-type \(response.headers.first(name: "content-type") ?? "none"))",
+                message: "the response is not a V3 JSON envelope (content-type \(contentType ?? "none"))",
                 httpStatus: status, requestId: nil)
         }
         // Business errors arrive as HTTP 200: only statusCode 200 in the body is success.
         guard apiStatus == 200 else {
-            let retryAfter = response.headers.first(name: "retry-after").flatMap { RetryAfter.parse($0) }
+            let retryAfter = retryAfterHeader.flatMap { RetryAfter.parse($0) }
             throw GenAuthError(
                 classification: GenAuthError.classify(status: apiStatus, apiCode: envelope.apiCode, operation: operation),
                 reason: .apiError, operation: operation.name, httpStatus: status, apiStatusCode: apiStatus,
