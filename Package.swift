@@ -6,8 +6,18 @@ import PackageDescription
 // with ASan in the same build tree: the dependencies keep their debug build, so the step costs
 // minutes instead of a second full build (readdir records and stat buffers are read here).
 let asan = Context.environment["SECRET_ROTATOR_ASAN"] == "1"
-let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)] + (asan ? [.unsafeFlags(["-sanitize=address"])] : [])
-let sanitizerLink: [LinkerSetting] = asan ? [.unsafeFlags(["-sanitize=address"])] : []
+// Tests/Fuzz/run.sh sets SECRET_ROTATOR_FUZZ=1: the manifest then also has the libFuzzer targets
+// ConfigFuzz and APIAnswerFuzz (never otherwise, so no shipped build contains them), and this
+// package's own code is compiled with -sanitize=fuzzer,address: edge coverage, 8-bit counters
+// and comparison tracing for libFuzzer to steer by, and ASan to turn a bad read into a crash.
+// Dependencies keep their debug build (same build tree, minutes instead of a full rebuild), so
+// libFuzzer sees no coverage inside TOMLKit/toml++ or the JSON decoder, only in our code.
+let fuzz = Context.environment["SECRET_ROTATOR_FUZZ"] == "1"
+let sanitizers = fuzz ? "-sanitize=fuzzer,address" : "-sanitize=address"
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)] + (asan || fuzz ? [.unsafeFlags([sanitizers])] : [])
+// Our other executables and the tests link only the ASan runtime, which also defines the
+// coverage callbacks; the fuzz executables link libFuzzer (fuzzLink below).
+let sanitizerLink: [LinkerSetting] = asan || fuzz ? [.unsafeFlags(["-sanitize=address"])] : []
 
 let package = Package(
     name: "secret-rotator",
@@ -101,8 +111,35 @@ let package = Package(
             ],
             // Read by the test through #filePath; not a resource of the bundle.
             exclude: ["Rotation/AppTransitionsTable.txt"],
-            swiftSettings: asan ? [.unsafeFlags(["-sanitize=address"])] : [],
+            swiftSettings: asan || fuzz ? [.unsafeFlags(["-sanitize=address"])] : [],
             linkerSettings: sanitizerLink
         ),
     ]
 )
+
+if fuzz {
+    let fuzzLink: [LinkerSetting] = [.unsafeFlags([sanitizers])]
+    package.products += [
+        .executable(name: "ConfigFuzz", targets: ["ConfigFuzz"]),
+        .executable(name: "APIAnswerFuzz", targets: ["APIAnswerFuzz"]),
+    ]
+    package.targets += [
+        // Declares LLVMFuzzerRunDriver: SwiftPM links executables with --defsym main=<module>_main,
+        // so each fuzz target's own main.swift hands over to libFuzzer's driver.
+        .systemLibrary(name: "CLibFuzzer", path: "Tests/Fuzz/CLibFuzzer"),
+        .executableTarget(
+            name: "ConfigFuzz",
+            dependencies: ["SecretRotator", "CLibFuzzer", .product(name: "TOMLKit", package: "TOMLKit")],
+            path: "Tests/Fuzz/ConfigFuzz",
+            swiftSettings: strict,
+            linkerSettings: fuzzLink
+        ),
+        .executableTarget(
+            name: "APIAnswerFuzz",
+            dependencies: ["SecretRotator", "CLibFuzzer"],
+            path: "Tests/Fuzz/APIAnswerFuzz",
+            swiftSettings: strict,
+            linkerSettings: fuzzLink
+        ),
+    ]
+}
