@@ -16,10 +16,13 @@ enum RetryAfter {
         return .milliseconds(Int64(max(delta, 0) * 1000))
     }
 
-    /// "Sun, 06 Nov 1994 08:49:37 GMT"
+    /// "Sun, 06 Nov 1994 08:49:37 GMT". The year has 4 digits (RFC 9110 §5.6.7): a longer one,
+    /// as a server may send, overflowed the day and millisecond arithmetic and crashed us.
     static func imfFixdate(_ text: String) -> Date? {
         let fields = text.split(separator: " ")
-        guard fields.count == 6, fields[5] == "GMT", let day = Int(fields[1]), let year = Int(fields[3]) else { return nil }
+        guard fields.count == 6, fields[5] == "GMT", let day = Int(fields[1]), fields[3].utf8.count == 4,
+            let year = Int(fields[3])
+        else { return nil }
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         guard let monthIndex = months.firstIndex(of: String(fields[2])) else { return nil }
         let clock = fields[4].split(separator: ":")
