@@ -39,12 +39,14 @@ flags_of() {
 }
 
 export SECRET_ROTATOR_FUZZ=1
+build_start=$SECONDS
 for target in "${targets[@]}"; do
     corpus_of "$target" >/dev/null
     echo "== building $target"
     swift build --product "$target"
 done
 bin=$(swift build --show-bin-path)
+echo "== fuzz targets built in $((SECONDS - build_start))s"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/secret-rotator-fuzz.XXXXXX")
 # LeakSanitizer runs after inputs; Tests/Fuzz/lsan.supp names the leaks of dependencies.
