@@ -9,6 +9,7 @@
 // input is the body of a 200 answer to refresh-application-secret.
 //
 // Checked besides "never crash":
+// - an answer with a key twice in one object is refused, whatever its status;
 // - success only for a 2xx answer whose body says statusCode 200, and only with a secret the
 //   validator accepts / a token that is printable ASCII of at most 16 KiB with expires_in > 0;
 // - every error names the operation and the HTTP status, and has no transport cause;
@@ -17,7 +18,6 @@
 // - a bad-answer error says only our own words (so never the secret or token it refused);
 // - server text in an error is at most 200 characters with no control characters, and the
 //   error's description is one line; a Retry-After delay is never negative.
-// Not checked (not promised): which of two duplicate JSON keys wins.
 import CLibFuzzer
 #if canImport(Glibc)
 import Glibc
@@ -75,6 +75,12 @@ private func isOwnWords(_ message: String?) -> Bool {
     guard let message else { return false }
     if ownWords.contains(message) { return true }
     if message.hasPrefix("the response is not a V3 JSON envelope (content-type application/json") { return true }
+    // Quotes a key (not a value), printable ASCII, at most 40 characters.
+    if message.hasPrefix("the answer has the key \""),
+        message.hasSuffix("\" twice in one object; an answer two readers could read differently is refused")
+    {
+        return true
+    }
     // "the secret is 1500 bytes, more than 1024"
     let parts = message.split(separator: " ")
     return parts.count == 8 && message.hasPrefix("the secret is ") && Int(parts[3]) != nil
@@ -97,6 +103,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = Array(body)
     let api = operation.api
     let envelopeStatus = APIEnvelope<IgnoredPayload>.decode(bytes)?.statusCode
+    let duplicateKey = JSONDuplicateKeys.first(in: bytes)
 
     do throws(GenAuthError) {
         switch operation {
@@ -121,6 +128,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             require(grant.expiresIn > .zero, "expires_in \(grant.expiresIn) accepted")
             require(!grant.userPoolId.isEmpty, "empty user pool id")
         }
+        require(duplicateKey == nil, "success with the key \(duplicateKey ?? "") twice in one object")
         require((200..<300).contains(status), "success on HTTP \(status)")
         require(envelopeStatus == 200, "success with body statusCode \(String(describing: envelopeStatus))")
     } catch {
@@ -131,6 +139,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             require(api.changesServerState, "\(api.name) is outcomeUnknown but changes nothing: \(error)")
         }
         let badAnswer = error.reason == .malformedResponse || error.reason == .invalidSecret
+        if duplicateKey != nil {
+            require(error.reason == .malformedResponse, "an answer with a duplicate key is refused as \(error.reason)")
+        }
         if badAnswer {
             require(isOwnWords(error.message), "a bad-answer error quotes something else: \(error)")
             if api.changesServerState && (200..<300).contains(status) {

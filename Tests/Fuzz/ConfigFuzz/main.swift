@@ -41,6 +41,10 @@ private let host = ConfigHost(
         guard let text = files[path] else { throw ValueSyntaxError("cannot open \(path): ENOENT (No such file or directory)") }
         return text
     },
+    readTrustedText: { path, what, _ throws(ValueSyntaxError) in
+        guard let text = files[path] else { throw ValueSyntaxError("cannot open \(what) \(path): ENOENT (No such file or directory)") }
+        return text
+    },
     accountID: { name, _ in ["root": 0, "secret-rotator": 990, "billing": 1001][name] })
 
 private func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
