@@ -60,9 +60,8 @@ for target in "${targets[@]}"; do
     mkdir -p "$work/$target/corpus" "$work/$target/artifacts"
     cp Tests/Fuzz/corpus/"$name"/* "$work/$target/corpus/"
     echo "== fuzzing $target for ${seconds}s (seeds: Tests/Fuzz/corpus/$name, $(ls "$work/$target/corpus" | wc -l) files)"
-    # -max_len=4096: configs and API answers are small, and longer inputs only reach the known
-    #   unbounded recursion in toml++ on thousands of nested table-header parts (fixed by
-    #   input limits in the loader, separately) instead of new code paths.
+    # -max_len=4096: configs and API answers are small; the input limits for long ones
+    #   (dotted keys, nesting, size) have their own tests.
     # -timeout=10: one input taking 10 s is a hang (the daemon parses every answer inline).
     # -rss_limit_mb=2048: the machine has little memory and runs builds next to us.
     # -print_final_stats=1: executions and coverage in the CI log.

@@ -7,6 +7,16 @@
 /// far above any real file and far below what the parser survives. The file size limit
 /// (`ConfigFileReader.sizeLimit`, 1 MiB) is checked when the file is read.
 ///
+/// The same scan refuses two shapes of invalid TOML on which toml++ 3.4.0 does not report an
+/// error but fails an `assert()` and aborts the process (found by the config fuzzer; SwiftPM
+/// builds dependencies without NDEBUG, so release builds abort too, and with NDEBUG the
+/// assertion would become an optimizer assumption: undefined behaviour). Both are syntax
+/// errors anyway:
+/// - a table header whose first key does not start with a bare-key character or a quote
+///   (`[,`, `[?defaults]`, `[` at the end of a line): `parser::parse_key`;
+/// - a date-time whose time after `T` does not start with a digit (`1979-05-27T+7:00`):
+///   `parser::parse_time`.
+///
 /// This is a scan, not a parser: it tracks only whether it is inside a string or a comment,
 /// so that dots and brackets in values and comments do not count.
 enum ConfigInputLimits {
@@ -37,6 +47,11 @@ enum ConfigInputLimits {
         var dots = 0
         var depth = 0
         var index = 0
+        // For the toml++ guards: whether the line has shown anything yet (a '[' first on a
+        // line outside brackets is a table header), and the last character outside strings,
+        // comments and blanks (a value starts after '=', '[' or ',').
+        var lineHasContent = false
+        var lastSignificant: UInt8 = 0
 
         func starts(_ pattern: StaticString, at position: Int) -> Bool {
             let count = pattern.utf8CodeUnitCount
@@ -53,10 +68,14 @@ enum ConfigInputLimits {
                 line += 1
                 lineStart = index + 1
                 dots = 0
+                lineHasContent = false
                 if mode == .comment || mode == .basic || mode == .literal { mode = .normal }
                 index += 1
                 continue
             }
+            let blank = byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
+            let startsLine = !lineHasContent
+            if !blank { lineHasContent = true }
             switch mode {
             case .comment:
                 break
@@ -82,6 +101,15 @@ enum ConfigInputLimits {
                     index += 2
                 }
             case .normal:
+                if byte == UInt8(ascii: "["), depth == 0, startsLine, let problem = headerProblem(bytes, after: index) {
+                    return Violation(line: line, column: column, message: problem)
+                }
+                if isDigit(byte), lastSignificant == UInt8(ascii: "=") || lastSignificant == UInt8(ascii: "[")
+                    || lastSignificant == UInt8(ascii: ","), let problem = dateTimeProblem(bytes, at: index)
+                {
+                    return Violation(line: line, column: column, message: problem)
+                }
+                if !blank && byte != UInt8(ascii: "#") { lastSignificant = byte }
                 switch byte {
                 case UInt8(ascii: "#"):
                     mode = .comment
@@ -124,5 +152,36 @@ enum ConfigInputLimits {
             index += 1
         }
         return nil
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    /// TOML's bare-key characters (A-Za-z0-9_-), the two quotes, or ']' (toml++ reports an
+    /// empty header itself) must follow `[` or `[[` and any blanks.
+    private static func headerProblem(_ bytes: [UInt8], after open: Int) -> String? {
+        var index = open + 1
+        if index < bytes.count, bytes[index] == UInt8(ascii: "[") { index += 1 }
+        while index < bytes.count, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") { index += 1 }
+        guard index < bytes.count else { return nil }
+        let byte = bytes[index]
+        let fine =
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+            || isDigit(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "\"")
+            || byte == UInt8(ascii: "'") || byte == UInt8(ascii: "]")
+        return fine ? nil : "TOML syntax error: a table header must start with a key (letters, digits, '_', '-' or a quoted key)"
+    }
+
+    /// `YYYY-MM-DD` followed by `T` or `t` must continue with the time's first digit.
+    private static func dateTimeProblem(_ bytes: [UInt8], at start: Int) -> String? {
+        guard start + 11 <= bytes.count else { return nil }
+        let shape: [Bool] = (0..<10).map { offset in
+            let byte = bytes[start + offset]
+            return offset == 4 || offset == 7 ? byte == UInt8(ascii: "-") : isDigit(byte)
+        }
+        guard shape.allSatisfy({ $0 }), bytes[start + 10] == UInt8(ascii: "T") || bytes[start + 10] == UInt8(ascii: "t") else {
+            return nil
+        }
+        if start + 11 < bytes.count, isDigit(bytes[start + 11]) { return nil }
+        return "TOML syntax error: a date-time needs a time after 'T', such as 1979-05-27T07:32:00Z"
     }
 }

@@ -10,9 +10,10 @@ import Testing
     /// bare-key character nor a quote (parse_key), and a date-time whose time part does not
     /// start with a digit (parse_time). SwiftPM compiles dependencies without NDEBUG in release
     /// builds too, so the shipped daemon and check-config abort (SIGABRT) instead of reporting
-    /// a syntax error. Known issue until the loader rejects such input before parsing; the
-    /// config fuzzer skips inputs that make toml++ abort in the meantime.
-    static let tomlppAssertions = ["[,", "[?defaults]\n", "a = 1979-05-27T+7:00\n"]
+    /// a syntax error. `ConfigInputLimits` now refuses both shapes before toml++ sees them.
+    static let tomlppAssertions = [
+        "[,", "[?defaults]\n", "a = 1979-05-27T+7:00\n", "[", "[[ ?x]]\n", "a = [1979-05-27t ]\n", "x = 1979-05-27T",
+    ]
 
     @Test("invalid TOML that trips a toml++ assertion is a syntax error, not an abort", arguments: tomlppAssertions)
     func tomlppAssertionIsASyntaxError(_ toml: String) throws {
@@ -22,9 +23,7 @@ import Testing
         try ConfigFixtures.write(toml, to: file)
         // No Swift backtrace for the expected abort: it takes seconds and says nothing new.
         let result = try CLI.run(["check-config", "--config", file.path], environment: ["SWIFT_BACKTRACE": "enable=no"])
-        withKnownIssue("toml++ 3.4.0 asserts on this input and the process aborts") {
-            #expect(result.status == 78, "\(result.stderr)")
-            #expect(result.stderr.contains("TOML syntax error"), "\(result.stderr)")
-        }
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("TOML syntax error"), "\(result.stderr)")
     }
 }
