@@ -47,10 +47,13 @@ let package = Package(
     targets: [
         // libsystemd for sd_notify and native journald entries (apt: libsystemd-dev).
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // statx(2) attributes (immutable, append-only, mount point) for the output pre-flight.
+        .target(name: "CLinuxFiles"),
         .target(
             name: "SecretRotator",
             dependencies: [
                 "CSystemd",
+                "CLinuxFiles",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -110,9 +110,28 @@ public final class RotationService: Service, Sendable {
             }
             await wake.wait(upTo: sleep)
         }
-        // Graceful shutdown: a step that started (a refresh, a write) completes.
-        await engine.drain()
+        // Graceful shutdown: a step that started completes if it can within `stopGrace`;
+        // then what is left is cancelled (a refresh becomes an unknown outcome, reconciled at
+        // the next start), so a stop never waits for a trickling answer until systemd's
+        // TimeoutStopSec= kills us mid-write.
+        let deadline = ContinuousClock.now.advanced(by: Self.stopGrace)
+        while await engine.hasRunningSteps, ContinuousClock.now < deadline {
+            // Poked whenever a step finishes.
+            await wake.wait(upTo: .milliseconds(100))
+        }
+        let drained = !(await engine.hasRunningSteps)
+        if !drained {
+            logger.warning(
+                "steps still in flight \(Self.stopGrace) after the stop request; cancelling them (an unsettled refresh is reconciled at the next start)",
+                metadata: ["event": "stop_cancelled_steps"])
+            await engine.cancelInFlight()
+            await engine.drain()
+        }
     }
+
+    /// How long a stop waits for steps in flight before cancelling them: well inside the
+    /// unit's TimeoutStopSec= (90 s) and the 5 s an operator expects.
+    static let stopGrace: Duration = .seconds(3)
 
     /// A long step (a slow API call, a hook near its timeout) is not a stuck scheduler, so the
     /// watchdog is fed while steps run, but only for as long as a healthy step can take; a

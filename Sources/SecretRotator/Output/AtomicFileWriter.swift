@@ -1,3 +1,4 @@
+import CLinuxFiles
 import SystemPackage
 
 #if canImport(Glibc)
@@ -90,6 +91,9 @@ public struct AtomicFileWriter: Sendable {
         let directory = try openDirectory(parent, target: path, options: options)
         defer { try? directory.close() }
         try checkTargetIsReplaceable(name, in: directory, target: path)
+        // What a temp file cannot show: a rename over an immutable or append-only target,
+        // inside an append-only directory, or over a mount point fails (EPERM, EBUSY).
+        try checkRenameAllowed(name, in: directory, target: path)
         let (file, temporaryName) = try createTemporary(for: name, in: directory, target: path)
         defer {
             _ = unlinkat(directory.rawValue, temporaryName, 0)
@@ -107,6 +111,32 @@ public struct AtomicFileWriter: Sendable {
         }
         try perform(.setMode, temporaryName, .temporaryFileFailed, path, "cannot set mode") {
             try Self.check(fchmod(file.rawValue, options.mode.rawValue))
+        }
+    }
+
+    /// Refuses what would make the final `renameat` fail although a temp file can be made:
+    /// `chattr +i`/`+a` on the target or `+a` on the directory (EPERM), a target that is a
+    /// mount point (EBUSY). Read with statx(2); where the kernel does not report an attribute
+    /// (its mask bit is clear), that case is left to the write.
+    func checkRenameAllowed(_ name: String, in directory: FileDescriptor, target: String) throws(OutputError) {
+        var attributes: UInt64 = 0
+        var mask: UInt64 = 0
+        if sr_statx_attributes(directory.rawValue, "", &attributes, &mask) == 0,
+            mask & sr_statx_attr_append != 0, attributes & sr_statx_attr_append != 0
+        {
+            throw OutputError(
+                .renameFailed, path: target, errno: .notPermitted,
+                reason: "the directory is append-only (chattr +a): nothing in it can be replaced")
+        }
+        guard sr_statx_attributes(directory.rawValue, name, &attributes, &mask) == 0 else { return }
+        for (flag, what) in [(sr_statx_attr_immutable, "immutable (chattr +i)"), (sr_statx_attr_append, "append-only (chattr +a)")]
+        where mask & flag != 0 && attributes & flag != 0 {
+            throw OutputError(.renameFailed, path: target, errno: .notPermitted, reason: "the target is \(what): it cannot be replaced")
+        }
+        if mask & sr_statx_attr_mount_root != 0 && attributes & sr_statx_attr_mount_root != 0 {
+            throw OutputError(
+                .renameFailed, path: target, errno: .resourceBusy,
+                reason: "the target is a mount point (a bind mount over the file): a rename over it fails")
         }
     }
 

@@ -34,6 +34,8 @@ public actor RotationEngine {
     /// Apps whose next step may run once despite a pending backoff (an operator asked).
     private var backoffOverride: Set<String> = []
     private var running: [String: ContinuousClock.Instant] = [:]
+    /// The tasks of steps started by `startDue`/`runDue`, for `cancelInFlight`.
+    private var stepTasks: [String: Task<Void, Never>] = [:]
     /// Running apps that are inside their hook: they keep their one-step-per-app turn but not a
     /// `max_concurrent` slot, so slow hooks cannot hold back other apps' API work.
     private var inHook: Set<String> = []
@@ -201,7 +203,7 @@ public actor RotationEngine {
     private func start(_ app: AppConfig) {
         running[app.id] = .now
         dueCache[app.id] = nil
-        Task { await self.work(appID: app.id) }
+        stepTasks[app.id] = Task { await self.work(appID: app.id) }
     }
 
     /// Waits until no step is running (graceful shutdown: the step in flight completes).
@@ -209,6 +211,17 @@ public actor RotationEngine {
         while !running.isEmpty {
             await withCheckedContinuation { finishWaiters.append($0) }
         }
+    }
+
+    /// Whether any step is running now.
+    public var hasRunningSteps: Bool { !running.isEmpty }
+
+    /// Cancels the steps in flight: API calls end at once (a refresh cut off this way is an
+    /// unknown outcome, already durable as an intent, and reconciled at the next start, never
+    /// sent again), hooks are ended with their process group. Writes in progress complete.
+    /// For a shutdown that cannot wait for a `request_timeout` of up to 5 minutes.
+    public func cancelInFlight() {
+        for task in stepTasks.values { task.cancel() }
     }
 
     /// Runs one app's steps until it has nothing left to do now, or one step failed (used by a
@@ -310,14 +323,7 @@ public actor RotationEngine {
             }
         }
         switch step {
-        case .refresh:
-            // Everything that can be checked is checked before the one call that cannot be
-            // taken back: GenAuth kills the old secret the moment it answers.
-            if let failure = preflight(app) {
-                await transition(app, .outputsFailed(failure))
-            } else {
-                await transition(app, .refreshStarting)
-            }
+        case .refresh: await transition(app, .refreshStarting)
         case .reconcile: await read(app, purpose: .reconcile)
         case .verify: await read(app, purpose: .verify)
         case .fetch: await read(app, purpose: .fetch)
@@ -330,6 +336,7 @@ public actor RotationEngine {
 
     private func finished(_ appID: String) {
         running[appID] = nil
+        stepTasks[appID] = nil
         dueCache[appID] = nil
         slotFreed()
     }
@@ -393,7 +400,16 @@ public actor RotationEngine {
         }
     }
 
+    /// Every way to a refresh ends here (the schedule, an owed rotation, an operator's
+    /// request, the fallback after a refused read), so the pre-flight is here too: everything
+    /// that can be checked is checked before the one call that cannot be taken back, as
+    /// GenAuth kills the old secret the moment it answers. A failed pre-flight is a refresh
+    /// not sent: the intent is cleared and the step backs off.
     private func sendRefresh(_ app: AppConfig) async {
+        if let failure = preflight(app) {
+            await transition(app, .refreshFailed(failure))
+            return
+        }
         await limiter.acquire()
         do {
             let secret = try await api.refreshApplicationSecret(appId: app.id)

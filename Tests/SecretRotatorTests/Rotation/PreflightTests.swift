@@ -126,6 +126,70 @@ import Testing
             fragment: "user \"sr-no-such-user-4f1\" no longer resolves")
     }
 
+    /// A temp file can be made next to these, but the rename over them fails after the
+    /// refresh (found by the break-it pass): chattr +i, chattr +a, a bind mount over the file.
+    @Test(arguments: ["+i", "+a", "bind"])
+    func targetThatCannotBeRenamedOver(_ how: String) async throws {
+        let path = { (fixture: EngineFixture) in fixture.directory.appendingPathComponent("drop/app0").path }
+        let cover = { (fixture: EngineFixture) in fixture.directory.appendingPathComponent("cover").path }
+        var applied = false
+        try await expectRefreshHeldBack(
+            breakIt: { fixture in
+                if how == "bind" {
+                    _ = FileManager.default.createFile(atPath: cover(fixture), contents: Data("x".utf8))
+                    applied = (try? TestProcess.run("/usr/bin/mount", ["--bind", cover(fixture), path(fixture)]))?.status == 0
+                } else {
+                    applied = (try? TestProcess.run("/usr/bin/chattr", [how, path(fixture)]))?.status == 0
+                }
+                try #require(
+                    applied || ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1",
+                    "cannot apply \(how) under CI")
+                if !applied { _ = chmod(fixture.directory.appendingPathComponent("drop").path, 0o500) }
+            },
+            repair: { fixture in
+                if !applied {
+                    _ = chmod(fixture.directory.appendingPathComponent("drop").path, 0o700)
+                } else if how == "bind" {
+                    _ = try? TestProcess.run("/usr/bin/umount", [path(fixture)])
+                } else {
+                    _ = try? TestProcess.run("/usr/bin/chattr", [how.replacingOccurrences(of: "+", with: "-"), path(fixture)])
+                }
+            },
+            fragment: "not rotating:")
+    }
+
+    /// The fallback from a refused read (403) to a refresh used to skip the pre-flight, which
+    /// the scheduled refresh had (break-it pass: a refresh with an unknown outcome, then the
+    /// reconciling read refused, then a refresh into a read-only directory). Now every way to
+    /// a refresh passes through it.
+    @Test func refreshAfterAForbiddenReconcileReadIsPreflighted() async throws {
+        try await withEngineFixture { harness, fixture in
+            let template = fixture.directory.appendingPathComponent("app0.tmpl")
+            try ConfigFixtures.write("{{secret}}\n", to: template, mode: 0o600)
+            var config = fixture.config()
+            config.apps[0].outputs[0].format = .template
+            config.apps[0].outputs[0].templatePath = template.path
+            let engine = fixture.engine(config: config)
+            try await engine.start()
+            await engine.runDue()
+            fixture.expectInvariant()
+
+            harness.state.inject(.init(endpoint: .refreshApplicationSecret, appId: Self.appID, count: 1, fault: .httpStatus(500, jsonBody: true)))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(refreshes(harness) == 1)
+            #expect(await engine.state(of: Self.appID)?.intent == .refresh, "the 500 left an unknown outcome")
+
+            #expect(chmod(template.path, 0o666) == 0)
+            harness.state.inject(
+                .init(endpoint: .getApplicationSecret, appId: Self.appID, count: 20, fault: .businessError(statusCode: 403, apiCode: nil, message: "forbidden")))
+            await fixture.runDaemonTime(engine, seconds: 120)
+            #expect(refreshes(harness) == 1, "the fallback refresh skipped the pre-flight")
+            let state = try #require(await engine.state(of: Self.appID))
+            #expect(state.lastError?.contains("not rotating") == true, "\(state.lastError ?? "-")")
+        }
+    }
+
     @Test func outputReplacedByADirectory() async throws {
         let path = { (fixture: EngineFixture) in fixture.directory.appendingPathComponent("drop/app0").path }
         var saved: Data?
