@@ -65,17 +65,26 @@ enum ConfigFileReader {
         if let problem = trustProblem(owner: raw.owner, mode: raw.permissions, what: "\(what) \(path)") {
             throw ValueSyntaxError(problem)
         }
-        var resolved = path
-        if followSymlinks, let real = realPath(path) { resolved = real }
-        let parent = parentDirectory(of: resolved)
-        var status = stat()
-        guard stat(parent, &status) == 0 else {
-            throw ValueSyntaxError("cannot stat the directory \(parent) of \(what) \(path): \(explain(Errno(rawValue: errno)))")
+        // The directory the path names and, for a link, the one its target is in: whoever can
+        // write the first can point the link elsewhere, whoever can write the second can
+        // replace the file.
+        var directories = [parentDirectory(of: path)]
+        if followSymlinks, let real = realPath(path), parentDirectory(of: real) != directories[0] {
+            directories.append(parentDirectory(of: real))
         }
-        if let problem = trustProblem(
-            owner: status.st_uid, mode: UInt16(status.st_mode & 0o777), what: "the directory \(parent) of \(what) \(path)")
-        {
-            throw ValueSyntaxError(problem)
+        for parent in directories {
+            var status = stat()
+            guard stat(parent, &status) == 0 else {
+                throw ValueSyntaxError("cannot stat the directory \(parent) of \(what) \(path): \(explain(Errno(rawValue: errno)))")
+            }
+            if let problem = trustProblem(
+                owner: status.st_uid, mode: UInt16(status.st_mode & 0o777), what: "the directory \(parent) of \(what) \(path)")
+            {
+                throw ValueSyntaxError(problem)
+            }
+        }
+        if raw.bytes.contains(0) {
+            throw ValueSyntaxError("\(what) \(path) contains a NUL byte: it is not text")
         }
         guard let text = String(validating: raw.bytes, as: UTF8.self) else {
             throw ValueSyntaxError("\(path) is not valid UTF-8")

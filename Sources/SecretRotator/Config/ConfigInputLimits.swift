@@ -76,6 +76,10 @@ enum ConfigInputLimits {
             let blank = byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
             let startsLine = !lineHasContent
             if !blank { lineHasContent = true }
+            if byte == 0 {
+                // toml++ stops at a NUL as at the end of the text: what follows was ignored.
+                return Violation(line: line, column: column, message: "a NUL byte: the file is not text (anything after it would be ignored)")
+            }
             switch mode {
             case .comment:
                 break

@@ -91,7 +91,8 @@ public struct ConfigLoader: Sendable {
         if let genauth {
             OutputPathConflicts(
                 protected: Self.protectedFiles(configPath: path, genauth: genauth, apps: apps),
-                stateDirectory: defaults.stateDirectory
+                stateDirectory: defaults.stateDirectory,
+                lockDirectory: AppLocks.defaultDirectory(environment: environment)
             ).check(apps, sink: sink)
         }
         guard !sink.hasErrors, let genauth else {
@@ -122,13 +123,23 @@ public struct ConfigLoader: Sendable {
 
     /// toml++'s messages may quote what it read, so on a line that sets a secret key the
     /// message is replaced: the key and position are enough to find the mistake.
+    ///
+    /// Redacted when the error is on the secret key's line, or below it in the same table when
+    /// its value opens a multi-line string (whose errors are reported on later lines). Too
+    /// much redaction costs a detail; too little could print part of the secret.
     static func syntaxMessage(_ description: String, line: Int, of text: String) -> String {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if line >= 1, line <= lines.count {
-            let key = lines[line - 1].drop { $0 == " " || $0 == "\t" }.prefix { $0 != "=" && $0 != " " && $0 != "\t" }
+        guard line >= 1, line <= lines.count else { return "TOML syntax error: \(description)" }
+        for (offset, candidate) in lines[..<line].reversed().enumerated() {
+            let trimmed = candidate.drop { $0 == " " || $0 == "\t" }
+            if trimmed.hasPrefix("[") { break }
+            guard let equals = trimmed.firstIndex(of: "=") else { continue }
+            let key = trimmed[..<equals].filter { $0 != " " && $0 != "\t" }
             // `access_key_secret`, `"access_key_secret"` or `genauth.access_key_secret`.
-            let bare = String(key.split(separator: ".").last ?? key).filter { $0 != "\"" && $0 != "'" }
-            if ConfigSchema.secretKeys.contains(bare) {
+            let bare = String(key.split(separator: ".").last ?? Substring(key)).filter { $0 != "\"" && $0 != "'" }
+            guard ConfigSchema.secretKeys.contains(bare) else { continue }
+            let value = trimmed[trimmed.index(after: equals)...].drop { $0 == " " || $0 == "\t" }
+            if offset == 0 || value.hasPrefix("\"\"\"") || value.hasPrefix("'''") {
                 return "TOML syntax error in the value of \(bare) (details not shown: they could quote the secret); write it as a quoted string"
             }
         }

@@ -26,6 +26,8 @@ struct OutputPathConflicts {
     let protected: [Protected]
     /// Outputs may not be in here or below: records, secrets, requests, the lock.
     let stateDirectory: String
+    /// Where the per-app locks live (`AppLocks.directory`): an output there could replace one.
+    let lockDirectory: String
 
     func check(_ apps: [AppConfig], sink: DiagnosticCollector) {
         let protectedFiles = protected.compactMap { item -> (Protected, FileIdentity, FileIdentity?, String)? in
@@ -34,12 +36,27 @@ struct OutputPathConflicts {
             return (item, file, parent, Self.name(of: real))
         }
         let stateReal = ConfigFileReader.realPath(stateDirectory) ?? stateDirectory
+        let stateIdentity = Self.identity(ofFile: stateDirectory)
+        let lockIdentity = Self.identity(ofFile: lockDirectory)
+        if case .failure(let error) = SafeDirectory.identity(of: stateDirectory, allowUnsafe: false), error.code == .unsafeDirectory {
+            // Its records decide what is written where: the same rule as an output directory.
+            sink.error("defaults.state_directory", "state directory: \(error.reason)")
+        }
 
         var seen: [OutputKey: String] = [:]
         for (appIndex, app) in apps.enumerated() {
             for (outputIndex, output) in app.outputs.enumerated() {
                 let explicit = "app[\(appIndex)].output[\(outputIndex)].path"
                 let keyPath = sink.line(of: explicit) != nil ? explicit : "app[\(appIndex)]"
+                if let template = output.templatePath,
+                    let problem = Self.daemonArea(ConfigFileReader.parentDirectory(of: template), state: stateIdentity, locks: lockIdentity)
+                        ?? (Self.isStateEntry(ConfigFileReader.parentDirectory(of: template), state: stateReal) ? "the state directory" : nil)
+                {
+                    // A record as a template would copy another app's secret into this output.
+                    sink.error(
+                        "app[\(appIndex)].output[\(outputIndex)].template",
+                        "template \(template) is inside \(problem), which only the daemon writes; keep templates with the config")
+                }
                 if let template = output.templatePath, let identity = Self.identity(ofFile: template) {
                     // A hard link to the key file passes the template's own trust rule (root's,
                     // 0600) and would copy the access key secret into an output.
@@ -51,6 +68,11 @@ struct OutputPathConflicts {
                 }
                 guard let (parent, name) = AtomicFileWriter.split(output.path) else { continue }
 
+                if let area = Self.daemonArea(parent, state: stateIdentity, locks: lockIdentity) {
+                    // By identity: a bind mount or another spelling of the state directory.
+                    sink.error(keyPath, "output \(output.path) is inside \(area), which only the daemon writes; write outputs elsewhere")
+                    continue
+                }
                 if Self.isStateEntry(parent, state: stateReal) || Self.isStateEntry(parent, state: stateDirectory) {
                     sink.error(
                         keyPath,
@@ -101,6 +123,25 @@ struct OutputPathConflicts {
         guard directory.hasPrefix(state + "/") else { return false }
         let first = directory.dropFirst(state.count + 1).prefix { $0 != "/" }
         return StateDirectory.ownEntries.contains(String(first))
+    }
+
+    /// Walks `directory`'s ancestors from `/` comparing identities: inside the lock directory,
+    /// directly in the state directory, or in one of its own entries. Nil when none.
+    static func daemonArea(_ directory: String, state: FileIdentity?, locks: FileIdentity?) -> String? {
+        let components = directory.split(separator: "/").map(String.init)
+        var path = ""
+        for index in -1..<components.count {
+            path = index < 0 ? "/" : (path == "/" ? "/" : path + "/") + components[index]
+            guard let identity = identity(ofFile: path) else { return nil }
+            if identity == locks { return "the per-app lock directory" }
+            if identity == state {
+                let next = index + 1
+                if next == components.count || StateDirectory.ownEntries.contains(components[next]) {
+                    return "the state directory (reached as \(path))"
+                }
+            }
+        }
+        return nil
     }
 
     private enum OutputKey: Hashable {

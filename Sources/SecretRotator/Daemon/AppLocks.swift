@@ -43,7 +43,10 @@ public final class AppLocks: Sendable {
 
         public var description: String {
             guard isHeldByAnother else { return "cannot lock app \(appID) at \(path): \(reason)" }
-            let who = holder.map { "PID \($0)" } ?? "another process"
+            // A PID that no longer exists means the file was locked by something that did not
+            // write it (an old file, another tool): say so rather than name a dead process.
+            let alive = holder.map { kill($0, 0) == 0 || errno == EPERM } ?? false
+            let who = alive ? holder.map { "PID \($0)" } ?? "another process" : "a process that is not the one the lock file names"
             let whereFrom = holderStateDirectory.map { " with state directory \($0)" } ?? ""
             return "app \(appID) is managed by another secret-rotator (\(who)\(whereFrom)); one process per host writes an app: ask that one (rotate/fetch without --state-dir), or stop it first"
         }
@@ -81,13 +84,16 @@ public final class AppLocks: Sendable {
     ///
     /// - Throws: `HeldError` for the first app that cannot be locked.
     public func hold(exactly appIDs: [String]) throws(HeldError) {
+        try ensureDescriptors(for: appIDs.count)
         try ensureDirectory()
         let wanted = Set(appIDs)
         var taken: [String: PIDLockFile] = [:]
         for id in appIDs where held.withLock({ $0[id] == nil }) && taken[id] == nil {
             let path = lockPath(id)
             do {
-                taken[id] = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o644, owner: owner)
+                // 0600: flock needs only a read descriptor, so a lock file others can open is
+                // one an unprivileged user can hold to keep the daemon from starting.
+                taken[id] = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o600, owner: owner)
             } catch {
                 for file in taken.values { file.release() }
                 switch error {
@@ -109,6 +115,24 @@ public final class AppLocks: Sendable {
         for file in released { file.release() }
     }
 
+    /// Each held lock is an open descriptor for the life of the process. The usual soft limit
+    /// is 1024 (systemd's default; its hard limit is 524288), which a config of 2,000 apps
+    /// exceeded with EMFILE; the soft limit is raised as far as the hard one allows.
+    private func ensureDescriptors(for count: Int) throws(HeldError) {
+        // Room for the rest of the process: HTTP connections, state files, hooks' pipes.
+        let needed = rlim_t(count + 256)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < needed else { return }
+        limit.rlim_cur = min(max(needed, limit.rlim_cur), limit.rlim_max)
+        _ = setrlimit(resource, &limit)
+        if limit.rlim_cur < needed {
+            throw HeldError(
+                appID: "", holder: nil, holderStateDirectory: nil, path: directory, isHeldByAnother: false,
+                reason: "\(count) apps need about \(needed) open files, but the hard limit is \(limit.rlim_max) (raise LimitNOFILE=)")
+        }
+    }
+
     /// The apps this process holds now.
     public var heldAppIDs: Set<String> { held.withLock { Set($0.keys) } }
 
@@ -118,8 +142,7 @@ public final class AppLocks: Sendable {
 
     func lockPath(_ appID: String) -> String { "\(directory)/\(StateDirectory.fileName(for: appID)).lock" }
 
-    /// 0755 directories: lock files carry only PIDs and paths, and another user's process
-    /// (a root `rotate` beside the daemon's user) must be able to open them.
+    /// 0755 directories (their names are no secret); the lock files themselves are 0600.
     private func ensureDirectory() throws(HeldError) {
         var path = ""
         for component in directory.split(separator: "/") {

@@ -65,6 +65,16 @@ public struct StateDirectory: Sendable {
                     .unavailable, path: directory, errno: Errno(rawValue: errno), message: "cannot create the directory")
             }
         }
+        // The records decide what is written where, so the directory is trusted only as an
+        // output directory would be: no link on the way, nothing another user can change.
+        do {
+            let descriptor = try SafeDirectory.open(path, target: path, allowUnsafe: false, action: "keep state in")
+            try? descriptor.close()
+        } catch where error.code == .unsafeDirectory {
+            throw StateDirectoryError(.unavailable, path: path, message: error.reason)
+        } catch {
+            throw StateDirectoryError(.unavailable, path: path, errno: error.errno, message: "cannot open the directory")
+        }
         try migrateLegacyPending()
         try migrateLegacySecrets()
         // Writes no longer sweep their directory; start-up (under the lock) clears the temp

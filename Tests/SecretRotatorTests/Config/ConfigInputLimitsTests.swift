@@ -84,15 +84,29 @@ import Testing
         "90210555123456", "9021055.5123456", "true", "1979-05-27T07:32:00Z", "1979-05-27", "07:32:00",
         "[\"s3cr3tArr\"]", "{ v = \"s3cr3tTbl\" }", "\"s3cr3t with space\"", "s3cr3tBare", "\"s3cr3t\" s3cr3tTail",
         "\"s3cr3tUnterminated", "'s3cr3tLit' x", "0x90210555", "1e9021055",
+        // Multi-line values report their errors on a later line than the key (break-it pass).
+        "\"\"\"\ns3cr3tML\\q\"\"\"", "\"\"\"\ns3cr3tML\\uZZZZ\"\"\"", "'''\ns3cr3tML\n",
     ])
     func secretValueIsNeverEchoed(_ value: String) {
         let text = "[genauth]\naccess_key_id = \"a\"\naccess_key_secret = \(value)\n"
         let diagnostics = ConfigFixtures.diagnostics(text, environment: [:])
         #expect(diagnostics.contains { $0.severity == .error }, "\(diagnostics)")
         let output = diagnostics.map(\.description).joined(separator: "\n")
+        if value.contains("\"\"\"") || value.contains("'''") {
+            // The old check looked at the key's line only and printed one character of these.
+            #expect(output.contains("details not shown"), "\(output)")
+        }
         for fragment in ["90210555", "9021055", "s3cr3t", "1979", "07:32", "true"] where value.contains(fragment) {
             #expect(!output.contains(fragment), "\(fragment) echoed in:\n\(output)")
         }
+    }
+
+    /// toml++ stops at a NUL as at the end: a NUL before the second app silently dropped it.
+    @Test func nulByteIsAnError() {
+        let text = "[genauth]\naccess_key_id = \"a\"\n[[app]]\nid = \"one\"\u{0}\n[[app]]\nid = \"two\"\n"
+        let diagnostics = ConfigFixtures.diagnostics(text)
+        #expect(diagnostics.first?.message.contains("NUL byte") == true, "\(diagnostics)")
+        #expect(diagnostics.first?.line == 4)
     }
 
     @Test func limitsScanIsLinearOnLongInput() {

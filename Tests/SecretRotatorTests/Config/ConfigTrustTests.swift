@@ -44,8 +44,10 @@ import Glibc
             try ConfigFixtures.write(text, to: URL(fileURLWithPath: config), mode: mode)
         }
 
-        func check() throws -> CLI.Result {
-            try CLI.run(["check-config", "--config", config])
+        var runtime: String { root + "/run" }
+
+        func check(config path: String? = nil) throws -> CLI.Result {
+            try CLI.run(["check-config", "--config", path ?? config], environment: ["RUNTIME_DIRECTORY": runtime])
         }
 
         func remove() { try? FileManager.default.removeItem(atPath: root) }
@@ -168,6 +170,77 @@ import Glibc
         if which == "template" { extra += templateOutput(template) }
         try setup.writeConfig(outputs: extra)
         try expectRefused(setup, fragment)
+    }
+
+    /// Break-it pass: the per-app lock file as an output let a second writer in.
+    @Test func outputInTheLockDirectoryIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        #expect(mkdir(setup.runtime, 0o755) == 0 && mkdir(setup.runtime + "/apps", 0o755) == 0)
+        try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(setup.runtime)/apps/app-1.lock\"\nformat = \"raw\"\n")
+        try expectRefused(setup, "is inside the per-app lock directory")
+    }
+
+    /// Break-it pass: the state directory through a bind mount, compared by path, was missed.
+    @Test func stateDirectoryReachedThroughABindMountIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        #expect(mkdir(setup.state, 0o700) == 0 && mkdir(setup.state + "/current", 0o700) == 0)
+        let alias = setup.root + "/alias"
+        #expect(mkdir(alias, 0o700) == 0)
+        let mounted = (try? TestProcess.run("/bin/mount", ["--bind", setup.state, alias]))?.status == 0
+        guard mounted else {
+            #expect(ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "bind mount failed under CI")
+            return
+        }
+        defer { _ = try? TestProcess.run("/bin/umount", [alias]) }
+        for path in ["\(alias)/current/app-9.json", "\(alias)/lock"] {
+            try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(path)\"\nformat = \"raw\"\n")
+            try expectRefused(setup, "is inside the state directory (reached as \(alias))")
+        }
+    }
+
+    @Test func templateInsideTheStateDirectoryIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        #expect(mkdir(setup.state, 0o700) == 0 && mkdir(setup.state + "/current", 0o700) == 0)
+        let record = setup.state + "/current/app-2.json"
+        try ConfigFixtures.write("{\"secret\":\"x\"}", to: URL(fileURLWithPath: record))
+        try setup.writeConfig(outputs: templateOutput(record))
+        try expectRefused(setup, "template \(record) is inside the state directory")
+    }
+
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give directories away"))
+    func stateDirectoryBelowAStrangersDirectoryIsRefused() throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        let theirs = setup.root + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0 && chown(theirs, ids.user.rawValue, ids.group.rawValue) == 0)
+        #expect(mkdir(theirs + "/state", 0o700) == 0)
+        try setup.writeConfig()
+        let text = try String(contentsOfFile: setup.config, encoding: .utf8)
+            .replacingOccurrences(of: "state_directory = \"\(setup.state)\"", with: "state_directory = \"\(theirs)/state\"")
+        try ConfigFixtures.write(text, to: URL(fileURLWithPath: setup.config))
+        try expectRefused(setup, "directory \(theirs) is owned by uid \(ids.user.rawValue)")
+        let once = try CLI.run(["run", "--once", "--config", setup.config], environment: ["RUNTIME_DIRECTORY": setup.runtime])
+        #expect(once.status == 78, "\(once.stderr)")
+    }
+
+    /// Break-it pass: a link in a stranger's directory to a trusted config was accepted; the
+    /// stranger could point it at another config.
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give directories away"))
+    func configLinkInAStrangersDirectoryIsRefused() throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig()
+        let theirs = setup.root + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0 && chown(theirs, ids.user.rawValue, ids.group.rawValue) == 0)
+        #expect(symlink(setup.config, theirs + "/link.toml") == 0)
+        let result = try setup.check(config: theirs + "/link.toml")
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("refusing the directory \(theirs) of config file"), "\(result.stderr)")
     }
 
     @Test func twoSpellingsOfOneFileAreRefused() throws {

@@ -57,4 +57,42 @@ import Glibc
             #expect(status.st_uid == ids.user.rawValue, "\(path)")
         }
     }
+
+    /// Break-it pass: lock files were 0644, and flock works on a read-only descriptor, so any
+    /// local user could hold an app's lock and keep the daemon from starting.
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to switch user"))
+    func anotherUserCannotHoldAnAppsLock() throws {
+        _ = try #require(TestAccounts.ids)
+        let root = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        #expect(chmod(root.path, 0o755) == 0)
+        let directory = root.appendingPathComponent("run/apps").path
+        let locks = AppLocks(directory: directory, stateDirectory: root.path)
+        try locks.hold(exactly: ["x"])
+        try locks.hold(exactly: [])
+        var status = stat()
+        #expect(stat(locks.lockPath("x"), &status) == 0 && status.st_mode & 0o777 == 0o600)
+        let attempt = try TestProcess.run(
+            "/usr/sbin/runuser", ["-u", TestAccounts.userName, "--", "/usr/bin/flock", "-x", "-n", locks.lockPath("x"), "true"])
+        #expect(attempt.status != 0, "another user took the lock")
+        try locks.hold(exactly: ["x"])
+    }
+
+    /// Break-it pass: 2,000 apps under the usual soft limit of 1024 descriptors failed with
+    /// EMFILE. Run in a child with that soft limit; this process's own limit stays as it is.
+    @Test func manyAppsRaiseTheDescriptorLimit() throws {
+        let root = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        var text = "[genauth]\nhost = \"http://127.0.0.1:9\"\naccess_key_id = \"a\"\naccess_key_secret = \"b\"\nrequest_timeout = \"1s\"\n"
+        text += "[defaults]\nstate_directory = \"\(root.path)/state\"\ndirectory = \"\(root.path)/drop\"\n"
+        for index in 0..<1_500 { text += "[[app]]\nid = \"a\(index)\"\n" }
+        let config = root.appendingPathComponent("rotator.toml")
+        try ConfigFixtures.write(text, to: config)
+        let result = try CLI.run(
+            ["fetch", "--timeout", "1s", "a0", "--config", config.path],
+            environment: ["RUNTIME_DIRECTORY": root.appendingPathComponent("run").path],
+            launcher: ["/bin/sh", "-c", "ulimit -S -n 1024 && exec \"$@\"", "sh"])
+        #expect(!result.stderr.contains("EMFILE"), "\(result.stderr.prefix(400))")
+        #expect(result.status == 1, "\(result.stderr.prefix(400))")
+    }
 }

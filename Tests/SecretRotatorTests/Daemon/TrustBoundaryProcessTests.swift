@@ -141,4 +141,31 @@ import Glibc
         daemon.waitUntilExit()
         #expect(daemon.terminationStatus == 0)
     }
+
+    /// Break-it pass: with request_timeout = "5m" a stop waited for the whole trickled answer
+    /// (44 s at 300 ms per byte, 155 s at 1 s), beyond the unit's TimeoutStopSec=. Steps still
+    /// in flight 3 s after SIGTERM are cancelled; the refresh's outcome is left unknown and
+    /// reconciled at the next start.
+    @Test func stopDoesNotWaitForALongRequest() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h", requestTimeout: "5m", hooks: false)
+        let (fetch, fetchOutput) = try await harness.run(["fetch", "app0"])
+        #expect(fetch == 0, "\(fetchOutput)")
+        harness.state.inject(.init(endpoint: .refreshApplicationSecret, count: 1, fault: .trickleBody(intervalMilliseconds: 1_000)))
+        let (daemon, daemonLog) = try harness.start()
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == daemon.processIdentifier })
+        _ = try await harness.run(["rotate", "--timeout", "1s", "app0"])
+        #expect(await waitForGenAuth(timeout: .seconds(30)) { refreshes(harness) == 1 })
+        let stopAsked = ContinuousClock.now
+        kill(daemon.processIdentifier, SIGTERM)
+        #expect(await waitForGenAuth(timeout: .seconds(60)) { !daemon.isRunning })
+        let stopped = ContinuousClock.now - stopAsked
+        #expect(stopped < .seconds(5), "stopped after \(stopped)")
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus == 0)
+        #expect(log(daemonLog).contains("cancelling them"))
+        // The refresh was applied by the mock; its answer never arrived. The record says so.
+        #expect(harness.unfinishedRollouts([0]) == ["app0: refresh outcome unsettled"])
+    }
 }
