@@ -15,7 +15,8 @@
 /// - a table header whose first key does not start with a bare-key character or a quote
 ///   (`[,`, `[?defaults]`, `[` at the end of a line): `parser::parse_key`;
 /// - a date-time whose time after `T` does not start with a digit (`1979-05-27T+7:00`):
-///   `parser::parse_time`.
+///   `parser::parse_time`;
+/// - an array element that starts with `}` (`[ }`, `[1, }`): `parser::parse_value`.
 ///
 /// This is a scan, not a parser: it tracks only whether it is inside a string or a comment,
 /// so that dots and brackets in values and comments do not count.
@@ -45,7 +46,8 @@ enum ConfigInputLimits {
         var line = 1
         var lineStart = 0
         var dots = 0
-        var depth = 0
+        // The open brackets, innermost last: '[' or '{'.
+        var open: [UInt8] = []
         var index = 0
         // For the toml++ guards: whether the line has shown anything yet (a '[' first on a
         // line outside brackets is a table header), and the last character outside strings,
@@ -105,13 +107,18 @@ enum ConfigInputLimits {
                     index += 2
                 }
             case .normal:
-                if byte == UInt8(ascii: "["), depth == 0, startsLine, let problem = headerProblem(bytes, after: index) {
+                if byte == UInt8(ascii: "["), open.isEmpty, startsLine, let problem = headerProblem(bytes, after: index) {
                     return Violation(line: line, column: column, message: problem)
                 }
                 if isDigit(byte), lastSignificant == UInt8(ascii: "=") || lastSignificant == UInt8(ascii: "[")
                     || lastSignificant == UInt8(ascii: ","), let problem = dateTimeProblem(bytes, at: index)
                 {
                     return Violation(line: line, column: column, message: problem)
+                }
+                if byte == UInt8(ascii: "}"), open.last == UInt8(ascii: "["),
+                    lastSignificant == UInt8(ascii: "[") || lastSignificant == UInt8(ascii: ",")
+                {
+                    return Violation(line: line, column: column, message: "TOML syntax error: '}' where an array expects a value or ']'")
                 }
                 if !blank && byte != UInt8(ascii: "#") { lastSignificant = byte }
                 switch byte {
@@ -141,14 +148,14 @@ enum ConfigInputLimits {
                         )
                     }
                 case UInt8(ascii: "["), UInt8(ascii: "{"):
-                    depth += 1
-                    if depth > nesting {
+                    open.append(byte)
+                    if open.count > nesting {
                         return Violation(
                             line: line, column: column,
                             message: "brackets nested more than \(nesting) deep; no setting of secret-rotator nests that deep")
                     }
                 case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                    depth = max(0, depth - 1)
+                    if !open.isEmpty { open.removeLast() }
                 default:
                     break
                 }

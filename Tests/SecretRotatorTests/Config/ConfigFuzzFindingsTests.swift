@@ -8,11 +8,12 @@ import Testing
     /// toml++ 3.4.0 (inside TOMLKit 0.6.0) checks its parser's preconditions with assert(), and
     /// these invalid documents break them: a table header whose key starts with neither a
     /// bare-key character nor a quote (parse_key), and a date-time whose time part does not
-    /// start with a digit (parse_time). SwiftPM compiles dependencies without NDEBUG in release
+    /// start with a digit (parse_time), an array element starting with '}' (parse_value). SwiftPM compiles dependencies without NDEBUG in release
     /// builds too, so the shipped daemon and check-config abort (SIGABRT) instead of reporting
     /// a syntax error. `ConfigInputLimits` now refuses both shapes before toml++ sees them.
     static let tomlppAssertions = [
         "[,", "[?defaults]\n", "a = 1979-05-27T+7:00\n", "[", "[[ ?x]]\n", "a = [1979-05-27t ]\n", "x = 1979-05-27T",
+        "app = [ { id = \"a1\", output = [ } ] } ]\n", "a = [1, }\n", "a = [\n  # c\n  }\n",
     ]
 
     @Test("invalid TOML that trips a toml++ assertion is a syntax error, not an abort", arguments: tomlppAssertions)
