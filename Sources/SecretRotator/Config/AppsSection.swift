@@ -19,9 +19,17 @@ struct AppsSection {
         var ids: [String: Claim] = [:]
         var names: [String: Claim] = [:]
         var paths: [String: Claim] = [:]
+        var stateNames: [String: Claim] = [:]
         for reader in readers {
             guard let app = readApp(reader, sink: sink) else { continue }
+            let newID = ids[app.id] == nil
             claim(app.id, in: &ids, keyPath: reader.keyPath("id"), what: "app id", sink: sink)
+            // Long ids are stored under their SHA-256: two ids must not meet on one record.
+            if newID {
+                claim(
+                StateDirectory.fileName(for: app.id), in: &stateNames, keyPath: reader.keyPath("id"),
+                    what: "state record name (app ids are stored under this name)", sink: sink)
+            }
             let nameKey = reader.contains("name") ? reader.keyPath("name") : reader.keyPath("id")
             claim(app.name, in: &names, keyPath: nameKey, what: "app name", sink: sink)
             for (index, output) in app.outputs.enumerated() {
@@ -95,6 +103,12 @@ struct AppsSection {
         if let onRotate {
             if let problem = hookProblem(onRotate) {
                 sink.error(reader.keyPath("on_rotate"), problem)
+            } else if let program = onRotate.first {
+                do {
+                    _ = try host.resolveProgram(program)
+                } catch {
+                    sink.error(reader.keyPath("on_rotate"), error.message)
+                }
             }
         }
         var hookTimeout = defaults.hookTimeout

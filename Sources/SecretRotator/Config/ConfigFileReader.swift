@@ -65,23 +65,8 @@ enum ConfigFileReader {
         if let problem = trustProblem(owner: raw.owner, mode: raw.permissions, what: "\(what) \(path)") {
             throw ValueSyntaxError(problem)
         }
-        // The directory the path names and, for a link, the one its target is in: whoever can
-        // write the first can point the link elsewhere, whoever can write the second can
-        // replace the file.
-        var directories = [parentDirectory(of: path)]
-        if followSymlinks, let real = realPath(path), parentDirectory(of: real) != directories[0] {
-            directories.append(parentDirectory(of: real))
-        }
-        for parent in directories {
-            var status = stat()
-            guard stat(parent, &status) == 0 else {
-                throw ValueSyntaxError("cannot stat the directory \(parent) of \(what) \(path): \(explain(Errno(rawValue: errno)))")
-            }
-            if let problem = trustProblem(
-                owner: status.st_uid, mode: UInt16(status.st_mode & 0o777), what: "the directory \(parent) of \(what) \(path)")
-            {
-                throw ValueSyntaxError(problem)
-            }
+        if let problem = pathTrustProblem(path, what: "\(what) \(path)") {
+            throw ValueSyntaxError(problem)
         }
         if raw.bytes.contains(0) {
             throw ValueSyntaxError("\(what) \(path) contains a NUL byte: it is not text")
@@ -90,6 +75,68 @@ enum ConfigFileReader {
             throw ValueSyntaxError("\(path) is not valid UTF-8")
         }
         return Contents(text: text, mode: FileMode(rawValue: raw.permissions), identity: raw.identity)
+    }
+
+    /// Every directory on the way to `path`, as written and as resolved: owned by root or us
+    /// and writable by nobody else, except a sticky one (`/tmp`) on the way. Whoever can
+    /// write any of them can swap what the path leads to: a link in a stranger's directory
+    /// to a trusted config, or a directory component that is such a link, was accepted.
+    static func pathTrustProblem(_ path: String, what: String) -> String? {
+        var paths = [path]
+        if let real = realPath(path), real != path { paths.append(real) }
+        for candidate in paths {
+            let components = candidate.split(separator: "/").dropLast()
+            var directory = ""
+            for component in [Substring("")] + components {
+                directory = component.isEmpty ? "/" : (directory == "/" ? "/" : directory + "/") + component
+                var status = stat()
+                guard stat(directory, &status) == 0 else { continue }
+                let mode = UInt16(status.st_mode & 0o7777)
+                let sticky = mode & UInt16(S_ISVTX) != 0
+                let isLast = directory == parentDirectory(of: candidate)
+                if status.st_uid != 0 && status.st_uid != geteuid() || (mode & 0o022 != 0 && (isLast || !sticky)) {
+                    if let problem = trustProblem(owner: status.st_uid, mode: mode & 0o777, what: "the directory \(directory) of \(what)") {
+                        return problem
+                    }
+                    return "refusing the directory \(directory) of \(what): writable by group or others (mode \(FileMode(rawValue: mode & 0o777)))"
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The absolute path of an `on_rotate` program the daemon may run: `program` itself when
+    /// absolute, else the first executable of that name on `searchPath` (the daemon's PATH).
+    /// It must be a regular executable file that root or we own and nobody else can write,
+    /// on a trusted path (`pathTrustProblem`): a hook is a command run as the daemon's user.
+    static func trustedProgram(_ program: String, searchPath: String?) throws(ValueSyntaxError) -> String {
+        var candidates: [String]
+        if program.hasPrefix("/") {
+            candidates = [program]
+        } else {
+            let directories = (searchPath ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                .split(separator: ":").filter { $0.hasPrefix("/") }
+            candidates = directories.map { "\($0)/\(program)" }.filter { access($0, X_OK) == 0 }
+            guard !candidates.isEmpty else {
+                throw ValueSyntaxError("program \"\(program)\" is not found on PATH (\(directories.joined(separator: ":"))); give its absolute path")
+            }
+            candidates = [candidates[0]]
+        }
+        let resolved = candidates[0]
+        var status = stat()
+        guard stat(resolved, &status) == 0 else {
+            throw ValueSyntaxError("program \(resolved) cannot be used: \(explain(Errno(rawValue: errno)))")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG, access(resolved, X_OK) == 0 else {
+            throw ValueSyntaxError("program \(resolved) is not an executable regular file")
+        }
+        if let problem = trustProblem(owner: status.st_uid, mode: UInt16(status.st_mode & 0o777), what: "program \(resolved)") {
+            throw ValueSyntaxError(problem)
+        }
+        if let problem = pathTrustProblem(resolved, what: "program \(resolved)") {
+            throw ValueSyntaxError(problem)
+        }
+        return resolved
     }
 
     /// nil when `owner` is root or our effective uid and `mode` gives no write to group or others.

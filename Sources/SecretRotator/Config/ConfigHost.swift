@@ -10,6 +10,10 @@ struct ConfigHost: Sendable {
     var readTrustedText: @Sendable (_ path: String, _ what: String, _ followSymlinks: Bool) throws(ValueSyntaxError) -> String
     /// The id of a user or group name (never numeric: those need no lookup), or nil when unknown.
     var accountID: @Sendable (_ name: String, _ kind: AccountLookup.Kind) -> UInt32?
+    /// The trusted absolute path of an `on_rotate` program (`ConfigFileReader.trustedProgram`).
+    var resolveProgram: @Sendable (_ program: String) throws(ValueSyntaxError) -> String = { program throws(ValueSyntaxError) in
+        try ConfigFileReader.trustedProgram(program, searchPath: ProcessEnvironment.current["PATH"])
+    }
 
     static let system = ConfigHost(
         readText: { path throws(ValueSyntaxError) in try ConfigFileReader.read(path).text },

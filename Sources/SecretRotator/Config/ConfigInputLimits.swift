@@ -16,7 +16,14 @@
 ///   (`[,`, `[?defaults]`, `[` at the end of a line): `parser::parse_key`;
 /// - a date-time whose time after `T` does not start with a digit (`1979-05-27T+7:00`):
 ///   `parser::parse_time`;
-/// - an array element that starts with `}` (`[ }`, `[1, }`): `parser::parse_value`.
+/// - an array element that starts with `}` (`[ }`, `[1, }`): `parser::parse_value`;
+/// - a non-ASCII character outside strings and comments (toml++ treats U+2028, U+0085 and
+///   other Unicode spaces as value terminators, so `[<U+2028>]` fails the same assertion):
+///   TOML allows only ASCII there, so any such byte is refused, as are control characters
+///   other than tab; a UTF-8 byte order mark at the very start is skipped, as toml++ does.
+///
+/// And `\u0000` in a basic string: TOMLKit hands strings over as C strings, so the value
+/// ended at the escaped NUL (`path = "/a\u0000.disabled"` wrote `/a`).
 ///
 /// This is a scan, not a parser: it tracks only whether it is inside a string or a comment,
 /// so that dots and brackets in values and comments do not count.
@@ -54,6 +61,7 @@ enum ConfigInputLimits {
         // comments and blanks (a value starts after '=', '[' or ',').
         var lineHasContent = false
         var lastSignificant: UInt8 = 0
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { index = 3 }
 
         func starts(_ pattern: StaticString, at position: Int) -> Bool {
             let count = pattern.utf8CodeUnitCount
@@ -87,6 +95,9 @@ enum ConfigInputLimits {
                 break
             case .basic:
                 if byte == UInt8(ascii: "\\") {
+                    if escapesNUL(bytes, at: index) {
+                        return Violation(line: line, column: column, message: nulEscapeMessage)
+                    }
                     index += 1
                 } else if byte == UInt8(ascii: "\"") {
                     mode = .normal
@@ -94,6 +105,9 @@ enum ConfigInputLimits {
             case .literal:
                 if byte == UInt8(ascii: "'") { mode = .normal }
             case .multilineBasic:
+                if byte == UInt8(ascii: "\\"), escapesNUL(bytes, at: index) {
+                    return Violation(line: line, column: column, message: nulEscapeMessage)
+                }
                 if byte == UInt8(ascii: "\\") {
                     // An escaped newline still ends a line for the counts.
                     if index + 1 < bytes.count, bytes[index + 1] != UInt8(ascii: "\n") { index += 1 }
@@ -107,6 +121,11 @@ enum ConfigInputLimits {
                     index += 2
                 }
             case .normal:
+                if byte >= 0x80 || (byte < 0x20 && byte != UInt8(ascii: "\t") && byte != UInt8(ascii: "\r")) || byte == 0x7F {
+                    return Violation(
+                        line: line, column: column,
+                        message: "TOML syntax error: a non-ASCII or control character outside a string or comment (TOML allows only ASCII there)")
+                }
                 if byte == UInt8(ascii: "["), open.isEmpty, startsLine, let problem = headerProblem(bytes, after: index) {
                     return Violation(line: line, column: column, message: problem)
                 }
@@ -163,6 +182,21 @@ enum ConfigInputLimits {
             index += 1
         }
         return nil
+    }
+
+    private static let nulEscapeMessage = "a \\u0000 escape: a NUL character ends the value early; remove it"
+
+    /// `\u0000` or `\U00000000` starting at the backslash at `index`.
+    private static func escapesNUL(_ bytes: [UInt8], at index: Int) -> Bool {
+        guard index + 1 < bytes.count else { return false }
+        let digits: Int
+        switch bytes[index + 1] {
+        case UInt8(ascii: "u"): digits = 4
+        case UInt8(ascii: "U"): digits = 8
+        default: return false
+        }
+        guard index + 1 + digits < bytes.count else { return false }
+        return bytes[(index + 2)...(index + 1 + digits)].allSatisfy { $0 == UInt8(ascii: "0") }
     }
 
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }

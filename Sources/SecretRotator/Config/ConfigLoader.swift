@@ -90,7 +90,7 @@ public struct ConfigLoader: Sendable {
 
         if let genauth {
             OutputPathConflicts(
-                protected: Self.protectedFiles(configPath: path, genauth: genauth, apps: apps),
+                protected: Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps),
                 stateDirectory: defaults.stateDirectory,
                 lockDirectory: AppLocks.defaultDirectory(environment: environment)
             ).check(apps, sink: sink)
@@ -104,8 +104,14 @@ public struct ConfigLoader: Sendable {
     }
 
     /// Files the daemon reads, which no output may replace.
-    static func protectedFiles(configPath: String, genauth: GenAuthSettings, apps: [AppConfig]) -> [OutputPathConflicts.Protected] {
-        var files = [OutputPathConflicts.Protected(what: "config file", path: configPath)]
+    static func protectedFiles(
+        configPath: String, stateDirectory: String, genauth: GenAuthSettings, apps: [AppConfig]
+    ) -> [OutputPathConflicts.Protected] {
+        var files = [
+            OutputPathConflicts.Protected(what: "config file", path: configPath),
+            // By identity as well: a bind mount of the lock file elsewhere is still the lock.
+            OutputPathConflicts.Protected(what: "state directory's lock", path: StateDirectory(path: stateDirectory).lockPath),
+        ]
         switch genauth.accessKeySecretSource {
         case .file(let keyPath), .credential(_, let keyPath):
             files.append(.init(what: "access key secret file", path: keyPath))

@@ -47,7 +47,8 @@ struct GenAuthSection {
                 caFile = nil
             } else {
                 do {
-                    let text = try self.host.readText(path)
+                    // The CAs it lists decide whom the daemon sends the access key to.
+                    let text = try self.host.readTrustedText(path, "CA file", true)
                     if !text.contains("-----BEGIN CERTIFICATE-----") {
                         sink.error(reader.keyPath("ca_file"), "\(path) contains no PEM certificate")
                     }
@@ -143,7 +144,9 @@ struct GenAuthSection {
         _ path: String, source: AccessKeySecretSource, keyPath: String, sink: DiagnosticCollector
     ) -> (value: SecretValue, source: AccessKeySecretSource)? {
         do {
-            let text = try host.readText(path)
+            // Owned by a stranger or writable by others, it is not our key (and may be a link
+            // someone planted to make us read another file).
+            let text = try host.readTrustedText(path, "access key secret file", true)
             return checked(text, source: source, keyPath: keyPath, sink: sink)
         } catch {
             sink.error(keyPath, "cannot read the access key secret from \(source): \(error.message)")

@@ -37,7 +37,13 @@ struct OutputPathConflicts {
         }
         let stateReal = ConfigFileReader.realPath(stateDirectory) ?? stateDirectory
         let stateIdentity = Self.identity(ofFile: stateDirectory)
-        let lockIdentity = Self.identity(ofFile: lockDirectory)
+        var lockIdentities: Set<FileIdentity> = []
+        if let lock = Self.identity(ofFile: lockDirectory) { lockIdentities.insert(lock) }
+        // The state directory's own entries, each by identity too: a bind mount of
+        // `<state>/current` alone was missed by comparing the state directory itself.
+        for entry in StateDirectory.ownEntries where entry != "lock" {
+            if let identity = Self.identity(ofFile: "\(stateDirectory)/\(entry)") { lockIdentities.insert(identity) }
+        }
         if case .failure(let error) = SafeDirectory.identity(of: stateDirectory, allowUnsafe: false), error.code == .unsafeDirectory {
             // Its records decide what is written where: the same rule as an output directory.
             sink.error("defaults.state_directory", "state directory: \(error.reason)")
@@ -49,7 +55,7 @@ struct OutputPathConflicts {
                 let explicit = "app[\(appIndex)].output[\(outputIndex)].path"
                 let keyPath = sink.line(of: explicit) != nil ? explicit : "app[\(appIndex)]"
                 if let template = output.templatePath,
-                    let problem = Self.daemonArea(ConfigFileReader.parentDirectory(of: template), state: stateIdentity, locks: lockIdentity)
+                    let problem = Self.daemonArea(ConfigFileReader.parentDirectory(of: template), state: stateIdentity, locks: lockIdentities)
                         ?? (Self.isStateEntry(ConfigFileReader.parentDirectory(of: template), state: stateReal) ? "the state directory" : nil)
                 {
                     // A record as a template would copy another app's secret into this output.
@@ -68,7 +74,7 @@ struct OutputPathConflicts {
                 }
                 guard let (parent, name) = AtomicFileWriter.split(output.path) else { continue }
 
-                if let area = Self.daemonArea(parent, state: stateIdentity, locks: lockIdentity) {
+                if let area = Self.daemonArea(parent, state: stateIdentity, locks: lockIdentities) {
                     // By identity: a bind mount or another spelling of the state directory.
                     sink.error(keyPath, "output \(output.path) is inside \(area), which only the daemon writes; write outputs elsewhere")
                     continue
@@ -127,13 +133,13 @@ struct OutputPathConflicts {
 
     /// Walks `directory`'s ancestors from `/` comparing identities: inside the lock directory,
     /// directly in the state directory, or in one of its own entries. Nil when none.
-    static func daemonArea(_ directory: String, state: FileIdentity?, locks: FileIdentity?) -> String? {
+    static func daemonArea(_ directory: String, state: FileIdentity?, locks: Set<FileIdentity>) -> String? {
         let components = directory.split(separator: "/").map(String.init)
         var path = ""
         for index in -1..<components.count {
             path = index < 0 ? "/" : (path == "/" ? "/" : path + "/") + components[index]
             guard let identity = identity(ofFile: path) else { return nil }
-            if identity == locks { return "the per-app lock directory" }
+            if locks.contains(identity) { return "a directory only the daemon writes (the per-app locks or a state directory entry, reached as \(path))" }
             if identity == state {
                 let next = index + 1
                 if next == components.count || StateDirectory.ownEntries.contains(components[next]) {

@@ -225,8 +225,14 @@ public enum AppTransitions {
                     // GenAuth might still apply a lost earlier refresh: look again once that cannot be.
                     next.settleCheckDue = now.addingTimeInterval(RotationPlanner.seconds(context.policy.settlePeriod))
                     next.lastVerified = obtainedAt
-                case .fetched, .changedUpstream:
+                case .fetched:
                     next.lastVerified = now
+                case .changedUpstream:
+                    next.lastVerified = now
+                    // GenAuth holds a secret newer than ours: a rotation happened (often our own
+                    // whose answer was lost), so one still owed would only kill this fresh
+                    // secret. A `fetch` after such a loss rotated a second time.
+                    next.rotationOwed = false
                 }
                 if context.hasHook {
                     actions.append(.runHook(version: version))

@@ -536,7 +536,17 @@ public actor RotationEngine {
     }
 
     private func runHook(_ app: AppConfig, version: Int) async {
-        guard let argv = app.onRotate else { return }
+        guard var argv = app.onRotate, let program = argv.first else { return }
+        // Checked again now, as templates are: the program may have changed hands since the
+        // config was loaded. The resolved path is what runs, so PATH cannot differ from the check.
+        do {
+            argv[0] = try ConfigFileReader.trustedProgram(program, searchPath: ProcessEnvironment.current["PATH"])
+        } catch {
+            appLogger(app).error(
+                "hook not run: \(error.message)", metadata: ["event": "hook_untrusted", "version": "\(version)"])
+            await transition(app, .hookFinished(version: version, succeeded: false, detail: "not run: \(error.message)"))
+            return
+        }
         let invocation = HookInvocation(
             argv: argv,
             environment: HookInvocation.environment(
@@ -546,8 +556,10 @@ public actor RotationEngine {
         slotFreed()  // a max_concurrent slot is free while the hook runs
         let outcome = await hooks.run(invocation)
         inHook.remove(app.id)
-        // A hook may print what it read (a config check echoing the file): never log the secret.
-        let output = redacted(String(outcome.output.suffix(2_000)), app: app)
+        // A hook may print what it read (a config check echoing the file): never log the secret,
+        // nor the piece of it a cut leaves (the runner keeps the output's last 64 KiB, the log
+        // its last 2,000 characters: a secret across either edge showed its second half).
+        let output = redacted(outcome.output, app: app, keepingLast: 2_000)
         let detail = outcome.succeeded ? output : "\(outcome.status)"
         if !outcome.succeeded && !output.isEmpty {
             appLogger(app).warning("hook output", metadata: ["hook_output": "\(output)", "version": "\(version)"])
@@ -563,9 +575,24 @@ public actor RotationEngine {
         return stateDirectory.loadSecret(appID: app.id, now: now()).secret
     }
 
-    private func redacted(_ text: String, app: AppConfig) -> String {
-        guard !text.isEmpty, let secret = heldSecret(app)?.secretValue.exposed, !secret.isEmpty else { return text }
-        return text.replacingOccurrences(of: secret, with: "<redacted>")
+    private func redacted(_ text: String, app: AppConfig, keepingLast limit: Int) -> String {
+        guard !text.isEmpty, let secret = heldSecret(app)?.secretValue.exposed, !secret.isEmpty else {
+            return String(text.suffix(limit))
+        }
+        let whole = Self.droppingSecretTail(text, of: secret).replacingOccurrences(of: secret, with: "<redacted>")
+        return Self.droppingSecretTail(String(whole.suffix(limit)), of: secret)
+    }
+
+    /// `text` without a leading piece (4 characters or more) that is the end of `secret`: what
+    /// is left of a secret when a cut fell inside it.
+    static func droppingSecretTail(_ text: String, of secret: String) -> String {
+        let characters = Array(secret)
+        guard characters.count > 4 else { return text }
+        for length in stride(from: characters.count - 1, through: 4, by: -1) {
+            let piece = String(characters[(characters.count - length)...])
+            if text.hasPrefix(piece) { return "<redacted>" + text.dropFirst(piece.count) }
+        }
+        return text
     }
 
     private func document(_ record: CurrentSecret, _ app: AppConfig) -> SecretDocument {

@@ -45,7 +45,8 @@ private let host = ConfigHost(
         guard let text = files[path] else { throw ValueSyntaxError("cannot open \(what) \(path): ENOENT (No such file or directory)") }
         return text
     },
-    accountID: { name, _ in ["root": 0, "secret-rotator": 990, "billing": 1001][name] })
+    accountID: { name, _ in ["root": 0, "secret-rotator": 990, "billing": 1001][name] },
+    resolveProgram: { program throws(ValueSyntaxError) in program.hasPrefix("/") ? program : "/usr/bin/" + program })
 
 private func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
     if !condition() {

@@ -109,6 +109,19 @@ import Testing
         #expect(diagnostics.first?.line == 4)
     }
 
+    /// `\u0000` in a string: TOMLKit passes strings on as C strings, so the value ended there
+    /// (`path = "/a\u0000.disabled"` wrote `/a`).
+    @Test(arguments: [#"path = "/srv/a\u0000.disabled""#, #"x = "a\U00000000b""#, "x = \"\"\"\nab\\u0000c\"\"\""])
+    func escapedNULIsAnError(_ line: String) {
+        let diagnostics = ConfigFixtures.diagnostics("[genauth]\naccess_key_id = \"a\"\n" + line + "\n")
+        #expect(diagnostics.first?.message.contains("\\u0000 escape") == true, "\(diagnostics)")
+    }
+
+    @Test func bomAndUnicodeInsideStringsAndCommentsAreFine() throws {
+        let text = "\u{FEFF}[genauth] # caf\u{E9} \u{2028}\naccess_key_id = \"ak-\u{E9}\u{2028}\"\n[[app]]\nid = \"app-1\"\nname = \"one\"\n"
+        #expect(ConfigInputLimits.check(text) == nil)
+    }
+
     @Test func limitsScanIsLinearOnLongInput() {
         // 1 MiB of quotes and brackets in strings: the scan ends, nothing counted.
         let line = "x = \"" + String(repeating: "[.{", count: 300_000) + "\"\n"

@@ -178,7 +178,7 @@ import Glibc
         defer { setup.remove() }
         #expect(mkdir(setup.runtime, 0o755) == 0 && mkdir(setup.runtime + "/apps", 0o755) == 0)
         try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(setup.runtime)/apps/app-1.lock\"\nformat = \"raw\"\n")
-        try expectRefused(setup, "is inside the per-app lock directory")
+        try expectRefused(setup, "is inside a directory only the daemon writes (the per-app locks")
     }
 
     /// Break-it pass: the state directory through a bind mount, compared by path, was missed.
@@ -241,6 +241,118 @@ import Glibc
         let result = try setup.check(config: theirs + "/link.toml")
         #expect(result.status == 78, "\(result.stderr)")
         #expect(result.stderr.contains("refusing the directory \(theirs) of config file"), "\(result.stderr)")
+    }
+
+    /// Second break-it pass: hook programs were not checked at all; a stranger's script ran as root.
+    @Test(arguments: ["owned", "writable", "strangers-dir", "missing", "directory", "not-executable", "name-off-path"])
+    func untrustedHookProgramIsRefused(_ how: String) throws {
+        let ids = TestAccounts.ids
+        if ["owned", "strangers-dir"].contains(how) && ids == nil { return }
+        let setup = try Setup()
+        defer { setup.remove() }
+        var program = setup.root + "/hook.sh"
+        try ConfigFixtures.write("#!/bin/sh\nexit 0\n", to: URL(fileURLWithPath: program), mode: 0o755)
+        var fragment = ""
+        switch how {
+        case "owned":
+            #expect(chown(program, ids!.user.rawValue, ids!.group.rawValue) == 0)
+            fragment = "owned by uid \(ids!.user.rawValue)"
+        case "writable":
+            #expect(chmod(program, 0o777) == 0)
+            fragment = "writable by group or others"
+        case "strangers-dir":
+            let theirs = setup.root + "/theirs"
+            #expect(mkdir(theirs, 0o755) == 0 && chown(theirs, ids!.user.rawValue, ids!.group.rawValue) == 0)
+            program = theirs + "/hook.sh"
+            try ConfigFixtures.write("#!/bin/sh\nexit 0\n", to: URL(fileURLWithPath: program), mode: 0o755)
+            fragment = "refusing the directory \(theirs) of program"
+        case "missing":
+            program = setup.root + "/nope.sh"
+            fragment = "cannot be used: ENOENT"
+        case "directory":
+            program = setup.root
+            fragment = "is not an executable regular file"
+        case "not-executable":
+            #expect(chmod(program, 0o644) == 0)
+            fragment = "is not an executable regular file"
+        default:
+            program = "sr-no-such-program-9"
+            fragment = "is not found on PATH"
+        }
+        try setup.writeConfig(outputs: "on_rotate = [\"\(program)\"]\n")
+        try expectRefused(setup, fragment)
+    }
+
+    @Test func trustedHookProgramByNameIsAccepted() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig(outputs: "on_rotate = [\"true\"]\n")
+        let result = try setup.check()
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    /// Second break-it pass: a directory component that is a stranger's link (u/l2 -> etc)
+    /// let them choose which config, template or key file was read.
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give directories away"))
+    func linkedDirectoryComponentInAStrangersDirectoryIsRefused() throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        try setup.writeConfig()
+        let theirs = setup.root + "/theirs"
+        #expect(mkdir(theirs, 0o755) == 0 && chown(theirs, ids.user.rawValue, ids.group.rawValue) == 0)
+        #expect(symlink(setup.root, theirs + "/l2") == 0)
+        let result = try setup.check(config: theirs + "/l2/rotator.toml")
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("refusing the directory \(theirs) of config file"), "\(result.stderr)")
+    }
+
+    /// Second break-it pass: ca_file and access_key_secret_file were read whoever owned them.
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give files away"), arguments: ["key", "ca"])
+    func keyAndCAFilesMustBeTrusted(_ which: String) throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        if which == "key" {
+            try setup.writeConfig()
+            #expect(chown(setup.keyFile, ids.user.rawValue, ids.group.rawValue) == 0)
+            try expectRefused(setup, "refusing access key secret file \(setup.keyFile): owned by uid")
+        } else {
+            let ca = setup.root + "/ca.pem"
+            try ConfigFixtures.write("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", to: URL(fileURLWithPath: ca), mode: 0o666)
+            try setup.writeConfig()
+            let text = try String(contentsOfFile: setup.config, encoding: .utf8)
+                .replacingOccurrences(of: "access_key_id = \"ak-trust\"", with: "access_key_id = \"ak-trust\"\nca_file = \"\(ca)\"")
+            try ConfigFixtures.write(text, to: URL(fileURLWithPath: setup.config))
+            try expectRefused(setup, "refusing CA file \(ca): writable by group or others")
+        }
+    }
+
+    /// Second break-it pass: a bind mount of `<state>/current` alone (not the whole state
+    /// directory) let an output overwrite the daemon's own secret record.
+    @Test func outputThroughABindMountOfAStateEntryIsRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        #expect(mkdir(setup.state, 0o700) == 0 && mkdir(setup.state + "/current", 0o700) == 0)
+        let alias = setup.root + "/cur"
+        #expect(mkdir(alias, 0o700) == 0)
+        let mounted = (try? TestProcess.run("/bin/mount", ["--bind", setup.state + "/current", alias]))?.status == 0
+        guard mounted else {
+            #expect(ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "bind mount failed under CI")
+            return
+        }
+        defer { _ = try? TestProcess.run("/bin/umount", [alias]) }
+        try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(alias)/app-1.json\"\nformat = \"raw\"\n")
+        try expectRefused(setup, "only the daemon writes")
+    }
+
+    /// Second break-it pass: an id spelling another id's SHA-256 state name passed check-config.
+    @Test func idsSharingAStateRecordAreRefused() throws {
+        let setup = try Setup()
+        defer { setup.remove() }
+        let long = String(repeating: ".", count: 60)
+        try setup.writeConfig(outputs: "[[app]]\nid = \"\(long)\"\nname = \"dots\"\n[[app]]\nid = \"\(StateDirectory.fileName(for: long))\"\nname = \"spelled\"\n")
+        try expectRefused(setup, "duplicate state record name")
     }
 
     @Test func twoSpellingsOfOneFileAreRefused() throws {

@@ -106,6 +106,20 @@ import Testing
         AppTransitions.apply(event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, draw: 42))
     }
 
+    /// Break-it pass: a refresh applied but unanswered, its intent then cleared by a failed
+    /// pre-flight, left a rotation owed; the secret read later is "changed upstream" (our own
+    /// lost rotation), and the owed rotation killed it right after it was written.
+    @Test func aSecretChangedUpstreamSettlesAnOwedRotation() {
+        var state = AppState(appID: "a")
+        state.version = 3
+        state.rotationOwed = true
+        let result = AppTransitions.apply(
+            .outputsWritten(version: 4, obtainedAt: Self.t0, fingerprint: "NEW", origin: .changedUpstream), to: state,
+            context: .init(now: Self.t0, policy: Self.policy, hasHook: false, draw: 42))
+        #expect(result.state.rotationOwed == false)
+        #expect(result.state.version == 4)
+    }
+
     @Test func everyPairMatchesTheTable() throws {
         let table = try Self.loadTable()
         var missing: [String] = []

@@ -206,3 +206,18 @@ import Testing
             fragment: "refusing to replace a directory")
     }
 }
+
+/// Second break-it pass: a hook printing the secret behind 1,984 other characters showed its
+/// second half, because the log keeps the last 2,000 characters and redaction ran after the cut.
+@Suite struct HookOutputRedactionTests {
+    @Test func aCutThroughTheSecretLeavesNoPieceOfIt() {
+        let secret = "597980b3aa9d081bb72351d739fab442"
+        for cut in 1..<(secret.count - 3) {
+            let text = String(secret.dropFirst(cut)) + String(repeating: "x", count: 10)
+            let cleaned = RotationEngine.droppingSecretTail(text, of: secret)
+            #expect(cleaned.hasPrefix("<redacted>"), "cut at \(cut): \(cleaned)")
+            #expect(!cleaned.contains(String(secret.suffix(4))), "cut at \(cut): \(cleaned)")
+        }
+        #expect(RotationEngine.droppingSecretTail("xxxx", of: secret) == "xxxx")
+    }
+}
