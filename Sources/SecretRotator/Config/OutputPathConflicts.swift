@@ -44,7 +44,10 @@ struct OutputPathConflicts {
         for entry in StateDirectory.ownEntries where entry != "lock" {
             if let identity = Self.identity(ofFile: "\(stateDirectory)/\(entry)") { lockIdentities.insert(identity) }
         }
-        if case .failure(let error) = SafeDirectory.identity(of: stateDirectory, allowUnsafe: false), error.code == .unsafeDirectory {
+        let daemonUser = SafeDirectory.daemonUser(stateDirectory: stateDirectory)
+        if case .failure(let error) = SafeDirectory.identity(of: stateDirectory, allowUnsafe: false, daemonUser: daemonUser),
+            error.code == .unsafeDirectory
+        {
             // Its records decide what is written where: the same rule as an output directory.
             sink.error("defaults.state_directory", "state directory: \(error.reason)")
         }
@@ -87,7 +90,7 @@ struct OutputPathConflicts {
                 }
 
                 let directory: FileIdentity?
-                switch SafeDirectory.identity(of: parent, allowUnsafe: output.allowUnsafeDirectory) {
+                switch SafeDirectory.identity(of: parent, allowUnsafe: output.allowUnsafeDirectory, daemonUser: daemonUser) {
                 case .success(let identity):
                     directory = identity
                 case .failure(let error) where error.code == .unsafeDirectory:

@@ -36,8 +36,13 @@ public enum SafeDirectory {
     /// - Returns: a descriptor opened `O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC`; the caller closes it.
     /// - Throws: `OutputError` with `target` as its path: `.unsafeDirectory` naming the component
     ///   and its owner, mode or link; `.directoryUnavailable` with errno otherwise.
+    ///
+    /// - Parameter daemonUser: a further owner to trust besides root and the effective uid:
+    ///   root checking or running for a daemon that runs as another user (the owner of its
+    ///   state directory, `SafeDirectory.daemonUser(stateDirectory:)`).
     public static func open(
-        _ path: String, target: String, allowUnsafe: Bool, create: DirectoryCreation? = nil, action: String = "write"
+        _ path: String, target: String, allowUnsafe: Bool, create: DirectoryCreation? = nil, action: String = "write",
+        daemonUser: uid_t? = nil
     ) throws(OutputError) -> FileDescriptor {
         let components = path.split(separator: "/").map(String.init)
         guard path.hasPrefix("/"), !components.contains(where: { $0 == "." || $0 == ".." }) else {
@@ -46,7 +51,9 @@ public enum SafeDirectory {
         var current = try openRoot(target: target)
         var currentPath = "/"
         do {
-            try check(current, path: currentPath, isFinal: components.isEmpty, allowUnsafe: allowUnsafe, target: target, action: action)
+            try check(
+                current, path: currentPath, isFinal: components.isEmpty, allowUnsafe: allowUnsafe, target: target, action: action,
+                daemonUser: daemonUser)
             for (index, name) in components.enumerated() {
                 let isFinal = index == components.count - 1
                 let childPath = currentPath == "/" ? "/" + name : currentPath + "/" + name
@@ -55,7 +62,9 @@ public enum SafeDirectory {
                 try? current.close()
                 current = child
                 currentPath = childPath
-                try check(current, path: currentPath, isFinal: isFinal, allowUnsafe: allowUnsafe, target: target, action: action)
+                try check(
+                    current, path: currentPath, isFinal: isFinal, allowUnsafe: allowUnsafe, target: target, action: action,
+                    daemonUser: daemonUser)
             }
         } catch {
             try? current.close()
@@ -76,9 +85,9 @@ public enum SafeDirectory {
     /// (device, inode) of `path`'s directory reached by the same walk and rules, or the error
     /// a write would meet. Two outputs whose directories have one identity and whose names
     /// are equal are one file, however the config spells them.
-    public static func identity(of path: String, allowUnsafe: Bool) -> Result<FileIdentity, OutputError> {
+    public static func identity(of path: String, allowUnsafe: Bool, daemonUser: uid_t? = nil) -> Result<FileIdentity, OutputError> {
         do {
-            let descriptor = try open(path, target: path, allowUnsafe: allowUnsafe, action: "use")
+            let descriptor = try open(path, target: path, allowUnsafe: allowUnsafe, action: "use", daemonUser: daemonUser)
             defer { try? descriptor.close() }
             var status = stat()
             guard fstat(descriptor.rawValue, &status) == 0 else {
@@ -88,6 +97,17 @@ public enum SafeDirectory {
         } catch {
             return .failure(error)
         }
+    }
+
+    /// The user a daemon runs as, for root acting on its behalf (`check-config`, `status`, a
+    /// standalone `rotate` from a root shell): the owner of its state directory, when that is
+    /// neither root nor us. Nil otherwise. The package's daemon runs as `secret-rotator`,
+    /// which owns /var/lib/secret-rotator and the directories it writes.
+    public static func daemonUser(stateDirectory: String) -> uid_t? {
+        guard geteuid() == 0 else { return nil }
+        var status = stat()
+        guard stat(stateDirectory, &status) == 0, status.st_uid != 0 else { return nil }
+        return status.st_uid
     }
 
     /// `O_PATH` (Linux 2.6.39, `asm-generic/fcntl.h`): Glibc's Swift module leaves it out, as
@@ -159,7 +179,8 @@ public enum SafeDirectory {
     }
 
     private static func check(
-        _ directory: FileDescriptor, path: String, isFinal: Bool, allowUnsafe: Bool, target: String, action: String
+        _ directory: FileDescriptor, path: String, isFinal: Bool, allowUnsafe: Bool, target: String, action: String,
+        daemonUser: uid_t?
     ) throws(OutputError) {
         guard !allowUnsafe else { return }
         var status = stat()
@@ -169,7 +190,7 @@ public enum SafeDirectory {
         let owner = status.st_uid
         let me = geteuid()
         let override = "set allow_unsafe_directory = true to accept it"
-        if owner != 0 && owner != me {
+        if owner != 0 && owner != me && owner != daemonUser {
             throw OutputError(
                 .unsafeDirectory, path: target,
                 reason: "refusing to \(action): directory \(path) is owned by uid \(owner), not by root or by us (uid \(me)), who could swap what lies below it; \(override)"

@@ -68,7 +68,9 @@ public struct StateDirectory: Sendable {
         // The records decide what is written where, so the directory is trusted only as an
         // output directory would be: no link on the way, nothing another user can change.
         do {
-            let descriptor = try SafeDirectory.open(path, target: path, allowUnsafe: false, action: "keep state in")
+            let descriptor = try SafeDirectory.open(
+                path, target: path, allowUnsafe: false, action: "keep state in",
+                daemonUser: SafeDirectory.daemonUser(stateDirectory: path))
             try? descriptor.close()
         } catch where error.code == .unsafeDirectory {
             throw StateDirectoryError(.unavailable, path: path, message: error.reason)

@@ -355,6 +355,24 @@ import Glibc
         try expectRefused(setup, "duplicate state record name")
     }
 
+    /// The package's layout checked from a root shell: the daemon runs as its own user, which
+    /// owns the state directory and the directories it writes. root's `check-config` trusts
+    /// that user (found by the e2e under systemd), and no other.
+    @Test(.enabled(if: TestAccounts.isRoot, "needs root to give directories away"))
+    func rootTrustsTheDaemonUserWhoOwnsTheStateDirectory() throws {
+        let ids = try #require(TestAccounts.ids)
+        let setup = try Setup()
+        defer { setup.remove() }
+        #expect(mkdir(setup.state, 0o711) == 0 && chown(setup.state, ids.user.rawValue, ids.group.rawValue) == 0)
+        #expect(chown(setup.outputs, ids.user.rawValue, ids.group.rawValue) == 0)
+        try setup.writeConfig()
+        let result = try setup.check()
+        #expect(result.status == 0, "\(result.stderr)")
+        // A directory of someone else is still refused.
+        #expect(chown(setup.outputs, 65_534, 65_534) == 0)
+        try expectRefused(setup, "is owned by uid 65534")
+    }
+
     @Test func twoSpellingsOfOneFileAreRefused() throws {
         let setup = try Setup()
         defer { setup.remove() }
