@@ -208,7 +208,9 @@ import Testing
             await engine.runDue()
             let original = try #require(fixture.outputSecret(0))
             harness.state.inject(
-                MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .delay(milliseconds: 2_500)))
+                // 5 s: the checks below must run before the mock applies it, also under
+                // AddressSanitizer on a loaded machine (2.5 s was once not enough there).
+                MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .delay(milliseconds: 5_000)))
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue()
             #expect(await engine.state(of: Self.app0)?.intent == .refresh, "outcome unknown after the client's deadline")
