@@ -137,7 +137,7 @@ func withGenAuthHarness(
 
 /// Polls `condition` until it holds or `timeout` passes: for effects that land
 /// asynchronously in the mock (a delayed refresh applied after the client gave up).
-func waitForGenAuth(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+func waitForGenAuth(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
         if condition() { return true }

@@ -157,7 +157,7 @@ final class Locked<Value>: @unchecked Sendable {
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) -> Bool {
+func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while clock.now < deadline {

@@ -225,7 +225,10 @@ private func isGone(_ pid: pid_t) -> Bool {
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
 /// Killed processes vanish from /proc only once reaped (by PID 1 for orphans), a moment later.
-private func eventually(within timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+/// Polls `condition` until it holds or `timeout` passes. The bound is generous on purpose:
+/// the whole suite runs in parallel on 2 cores, and tests that wait for child processes can
+/// keep the cooperative pool busy for seconds (a 5 s bound once expired before `sh` started).
+private func eventually(within timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }
