@@ -99,19 +99,7 @@ public struct AtomicFileWriter: Sendable {
             _ = unlinkat(directory.rawValue, temporaryName, 0)
             try? file.close()
         }
-        try perform(.writeContent, temporaryName, .temporaryFileFailed, path, "cannot write the temporary file") {
-            _ = try file.writeAll(bytes)
-        }
-        if options.owner != nil || options.group != nil {
-            let uid = options.owner?.rawValue ?? uid_t.max
-            let gid = options.group?.rawValue ?? gid_t.max
-            try perform(.setOwner, temporaryName, .temporaryFileFailed, path, "cannot set owner/group") {
-                try Self.check(fchown(file.rawValue, uid, gid))
-            }
-        }
-        try perform(.setMode, temporaryName, .temporaryFileFailed, path, "cannot set mode") {
-            try Self.check(fchmod(file.rawValue, options.mode.rawValue))
-        }
+        try fill(file, named: temporaryName, with: bytes, target: path, options: options)
     }
 
     /// Refuses what would make the final `renameat` fail although a temp file can be made:
@@ -140,20 +128,10 @@ public struct AtomicFileWriter: Sendable {
         }
     }
 
-    /// The write proper, inside a checked directory: temp file, content, attributes, rename.
-    private func replace(
-        _ name: String, in directory: FileDescriptor, with bytes: [UInt8], target path: String, options: AtomicWriteOptions
+    /// Content, owner and group, then mode of a new temp file: what a write and its probe share.
+    private func fill(
+        _ file: FileDescriptor, named temporaryName: String, with bytes: [UInt8], target path: String, options: AtomicWriteOptions
     ) throws(OutputError) {
-        try checkTargetIsReplaceable(name, in: directory, target: path)
-
-        let (file, temporaryName) = try createTemporary(for: name, in: directory, target: path)
-        var renamed = false
-        defer {
-            // Failed before the rename: take the temp file away so nothing half-done lingers.
-            if !renamed { _ = unlinkat(directory.rawValue, temporaryName, 0) }
-            try? file.close()
-        }
-
         try perform(.writeContent, temporaryName, .temporaryFileFailed, path, "cannot write the temporary file") {
             _ = try file.writeAll(bytes)
         }
@@ -168,6 +146,23 @@ public struct AtomicFileWriter: Sendable {
         try perform(.setMode, temporaryName, .temporaryFileFailed, path, "cannot set mode") {
             try Self.check(fchmod(file.rawValue, options.mode.rawValue))
         }
+    }
+
+    /// The write proper, inside a checked directory: temp file, content, attributes, rename.
+    private func replace(
+        _ name: String, in directory: FileDescriptor, with bytes: [UInt8], target path: String, options: AtomicWriteOptions
+    ) throws(OutputError) {
+        try checkTargetIsReplaceable(name, in: directory, target: path)
+
+        let (file, temporaryName) = try createTemporary(for: name, in: directory, target: path)
+        var renamed = false
+        defer {
+            // Failed before the rename: take the temp file away so nothing half-done lingers.
+            if !renamed { _ = unlinkat(directory.rawValue, temporaryName, 0) }
+            try? file.close()
+        }
+
+        try fill(file, named: temporaryName, with: bytes, target: path, options: options)
         try perform(.syncFile, temporaryName, .temporaryFileFailed, path, "cannot fsync the temporary file") {
             try Self.retryingInterrupts { fsync(file.rawValue) }
         }
