@@ -187,16 +187,11 @@ import Glibc
         defer { setup.remove() }
         #expect(mkdir(setup.state, 0o700) == 0 && mkdir(setup.state + "/current", 0o700) == 0)
         let alias = setup.root + "/alias"
-        #expect(mkdir(alias, 0o700) == 0)
-        let mounted = (try? TestProcess.run("/bin/mount", ["--bind", setup.state, alias]))?.status == 0
-        guard mounted else {
-            #expect(ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "bind mount failed under CI")
-            return
-        }
-        defer { _ = try? TestProcess.run("/bin/umount", [alias]) }
-        for path in ["\(alias)/current/app-9.json", "\(alias)/lock"] {
-            try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(path)\"\nformat = \"raw\"\n")
-            try expectRefused(setup, "is inside the state directory (reached as \(alias))")
+        try TestMount.withBind(setup.state, at: alias) {
+            for path in ["\(alias)/current/app-9.json", "\(alias)/lock"] {
+                try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(path)\"\nformat = \"raw\"\n")
+                try expectRefused(setup, "is inside the state directory (reached as \(alias))")
+            }
         }
     }
 
@@ -335,15 +330,10 @@ import Glibc
         defer { setup.remove() }
         #expect(mkdir(setup.state, 0o700) == 0 && mkdir(setup.state + "/current", 0o700) == 0)
         let alias = setup.root + "/cur"
-        #expect(mkdir(alias, 0o700) == 0)
-        let mounted = (try? TestProcess.run("/bin/mount", ["--bind", setup.state + "/current", alias]))?.status == 0
-        guard mounted else {
-            #expect(ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "bind mount failed under CI")
-            return
+        try TestMount.withBind(setup.state + "/current", at: alias) {
+            try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(alias)/app-1.json\"\nformat = \"raw\"\n")
+            try expectRefused(setup, "only the daemon writes")
         }
-        defer { _ = try? TestProcess.run("/bin/umount", [alias]) }
-        try setup.writeConfig(outputs: "[[app.output]]\npath = \"\(alias)/app-1.json\"\nformat = \"raw\"\n")
-        try expectRefused(setup, "only the daemon writes")
     }
 
     /// Second break-it pass: an id spelling another id's SHA-256 state name passed check-config.
@@ -383,25 +373,20 @@ import Glibc
 
         // Through a bind mount: one directory, two paths, no link to see.
         let bound = setup.root + "/bound"
-        #expect(mkdir(bound, 0o755) == 0)
-        let mounted = (try? TestProcess.run("/bin/mount", ["--bind", setup.outputs, bound]))?.status == 0
-        guard mounted else {
-            #expect(ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "bind mount failed under CI")
-            return
+        try TestMount.withBind(setup.outputs, at: bound) {
+            try setup.writeConfig(
+                outputs: """
+                    [[app.output]]
+                    path = "\(setup.outputs)/same"
+                    format = "raw"
+                    [[app]]
+                    id = "app-2"
+                    name = "two"
+                    [[app.output]]
+                    path = "\(bound)/same"
+                    format = "raw"
+                    """)
+            try expectRefused(setup, "is the same file as \(setup.outputs)/same, spelled differently")
         }
-        defer { _ = try? TestProcess.run("/bin/umount", [bound]) }
-        try setup.writeConfig(
-            outputs: """
-                [[app.output]]
-                path = "\(setup.outputs)/same"
-                format = "raw"
-                [[app]]
-                id = "app-2"
-                name = "two"
-                [[app.output]]
-                path = "\(bound)/same"
-                format = "raw"
-                """)
-        try expectRefused(setup, "is the same file as \(setup.outputs)/same, spelled differently")
     }
 }

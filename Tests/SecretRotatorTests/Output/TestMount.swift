@@ -12,14 +12,31 @@ enum TestMount {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", options, "tmpfs", path]))?.status == 0
         defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", path]) } }
-        guard mounted else {
-            try #require(
-                ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "cannot mount a tmpfs at \(path)",
-                sourceLocation: sourceLocation)
-            print("skipped: cannot mount a tmpfs here (not root?)")
-            return
-        }
+        guard try proceed(mounted, "mount a tmpfs at \(path)", sourceLocation) else { return }
         try await body()
+    }
+
+    /// `source` bind-mounted at `target` (created) for the body, then unmounted; skipped or
+    /// failed like `withTmpfs` where mounting is not allowed.
+    static func withBind(
+        _ source: String, at target: String, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
+    ) throws {
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let mounted = (try? TestProcess.run("/usr/bin/mount", ["--bind", source, target]))?.status == 0
+        defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", [target]) } }
+        guard try proceed(mounted, "bind-mount at \(target)", sourceLocation) else { return }
+        try body()
+    }
+
+    /// Whether the body may run: true when mounted; false (skip, with a note) when not, unless
+    /// CI requires real mounts, where that is a failure.
+    private static func proceed(_ mounted: Bool, _ what: String, _ sourceLocation: SourceLocation) throws -> Bool {
+        guard !mounted else { return true }
+        try #require(
+            ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "cannot \(what)",
+            sourceLocation: sourceLocation)
+        print("skipped: cannot \(what) here (not root?)")
+        return false
     }
 
     /// Fills the file system holding `directory` with one file until writes fail; returns the
