@@ -89,16 +89,22 @@ public enum RotationPlanner {
             // A started rotation that failed is retried as soon as the backoff allows.
             return .refresh
         }
+        let hookOwed = app.onRotate != nil && state.version > 0 && state.hookDoneVersion < state.version
+        if hookOwed && state.consecutiveFailures == 0 {
+            // A hook never tried (the process died between recording the version and running
+            // it) runs before a due rotation: consumers are told of every secret they were given.
+            return .runHook(version: state.version)
+        }
         let due = dueDate(app: app, state: state)
         if due <= now {
-            // A due rotation goes before an owed hook: the new version's hook supersedes the
-            // old one, and a failing hook must never stop rotations.
+            // A due rotation goes before a hook that failed: the new version's hook supersedes
+            // the old one, and a failing hook must never stop rotations.
             if state.version == 0 {
                 return app.action == .follow || app.firstStart == .fetch ? .fetch : .refresh
             }
             return app.action == .follow ? .fetch : .refresh
         }
-        if app.onRotate != nil, state.version > 0, state.hookDoneVersion < state.version {
+        if hookOwed {
             return .runHook(version: state.version)
         }
         if state.version > 0 && facts.heldVersion == nil {

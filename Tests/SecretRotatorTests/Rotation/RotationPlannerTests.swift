@@ -72,6 +72,19 @@ import Testing
         #expect(step(app(), state, held: 5) == .wait(until: start.addingTimeInterval(3_600)))
     }
 
+    /// Killed between recording a version and running its hook, with a rotation due at
+    /// restart: the hook runs first (the crash loop once found a version whose hook never
+    /// ran); a hook that failed does not hold a due rotation back.
+    @Test func neverTriedHookRunsBeforeADueRotationAFailedOneDoesNot() {
+        var state = healthy(version: 5)
+        state.hookDoneVersion = 4
+        state.secretObtainedAt = start.addingTimeInterval(-7_200)
+        #expect(step(app(hook: ["true"]), state, held: 5) == .runHook(version: 5))
+        state.consecutiveFailures = 1
+        state.nextAttempt = start.addingTimeInterval(-1)
+        #expect(step(app(hook: ["true"]), state, held: 5) == .refresh)
+    }
+
     /// Fault 2: one backoff decides every retry, whatever the step.
     @Test(arguments: ["write", "reconcile", "hook", "inspect", "verify", "fetch", "refresh"])
     func everyStepWaitsForThePendingBackoff(_ kind: String) {
