@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // No traits: the default SubprocessFoundation trait would pull full Foundation into the binary.
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
+        // The state store (issue 10): SQLite in WAL mode, Debian's libsqlite3 (apt: libsqlite3-dev).
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // libsystemd for sd_notify and native journald entries (apt: libsystemd-dev).
@@ -67,6 +69,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),
@@ -111,6 +114,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // To tamper with the state database as a crash or an operator could.
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             // Read by the test through #filePath; not a resource of the bundle.
             exclude: ["Rotation/AppTransitionsTable.txt"],

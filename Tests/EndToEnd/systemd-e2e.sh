@@ -98,8 +98,8 @@ step "system packages"
 export DEBIAN_FRONTEND=noninteractive
 # systemd-container: systemd-nspawn; libsystemd-dev: the daemon links libsystemd; dpkg-dev and
 # binutils: build-deb.sh (dpkg-shlibdeps, strip); pkg-config: the CSystemd module;
-# jq/curl/python3: talking to the mock.
-packages=(systemd systemd-container libsystemd-dev pkg-config dpkg-dev binutils util-linux jq curl python3)
+# jq/curl/python3: talking to the mock; libsqlite3-dev: the state database (GRDB).
+packages=(systemd systemd-container libsystemd-dev libsqlite3-dev pkg-config dpkg-dev binutils util-linux jq curl python3)
 if ! apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}" >/dev/null; then
     apt-get update -qq   # a fresh machine may have stale lists
     apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}" >/dev/null

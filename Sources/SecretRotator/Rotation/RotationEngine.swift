@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import NIOPosix
 
 /// Carries out every app's steps: plans with `RotationPlanner`, performs the I/O (GenAuth
 /// calls, the state directory, outputs, hooks) and feeds each outcome to `AppTransitions`,
@@ -19,6 +20,10 @@ public actor RotationEngine {
     private let stateDirectory: StateDirectory
     private let writer: OutputWriter
     private let hooks: any HookRunning
+    /// Blocking file I/O (outputs, their pre-flight and inspection) runs here, off the actor
+    /// and off the cooperative pool: an fsync of one app no longer holds back the others, and
+    /// concurrent writes let the file system group their journal commits.
+    private let fileIO: NIOThreadPool
     private let now: @Sendable () -> Date
     private let limiter: RequestRateLimiter
     private var random: any RandomNumberGenerator & Sendable
@@ -48,12 +53,19 @@ public actor RotationEngine {
     /// for, so it is cached until one of those changes: a pass over N apps plans each app a
     /// few times instead of N times.
     private var dueCache: [String: Date] = [:]
+    /// When the refresh answer of an app's rotation in progress arrived: the exposure window
+    /// (GenAuth has killed the old secret; consumers hold it until every output is durable)
+    /// runs from here to the last output's fsync.
+    private var answerArrived: [String: ContinuousClock.Instant] = [:]
+    /// The exposure window of each app's last rotation, logged on its `rotated` entry.
+    private var exposure: [String: Duration] = [:]
     private var finishWaiters: [CheckedContinuation<Void, Never>] = []
     private var workFinished: @Sendable () -> Void = {}
 
     public init(
         config: RotatorConfig, api: any SecretAPI, stateDirectory: StateDirectory,
         writer: OutputWriter = OutputWriter(), hooks: any HookRunning = HookRunner(),
+        fileIO: NIOThreadPool = RotationEngine.sharedFileIO,
         now: @escaping @Sendable () -> Date = { Date() },
         random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
         logger: Logger = Logger(label: "secret-rotator.engine")
@@ -64,21 +76,45 @@ public actor RotationEngine {
         self.stateDirectory = stateDirectory
         self.writer = writer
         self.hooks = hooks
+        self.fileIO = fileIO
         self.now = now
         self.random = random
         self.logger = logger
         self.limiter = RequestRateLimiter(requestsPerSecond: config.genauth.requestsPerSecond)
     }
 
+    /// The threads for blocking file I/O: 16, so that up to 16 fsyncs of different apps are
+    /// in flight at once (NIO's own singleton has one per core, 2 here). Started on first use;
+    /// idle threads wait on a condition variable and do not wake.
+    public static let sharedFileIO: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 16)
+        pool.start()
+        return pool
+    }()
+
     /// Prepares the state directory and loads every app's records. Corrupt records are moved
     /// aside and reported, never dropped silently. Every output is checked at the first pass.
     public func start() throws(StateDirectoryError) {
-        try stateDirectory.prepare()
+        for corrupt in try stateDirectory.prepare(now: now()) {
+            reportCorrupt(corrupt, app: config.apps.first { $0.id == corrupt.appID })
+        }
+        let loaded = stateDirectory.loadAll(appIDs: config.apps.map(\.id), now: now())
+        for corrupt in loaded.corrupt {
+            reportCorrupt(corrupt, app: config.apps.first { $0.id == corrupt.appID })
+        }
         for app in config.apps {
-            load(app)
+            states[app.id] = loaded.states[app.id] ?? AppState(appID: app.id)
+            heldVersions[app.id] = loaded.secretVersions[app.id]
         }
         sweepOutputDirectories()
         checkOutputs()
+    }
+
+    private func reportCorrupt(_ corrupt: StateDirectory.CorruptRecord, app: AppConfig?) {
+        let log = app.map(appLogger) ?? logger
+        log.critical(
+            "a state record was unreadable; moved aside, the app starts over and reads GenAuth's current secret",
+            metadata: ["target_path": "\(corrupt.movedTo)", "reason": "\(corrupt.reason)", "event": "state_corrupt"])
     }
 
     /// Called whenever a step finishes, so a scheduler can look at the clock again at once.
@@ -286,20 +322,11 @@ public actor RotationEngine {
     }
 
     private func load(_ app: AppConfig) {
-        let log = appLogger(app)
         let loaded = stateDirectory.loadState(appID: app.id, now: now())
-        if let corrupt = loaded.corrupt {
-            log.error(
-                "state record was corrupt; moved aside and starting this app from scratch",
-                metadata: ["target_path": "\(corrupt.movedTo)", "reason": "\(corrupt.reason)"])
-        }
+        if let corrupt = loaded.corrupt { reportCorrupt(corrupt, app: app) }
         states[app.id] = loaded.state ?? AppState(appID: app.id)
         let secret = stateDirectory.loadSecret(appID: app.id, now: now())
-        if let corrupt = secret.corrupt {
-            log.critical(
-                "secret record was corrupt; moved aside, the next step reads the current secret from GenAuth",
-                metadata: ["target_path": "\(corrupt.movedTo)"])
-        }
+        if let corrupt = secret.corrupt { reportCorrupt(corrupt, app: app) }
         heldVersions[app.id] = secret.secret?.version
         dueCache[app.id] = nil
     }
@@ -358,7 +385,7 @@ public actor RotationEngine {
         let result = AppTransitions.apply(event, to: old, context: context)
         if result.state != old {
             do {
-                try stateDirectory.saveState(result.state)
+                try await stateDirectory.commit(StateChanges(states: [result.state]))
             } catch {
                 // Not adopted: what is on disk stays the truth, and the step fails with a backoff
                 // kept in memory (the disk cannot hold it right now).
@@ -369,6 +396,8 @@ public actor RotationEngine {
                 return
             }
         }
+        // Removed by a reload while the commit was in flight: not brought back.
+        guard states[app.id] != nil else { return }
         states[app.id] = result.state
         for action in result.actions {
             await perform(action, app, secret: secret)
@@ -387,7 +416,7 @@ public actor RotationEngine {
             let record = CurrentSecret(
                 appID: app.id, version: state.version, obtainedAt: state.secretObtainedAt ?? now(), secret: secret)
             do {
-                try stateDirectory.saveSecret(record)
+                try await stateDirectory.commit(StateChanges(secrets: [record]))
                 heldVersions[app.id] = record.version
                 outputsCheckDue.insert(app.id)
             } catch {
@@ -406,13 +435,16 @@ public actor RotationEngine {
     /// GenAuth kills the old secret the moment it answers. A failed pre-flight is a refresh
     /// not sent: the intent is cleared and the step backs off.
     private func sendRefresh(_ app: AppConfig) async {
-        if let failure = preflight(app) {
+        CrashPoint.reached(.intentDurable)
+        if let failure = await preflight(app) {
             await transition(app, .refreshFailed(failure))
             return
         }
         await limiter.acquire()
         do {
             let secret = try await api.refreshApplicationSecret(appId: app.id)
+            answerArrived[app.id] = .now
+            CrashPoint.reached(.refreshAnswered)
             await transition(app, .refreshAnswered(fingerprint: SecretFingerprint.of(secret)), secret: secret)
         } catch {
             await transition(app, .refreshFailed(Self.failure(error)))
@@ -437,8 +469,9 @@ public actor RotationEngine {
         var journalError: StateDirectoryError?
         heldVersions[app.id] = version
         do {
-            try stateDirectory.saveSecret(record)
+            try await stateDirectory.commit(StateChanges(secrets: [record]))
             unsavedSecrets[app.id] = nil
+            CrashPoint.reached(.secretDurable)
         } catch {
             unsavedSecrets[app.id] = record
             journalError = error
@@ -460,7 +493,7 @@ public actor RotationEngine {
         if unsavedSecrets[app.id] != nil {
             // Kept only in memory so far: make it durable first, as an adoption would have.
             do {
-                try stateDirectory.saveSecret(record)
+                try await stateDirectory.commit(StateChanges(secrets: [record]))
                 unsavedSecrets[app.id] = nil
             } catch {
                 journalError = error
@@ -475,14 +508,10 @@ public actor RotationEngine {
         _ record: CurrentSecret, app: AppConfig, origin: AppTransitions.SecretOrigin, journalError: StateDirectoryError?
     ) async {
         let document = document(record, app)
-        var results: [WriteReport.Result] = []
-        for output in app.outputs {
-            switch spec(output) {
-            case .success(let spec): results += writer.write(document, to: [spec]).results
-            case .failure(let error): results.append(WriteReport.Result(spec: output.outputSpec(template: nil), outcome: .failed(error)))
-            }
+        let report = await writeOutputs(document, app.outputs, app: app)
+        if let arrived = answerArrived.removeValue(forKey: app.id), report.allWritten {
+            exposure[app.id] = .now - arrived
         }
-        let report = WriteReport(appId: app.id, version: record.version, results: results)
         if !report.allWritten {
             await transition(app, .outputsFailed(Self.failure(report, version: record.version)))
             return
@@ -492,6 +521,7 @@ public actor RotationEngine {
             return
         }
         outputsCheckDue.remove(app.id)
+        CrashPoint.reached(.outputsDurable)
         await transition(
             app, .outputsWritten(version: record.version, obtainedAt: record.obtainedAt, fingerprint: record.fingerprint, origin: origin))
     }
@@ -503,16 +533,21 @@ public actor RotationEngine {
             return
         }
         let document = document(record, app)
-        var drifted: [(OutputSpec, OutputDrift)] = []
-        for output in app.outputs {
-            switch spec(output) {
-            case .success(let spec):
-                if let drift = writer.inspect(document, at: spec) {
-                    drifted.append((spec, drift))
+        let writer = writer
+        let outputs = app.outputs
+        let drifted = await onFileIO(default: []) { () -> [(OutputSpec, OutputDrift)] in
+            var drifted: [(OutputSpec, OutputDrift)] = []
+            for output in outputs {
+                switch Self.spec(output) {
+                case .success(let spec):
+                    if let drift = writer.inspect(document, at: spec) {
+                        drifted.append((spec, drift))
+                    }
+                case .failure(let error):
+                    drifted.append((output.outputSpec(template: nil), .invalidOutput(error)))
                 }
-            case .failure(let error):
-                drifted.append((output.outputSpec(template: nil), .invalidOutput(error)))
             }
+            return drifted
         }
         guard !drifted.isEmpty else {
             outputsCheckDue.remove(app.id)
@@ -524,7 +559,8 @@ public actor RotationEngine {
                 "output drifted (\(drift.cause)); rewriting it from the held secret, without calling GenAuth",
                 metadata: ["target_path": "\(spec.path)", "cause": "\(drift.cause)", "event": "output_drift"])
         }
-        let report = writer.write(document, to: drifted.map(\.0))
+        let repairs = drifted.map(\.0)
+        let report = await onFileIO(default: Self.notRun(document, repairs)) { writer.write(document, to: repairs) }
         guard report.allWritten else {
             await transition(app, .outputsFailed(Self.failure(report, version: record.version)))
             return
@@ -569,6 +605,47 @@ public actor RotationEngine {
 
     // MARK: - Helpers
 
+    /// Runs blocking file I/O on `fileIO`; `fallback` if the pool is shut down (process exit).
+    private func onFileIO<T: Sendable>(default fallback: T, _ body: @escaping @Sendable () -> T) async -> T {
+        (try? await fileIO.runIfActive(body)) ?? fallback
+    }
+
+    /// Writes every output of one app, each on its own I/O thread: no invariant orders the
+    /// outputs of one secret among themselves, only all of them after the secret is durable
+    /// in the state database (which the caller did) and before the state records them.
+    private func writeOutputs(_ document: SecretDocument, _ outputs: [OutputConfig], app: AppConfig) async -> WriteReport {
+        let writer = writer
+        let fileIO = fileIO
+        let results = await withTaskGroup(of: (Int, [WriteReport.Result]).self) { group in
+            for (index, output) in outputs.enumerated() {
+                group.addTask {
+                    let results: [WriteReport.Result]? = try? await fileIO.runIfActive {
+                        switch Self.spec(output) {
+                        case .success(let spec): return writer.write(document, to: [spec]).results
+                        case .failure(let error):
+                            return [WriteReport.Result(spec: output.outputSpec(template: nil), outcome: .failed(error))]
+                        }
+                    }
+                    return (index, results ?? Self.notRun(document, [output.outputSpec(template: nil)]).results)
+                }
+            }
+            var collected: [(Int, [WriteReport.Result])] = []
+            for await result in group { collected.append(result) }
+            return collected.sorted { $0.0 < $1.0 }.flatMap(\.1)
+        }
+        return WriteReport(appId: app.id, version: document.version, results: results)
+    }
+
+    /// A report of outputs not written because the I/O threads are gone (shutdown).
+    private static func notRun(_ document: SecretDocument, _ specs: [OutputSpec]) -> WriteReport {
+        WriteReport(
+            appId: document.appId, version: document.version,
+            results: specs.map {
+                WriteReport.Result(
+                    spec: $0, outcome: .failed(OutputError(.invalidSpec, path: $0.path, reason: "not written: shutting down")))
+            })
+    }
+
     /// The held secret, newest first: one the state directory could not keep, else the record.
     private func heldSecret(_ app: AppConfig) -> CurrentSecret? {
         if let unsaved = unsavedSecrets[app.id] { return unsaved }
@@ -603,7 +680,7 @@ public actor RotationEngine {
     /// The writer's view of `output`, its template read now (an edited template is used
     /// without a restart) under the same trust rule as at load: not a link, owned by root or
     /// us, writable by nobody else.
-    private func spec(_ output: OutputConfig) -> Result<OutputSpec, OutputError> {
+    private static func spec(_ output: OutputConfig) -> Result<OutputSpec, OutputError> {
         guard output.format == .template, let path = output.templatePath else { return .success(output.outputSpec(template: nil)) }
         do {
             let text = try ConfigFileReader.readTrusted(path, what: "template", followSymlinks: false).text
@@ -616,13 +693,19 @@ public actor RotationEngine {
     /// Pre-flight before a refresh: for every output, its owner and group still resolve to
     /// the ids the config was loaded with, its template is trusted and renders, and its
     /// directory takes a temp file (`OutputWriter.preflight`). Nil when all pass.
-    private func preflight(_ app: AppConfig) -> AppTransitions.Failure? {
+    private func preflight(_ app: AppConfig) async -> AppTransitions.Failure? {
+        let writer = writer
+        let failure = AppTransitions.Failure(.local, "not rotating: the file I/O threads are shut down")
+        return await onFileIO(default: failure) { Self.preflight(app, writer: writer) }
+    }
+
+    private static func preflight(_ app: AppConfig, writer: OutputWriter) -> AppTransitions.Failure? {
         for output in app.outputs {
             let problem: OutputError?
             if let accounts = Self.accountProblem(output) {
                 problem = OutputError(.invalidSpec, path: output.path, reason: accounts)
             } else {
-                switch spec(output) {
+                switch Self.spec(output) {
                 case .success(let spec): problem = writer.preflight(spec, appId: app.id, appName: app.name)
                 case .failure(let error): problem = error
                 }
@@ -678,9 +761,13 @@ public actor RotationEngine {
                 "cannot read the current secret (forbidden); falling back to a fresh refresh",
                 metadata: Self.metadata(failure.fields))
         case .secretWritten(let version, let origin):
-            log.notice(
-                "secret \(origin.rawValue) and written to \(app.outputs.count) output(s)",
-                metadata: ["version": "\(version)", "event": "rotated"])
+            var metadata: Logger.Metadata = ["version": "\(version)", "event": "rotated"]
+            if let window = exposure.removeValue(forKey: app.id) {
+                // Milliseconds with microsecond resolution: what consumers waited for the new secret.
+                let micros = window.components.seconds * 1_000_000 + window.components.attoseconds / 1_000_000_000_000
+                metadata["exposure_ms"] = "\(Double(micros) / 1000)"
+            }
+            log.notice("secret \(origin.rawValue) and written to \(app.outputs.count) output(s)", metadata: metadata)
         case .changedUpstream(let purpose):
             log.critical(
                 "GenAuth holds a secret we did not write (changed upstream, found by \(purpose.rawValue)); adopting it",

@@ -78,16 +78,17 @@ public struct StatusReport: Sendable, Encodable {
     /// taken up by the daemon are not shown.
     public static func read(config: RotatorConfig, stateDirectory: StateDirectory, now: Date) -> StatusReport {
         let policy = EnginePolicy(config: config)
+        let inspected = stateDirectory.inspect(appIDs: config.apps.map(\.id))
         var report = StatusReport(
             apps: config.apps.map { app in
-                let found = stateDirectory.inspect(appID: app.id)
+                let found = inspected.apps[app.id] ?? StateDirectory.Inspection()
                 let state = found.state ?? AppState(appID: app.id)
                 let facts = RotationPlanner.Facts(heldVersion: found.secretVersion)
                 let step = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now)
                 let pending = found.secretVersion.flatMap { $0 > state.version ? $0 : nil }
                 return App(app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now), problems: found.problems)
             })
-        report.stateDirectoryProblems = stateDirectory.capacityProblems()
+        report.stateDirectoryProblems = inspected.problems + stateDirectory.capacityProblems()
         return report
     }
 

@@ -8,8 +8,9 @@ import Foundation
 /// and 10). It never holds a secret: the secret the outputs should hold lives in a separate
 /// 0600 `CurrentSecret` record.
 ///
-/// Records written before Engine v2 decode too: every field but `appID` is optional on disk,
-/// and the old `lastSuccess` key is read as `secretObtainedAt`.
+/// Kept as a row of the state database's `app_state` table (`StateDatabase`). JSON records of
+/// the file-based store (before issue 10) decode too, for the import: every field but `appID`
+/// is optional there, and Engine v1's `lastSuccess` key is read as `secretObtainedAt`.
 public struct AppState: Codable, Sendable, Equatable {
     /// A call whose outcome must be settled after a crash or a timeout.
     public enum Intent: String, Codable, Sendable {
@@ -70,8 +71,13 @@ public struct AppState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case appID, version, consecutiveFailures, nextAttempt, lastError, intent, intentStartedAt, unchangedReads, rotationOwed
         case hookDoneVersion, secretFingerprint, settleCheckDue, lastVerified, lastRepair, lastChecked
-        /// Named `lastSuccess` before Engine v2; the meaning (when the secret was obtained) is kept.
-        case secretObtainedAt = "lastSuccess"
+        case secretObtainedAt
+    }
+
+    /// Named `lastSuccess` in JSON records before Engine v2; the meaning (when the secret was
+    /// obtained) is kept. Read only when importing such a record.
+    private enum LegacyCodingKeys: String, CodingKey {
+        case lastSuccess
     }
 
     public init(from decoder: any Decoder) throws {
@@ -79,6 +85,9 @@ public struct AppState: Codable, Sendable, Equatable {
         appID = try c.decode(String.self, forKey: .appID)
         version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 0
         secretObtainedAt = try c.decodeIfPresent(Date.self, forKey: .secretObtainedAt)
+        if secretObtainedAt == nil, let legacy = try? decoder.container(keyedBy: LegacyCodingKeys.self) {
+            secretObtainedAt = try legacy.decodeIfPresent(Date.self, forKey: .lastSuccess)
+        }
         lastChecked = try c.decodeIfPresent(Date.self, forKey: .lastChecked)
         consecutiveFailures = try c.decodeIfPresent(Int.self, forKey: .consecutiveFailures) ?? 0
         nextAttempt = try c.decodeIfPresent(Date.self, forKey: .nextAttempt)

@@ -4,6 +4,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import Crypto
+import GRDB
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -14,25 +16,26 @@ import Musl
 
 /// The daemon's private state directory and its layout (Architecture, "State directory"):
 ///
-///     <state>/lock                 flock held by the one writer (StateDirectoryLock)
-///     <state>/apps/<app>.json      AppState, no secrets
-///     <state>/current/<app>.json   CurrentSecret, 0600: the secret the outputs should hold
-///     <state>/requests/            operator requests (`rotate`, `fetch`) for a running daemon
-///     <state>/corrupt/             unreadable records, moved aside with a timestamp
+///     <state>/lock                  flock held by the one writer (StateDirectoryLock)
+///     <state>/state.sqlite          the state database (`StateDatabase`), 0600, WAL:
+///                                   app records, intents, current secrets
+///     <state>/state.sqlite-wal,-shm SQLite's write-ahead log and its index
+///     <state>/requests/             operator requests (`rotate`, `fetch`) for a running daemon
+///     <state>/corrupt/              unreadable databases and JSON records, moved aside
 ///
-/// Every directory is 0700 and every record is replaced with `AtomicFileWriter` (write, fsync,
-/// rename, fsync the directory), so a crash leaves the old or the new record, and a record is
-/// durable when a save returns. `prepare()` migrates older layouts into `current/`:
-/// `<state>/pending/` (before Engine v2) and `<state>/secrets/<app>.json` (Engine v2's first
-/// layout, which shared its name with the default drop directory
-/// `/var/lib/secret-rotator/secrets`, so records sat among the outputs and an app named
-/// `<id>.json` would have written over one).
+/// The directory is 0700. A record is durable when a save (or `commit`) returns.
+/// `prepare()` imports the JSON records of the file-based store (before issue 10) into the
+/// database: `apps/<app>.json` and `current/<app>.json`, and before those `pending/` (before
+/// Engine v2) and `secrets/<app>.json` (Engine v2's first layout, which shared its name with
+/// the default drop directory `/var/lib/secret-rotator/secrets`).
 ///
 /// Outputs may not be placed in here, except in a subdirectory that is not one of these
 /// (`OutputPathConflicts`); the default drop directory `<state>/secrets` is such a one.
 public struct StateDirectory: Sendable {
     public let path: String
     private let writer = AtomicFileWriter()
+    /// The database, opened on first use and shared by copies of this value.
+    private let store = Store()
 
     public init(path: String) {
         self.path = path
@@ -40,12 +43,17 @@ public struct StateDirectory: Sendable {
 
     public var lockPath: String { "\(path)/lock" }
     public var requestsPath: String { "\(path)/requests" }
+    public var databasePath: String { "\(path)/\(StateDatabase.fileName)" }
     var appsPath: String { "\(path)/apps" }
     var secretsPath: String { "\(path)/current" }
     var legacySecretsPath: String { "\(path)/secrets" }
 
     /// The names in here that belong to the state directory: no output may be one of them or below one.
-    public static let ownEntries: Set<String> = ["lock", "apps", "current", "requests", "corrupt", "pending"]
+    public static let ownEntries: Set<String> = [
+        "lock", "apps", "current", "requests", "corrupt", "pending",
+        StateDatabase.fileName, StateDatabase.fileName + "-wal", StateDatabase.fileName + "-shm",
+        StateDatabase.fileName + "-journal",
+    ]
     var legacyPendingPath: String { "\(path)/pending" }
     var corruptPath: String { "\(path)/corrupt" }
 
@@ -56,10 +64,28 @@ public struct StateDirectory: Sendable {
         public let reason: String
     }
 
-    /// Creates the directory and its subdirectories, private to the daemon (0700), and moves
-    /// records of older layouts into `current/` (a newer record there wins).
-    public func prepare() throws(StateDirectoryError) {
-        for directory in [path, appsPath, secretsPath, corruptPath] {
+    private final class Store: Sendable {
+        let opened = Mutex<(database: StateDatabase, commits: GroupCommit)?>(nil)
+    }
+
+    /// The open database, opening it (and creating it) on first use.
+    func database() throws(StateDirectoryError) -> (database: StateDatabase, commits: GroupCommit) {
+        let path = databasePath
+        return try store.opened.withLock { (opened) throws(StateDirectoryError) -> (database: StateDatabase, commits: GroupCommit) in
+            if let opened { return opened }
+            let database = try StateDatabase.open(path: path)
+            let made = (database: database, commits: GroupCommit(database: database))
+            opened = made
+            return made
+        }
+    }
+
+    /// Creates the directory (0700), opens the database (moving an unreadable one aside) and
+    /// imports the records of the file-based store. Returns the records found unreadable on
+    /// the way, each moved aside, for the caller to report.
+    @discardableResult
+    public func prepare(now: Date = Date()) throws(StateDirectoryError) -> [CorruptRecord] {
+        for directory in [path, corruptPath] {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw StateDirectoryError(
                     .unavailable, path: directory, errno: Errno(rawValue: errno), message: "cannot create the directory")
@@ -77,32 +103,89 @@ public struct StateDirectory: Sendable {
         } catch {
             throw StateDirectoryError(.unavailable, path: path, errno: error.errno, message: "cannot open the directory")
         }
+        var corrupt: [CorruptRecord] = []
+        do {
+            _ = try database()
+        } catch where error.code == .corruptDatabase {
+            corrupt.append(moveDatabaseAside(now: now, reason: error.message))
+            _ = try database()
+        }
         try migrateLegacyPending()
         try migrateLegacySecrets()
-        // Writes no longer sweep their directory; start-up (under the lock) clears the temp
-        // files of a writer killed mid-write.
-        for directory in [appsPath, secretsPath] {
-            writer.sweepStaleTemporaries(inDirectory: directory)
-        }
+        corrupt += try importJSONRecords(now: now)
+        return corrupt
     }
 
     // MARK: - Records
 
     public func loadState(appID: String, now: Date) -> (state: AppState?, corrupt: CorruptRecord?) {
-        load(AppState.self, at: statePath(appID), appID: appID, now: now)
-    }
-
-    public func saveState(_ state: AppState) throws(StateDirectoryError) {
-        try save(state, to: statePath(state.appID))
+        guard let database = try? database().database else { return (nil, nil) }
+        let found = database.load(AppState.self, appID: appID, now: now)
+        return (found.record, found.corrupt)
     }
 
     public func loadSecret(appID: String, now: Date) -> (secret: CurrentSecret?, corrupt: CorruptRecord?) {
-        let result = load(CurrentSecret.self, at: secretPath(appID), appID: appID, now: now)
-        return (result.state, result.corrupt)
+        guard let database = try? database().database else { return (nil, nil) }
+        let found = database.load(CurrentSecret.self, appID: appID, now: now)
+        return (found.record, found.corrupt)
+    }
+
+    /// Every configured app's records at start-up, in one read: app records, and the version
+    /// of each held secret (the secrets are decoded to check them, then dropped). Undecodable
+    /// rows are moved aside (`StateDatabase.load`) and returned.
+    public func loadAll(appIDs: [String], now: Date) -> (states: [String: AppState], secretVersions: [String: Int], corrupt: [CorruptRecord]) {
+        guard let database = try? database().database else { return ([:], [:], []) }
+        let wanted = Set(appIDs)
+        var states: [String: AppState] = [:]
+        var versions: [String: Int] = [:]
+        var unreadable: [(AppState.Type?, String)] = []
+        do {
+            try database.pool.read { db in
+                let stateRows = try Row.fetchCursor(db, sql: "SELECT * FROM \(AppState.databaseTableName)")
+                while let row = try stateRows.next() {
+                    let id: String = row["appID"]
+                    guard wanted.contains(id) else { continue }
+                    if let state = try? AppState(row: row) { states[id] = state } else { unreadable.append((AppState.self, id)) }
+                }
+                let secretRows = try Row.fetchCursor(db, sql: "SELECT * FROM \(CurrentSecret.databaseTableName)")
+                while let row = try secretRows.next() {
+                    let id: String = row["appID"]
+                    guard wanted.contains(id) else { continue }
+                    if let secret = try? CurrentSecret(row: row) { versions[id] = secret.version } else { unreadable.append((nil, id)) }
+                }
+            }
+        } catch {
+            return ([:], [:], [CorruptRecord(appID: "*", movedTo: databasePath, reason: "unreadable: \(StateDatabase.describe(error))")])
+        }
+        var corrupt: [CorruptRecord] = []
+        for (kind, id) in unreadable {
+            let moved = kind == nil
+                ? database.load(CurrentSecret.self, appID: id, now: now).corrupt
+                : database.load(AppState.self, appID: id, now: now).corrupt
+            if let moved { corrupt.append(moved) }
+        }
+        return (states, versions, corrupt)
+    }
+
+    /// Saves one app record in a transaction of its own (CLI and tests; the engine commits
+    /// through `commit`, which groups concurrent steps).
+    public func saveState(_ state: AppState) throws(StateDirectoryError) {
+        try database().database.write(StateChanges(states: [state]))
     }
 
     public func saveSecret(_ secret: CurrentSecret) throws(StateDirectoryError) {
-        try save(secret, to: secretPath(secret.appID))
+        try database().database.write(StateChanges(secrets: [secret]))
+    }
+
+    /// Commits `changes` with those of other steps arriving meanwhile (`GroupCommit`);
+    /// returns once they are durable, off the caller's thread.
+    public func commit(_ changes: StateChanges) async throws(StateDirectoryError) {
+        try await database().commits.commit(changes)
+    }
+
+    /// Transactions and change sets committed through `commit` by this value's database.
+    public var commitStatistics: (transactions: Int, changeSets: Int) {
+        (try? database().commits.statistics) ?? (0, 0)
     }
 
     /// App ids are printable ASCII but may contain characters awkward in file names; anything
@@ -127,8 +210,14 @@ public struct StateDirectory: Sendable {
     private static func escapedName(for appID: String) -> String {
         var name = ""
         for byte in appID.utf8 {
-            let safe = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+            let safe: Bool
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "-"), UInt8(ascii: "_"):
+                safe = true
+            default:
+                safe = false
+            }
             if safe {
                 name.append(Character(Unicode.Scalar(byte)))
             } else {
@@ -142,41 +231,70 @@ public struct StateDirectory: Sendable {
     func statePath(_ appID: String) -> String { "\(appsPath)/\(Self.fileName(for: appID)).json" }
     func secretPath(_ appID: String) -> String { "\(secretsPath)/\(Self.fileName(for: appID)).json" }
 
-    private func save(_ value: some Encodable, to target: String) throws(StateDirectoryError) {
-        let bytes: [UInt8]
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.dateEncodingStrategy = .millisecondsSince1970
-            bytes = Array(try encoder.encode(value))
-        } catch {
-            throw StateDirectoryError(.encodingFailed, path: target, message: "cannot encode the record")
-        }
-        do {
-            try writer.write(bytes, to: target, options: AtomicWriteOptions(mode: [.ownerRead, .ownerWrite]))
-        } catch {
-            throw StateDirectoryError(.recordWriteFailed, path: target, message: "cannot save the record", cause: error)
-        }
+    /// What `status` reads about one app. The secret itself is never returned, only its version.
+    public struct Inspection: Sendable {
+        public var state: AppState?
+        public var secretVersion: Int?
+        public var problems: [String] = []
     }
 
-    /// A record as found on disk.
+    /// The records of `appIDs` for `status`, read as they are through a read-only connection:
+    /// nothing is created, repaired or moved, because a status query must not change the
+    /// state under the daemon, and it never waits for the daemon's commits (WAL). Before the
+    /// daemon first ran with the database, the JSON records of the file-based store are read.
+    /// The second value: problems with the store as a whole (unreadable database).
+    public func inspect(appIDs: [String]) -> (apps: [String: Inspection], problems: [String]) {
+        let connection: DatabaseQueue?
+        do {
+            connection = try StateDatabase.openReadOnly(path: databasePath)
+        } catch {
+            return ([:], ["state database \(databasePath): \(error.message)"])
+        }
+        guard let connection else {
+            return (Dictionary(uniqueKeysWithValues: appIDs.map { ($0, inspectJSON(appID: $0)) }), [])
+        }
+        var apps: [String: Inspection] = [:]
+        do {
+            try connection.read { db in
+                for appID in appIDs {
+                    var found = Inspection()
+                    switch try StateDatabase.find(AppState.self, appID: appID, in: db) {
+                    case .missing: break
+                    case .record(let record): found.state = record
+                    case .unreadable(let reason): found.problems.append("state record of \(appID) in \(databasePath): \(reason)")
+                    }
+                    switch try StateDatabase.find(CurrentSecret.self, appID: appID, in: db) {
+                    case .missing: break
+                    case .record(let secret): found.secretVersion = secret.version
+                    case .unreadable(let reason): found.problems.append("secret record of \(appID) in \(databasePath): \(reason)")
+                    }
+                    apps[appID] = found
+                }
+            }
+        } catch {
+            return ([:], ["state database \(databasePath): cannot read it: \(StateDatabase.describe(error))"])
+        }
+        try? connection.close()
+        return (apps, [])
+    }
+
+    /// One app's records, for tests and callers that ask about one app.
+    public func inspect(appID: String) -> (state: AppState?, secretVersion: Int?, problems: [String]) {
+        let found = inspect(appIDs: [appID])
+        let app = found.apps[appID] ?? Inspection()
+        return (app.state, app.secretVersion, app.problems + found.problems)
+    }
+
+    // MARK: - JSON records of the file-based store
+
+    /// A JSON record as found on disk.
     private enum Found<Record> {
         case missing
         case record(Record)
         case unreadable(String)
     }
 
-    private func load<Record: Decodable>(_ type: Record.Type, at target: String, appID: String, now: Date)
-        -> (state: Record?, corrupt: CorruptRecord?)
-    {
-        switch find(type, at: target) {
-        case .missing: return (nil, nil)
-        case .record(let record): return (record, nil)
-        case .unreadable(let reason): return (nil, moveAside(target, appID: appID, now: now, reason: reason))
-        }
-    }
-
-    private func find<Record: Decodable>(_ type: Record.Type, at target: String) -> Found<Record> {
+    private func findJSON<Record: Decodable>(_ type: Record.Type, at target: String) -> Found<Record> {
         let contents: [UInt8]
         do {
             contents = try SmallFile.read(target, limit: 1 << 20, followSymlinks: false).bytes
@@ -193,29 +311,24 @@ public struct StateDirectory: Sendable {
         }
     }
 
-    /// One app's records for `status`: read as they are, problems described rather than
-    /// repaired, because a status query must not change the state directory under the daemon.
-    /// The secret itself is never returned, only its version.
-    public func inspect(appID: String) -> (state: AppState?, secretVersion: Int?, problems: [String]) {
-        var problems: [String] = []
-        var state: AppState?
-        switch find(AppState.self, at: statePath(appID)) {
+    private func inspectJSON(appID: String) -> Inspection {
+        var found = Inspection()
+        switch findJSON(AppState.self, at: statePath(appID)) {
         case .missing: break
-        case .record(let record): state = record
-        case .unreadable(let reason): problems.append("state record \(statePath(appID)): \(reason)")
+        case .record(let record): found.state = record
+        case .unreadable(let reason): found.problems.append("state record \(statePath(appID)): \(reason)")
         }
-        var secretVersion: Int?
         for candidate in [
             secretPath(appID), "\(legacyPendingPath)/\(Self.fileName(for: appID)).json",
             "\(legacySecretsPath)/\(Self.fileName(for: appID)).json",
         ] {
-            switch find(CurrentSecret.self, at: candidate) {
+            switch findJSON(CurrentSecret.self, at: candidate) {
             case .missing: continue
-            case .record(let secret): secretVersion = max(secretVersion ?? 0, secret.version)
-            case .unreadable(let reason): problems.append("secret record \(candidate): \(reason)")
+            case .record(let secret): found.secretVersion = max(found.secretVersion ?? 0, secret.version)
+            case .unreadable(let reason): found.problems.append("secret record \(candidate): \(reason)")
             }
         }
-        return (state, secretVersion, problems)
+        return found
     }
 
     private func moveAside(_ target: String, appID: String, now: Date, reason: String) -> CorruptRecord {
@@ -224,6 +337,79 @@ public struct StateDirectory: Sendable {
         let destination = "\(corruptPath)/\(name).\(stamp)"
         _ = rename(target, destination)
         return CorruptRecord(appID: appID, movedTo: destination, reason: reason)
+    }
+
+    /// A database SQLite cannot read (SQLITE_NOTADB, SQLITE_CORRUPT) goes to `corrupt/` with
+    /// its WAL, and a new one is started: every app then reads GenAuth's current secret.
+    private func moveDatabaseAside(now: Date, reason: String) -> CorruptRecord {
+        let stamp = Int64(now.timeIntervalSince1970 * 1000)
+        var movedTo = ""
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let source = databasePath + suffix
+            let destination = "\(corruptPath)/\(StateDatabase.fileName)\(suffix).\(stamp)"
+            if rename(source, destination) == 0 && suffix.isEmpty { movedTo = destination }
+        }
+        syncDirectory(corruptPath)
+        syncDirectory(path)
+        return CorruptRecord(appID: "*", movedTo: movedTo, reason: reason)
+    }
+
+    /// Imports `apps/*.json` and `current/*.json` into the database in one transaction (a
+    /// record already in the database wins; of two current secrets the higher version), then
+    /// removes the files and their directories. A crash in between imports again: the same
+    /// outcome. Unreadable files are moved to `corrupt/` and returned.
+    private func importJSONRecords(now: Date) throws(StateDirectoryError) -> [CorruptRecord] {
+        let stateFiles = (try? DirectoryListing.entries(atPath: appsPath))?.map(\.name) ?? []
+        let secretFiles = (try? DirectoryListing.entries(atPath: secretsPath))?.map(\.name) ?? []
+        if stateFiles.isEmpty && secretFiles.isEmpty {
+            _ = rmdir(appsPath)
+            _ = rmdir(secretsPath)
+            return []
+        }
+        var corrupt: [CorruptRecord] = []
+        var states: [AppState] = []
+        var secrets: [CurrentSecret] = []
+        var imported: [String] = []
+        for name in stateFiles where name.hasSuffix(".json") && !name.hasPrefix(".") {
+            let file = "\(appsPath)/\(name)"
+            switch findJSON(AppState.self, at: file) {
+            case .missing: continue
+            case .record(let record): states.append(record); imported.append(file)
+            case .unreadable(let reason): corrupt.append(moveAside(file, appID: String(name.dropLast(5)), now: now, reason: reason))
+            }
+        }
+        for name in secretFiles where name.hasSuffix(".json") && !name.hasPrefix(".") {
+            let file = "\(secretsPath)/\(name)"
+            switch findJSON(CurrentSecret.self, at: file) {
+            case .missing: continue
+            case .record(let record): secrets.append(record); imported.append(file)
+            case .unreadable(let reason): corrupt.append(moveAside(file, appID: String(name.dropLast(5)), now: now, reason: reason))
+            }
+        }
+        let database = try database().database
+        do {
+            try database.pool.write { db in
+                for state in states where try AppState.exists(db, key: state.appID) == false {
+                    try state.insert(db)
+                }
+                for secret in secrets {
+                    if let existing = try? CurrentSecret.fetchOne(db, key: secret.appID), existing.version >= secret.version { continue }
+                    try secret.insert(db, onConflict: .replace)
+                }
+            }
+        } catch let error as DatabaseError {
+            throw StateDatabase.error(error, path: databasePath, message: "cannot import the JSON records of the file-based store")
+        } catch {
+            throw StateDirectoryError(
+                .recordWriteFailed, path: databasePath, message: "cannot import the JSON records of the file-based store: \(error)")
+        }
+        for file in imported { _ = unlink(file) }
+        for directory in [appsPath, secretsPath] {
+            writer.sweepStaleTemporaries(inDirectory: directory)
+            _ = rmdir(directory)
+        }
+        syncDirectory(path)
+        return corrupt
     }
 
     /// What keeps the daemon from recording anything here, read without writing (statvfs):
@@ -253,11 +439,12 @@ public struct StateDirectory: Sendable {
     /// both directories are synced.
     private func migrateLegacyPending() throws(StateDirectoryError) {
         guard let entries = try? DirectoryListing.entries(atPath: legacyPendingPath) else { return }
+        _ = mkdir(secretsPath, 0o700)  // imported into the database right after, then removed
         for name in entries.map(\.name) where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let source = "\(legacyPendingPath)/\(name)"
             let destination = "\(secretsPath)/\(name)"
-            guard case .record(let legacy) = find(CurrentSecret.self, at: source) else { continue }
-            if case .record(let existing) = find(CurrentSecret.self, at: destination), existing.version >= legacy.version {
+            guard case .record(let legacy) = findJSON(CurrentSecret.self, at: source) else { continue }
+            if case .record(let existing) = findJSON(CurrentSecret.self, at: destination), existing.version >= legacy.version {
                 _ = unlink(source)
                 continue
             }
@@ -280,17 +467,18 @@ public struct StateDirectory: Sendable {
     /// the drop directory are never touched.
     private func migrateLegacySecrets() throws(StateDirectoryError) {
         guard let entries = try? DirectoryListing.entries(atPath: legacySecretsPath) else { return }
+        _ = mkdir(secretsPath, 0o700)  // imported into the database right after, then removed
         var moved = false
         for name in entries.map(\.name) where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let source = "\(legacySecretsPath)/\(name)"
             var status = stat()
             guard lstat(source, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == geteuid(),
                 status.st_mode & 0o777 == 0o600,
-                case .record(let legacy) = find(CurrentSecret.self, at: source),
+                case .record(let legacy) = findJSON(CurrentSecret.self, at: source),
                 Self.fileName(for: legacy.appID) + ".json" == name
             else { continue }
             let destination = "\(secretsPath)/\(name)"
-            if case .record(let existing) = find(CurrentSecret.self, at: destination), existing.version >= legacy.version {
+            if case .record(let existing) = findJSON(CurrentSecret.self, at: destination), existing.version >= legacy.version {
                 _ = unlink(source)
                 moved = true
                 continue

@@ -7,7 +7,7 @@ import SystemPackage
 public struct StateDirectoryError: Error, Sendable, Equatable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Base: String, Hashable, Sendable {
-            case unavailable, recordWriteFailed, recordRemoveFailed, encodingFailed
+            case unavailable, recordWriteFailed, recordRemoveFailed, encodingFailed, corruptDatabase
         }
         let base: Base
 
@@ -19,6 +19,9 @@ public struct StateDirectoryError: Error, Sendable, Equatable, CustomStringConve
         public static let recordRemoveFailed = Code(base: .recordRemoveFailed)
         /// A record could not be encoded (a bug, never a secret in the message).
         public static let encodingFailed = Code(base: .encodingFailed)
+
+        /// The state database is not a database SQLite can read (SQLITE_NOTADB, SQLITE_CORRUPT).
+        public static let corruptDatabase = Code(base: .corruptDatabase)
 
         public var description: String { base.rawValue }
     }

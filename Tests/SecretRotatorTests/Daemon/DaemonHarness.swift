@@ -90,7 +90,7 @@ final class DaemonHarness: @unchecked Sendable {
 
     /// Starts `secret-rotator <arguments> --config <config>`; output goes to a numbered log file.
     @discardableResult
-    func start(_ arguments: [String] = ["run"], secret: String? = nil) throws -> (Process, URL) {
+    func start(_ arguments: [String] = ["run"], secret: String? = nil, extraEnvironment: [String: String] = [:]) throws -> (Process, URL) {
         logCounter += 1
         let log = directory.appendingPathComponent("process-\(logCounter).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -98,7 +98,7 @@ final class DaemonHarness: @unchecked Sendable {
         let process = Process()
         process.executableURL = CLI.binary
         process.arguments = arguments + ["--config", configPath]
-        process.environment = environment(secret: secret)
+        process.environment = environment(secret: secret).merging(extraEnvironment) { $1 }
         process.standardOutput = handle
         process.standardError = handle
         try process.run()

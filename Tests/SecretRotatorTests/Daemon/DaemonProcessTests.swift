@@ -343,7 +343,8 @@ import Testing
     }
 
     /// Writes no longer sweep their directory, so start-up (under the state-directory lock)
-    /// clears what a crashed writer left: in the journal's directories and next to outputs.
+    /// clears what a crashed writer left next to outputs, and in the JSON record directories
+    /// of the file-based store when their records are imported into the database.
     @Test func startUpSweepsTempFilesACrashLeft() async throws {
         let harness = try await DaemonHarness(apps: 2)
         defer { Task { await harness.cleanUp() } }
@@ -356,6 +357,10 @@ import Testing
             "\(harness.dropDirectory)/\(TemporaryFileName.make(for: "app0", random: 3))",
         ]
         let unrelated = "\(harness.dropDirectory)/.not-a-temp-file"
+        // The directories of the file-based store, as a writer of that release killed mid-write left them.
+        for directory in ["apps", "current"] {
+            try FileManager.default.createDirectory(atPath: "\(harness.stateDirectory)/\(directory)", withIntermediateDirectories: false)
+        }
         for path in stale + [unrelated] {
             #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8)))
         }

@@ -327,18 +327,53 @@ func withEngineFixture(
         }
     }
 
+    /// A corrupt JSON record of the file-based store is moved to `corrupt/` by the import.
     @Test func corruptStateIsMovedAsideAndReported() async throws {
         try await withEngineFixture { harness, fixture in
             let store = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
-            try store.prepare()
             let id = GenAuthHarness.appId
+            try FileManager.default.createDirectory(atPath: store.path + "/apps", withIntermediateDirectories: true)
             try Data("{ not json".utf8).write(to: URL(fileURLWithPath: store.statePath(id)))
             let engine = try fixture.engine()
             try await engine.start()
             let corrupt = try FileManager.default.contentsOfDirectory(atPath: fixture.directory.appendingPathComponent("state/corrupt").path)
             #expect(corrupt.count == 1)
             #expect(corrupt.first?.hasPrefix("\(StateDirectory.fileName(for: id)).json.") == true)
-            #expect(harness.capture.all.contains { $0.contains("state record was corrupt") })
+            #expect(harness.capture.all.contains { $0.contains("state record was unreadable") })
+            await engine.runDue()
+            fixture.expectInvariant()
+        }
+    }
+
+    /// An undecodable row is moved to `corrupt_record`; the app starts over.
+    @Test func corruptRowIsMovedAsideAndReported() async throws {
+        try await withEngineFixture { harness, fixture in
+            let store = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
+            try store.prepare()
+            let id = GenAuthHarness.appId
+            try store.saveState(AppState(appID: id))
+            try StateTampering.execute(store, "UPDATE app_state SET intent = 'sideways' WHERE appID = ?", [id])
+            let engine = try fixture.engine()
+            try await engine.start()
+            #expect(try StateTampering.count(store, "SELECT COUNT(*) FROM corrupt_record WHERE appID = '\(id)'") == 1)
+            #expect(try StateTampering.count(store, "SELECT COUNT(*) FROM app_state WHERE intent = 'sideways'") == 0)
+            #expect(harness.capture.all.contains { $0.contains("state record was unreadable") })
+            await engine.runDue()
+            fixture.expectInvariant()
+        }
+    }
+
+    /// A state database SQLite cannot read is moved to `corrupt/` with its WAL; a new one starts.
+    @Test func corruptDatabaseIsMovedAsideAndReported() async throws {
+        try await withEngineFixture { harness, fixture in
+            let store = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
+            try FileManager.default.createDirectory(atPath: store.path, withIntermediateDirectories: true)
+            try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: store.databasePath))
+            let engine = try fixture.engine()
+            try await engine.start()
+            let corrupt = try FileManager.default.contentsOfDirectory(atPath: store.path + "/corrupt")
+            #expect(corrupt.contains { $0.hasPrefix("state.sqlite.") }, "\(corrupt)")
+            #expect(harness.capture.all.contains { $0.contains("state record was unreadable") })
             await engine.runDue()
             fixture.expectInvariant()
         }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import SecretRotator
@@ -59,22 +60,80 @@ import Testing
         }
     }
 
-    /// The daemon moves a corrupt record aside; `status` only reports it and leaves it.
+    /// The daemon moves a corrupt record aside; `status` only reports it and leaves it, through
+    /// a read-only connection.
     @Test func reportsACorruptRecordWithoutMovingIt() async throws {
         try await withEngineFixture { harness, fixture in
             let config = fixture.config()
             let store = StateDirectory(path: config.defaults.stateDirectory)
             try store.prepare()
+            try store.saveState(AppState(appID: GenAuthHarness.appId))
+            try StateTampering.execute(store, "UPDATE app_state SET lastRepair = '{ torn' WHERE appID = ?", [GenAuthHarness.appId])
+            let before = try StateTampering.fileStates(store)
+
+            let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now)
+            let problem = try #require(report.apps[0].problems.first)
+            #expect(problem.hasPrefix("state record of \(GenAuthHarness.appId) in \(store.databasePath): not a valid record"), "\(problem)")
+            #expect(report.apps[0].needsAttention)
+            #expect(report.render(now: fixture.clock.now).contains("app0: state record of \(GenAuthHarness.appId)"))
+            #expect(try StateTampering.count(store, "SELECT COUNT(*) FROM app_state WHERE lastRepair = '{ torn'") == 1)
+            #expect(try StateTampering.count(store, "SELECT COUNT(*) FROM corrupt_record") == 0)
+            #expect(try StateTampering.fileStates(store) == before, "status changed the state directory")
+        }
+    }
+
+    /// Issue 10: `status` neither waits for a writer in the middle of a transaction (as the
+    /// daemon is during its fsync) nor changes anything: it reads the last committed state.
+    @Test func readsWithoutWaitingForAWriterOrChangingAnything() async throws {
+        try await withEngineFixture { harness, fixture in
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            try store.prepare()
+            var committed = AppState(appID: GenAuthHarness.appId)
+            committed.version = 4
+            try store.saveState(committed)
+            let before = try StateTampering.fileStates(store)
+
+            // Another connection holds the write lock with an uncommitted change.
+            let writer = try DatabaseQueue(path: store.databasePath)
+            let inside = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let done = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                try? writer.writeWithoutTransaction { db in
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                    try db.execute(sql: "UPDATE app_state SET version = 99")
+                    inside.signal()
+                    release.wait()
+                    try db.execute(sql: "ROLLBACK")
+                }
+                done.signal()
+            }
+            inside.wait()
+            let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now)
+            release.signal()
+            done.wait()
+            #expect(report.apps[0].version == 4)
+            #expect(report.stateDirectoryProblems.isEmpty, "\(report.stateDirectoryProblems)")
+            try writer.close()
+            #expect(try StateTampering.fileStates(store) == before, "status changed the state directory")
+        }
+    }
+
+    /// Before the daemon first ran with the database, `status` reads the JSON records of the
+    /// file-based store, and reports a corrupt one without moving it or creating a database.
+    @Test func readsTheJSONRecordsBeforeTheirImport() async throws {
+        try await withEngineFixture { harness, fixture in
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            try FileManager.default.createDirectory(atPath: store.path + "/apps", withIntermediateDirectories: true)
             let path = store.statePath(GenAuthHarness.appId)
             try Data("{ torn".utf8).write(to: URL(fileURLWithPath: path))
-            let before = try FileManager.default.contentsOfDirectory(atPath: "\(store.path)/corrupt")
 
             let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now)
             #expect(report.apps[0].problems == ["state record \(path): not a valid record"])
-            #expect(report.apps[0].needsAttention)
-            #expect(report.render(now: fixture.clock.now).contains("app0: state record \(path): not a valid record"))
             #expect(try String(contentsOfFile: path, encoding: .utf8) == "{ torn")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.path)/corrupt") == before)
+            #expect(!FileManager.default.fileExists(atPath: store.databasePath))
         }
     }
 }
