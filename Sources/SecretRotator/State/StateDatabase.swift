@@ -153,6 +153,12 @@ final class StateDatabase: Sendable {
         -> (record: Record?, corrupt: StateDirectory.CorruptRecord?)
     {
         do {
+            // A read first: it never waits for the writer (WAL), which may be in a group commit.
+            switch try pool.read({ db in try Self.find(type, appID: appID, in: db) }) {
+            case .missing: return (nil, nil)
+            case .record(let record): return (record, nil)
+            case .unreadable: break
+            }
             return try pool.write { db in
                 switch try Self.find(type, appID: appID, in: db) {
                 case .missing: return (nil, nil)

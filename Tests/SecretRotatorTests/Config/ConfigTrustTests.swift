@@ -152,7 +152,7 @@ import Glibc
         #expect(!result.stderr.contains(Self.keySecret))
     }
 
-    @Test(arguments: ["config", "key", "lock", "record", "template"])
+    @Test(arguments: ["config", "key", "lock", "record", "database", "wal", "template"])
     func outputOverAFileTheDaemonReadsIsRefused(_ which: String) throws {
         let setup = try Setup()
         defer { setup.remove() }
@@ -164,6 +164,8 @@ import Glibc
             case "key": (setup.keyFile, "is the access key secret file")
             case "lock": (setup.state + "/lock", "is inside the state directory")
             case "record": (setup.state + "/apps/app-1.json", "is inside the state directory")
+            case "database": (setup.state + "/state.sqlite", "is inside the state directory")
+            case "wal": (setup.state + "/state.sqlite-wal", "is inside the state directory")
             default: (template, "is the template")
             }
         var extra = "[[app.output]]\npath = \"\(path)\"\nformat = \"raw\"\n"
