@@ -8,6 +8,7 @@ here is killed on exit (and gets SIGKILL from the kernel if this script dies fir
 import argparse
 import ctypes
 import json
+import math
 import os
 import re
 import resource
@@ -85,7 +86,8 @@ def percentile(values, fraction):
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered) + 0.5)) - 1))
+    # Nearest rank: the smallest value with at least `fraction` of all values at or below it.
+    index = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
     return ordered[index]
 
 

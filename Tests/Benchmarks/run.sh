@@ -19,7 +19,7 @@ apps=
 smoke=
 bin_dir=
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 64; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit "${1:-64}"; }
 while [ $# -gt 0 ]; do
     case $1 in
         --apps) [ $# -ge 2 ] || usage; apps=$2; shift 2 ;;
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --smoke) smoke=1; shift ;;
         --bin) [ $# -ge 2 ] || usage; bin_dir=$2; shift 2 ;;
         --bin=*) bin_dir=${1#--bin=}; shift ;;
-        -h|--help) usage ;;
+        -h|--help) usage 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; usage ;;
     esac
 done
