@@ -1,4 +1,6 @@
 import ArgumentParser
+import NIOCore
+import NIOPosix
 import SecretRotator
 
 @main
@@ -17,4 +19,13 @@ struct SecretRotatorCommand: AsyncParsableCommand {
         version: SecretRotatorVersion.current,
         subcommands: [RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, CheckConfigCommand.self, DemoCommand.self, WriteLoopCommand.self]
     )
+
+    /// Before the first hop to the global executor: Swift Concurrency's jobs run on NIO's event
+    /// loops instead of libdispatch's default root queues, whose first worker starts
+    /// libdispatch's workqueue monitor, a 1 s timer that wakes an idle daemon every second
+    /// (issue 10 item 4). Sleeps go through `QuietSleep` for the same reason.
+    static func main() async {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        await main(nil)
+    }
 }

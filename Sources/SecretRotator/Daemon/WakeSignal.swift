@@ -25,7 +25,7 @@ final class WakeSignal: Sendable {
     /// Returns after `duration`, or earlier at a poke.
     func wait(upTo duration: Duration) async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: duration) }
+            group.addTask { try? await QuietSleep.sleep(for: duration) }
             group.addTask { await self.nextPoke() }
             await group.next()
             group.cancelAll()

@@ -111,7 +111,7 @@ struct GenAuthTransport: Sendable {
             }
             tasks.addTask {
                 do {
-                    try await Task.sleep(for: timeout)
+                    try await QuietSleep.sleep(for: timeout)
                 } catch {
                     // Cancelled: the exchange finished first, or our caller gave up (which
                     // cancels the exchange too, and its error is the answer).

@@ -11,7 +11,7 @@ public actor RequestRateLimiter {
         let now = ContinuousClock.now
         let slot = schedule.reserve(now: now)
         if slot > now {
-            try? await Task.sleep(until: slot, clock: .continuous)
+            try? await QuietSleep.sleep(until: slot)
         }
     }
 }
