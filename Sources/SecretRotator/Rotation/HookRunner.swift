@@ -206,7 +206,7 @@ public struct HookRunner: HookRunning {
             // then: Configuration.run in 1.0.2), after draining what the pipe holds; the bound is
             // for everything else, e.g. a leader that does not die of SIGKILL in time.
             tasks.addTask {
-                try? await Task.sleep(for: outputDrainBound)
+                try? await QuietSleep.sleep(for: outputDrainBound)
                 return nil
             }
             var tail = HookOutputTail(limit: outputLimit)
@@ -249,7 +249,7 @@ public struct HookRunner: HookRunning {
             let state = group.leaderState()
             let now = ContinuousClock.now
             if state != .running || now >= deadline || cancellation.isSet { return state }
-            try? await Task.sleep(for: min(pause, deadline - now))
+            try? await QuietSleep.sleep(for: min(pause, deadline - now))
             // Quick answers for quick hooks, at most 50 ms late for slow ones.
             pause = min(pause * 2, .milliseconds(50))
         }
@@ -273,7 +273,7 @@ public struct HookRunner: HookRunning {
         while !condition() {
             let now = ContinuousClock.now
             guard now < deadline else { return }
-            try? await Task.sleep(for: min(pause, deadline - now))
+            try? await QuietSleep.sleep(for: min(pause, deadline - now))
             pause = min(pause * 2, .milliseconds(50))
         }
     }

@@ -316,6 +316,11 @@ public actor RotationEngine {
         let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
         // (Writing a held secret and reconciling are recovery, so never overtaken.)
         guard let asked = requested[app.id], !recovering else { return (planned, false) }
+        // A request waits for the backoff like every other step (invariant 11): only the one
+        // override an operator's request grants skips it (`state.nextAttempt` is cleared above
+        // then). A failed request stays asked for, and without this it was retried at once,
+        // over and over, while GenAuth refused connections (thousands of attempts a second).
+        if state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now() { return (planned, false) }
         // A fetch request checks the outputs first (they are part of what it answers).
         if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
         return (asked, true)

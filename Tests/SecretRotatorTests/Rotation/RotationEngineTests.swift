@@ -428,6 +428,38 @@ func withEngineFixture(
         }
     }
 
+    /// Found by the benchmark helper: after an operator's `rotate` failed (GenAuth refusing
+    /// connections), the request stayed asked for and ran again at once, thousands of times a
+    /// second, although the log named the next attempt. A request now waits for the backoff
+    /// like every other step; only its one override skips it.
+    @Test func failedOperatorRequestWaitsForTheBackoff() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            let id = GenAuthHarness.appId
+            let refreshes = { harness.state.requestLog().filter { $0.appId == id && $0.path.hasSuffix("refresh-application-secret") }.count }
+            harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: id, count: 100, fault: .httpStatus(503, jsonBody: false)))
+
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue(maxStepsPerApp: 8)
+            #expect(refreshes() == 1, "a failed request was retried before its backoff")
+            let failed = try #require(await engine.state(of: id))
+            let retry = try #require(failed.nextAttempt)
+            #expect(failed.consecutiveFailures == 1 && retry > fixture.clock.now)
+            #expect(await engine.startDue() == retry)
+
+            // Still asked for: it runs again once the backoff allows, once.
+            fixture.clock.set(retry)
+            await engine.runDue(maxStepsPerApp: 8)
+            #expect(refreshes() == 2)
+            // A second operator request overrides the pending backoff once, and only once.
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue(maxStepsPerApp: 8)
+            #expect(refreshes() == 3)
+        }
+    }
+
     /// `rotate` on an app that was never fetched: the first fetch runs first, and the request
     /// survives it, so the operator still gets a rotation.
     @Test func operatorRotateOnAFreshAppFetchesThenRotates() async throws {
