@@ -53,7 +53,7 @@ struct DaemonOptions: ParsableArguments {
 
     static func lock(_ stateDirectory: String) throws -> StateDirectoryLock {
         do {
-            try StateDirectory(path: stateDirectory).prepare()
+            try StateDirectory(path: stateDirectory).createDirectory()
             return try StateDirectoryLock.acquire(stateDirectory: stateDirectory)
         } catch let error as StateDirectoryLock.HeldError {
             StandardError.write("secret-rotator: \(error)")

@@ -61,10 +61,11 @@ struct DemoCommand: AsyncParsableCommand {
             """)
         let logger = Logger(label: "demo")
         let client = try DaemonOptions.makeClient(config)
-        let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: "\(root)/state"), logger: logger)
+        let store = StateDirectory(path: "\(root)/state")
+        let engine = RotationEngine(config: config, api: client, stateDirectory: store, logger: logger)
         try await engine.start()
         let service = RotationService(
-            engine: engine, configPath: configPath, loader: ConfigLoader(), stateDirectory: StateDirectory(path: "\(root)/state"), logger: logger)
+            engine: engine, configPath: configPath, loader: ConfigLoader(), stateDirectory: store, logger: logger)
         let group = service.serviceGroup(logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

@@ -44,7 +44,9 @@ struct RunCommand: AsyncParsableCommand {
         let appLocks = try DaemonOptions.lockApps(config, stateDirectory: stateDirectory)
         let logger = Logger(label: "secret-rotator")
         let client = try DaemonOptions.makeClient(config)
-        let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
+        // One value for the engine and the service: its database stays open for the process.
+        let store = StateDirectory(path: stateDirectory)
+        let engine = RotationEngine(config: config, api: client, stateDirectory: store)
         var failed = false
         do {
             try await engine.start()
@@ -54,7 +56,7 @@ struct RunCommand: AsyncParsableCommand {
                 let notifier = Notifier()
                 let service = RotationService(
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
-                    stateDirectory: StateDirectory(path: stateDirectory), events: .systemd(notifier),
+                    stateDirectory: store, events: .systemd(notifier),
                     maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, appLocks: appLocks,
                     logger: logger)
                 let group = service.serviceGroup(logger: logger)

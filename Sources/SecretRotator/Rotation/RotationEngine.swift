@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HeapModule
 import Logging
 import NIOPosix
 
@@ -53,6 +54,23 @@ public actor RotationEngine {
     /// for, so it is cached until one of those changes: a pass over N apps plans each app a
     /// few times instead of N times.
     private var dueCache: [String: Date] = [:]
+    /// Idle apps by due date, earliest first (ties in config order): a scan starts the apps
+    /// at the top instead of walking all N apps each time a step finishes (a pass over N apps
+    /// was O(N²): 15 % of the engine's time at 10,000 apps). An entry whose date no longer
+    /// matches `dueCache` is stale and skipped when it reaches the top.
+    private var dueOrder = Heap<DueEntry>()
+    /// Idle apps whose due date is not known (never planned, or invalidated): planned at the
+    /// next scan, which pushes them into `dueOrder`.
+    private var unplanned: Set<String> = []
+    /// Each configured app's position in `config.apps`.
+    private var appIndex: [String: Int] = [:]
+
+    private struct DueEntry: Comparable {
+        let due: Date
+        let index: Int
+        let appID: String
+        static func < (lhs: Self, rhs: Self) -> Bool { (lhs.due, lhs.index) < (rhs.due, rhs.index) }
+    }
     /// When the refresh answer of an app's rotation in progress arrived: the exposure window
     /// (GenAuth has killed the old secret; consumers hold it until every output is durable)
     /// runs from here to the last output's fsync.
@@ -81,6 +99,21 @@ public actor RotationEngine {
         self.random = random
         self.logger = logger
         self.limiter = RequestRateLimiter(requestsPerSecond: config.genauth.requestsPerSecond)
+        self.appIndex = Self.indices(of: config)
+        self.unplanned = Set(config.apps.map(\.id))
+    }
+
+    private static func indices(of config: RotatorConfig) -> [String: Int] {
+        Dictionary(config.apps.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Entries in the due-date heap, live and stale (tests check it stays bounded).
+    var dueOrderCount: Int { dueOrder.count }
+
+    /// Forgets the app's planned due date; it is planned again at the next scan.
+    private func invalidate(_ appID: String) {
+        dueCache[appID] = nil
+        if running[appID] == nil && appIndex[appID] != nil { unplanned.insert(appID) }
     }
 
     /// The threads for blocking file I/O: 16, so that up to 16 fsyncs of different apps are
@@ -135,6 +168,9 @@ public actor RotationEngine {
         states = states.filter { ids.contains($0.key) }
         requested = requested.filter { ids.contains($0.key) }
         dueCache = [:]
+        dueOrder = Heap()
+        appIndex = Self.indices(of: newConfig)
+        unplanned = Set(newConfig.apps.map(\.id).filter { running[$0] == nil })
         sweepOutputDirectories()
         checkOutputs()
     }
@@ -162,7 +198,7 @@ public actor RotationEngine {
     public func checkOutputs(appIDs: [String]? = nil) {
         let ids = appIDs ?? config.apps.map(\.id)
         outputsCheckDue.formUnion(ids)
-        for id in ids { dueCache[id] = nil }
+        for id in ids { invalidate(id) }
     }
 
     /// Asks for a rotation (`.refresh`) or a fetch of an app. A pending backoff is overridden
@@ -171,7 +207,7 @@ public actor RotationEngine {
         guard let app = config.app(named: nameOrID) else { return false }
         // A rotation already asked for is not replaced by a fetch: it answers both.
         if requested[app.id] != .refresh { requested[app.id] = step }
-        dueCache[app.id] = nil
+        invalidate(app.id)
         if step == .fetch { outputsCheckDue.insert(app.id) }
         if let state = states[app.id], state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now() {
             backoffOverride.insert(app.id)
@@ -215,17 +251,35 @@ public actor RotationEngine {
     @discardableResult
     private func startDueSteps(where allowed: (AppConfig) -> Bool) -> [AppConfig] {
         let now = now()
+        planUnplanned()
         var started: [AppConfig] = []
-        for app in config.apps where running[app.id] == nil && allowed(app) {
-            guard busySlots < config.defaults.maxConcurrent else { break }
-            if let cached = dueCache[app.id], cached > now { continue }
-            // Due (or never planned): plan at `now`, a cached due time may have become a new wait.
+        var heldBack: [DueEntry] = []
+        while busySlots < config.defaults.maxConcurrent, let top = dueOrder.min, top.due <= now {
+            let entry = dueOrder.removeMin()
+            guard running[entry.appID] == nil, dueCache[entry.appID] == entry.due, let index = appIndex[entry.appID] else { continue }
+            let app = config.apps[index]
+            guard allowed(app) else {
+                heldBack.append(entry)
+                continue
+            }
+            // Due: plan again at `now`, a cached due time may have become a new wait (pushed anew).
             dueCache[app.id] = nil
             guard dueDate(app) <= now else { continue }
             start(app)
             started.append(app)
         }
+        for entry in heldBack { dueOrder.insert(entry) }
         return started
+    }
+
+    /// Plans every idle app whose due date is not known, in config order.
+    private func planUnplanned() {
+        guard !unplanned.isEmpty else { return }
+        let ids = unplanned.compactMap { id in appIndex[id].map { ($0, id) } }.sorted { $0.0 < $1.0 }
+        unplanned = []
+        for (index, id) in ids where running[id] == nil {
+            _ = dueDate(config.apps[index])
+        }
     }
 
     /// When the app's planned step falls due (`.distantPast`: at once), from the cache when known.
@@ -233,11 +287,18 @@ public actor RotationEngine {
         if let cached = dueCache[app.id] { return cached }
         let due = plan(for: app).step.due(now: .distantPast)
         dueCache[app.id] = due
+        if let index = appIndex[app.id] { dueOrder.insert(DueEntry(due: due, index: index, appID: app.id)) }
+        // Stale entries of far-off dates would pile up (every 5-minute re-check plans each app
+        // again): past twice the apps, the heap is rebuilt from the live due dates.
+        if dueOrder.count > 2 * appIndex.count + 64 {
+            dueOrder = Heap(dueCache.compactMap { id, due in appIndex[id].map { DueEntry(due: due, index: $0, appID: id) } })
+        }
         return due
     }
 
     private func start(_ app: AppConfig) {
         running[app.id] = .now
+        unplanned.remove(app.id)
         dueCache[app.id] = nil
         stepTasks[app.id] = Task { await self.work(appID: app.id) }
     }
@@ -288,7 +349,12 @@ public actor RotationEngine {
 
     public func nextWake() -> Date? {
         let now = now()
-        return config.apps.filter { running[$0.id] == nil }.map { max(dueDate($0), now) }.min()
+        planUnplanned()
+        // Stale entries at the top go; the first live one is the earliest idle app.
+        while let top = dueOrder.min, running[top.appID] != nil || dueCache[top.appID] != top.due || appIndex[top.appID] == nil {
+            dueOrder.removeMin()
+        }
+        return dueOrder.min.map { max($0.due, now) }
     }
 
     public func status() -> StatusReport {
@@ -333,7 +399,7 @@ public actor RotationEngine {
         let secret = stateDirectory.loadSecret(appID: app.id, now: now())
         if let corrupt = secret.corrupt { reportCorrupt(corrupt, app: app) }
         heldVersions[app.id] = secret.secret?.version
-        dueCache[app.id] = nil
+        invalidate(app.id)
     }
 
     // MARK: - Steps
@@ -369,7 +435,7 @@ public actor RotationEngine {
     private func finished(_ appID: String) {
         running[appID] = nil
         stepTasks[appID] = nil
-        dueCache[appID] = nil
+        invalidate(appID)
         slotFreed()
     }
 

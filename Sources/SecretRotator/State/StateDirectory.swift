@@ -85,6 +85,25 @@ public struct StateDirectory: Sendable {
     /// the way, each moved aside, for the caller to report.
     @discardableResult
     public func prepare(now: Date = Date()) throws(StateDirectoryError) -> [CorruptRecord] {
+        try createDirectory()
+        var corrupt: [CorruptRecord] = []
+        do {
+            _ = try database()
+        } catch where error.code == .corruptDatabase {
+            corrupt.append(moveDatabaseAside(now: now, reason: error.message))
+            _ = try database()
+        }
+        try migrateLegacyPending()
+        try migrateLegacySecrets()
+        corrupt += try importJSONRecords(now: now)
+        return corrupt
+    }
+
+    /// Creates the directory and `corrupt/` (0700) and checks the path is safe, without
+    /// opening the database: what the daemon needs before it takes the lock; `prepare()`
+    /// then runs under the lock. (Opening and dropping a database also disposes of its
+    /// dispatch queues, which starts libdispatch's 1 Hz workqueue monitor for good.)
+    public func createDirectory() throws(StateDirectoryError) {
         for directory in [path, corruptPath] {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw StateDirectoryError(
@@ -103,17 +122,6 @@ public struct StateDirectory: Sendable {
         } catch {
             throw StateDirectoryError(.unavailable, path: path, errno: error.errno, message: "cannot open the directory")
         }
-        var corrupt: [CorruptRecord] = []
-        do {
-            _ = try database()
-        } catch where error.code == .corruptDatabase {
-            corrupt.append(moveDatabaseAside(now: now, reason: error.message))
-            _ = try database()
-        }
-        try migrateLegacyPending()
-        try migrateLegacySecrets()
-        corrupt += try importJSONRecords(now: now)
-        return corrupt
     }
 
     // MARK: - Records

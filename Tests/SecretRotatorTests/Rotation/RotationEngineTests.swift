@@ -428,6 +428,23 @@ func withEngineFixture(
         }
     }
 
+    /// The due-date index is rebuilt before stale entries pile up: every 5-minute re-check
+    /// plans each app again, and far-off rotation dates would otherwise stay in the heap.
+    @Test func dueOrderStaysBoundedAcrossRepeatedReChecks() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            for _ in 0..<2_000 {
+                await engine.checkOutputs()
+                _ = await engine.nextWake()
+            }
+            let count = await engine.dueOrderCount
+            #expect(count <= 2 * 2 + 64 + 1, "\(count) entries for 2 apps")
+            #expect(await engine.nextWake() == fixture.clock.now, "the re-check is due at once")
+        }
+    }
+
     /// Found by the benchmark helper: after an operator's `rotate` failed (GenAuth refusing
     /// connections), the request stayed asked for and ran again at once, thousands of times a
     /// second, although the log named the next attempt. A request now waits for the backoff
