@@ -15,3 +15,15 @@ int sr_statx_attributes(int dirfd, const char *name, unsigned long long *attribu
     *mask = status.stx_attributes_mask;
     return 0;
 }
+
+/* The Swift runtime's global-executor hook (swift/Runtime/Concurrency.h). NIO finds it with
+ * dlsym, which fails in the .deb's static-stdlib build, where the symbol is hidden inside the
+ * executable; linking to it by name works in both builds. Returns 1 if installed (the hook
+ * was unset), 0 if someone else's hook was already there. */
+extern void *swift_task_enqueueGlobal_hook;
+
+int sr_install_enqueue_global_hook(void *hook) {
+    void *expected = 0;
+    return __atomic_compare_exchange_n(&swift_task_enqueueGlobal_hook, &expected, hook, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}

@@ -23,8 +23,13 @@ public enum QuietSleep {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let item = DispatchWorkItem {
+                    // The timer is dropped here and on cancel: state holds the item and the item
+                    // holds state, a cycle that leaked every sleep (LeakSanitizer in CI).
                     let waiter = state.withLock { value -> CheckedContinuation<Void, any Error>? in
-                        defer { value.continuation = nil }
+                        defer {
+                            value.continuation = nil
+                            value.timer = nil
+                        }
                         return value.continuation
                     }
                     waiter?.resume()
@@ -43,7 +48,10 @@ public enum QuietSleep {
             }
         } onCancel: {
             let (waiter, timer) = state.withLock { value -> (CheckedContinuation<Void, any Error>?, Timer?) in
-                defer { value.continuation = nil }
+                defer {
+                    value.continuation = nil
+                    value.timer = nil
+                }
                 return (value.continuation, value.timer)
             }
             timer?.item.cancel()

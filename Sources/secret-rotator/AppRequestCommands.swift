@@ -126,8 +126,12 @@ struct AppRequest {
                 }
             }
         } catch {
-            StandardError.write("secret-rotator: \(error)")
-            ok = false
+            // Only the state directory can fail here (the database cannot be opened or
+            // prepared): 73, like the lock's own failures (sysexits EX_CANTCREAT).
+            StandardError.write("secret-rotator: cannot use the state directory: \(error)")
+            try? await client.shutdown()
+            withExtendedLifetime((lock, appLocks)) {}
+            throw ExitCode(73)
         }
         try? await client.shutdown()
         withExtendedLifetime((lock, appLocks)) {}

@@ -48,6 +48,7 @@ struct RunCommand: AsyncParsableCommand {
         let store = StateDirectory(path: stateDirectory)
         let engine = RotationEngine(config: config, api: client, stateDirectory: store)
         var failed = false
+        var unusableState = false
         do {
             try await engine.start()
             if once {
@@ -62,12 +63,18 @@ struct RunCommand: AsyncParsableCommand {
                 let group = service.serviceGroup(logger: logger)
                 try await group.run()
             }
+        } catch let error as StateDirectoryError {
+            // The database could not be opened or prepared (a link, a directory, ENOSPC, EROFS):
+            // an unusable state directory, 73 like the lock's own failures (sysexits EX_CANTCREAT).
+            StandardError.write("secret-rotator: cannot use the state directory: \(error)")
+            unusableState = true
         } catch {
             logger.critical("stopped by an error: \(error)")
             failed = true
         }
         try? await client.shutdown()
         withExtendedLifetime((lock, appLocks)) {}
+        if unusableState { throw ExitCode(73) }
         if failed { throw ExitCode.failure }
     }
 

@@ -25,7 +25,7 @@ struct SecretRotatorCommand: AsyncParsableCommand {
     /// libdispatch's workqueue monitor, a 1 s timer that wakes an idle daemon every second
     /// (issue 10 item 4). Sleeps go through `QuietSleep` for the same reason.
     static func main() async {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        EventLoopExecutorTakeover.install()
         await main(nil)
     }
 }

@@ -11,4 +11,7 @@ extern const unsigned long long sr_statx_attr_immutable;
 extern const unsigned long long sr_statx_attr_append;
 extern const unsigned long long sr_statx_attr_mount_root;
 
+/// Installs `hook` as the Swift runtime's `swift_task_enqueueGlobal_hook` if none is set.
+int sr_install_enqueue_global_hook(void *hook);
+
 #endif

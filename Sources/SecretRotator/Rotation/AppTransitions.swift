@@ -155,6 +155,15 @@ public enum AppTransitions {
             let same = state.version > 0 && fingerprint == state.secretFingerprint
             switch purpose {
             case .reconcile:
+                if state.secretFingerprint == nil {
+                    // Nothing to compare with (a first-start rotation cut off before its answer,
+                    // or a record that never kept a fingerprint): whether the refresh happened
+                    // cannot be told. The outputs get what GenAuth holds now, and the rotation
+                    // stays owed (`fetched` keeps `rotationOwed`): at worst one extra rotation,
+                    // never one logged as done that GenAuth never made (break-it pass).
+                    next.unchangedReads = 0
+                    return Transition(state: next, actions: [.adoptSecret(version: state.version + 1, origin: .fetched)])
+                }
                 if !same {
                     next.unchangedReads = 0
                     return Transition(state: next, actions: [.adoptSecret(version: state.version + 1, origin: .reconciled)])

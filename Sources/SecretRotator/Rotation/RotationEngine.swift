@@ -720,7 +720,9 @@ public actor RotationEngine {
     /// The held secret, newest first: one the state directory could not keep, else the record.
     private func heldSecret(_ app: AppConfig) -> CurrentSecret? {
         if let unsaved = unsavedSecrets[app.id] { return unsaved }
-        return stateDirectory.loadSecret(appID: app.id, now: now()).secret
+        let found = stateDirectory.loadSecret(appID: app.id, now: now())
+        if let corrupt = found.corrupt { reportCorrupt(corrupt, app: app) }
+        return found.secret
     }
 
     private func redacted(_ text: String, app: AppConfig, keepingLast limit: Int) -> String {

@@ -81,7 +81,11 @@ public struct StatusReport: Sendable, Encodable {
         let inspected = stateDirectory.inspect(appIDs: config.apps.map(\.id))
         var report = StatusReport(
             apps: config.apps.map { app in
-                let found = inspected.apps[app.id] ?? StateDirectory.Inspection()
+                var found = inspected.apps[app.id] ?? StateDirectory.Inspection()
+                if !inspected.problems.isEmpty {
+                    // Not "version 0, never, ok": the records could not be read at all.
+                    found.problems.append("state unknown: the state database could not be read (see below)")
+                }
                 let state = found.state ?? AppState(appID: app.id)
                 let facts = RotationPlanner.Facts(heldVersion: found.secretVersion)
                 let step = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now)

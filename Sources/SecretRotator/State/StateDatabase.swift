@@ -48,6 +48,14 @@ final class StateDatabase: Sendable {
             throw StateDirectoryError(
                 .unavailable, path: path, errno: Errno(rawValue: errno), message: "cannot create the state database")
         }
+        do {
+            try checkOwnerAndMode(descriptor, path: path)
+        } catch {
+            _ = close(descriptor)
+            throw error
+        }
+        // Closed before SQLite opens the file: closing any descriptor of a file drops every
+        // fcntl lock this process holds on it, SQLite's included (a `defer` here once did).
         _ = close(descriptor)
         var configuration = Configuration()
         // WAL and FULL: every commit is durable before it returns (the ordering guarantees of
@@ -65,6 +73,32 @@ final class StateDatabase: Sendable {
             throw Self.error(error, path: path, message: "cannot open the state database")
         } catch {
             throw StateDirectoryError(.unavailable, path: path, message: "cannot open the state database: \(error)")
+        }
+    }
+
+    /// The database holds every current secret: it must be ours (the effective user, or the
+    /// state directory's owner when root acts for the daemon) and 0600. A wider mode (an
+    /// operator's copy, a restore) is narrowed, as the JSON store re-made its files 0600 on
+    /// every save; a stranger's file is refused. The `-wal` and `-shm` files get the same.
+    private static func checkOwnerAndMode(_ descriptor: Int32, path: String) throws(StateDirectoryError) {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw StateDirectoryError(.unavailable, path: path, errno: Errno(rawValue: errno), message: "cannot inspect the state database")
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw StateDirectoryError(.unavailable, path: path, message: "the state database is not a regular file")
+        }
+        let directory = FilePath(path).removingLastComponent().string
+        var parent = stat()
+        let daemonUser: uid_t? = stat(directory, &parent) == 0 ? parent.st_uid : nil
+        guard status.st_uid == geteuid() || (geteuid() == 0 && status.st_uid == daemonUser) else {
+            throw StateDirectoryError(
+                .unavailable, path: path,
+                message: "the state database is owned by uid \(status.st_uid), not by this process (uid \(geteuid())) or the state directory's owner; it holds every secret, so it is not used")
+        }
+        if status.st_mode & 0o077 != 0 {
+            _ = fchmod(descriptor, 0o600)
+            for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
         }
     }
 
@@ -143,7 +177,9 @@ final class StateDatabase: Sendable {
         do {
             return .record(try Record(row: row))
         } catch {
-            return .unreadable("not a valid record: \(Self.describe(error))")
+            // Never the decoder's own text: GRDB's decoding errors quote the whole row, and a
+            // current_secret row holds the secret (a break-it pass found it in `status`).
+            return .unreadable("not a valid record (a column is missing or holds a value of the wrong type)")
         }
     }
 
@@ -168,7 +204,7 @@ final class StateDatabase: Sendable {
                         db, sql: "SELECT * FROM \(Record.databaseTableName) WHERE appID = ?", arguments: [appID])
                     try db.execute(
                         sql: "INSERT INTO corrupt_record (tableName, appID, movedAt, reason, row) VALUES (?, ?, ?, ?, ?)",
-                        arguments: [Record.databaseTableName, appID, now.timeIntervalSince1970, reason, row?.description ?? ""])
+                        arguments: [Record.databaseTableName, appID, now.timeIntervalSince1970, reason, row.map(Self.redacted) ?? ""])
                     let id = db.lastInsertedRowID
                     try db.execute(sql: "DELETE FROM \(Record.databaseTableName) WHERE appID = ?", arguments: [appID])
                     return (nil, StateDirectory.CorruptRecord(appID: appID, movedTo: "\(path) corrupt_record \(id)", reason: reason))
@@ -231,9 +267,18 @@ final class StateDatabase: Sendable {
         return StateDirectoryError(code, path: path, errno: errno, message: "\(message) (SQLite: \(error.message ?? "\(error.resultCode)"))")
     }
 
+    /// An error for a log line or `status`: SQLite's own message (`sqlite3_errmsg`, which
+    /// names no values), never a description that may quote a row.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? DatabaseError { return error.message ?? "\(error.resultCode)" }
-        return "\(error)"
+        if let error = error as? DatabaseError { return error.message ?? "SQLite error \(error.resultCode.rawValue)" }
+        return "a record could not be decoded"
+    }
+
+    /// A row moved aside, as text: every column but `secret`, whose value is not kept.
+    static func redacted(_ row: Row) -> String {
+        row.columnNames.map { column in
+            column == "secret" ? "\(column): <redacted>" : "\(column): \(row[column] as DatabaseValue)"
+        }.joined(separator: ", ")
     }
 }
 

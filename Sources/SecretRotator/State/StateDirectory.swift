@@ -149,16 +149,17 @@ public struct StateDirectory: Sendable {
         var unreadable: [(AppState.Type?, String)] = []
         do {
             try database.pool.read { db in
-                let stateRows = try Row.fetchCursor(db, sql: "SELECT * FROM \(AppState.databaseTableName)")
-                while let row = try stateRows.next() {
-                    let id: String = row["appID"]
-                    guard wanted.contains(id) else { continue }
+                // Copied rows (fetchAll), not a cursor: a cursor's row reads through SQLite's
+                // own type coercion, so a version of 'x' came back as 0 instead of being caught.
+                let stateRows = try Row.fetchAll(db, sql: "SELECT * FROM \(AppState.databaseTableName)")
+                for row in stateRows {
+                    // Not `row["appID"] as String`: that traps on a value of another type.
+                    guard let id = String.fromDatabaseValue(row["appID"]), wanted.contains(id) else { continue }
                     if let state = try? AppState(row: row) { states[id] = state } else { unreadable.append((AppState.self, id)) }
                 }
-                let secretRows = try Row.fetchCursor(db, sql: "SELECT * FROM \(CurrentSecret.databaseTableName)")
-                while let row = try secretRows.next() {
-                    let id: String = row["appID"]
-                    guard wanted.contains(id) else { continue }
+                let secretRows = try Row.fetchAll(db, sql: "SELECT * FROM \(CurrentSecret.databaseTableName)")
+                for row in secretRows {
+                    guard let id = String.fromDatabaseValue(row["appID"]), wanted.contains(id) else { continue }
                     if let secret = try? CurrentSecret(row: row) { versions[id] = secret.version } else { unreadable.append((nil, id)) }
                 }
             }
@@ -362,8 +363,8 @@ public struct StateDirectory: Sendable {
         return CorruptRecord(appID: "*", movedTo: movedTo, reason: reason)
     }
 
-    /// Imports `apps/*.json` and `current/*.json` into the database in one transaction (a
-    /// record already in the database wins; of two current secrets the higher version), then
+    /// Imports `apps/*.json` and `current/*.json` into the database in one transaction (of a
+    /// row and a file for one app, the higher version wins; a tie keeps the row), then
     /// removes the files and their directories. A crash in between imports again: the same
     /// outcome. Unreadable files are moved to `corrupt/` and returned.
     private func importJSONRecords(now: Date) throws(StateDirectoryError) -> [CorruptRecord] {
@@ -397,8 +398,11 @@ public struct StateDirectory: Sendable {
         let database = try database().database
         do {
             try database.pool.write { db in
-                for state in states where try AppState.exists(db, key: state.appID) == false {
-                    try state.insert(db)
+                // The higher version wins, for app records as for secrets: after a downgrade
+                // and an upgrade the JSON records are newer than the database's rows.
+                for state in states {
+                    if let existing = try? AppState.fetchOne(db, key: state.appID), existing.version >= state.version { continue }
+                    try state.insert(db, onConflict: .replace)
                 }
                 for secret in secrets {
                     if let existing = try? CurrentSecret.fetchOne(db, key: secret.appID), existing.version >= secret.version { continue }

@@ -49,4 +49,31 @@ import Glibc
         #expect(harness.violations([0]).isEmpty)
         #expect(harness.hookVersions(0).contains(before.version + 1))
     }
+
+    /// Break-it pass: with `first_start = "rotate"` a kill after the first intent was durable
+    /// left nothing to compare the read-back with, and any secret read was taken as the
+    /// rotation having happened: version 1 logged as rotated, GenAuth never rotated. Now the
+    /// read secret is written and the rotation stays owed: exactly one rotation.
+    @Test func firstStartRotationKilledBeforeItsRefreshIsStillMade() async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        let id = DaemonHarness.appID(0)
+        try harness.writeConfig(apps: [0], interval: "1h", extra: "first_start = \"rotate\"", requestTimeout: "1s")
+        let (killed, _) = try harness.start(["run", "--once"], extraEnvironment: [CrashPoint.variable: CrashPoint.intentDurable.rawValue])
+        let exited = await waitForGenAuth(timeout: .seconds(30)) { !killed.isRunning }
+        #expect(exited && killed.terminationReason == .uncaughtSignal)
+        #expect(harness.state.rotationCount(appId: id) == 0)
+
+        let (daemon, log) = try harness.start(["run"])
+        let settled = await waitForGenAuth(timeout: .seconds(60)) {
+            guard let state = harness.savedState(0) else { return false }
+            return state.intent == nil && !state.rotationOwed && state.consecutiveFailures == 0
+                && harness.state.rotationCount(appId: id) == 1 && harness.violations([0]).isEmpty
+        }
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        #expect(settled, "did not settle: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(3000) ?? "")")
+        #expect(harness.state.rotationCount(appId: id) == 1)
+        #expect(harness.violations([0]).isEmpty)
+    }
 }

@@ -490,6 +490,28 @@ import Testing
         }
     }
 
+    /// Break-it pass: a state database that cannot be opened (a directory, a link) made
+    /// `run` exit 1; an unusable state directory is 73, as the README says.
+    @Test(arguments: ["directory", "link"])
+    func unusableStateDatabaseExits73(_ how: String) async throws {
+        let harness = try await DaemonHarness(apps: 1)
+        defer { Task { await harness.cleanUp() } }
+        try harness.writeConfig(apps: [0], interval: "1h", hooks: false)
+        try FileManager.default.createDirectory(atPath: harness.stateDirectory, withIntermediateDirectories: true)
+        let database = harness.stateDirectory + "/state.sqlite"
+        if how == "directory" {
+            try FileManager.default.createDirectory(atPath: database, withIntermediateDirectories: false)
+        } else {
+            #expect(symlink(harness.directory.path + "/elsewhere.sqlite", database) == 0)
+        }
+        for command in [["run", "--once"], ["rotate", "app0"]] {
+            let (status, output) = try await harness.run(command)
+            #expect(status == 73, "\(command): \(output)")
+            #expect(output.contains("cannot use the state directory"), "\(output)")
+        }
+        #expect(harness.state.rotationCount(appId: DaemonHarness.appID(0)) == 0)
+    }
+
     /// A first pass over 2,500 apps in one drop directory (it used to crash with SIGSEGV in the
     /// temp-file sweep past ~1,100 entries): exits 0 with every file right.
     @Test func runOnceOverTwoThousandFiveHundredAppsInOneDirectory() async throws {

@@ -83,6 +83,14 @@ import Glibc
         var status = stat()
         #expect(lstat(state.databasePath, &status) == 0 && status.st_mode & 0o777 == 0o600)
 
+        // After a downgrade and an upgrade the JSON record is newer than the row: it wins.
+        try FileManager.default.createDirectory(at: apps, withIntermediateDirectories: false)
+        try ConfigFixtures.write(
+            #"{"appID":"app-1","consecutiveFailures":0,"hookDoneVersion":6,"lastSuccess":1700000500000,"secretFingerprint":"fp6","version":6}"#,
+            to: apps.appendingPathComponent("app-1.json"), mode: 0o600)
+        try StateDirectory(path: root.path).prepare()
+        #expect(StateDirectory(path: root.path).loadState(appID: "app-1", now: Date()).state?.version == 6)
+
         // A second import (a crash after the commit, before the files went) changes nothing,
         // and an older JSON secret does not replace a newer row.
         try FileManager.default.createDirectory(at: current, withIntermediateDirectories: false)
@@ -90,6 +98,23 @@ import Glibc
         try ConfigFixtures.write(String(decoding: try Self.legacyJSON(older), as: UTF8.self), to: current.appendingPathComponent("app-2.json"), mode: 0o600)
         try StateDirectory(path: root.path).prepare()
         #expect(StateDirectory(path: root.path).loadSecret(appID: "app-2", now: Date()).secret == held2)
+    }
+
+    /// The database holds every secret: a copy restored 0644 is narrowed to 0600, one owned
+    /// by another user is refused (break-it pass: both were used as found).
+    @Test func databaseModeIsNarrowedAndAStrangersDatabaseRefused() throws {
+        let root = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let state = StateDirectory(path: root.path)
+        try state.prepare()
+        try state.saveState(AppState(appID: "app-1"))
+        #expect(chmod(state.databasePath, 0o644) == 0)
+        try StateDirectory(path: root.path).prepare()
+        var status = stat()
+        #expect(lstat(state.databasePath, &status) == 0 && status.st_mode & 0o777 == 0o600)
+        guard geteuid() == 0 else { return }
+        #expect(chown(state.databasePath, 65534, 65534) == 0)
+        #expect(throws: StateDirectoryError.self) { try StateDirectory(path: root.path).prepare() }
     }
 
     /// Every field survives the database, and a field set back to nil is cleared (the row is

@@ -120,6 +120,47 @@ import Testing
         }
     }
 
+    /// Break-it pass: a current_secret row with a bad column made `status` (text and JSON)
+    /// print GRDB's decoding error, which quotes the whole row, secret included. Nothing of
+    /// the row is shown now; the daemon moves it aside without the secret and logs no value.
+    @Test func aCorruptSecretRowNeverShowsTheSecret() async throws {
+        try await withEngineFixture { harness, fixture in
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            try store.prepare()
+            let secret = "0123456789abcdef0123456789abcdef-leak-canary"
+            try store.saveState(AppState(appID: GenAuthHarness.appId))
+            try store.saveSecret(CurrentSecret(appID: GenAuthHarness.appId, version: 1, obtainedAt: Date(), secret: SecretValue(secret)))
+            try StateTampering.execute(store, "UPDATE current_secret SET obtainedAt = 'not-a-date' WHERE appID = ?", [GenAuthHarness.appId])
+
+            let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now)
+            let text = report.render(now: fixture.clock.now)
+            let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
+            #expect(text.contains("secret record of \(GenAuthHarness.appId)"), "\(text)")
+            #expect(!text.contains(secret) && !json.contains(secret))
+
+            let engine = try fixture.engine()
+            try await engine.start()
+            #expect(harness.capture.all.contains { $0.contains("state record was unreadable") })
+            #expect(!harness.capture.all.contains { $0.contains(secret) })
+            #expect(try StateTampering.count(store, "SELECT COUNT(*) FROM corrupt_record WHERE row LIKE '%secret: <redacted>%'") == 1)
+            #expect(try StateTampering.count(store, "SELECT COUNT(*) FROM corrupt_record WHERE row LIKE '%\(secret)%' OR reason LIKE '%\(secret)%'") == 0)
+        }
+    }
+
+    /// A database that cannot be read at all does not show every app as "version 0, ok".
+    @Test func anUnreadableDatabaseMarksEveryApp() async throws {
+        try await withEngineFixture { harness, fixture in
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            try FileManager.default.createDirectory(atPath: store.path, withIntermediateDirectories: true)
+            try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: store.databasePath))
+            let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now)
+            #expect(report.apps.allSatisfy { $0.needsAttention && $0.problems.contains { $0.hasPrefix("state unknown") } })
+            #expect(!report.stateDirectoryProblems.isEmpty)
+        }
+    }
+
     /// Before the daemon first ran with the database, `status` reads the JSON records of the
     /// file-based store, and reports a corrupt one without moving it or creating a database.
     @Test func readsTheJSONRecordsBeforeTheirImport() async throws {
