@@ -376,25 +376,25 @@ public struct StateDirectory: Sendable {
             return []
         }
         var corrupt: [CorruptRecord] = []
-        var states: [AppState] = []
-        var secrets: [CurrentSecret] = []
         var imported: [String] = []
-        for name in stateFiles where name.hasSuffix(".json") && !name.hasPrefix(".") {
-            let file = "\(appsPath)/\(name)"
-            switch findJSON(AppState.self, at: file) {
-            case .missing: continue
-            case .record(let record): states.append(record); imported.append(file)
-            case .unreadable(let reason): corrupt.append(moveAside(file, appID: String(name.dropLast(5)), now: now, reason: reason))
+        /// The records of one directory's `*.json` files; unreadable ones are moved aside.
+        func read<Record: Decodable>(_ type: Record.Type, _ names: [String], in directory: String) -> [Record] {
+            var records: [Record] = []
+            for name in names where name.hasSuffix(".json") && !name.hasPrefix(".") {
+                let file = "\(directory)/\(name)"
+                switch findJSON(type, at: file) {
+                case .missing: continue
+                case .record(let record):
+                    records.append(record)
+                    imported.append(file)
+                case .unreadable(let reason):
+                    corrupt.append(moveAside(file, appID: String(name.dropLast(5)), now: now, reason: reason))
+                }
             }
+            return records
         }
-        for name in secretFiles where name.hasSuffix(".json") && !name.hasPrefix(".") {
-            let file = "\(secretsPath)/\(name)"
-            switch findJSON(CurrentSecret.self, at: file) {
-            case .missing: continue
-            case .record(let record): secrets.append(record); imported.append(file)
-            case .unreadable(let reason): corrupt.append(moveAside(file, appID: String(name.dropLast(5)), now: now, reason: reason))
-            }
-        }
+        let states = read(AppState.self, stateFiles, in: appsPath)
+        let secrets = read(CurrentSecret.self, secretFiles, in: secretsPath)
         let database = try database().database
         do {
             try database.pool.write { db in
