@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SecretRotator
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -13,39 +14,97 @@ import Glibc
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show each app's rotation state: version, last secret, next step, failures.",
+        abstract: "Show each app's rotation state, and exit non-zero when one needs attention.",
         discussion: """
             Reads the config and the state directory (the daemon's journal) and shows, per app, \
-            the version on disk, when that secret was obtained, when the next step is due, and \
-            anything that needs a look: failures with the last error, a secret received but not \
-            yet on every output, an interrupted call, a hook still owed, an unreadable record. \
-            Works whether or not the daemon runs, changes nothing on disk and never prints a \
-            secret. The state directory is private to the daemon's user: run it as root or as \
-            that user.
+            the version held, when that secret was obtained, when the next step is due, and \
+            anything that needs a look. Every output is compared with the held secret as the \
+            daemon would write it (content, mode, owner, group). Works whether or not the \
+            daemon runs, changes nothing on disk, never prints a secret and never reads the \
+            access key secret. The state directory is private to the daemon's user: run it as \
+            root or as that user.
 
-            Exit status: 0 every app is healthy, 1 an app is failing, a record is unreadable or the state directory is full or read-only, \
-            77 the state directory cannot be read (EX_NOPERM), 78 invalid config.
+            An app is healthy when it has a secret, every output holds it as configured, its \
+            last attempt did not fail, and its next step is not overdue by more than the grace \
+            period (--grace; default 10 % of the app's interval, at least 10m). A stopped \
+            daemon shows as overdue once its apps fall due.
+
+            Exit status (the worst app decides): 0 every app healthy, 1 an app's last attempt \
+            failed (its secret is still valid), 2 an app is overdue or has never obtained a \
+            secret, 3 an output is missing or not as configured, 4 the state or an output could \
+            not be read, 64 bad arguments or an unknown app, 77 the state directory cannot be \
+            read (run as root or the daemon's user), 78 invalid config.
+            With --nagios: one line and the Monitoring Plugins codes 0 OK, 1 WARNING (failing), \
+            2 CRITICAL (overdue, never obtained, outputs), 3 UNKNOWN (anything else).
             """)
 
     @OptionGroup var configOption: ConfigOption
 
     @OptionGroup var stateDirectoryOption: StateDirectoryOption
 
+    @Argument(
+        help: ArgumentHelp("Only these apps (names or ids); default every app.", valueName: "app"),
+        completion: .custom(AppNameCompletion.complete))
+    var apps: [String] = []
+
+    @Option(help: ArgumentHelp("How long past its due time a step may be pending, e.g. 30m.", valueName: "duration"))
+    var grace: String?
+
     @Flag(name: .long, help: "Print the status as JSON on stdout, for scripts and monitoring.")
     var json = false
 
+    @Flag(name: .long, help: "One line with perfdata and Monitoring Plugins exit codes (Nagios, Icinga, Sensu).")
+    var nagios = false
+
+    func validate() throws {
+        if json && nagios { throw ValidationError("--json and --nagios cannot be combined; choose one output") }
+        if let grace { _ = try parsedDuration(grace, option: "--grace") }
+    }
+
     func run() throws {
-        let config = try configOption.loadConfig(accessKeySecretNeeded: false)
+        do {
+            try report()
+        } catch let exit as ExitCode where nagios && exit.rawValue >= 64 {
+            // Monitoring Plugins: anything that prevents a verdict is UNKNOWN, never 78.
+            throw ExitCode(3)
+        }
+    }
+
+    private func report() throws {
+        let full = try configOption.loadConfig(
+            with: ConfigLoader.withoutAccessKeySecret(), printWarnings: false,
+            onError: nagios
+                ? { error in
+                    print("SECRET-ROTATOR UNKNOWN - config \(configOption.path) is not valid: \(error.errors.first?.description ?? "see check-config")")
+                } : nil)
+        var config = full
+        switch AppSelection.resolve(apps, in: full) {
+        case .success(let selected):
+            if !apps.isEmpty { config.apps = selected }
+        case .failure(let message):
+            if nagios { print("SECRET-ROTATOR UNKNOWN - \(message.text)") } else { StandardError.write("secret-rotator: \(message.text)") }
+            throw ExitCode(64)
+        }
         let directory = stateDirectoryOption.path(for: config)
-        let exists = try Self.checkReadable(directory)
-        let report = StatusReport.read(config: config, stateDirectory: StateDirectory(path: directory), now: Date())
+        let exists = try checkReadable(directory)
+        let now = Date()
+        let report = StatusReport.read(
+            config: config, stateDirectory: StateDirectory(path: directory), now: now,
+            grace: try grace.map { try parsedDuration($0, option: "--grace") },
+            outputWriter: Self.daemonAccount(stateDirectory: directory), checkOutputs: true)
         let daemon = StateDirectoryLock.holder(stateDirectory: directory)
+        if nagios {
+            let line = MonitoringPluginLine(report: report, daemonRunning: daemon != nil, now: now)
+            print(line.text)
+            throw ExitCode(line.state)
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             encoder.dateEncodingStrategy = .iso8601
             let document = Document(
-                stateDirectory: directory, daemonPID: daemon.map(Int.init), apps: report.apps,
+                stateDirectory: directory, daemonPID: daemon.map(Int.init), verdict: report.verdict,
+                exitStatus: report.verdict.rawValue, apps: report.apps,
                 stateDirectoryProblems: report.stateDirectoryProblems)
             print(String(decoding: try encoder.encode(document), as: UTF8.self))
         } else {
@@ -53,29 +112,98 @@ struct StatusCommand: ParsableCommand {
             heading += exists ? "" : " (does not exist yet: nothing has run with it)"
             heading += daemon.map { " · daemon running (PID \($0))" } ?? " · daemon not running"
             print(heading + "\n")
-            print(report.apps.isEmpty ? "No apps configured." : report.render(now: Date()))
+            print(report.apps.isEmpty ? "No apps configured." : report.render(now: now))
+            print("\n" + Self.summary(report))
         }
-        if report.needsAttention { throw ExitCode.failure }
+        if report.verdict != .ok { throw ExitCode(report.verdict.rawValue) }
+    }
+
+    /// "3 apps: 2 ok, 1 failing": the last line, so that 200 apps end with the answer.
+    static func summary(_ report: StatusReport) -> String {
+        let verdicts = report.apps.map(\.health.verdict)
+        var parts: [String] = []
+        for verdict in [AppHealth.Verdict.ok, .failing, .overdue, .outputs, .unknown] {
+            let count = verdicts.filter { $0 == verdict }.count
+            if count > 0 { parts.append("\(count) \(verdict.word)") }
+        }
+        let head = Plural.count(report.apps.count, "app")
+        return parts.isEmpty ? head : "\(head): \(parts.joined(separator: ", ")) (exit \(report.verdict.rawValue))"
     }
 
     private struct Document: Encodable {
         let stateDirectory: String
         let daemonPID: Int?
+        let verdict: AppHealth.Verdict
+        let exitStatus: Int32
         let apps: [StatusReport.App]
         let stateDirectoryProblems: [String]
     }
 
+    /// The daemon's account is the state directory's owner (systemd's StateDirectory= gives
+    /// it to User=): outputs without an explicit owner are judged against it, not against
+    /// root, who runs `status`. Nil when the directory does not exist.
+    static func daemonAccount(stateDirectory: String) -> WriterIdentity? {
+        var status = stat()
+        guard stat(stateDirectory, &status) == 0 else { return nil }
+        return WriterIdentity(userID: UserID(rawValue: status.st_uid), groupID: GroupID(rawValue: status.st_gid))
+    }
+
     /// A missing directory is a valid answer (never run); one we may not read is an error, so
     /// that "no state" is never shown just because of permissions.
-    private static func checkReadable(_ directory: String) throws -> Bool {
-        for path in [directory, "\(directory)/apps", "\(directory)/secrets"] {
-            if access(path, R_OK | X_OK) == 0 { continue }
-            let error = errno
-            if error == ENOENT { return path != directory }
-            StandardError.write(
-                "secret-rotator: cannot read \(path): \(String(cString: strerror(error))); run status as root or as the daemon's user")
-            throw ExitCode(77)
+    private func checkReadable(_ directory: String) throws -> Bool {
+        if access(directory, R_OK | X_OK) == 0 { return true }
+        let error = errno
+        if error == ENOENT { return false }
+        let message = "cannot read \(directory): \(String(cString: strerror(error))); run status as root or as the daemon's user"
+        if nagios { print("SECRET-ROTATOR UNKNOWN - \(message)") } else { StandardError.write("secret-rotator: \(message)") }
+        throw ExitCode(77)
+    }
+}
+
+/// The one line of a Monitoring Plugins check ("Monitoring Plugins Development Guidelines":
+/// `SERVICE STATE - text | perfdata`, perfdata as `'label'=value[UOM];warn;crit;min;max`).
+struct MonitoringPluginLine {
+    let text: String
+    let state: Int32
+
+    init(report: StatusReport, daemonRunning: Bool, now: Date) {
+        let verdict = report.verdict
+        let (code, word) = verdict.pluginState
+        state = code
+        let unhealthy = report.apps.filter { $0.health.verdict != .ok }
+        var message: String
+        if report.apps.isEmpty {
+            message = "no apps configured"
+        } else if unhealthy.isEmpty {
+            message = "\(Plural.count(report.apps.count, "app")) ok"
+        } else {
+            let worst = unhealthy.sorted { $0.health.verdict > $1.health.verdict }
+            let named = worst.prefix(3).map { app in
+                "\(app.name): \(app.health.findings.max { $0.verdict < $1.verdict }.map(\.description) ?? app.health.verdict.word)"
+            }
+            message = "\(unhealthy.count) of \(report.apps.count) apps need attention: \(named.joined(separator: "; "))"
+            if unhealthy.count > 3 { message += "; ..." }
         }
-        return true
+        if let problem = report.stateDirectoryProblems.first { message += "; \(problem)" }
+        if !daemonRunning { message += "; daemon not running" }
+        // One line: a finding may quote an error with a line break.
+        message = message.split(whereSeparator: \.isNewline).joined(separator: " ").replacingOccurrences(of: "|", with: "/")
+        let count = { (verdict: AppHealth.Verdict) in report.apps.filter { $0.health.verdict == verdict }.count }
+        let oldest = report.apps.compactMap(\.secretObtainedAt).map { max(0, Int(now.timeIntervalSince($0))) }.max()
+        var perfdata = [
+            "apps=\(report.apps.count);;;0", "ok=\(count(.ok));;;0", "failing=\(count(.failing));;;0",
+            "overdue=\(count(.overdue));;;0", "outputs=\(count(.outputs));;;0", "unknown=\(count(.unknown));;;0",
+        ]
+        if let oldest { perfdata.append("oldest_secret_age=\(oldest)s;;;0") }
+        text = "SECRET-ROTATOR \(word) - \(message) | \(perfdata.joined(separator: " "))"
+    }
+}
+
+/// Parses a duration option such as `--grace 30m`, naming the option in the error.
+func parsedDuration(_ text: String, option: String) throws -> Duration {
+    do {
+        return try DurationSyntax.parse(text)
+    } catch {
+        throw ValidationError("\(option): \(error.message)")
     }
 }

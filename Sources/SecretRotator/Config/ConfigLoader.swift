@@ -16,12 +16,24 @@ public struct ConfigLoader: Sendable {
     /// False for commands that only look (`check-config`, `status`): they never call GenAuth,
     /// so a systemd credential that only exists inside the unit is a warning, not an error.
     public var accessKeySecretNeeded: Bool
+    /// True for commands that never call GenAuth nor judge the key (`status`, a request sent
+    /// to a running daemon): the access key secret is not read at all, so an unreadable key
+    /// file (EACCES for an unprivileged user) or a credential that exists only inside the unit
+    /// is neither an error nor a warning. Its source must still be configured.
+    public var accessKeySecretIgnored = false
     /// The files and account names the config refers to; the disk and NSS unless replaced.
     var host: ConfigHost = .system
 
     public init(environment: [String: String] = ProcessEnvironment.current, accessKeySecretNeeded: Bool = true) {
         self.environment = environment
         self.accessKeySecretNeeded = accessKeySecretNeeded
+    }
+
+    /// A loader that never reads the access key secret; see `accessKeySecretIgnored`.
+    public static func withoutAccessKeySecret(environment: [String: String] = ProcessEnvironment.current) -> ConfigLoader {
+        var loader = ConfigLoader(environment: environment, accessKeySecretNeeded: false)
+        loader.accessKeySecretIgnored = true
+        return loader
     }
 
     /// 1m, unless $SECRET_ROTATOR_MINIMUM_INTERVAL (tests and demos only) says otherwise.
@@ -72,6 +84,15 @@ public struct ConfigLoader: Sendable {
                     message: "TOML syntax error: \(error)")
             ])
         }
+        if root.isEmpty {
+            // The packaged conffile is the annotated example with every line commented out:
+            // one clear sentence instead of "missing [genauth]" plus "no [[app]]".
+            throw ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: path, line: nil, column: nil, keyPath: "",
+                    message: "the file has no settings (every line is a comment or blank): configure [genauth] and at least one [[app]], as the commented example shows, then check it with `secret-rotator check-config`")
+            ])
+        }
         let sink = DiagnosticCollector(file: path, locator: SourceLocator(text: text))
         if let count = root["app"]?.array?.count, count > ConfigInputLimits.apps {
             sink.error(
@@ -83,7 +104,8 @@ public struct ConfigLoader: Sendable {
         reader.reportUnknownKeys(known: ConfigSchema.topLevel, hint: ["apps": "did you mean `app`? write each app as [[app]]"])
 
         let genauth = GenAuthSection(
-            environment: environment, configFileMode: fileMode, secretNeeded: accessKeySecretNeeded, host: host)
+            environment: environment, configFileMode: fileMode, secretNeeded: accessKeySecretNeeded,
+            secretIgnored: accessKeySecretIgnored, host: host)
             .read(reader.subtable("genauth"), sink: sink)
         let defaults = DefaultsSection(minimumInterval: minimumInterval, host: host).read(reader.subtable("defaults"), sink: sink)
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(reader.tableArray("app"), sink: sink)

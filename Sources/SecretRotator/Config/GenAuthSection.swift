@@ -4,6 +4,7 @@ struct GenAuthSection {
     let environment: [String: String]
     let configFileMode: FileMode?
     let secretNeeded: Bool
+    var secretIgnored = false
     let host: ConfigHost
 
     func read(_ reader: TableReader?, sink: DiagnosticCollector) -> GenAuthSettings? {
@@ -85,6 +86,13 @@ struct GenAuthSection {
         let inline = reader.string("access_key_secret")
         let variable = ConfigSchema.accessKeySecretVariable
 
+        if secretIgnored {
+            // Never read: only where it would come from, for messages.
+            if let name = credentialName { return (SecretValue(""), .credential(name: name, path: "$CREDENTIALS_DIRECTORY/\(name)")) }
+            if let filePath { return (SecretValue(""), .file(path: filePath)) }
+            if environment[variable] != nil { return (SecretValue(""), .environment(variable: variable)) }
+            if inline != nil { return (SecretValue(""), .inline) }
+        }
         if inline != nil, let mode = configFileMode, !mode.isOwnerOnly {
             sink.warning(
                 reader.keyPath("access_key_secret"),

@@ -1,6 +1,6 @@
 /// Suggests the key an operator probably meant when they wrote one we do not know.
-enum KeySuggester {
-    static func suggestion(for unknown: String, among known: [String]) -> String? {
+public enum KeySuggester {
+    public static func suggestion(for unknown: String, among known: [String]) -> String? {
         let lowered = unknown.lowercased()
         var best: (key: String, distance: Int)?
         for candidate in known {

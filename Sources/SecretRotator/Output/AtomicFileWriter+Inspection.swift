@@ -20,7 +20,9 @@ extension AtomicFileWriter {
     /// uid that creates the temp file; `options.group`, else the parent's group when the
     /// parent is setgid, else the effective gid (Linux `open(2)`, "O_CREAT"; a file system
     /// mounted `grpid` behaves as if every directory were setgid, which is not detected).
-    func inspect(_ expected: [UInt8], at path: String, options: AtomicWriteOptions) -> OutputDrift? {
+    /// `writer` replaces the effective uid and gid in that rule (`status` judging the daemon's
+    /// files from a root shell).
+    func inspect(_ expected: [UInt8], at path: String, options: AtomicWriteOptions, writer: WriterIdentity? = nil) -> OutputDrift? {
         guard let (parent, name) = Self.split(path) else {
             return .invalidOutput(OutputError(.invalidSpec, path: path, reason: "target must be an absolute path to a file"))
         }
@@ -80,7 +82,7 @@ extension AtomicFileWriter {
         if mode != options.mode.rawValue {
             return .mode(found: FilePermissions(rawValue: mode))
         }
-        let expectedOwner = options.owner?.rawValue ?? geteuid()
+        let expectedOwner = options.owner?.rawValue ?? writer?.userID.rawValue ?? geteuid()
         if status.userID.rawValue != expectedOwner {
             return .owner(found: status.userID)
         }
@@ -91,7 +93,7 @@ extension AtomicFileWriter {
             do {
                 let parentStatus = try directory.stat()
                 let setgid = parentStatus.mode.rawValue & mode_t(S_ISGID) != 0
-                expectedGroup = setgid ? parentStatus.groupID.rawValue : getegid()
+                expectedGroup = setgid ? parentStatus.groupID.rawValue : (writer?.groupID.rawValue ?? getegid())
             } catch {
                 return .unreadable(error)
             }

@@ -36,7 +36,10 @@ public struct OutputWriter: Sendable {
     ///
     /// - Returns: nil when the file is exactly what a write would leave, else the first
     ///   difference found. Neither the result nor anything logged holds the secret.
-    public func inspect(_ document: SecretDocument, at spec: OutputSpec) -> OutputDrift? {
+    /// - Parameter writer: whose write to compare with when the spec names no owner or group:
+    ///   nil for this process (the daemon inspecting its own outputs); `status`, run as root,
+    ///   passes the daemon's account.
+    public func inspect(_ document: SecretDocument, at spec: OutputSpec, writer: WriterIdentity? = nil) -> OutputDrift? {
         let problems = spec.problems()
         guard problems.isEmpty else {
             return .invalidOutput(OutputError(.invalidSpec, path: spec.path, reason: problems.joined(separator: "; ")))
@@ -47,7 +50,7 @@ public struct OutputWriter: Sendable {
         } catch {
             return .invalidOutput(error)
         }
-        return fileWriter.inspect(expected, at: spec.path, options: spec.writeOptions)
+        return fileWriter.inspect(expected, at: spec.path, options: spec.writeOptions, writer: writer)
     }
 
     /// Whether a write of a secret to `spec` could succeed now, checked without a secret and
@@ -118,5 +121,16 @@ public struct OutputWriter: Sendable {
         } catch {
             return .failed(error)
         }
+    }
+}
+
+/// The account a write runs as: the owner and group a file gets when the output names none.
+public struct WriterIdentity: Sendable, Equatable {
+    public var userID: UserID
+    public var groupID: GroupID
+
+    public init(userID: UserID, groupID: GroupID) {
+        self.userID = userID
+        self.groupID = groupID
     }
 }

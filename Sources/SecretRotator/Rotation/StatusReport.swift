@@ -29,8 +29,12 @@ public struct StatusReport: Sendable, Encodable {
         public let unfinishedCall: String?
         /// Records that could not be read (only `status` reports these; the daemon repairs them).
         public let problems: [String]
+        /// Whether a secret is held for the app (in the state database), whatever its version.
+        public let hasSecret: Bool
+        /// The monitoring verdict (`AppHealth`); set by `StatusReport.read`, empty otherwise.
+        public internal(set) var health = AppHealth(findings: [])
 
-        init(app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, problems: [String] = []) {
+        init(app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, hasSecret: Bool, problems: [String] = []) {
             id = app.id
             name = app.name
             action = app.action.rawValue
@@ -44,10 +48,11 @@ public struct StatusReport: Sendable, Encodable {
             self.pendingVersion = pendingVersion
             hookOwedVersion = app.onRotate != nil && state.hookDoneVersion < state.version ? state.version : nil
             unfinishedCall = state.intent?.rawValue
+            self.hasSecret = hasSecret
             self.problems = problems
         }
 
-        public var needsAttention: Bool { consecutiveFailures > 0 || !problems.isEmpty }
+        public var needsAttention: Bool { consecutiveFailures > 0 || !problems.isEmpty || health.verdict != .ok }
     }
 
     public let apps: [App]
@@ -60,6 +65,12 @@ public struct StatusReport: Sendable, Encodable {
     /// Whether `status` should exit non-zero: an app failing, an unreadable record, or a state
     /// directory that cannot take a write.
     public var needsAttention: Bool { apps.contains(where: \.needsAttention) || !stateDirectoryProblems.isEmpty }
+
+    /// The worst verdict over every app and the state directory: `status`'s exit status.
+    public var verdict: AppHealth.Verdict {
+        let worst = apps.map(\.health.verdict).max() ?? .ok
+        return stateDirectoryProblems.isEmpty ? worst : max(worst, .unknown)
+    }
 
     /// One line for systemd's STATUS=: "3 apps · 0 failing · next: billing in 6d 3h".
     public func summary(now: Date) -> String {
@@ -76,9 +87,19 @@ public struct StatusReport: Sendable, Encodable {
     /// The report for `secret-rotator status`: from the config and the state directory alone,
     /// without the daemon and without changing anything on disk. Operator requests not yet
     /// taken up by the daemon are not shown.
-    public static func read(config: RotatorConfig, stateDirectory: StateDirectory, now: Date) -> StatusReport {
+    ///
+    /// - Parameters:
+    ///   - grace: how long past its due time a step may still be pending before the app counts
+    ///     as overdue; nil for `AppHealth.defaultGrace` of each app's interval.
+    ///   - outputWriter: the daemon's account, against which outputs without an explicit
+    ///     owner or group are judged; nil skips the outputs' check altogether.
+    public static func read(
+        config: RotatorConfig, stateDirectory: StateDirectory, now: Date, grace: Duration? = nil,
+        outputWriter: WriterIdentity? = nil, checkOutputs: Bool = false
+    ) -> StatusReport {
         let policy = EnginePolicy(config: config)
         let inspected = stateDirectory.inspect(appIDs: config.apps.map(\.id))
+        let writer = OutputWriter()
         var report = StatusReport(
             apps: config.apps.map { app in
                 var found = inspected.apps[app.id] ?? StateDirectory.Inspection()
@@ -90,10 +111,46 @@ public struct StatusReport: Sendable, Encodable {
                 let facts = RotationPlanner.Facts(heldVersion: found.secretVersion)
                 let step = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now)
                 let pending = found.secretVersion.flatMap { $0 > state.version ? $0 : nil }
-                return App(app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now), problems: found.problems)
+                var entry = App(
+                    app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now),
+                    hasSecret: found.secret != nil, problems: found.problems)
+                var outputFindings: [AppHealth.Finding] = []
+                if checkOutputs, let secret = found.secret {
+                    outputFindings = Self.inspectOutputs(app, secret: secret, writer: writer, as: outputWriter)
+                }
+                entry.health = AppHealth.judge(
+                    entry, outputFindings: outputFindings, now: now,
+                    grace: grace ?? AppHealth.defaultGrace(interval: app.interval))
+                return entry
             })
         report.stateDirectoryProblems = inspected.problems + stateDirectory.capacityProblems()
         return report
+    }
+
+    /// Each output against the held secret, as the daemon's level-triggered check compares
+    /// them; read only. A held secret newer than the app's record (not yet on every output)
+    /// makes the old outputs differ: that is reported, since a reader sees the old secret.
+    public static func inspectOutputs(
+        _ app: AppConfig, secret: CurrentSecret, writer: OutputWriter = OutputWriter(), as identity: WriterIdentity? = nil
+    ) -> [AppHealth.Finding] {
+        let document = SecretDocument(
+            secret: secret.secretValue, appId: app.id, appName: app.name, version: secret.version, rotatedAt: secret.obtainedAt)
+        var findings: [AppHealth.Finding] = []
+        for output in app.outputs {
+            switch RotationEngine.spec(output) {
+            case .failure(let error):
+                findings.append(.outputBad(path: output.path, drift: error.description))
+            case .success(let spec):
+                switch writer.inspect(document, at: spec, writer: identity) {
+                case nil: break
+                case .unreadable(let errno)?:
+                    findings.append(.outputUnchecked(path: output.path, reason: "\(errno)"))
+                case let drift?:
+                    findings.append(.outputBad(path: output.path, drift: drift.description))
+                }
+            }
+        }
+        return findings
     }
 
     /// A table with one row per app, then a line for everything that needs a look.
@@ -103,12 +160,20 @@ public struct StatusReport: Sendable, Encodable {
                 app.name, app.id, app.action, String(app.version),
                 app.secretObtainedAt.map { "\(Self.age($0, now: now)) (\(Self.timestamp($0)))" } ?? "never",
                 app.nextDue.map { Self.due($0, now: now) } ?? "-",
-                app.consecutiveFailures > 0 ? "FAILING" : (app.problems.isEmpty ? "ok" : "CHECK"),
+                Self.stateWord(app),
             ]
         }
         var lines = TextTable(header: ["APP", "ID", "ACTION", "VERSION", "SECRET AGE", "NEXT STEP", "STATE"], rows: rows)
             .renderLines()
         for app in apps {
+            for finding in app.health.findings {
+                switch finding {
+                case .outputBad, .outputUnchecked, .neverObtained, .overdue:
+                    lines.append("\(app.name): \(finding)")
+                case .stateUnreadable, .failing:
+                    break  // told below, with what the daemon does about it
+                }
+            }
             if app.consecutiveFailures > 0 {
                 lines.append(
                     "\(app.name): \(app.consecutiveFailures) failed attempt\(app.consecutiveFailures == 1 ? "" : "s"); last error: \(app.lastError ?? "unknown")")
@@ -132,6 +197,15 @@ public struct StatusReport: Sendable, Encodable {
         }
         lines.append(contentsOf: stateDirectoryProblems)
         return lines.joined(separator: "\n")
+    }
+
+    /// The STATE column: the monitoring verdict; CHECK for an unreadable record.
+    static func stateWord(_ app: App) -> String {
+        switch app.health.verdict {
+        case .ok: app.needsAttention ? (app.consecutiveFailures > 0 ? "FAILING" : "CHECK") : "ok"
+        case .unknown: "CHECK"
+        default: app.health.verdict.word.uppercased()
+        }
     }
 
     /// "in 6d 3h", "2h ago", "now".

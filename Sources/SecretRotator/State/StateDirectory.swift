@@ -244,6 +244,8 @@ public struct StateDirectory: Sendable {
     public struct Inspection: Sendable {
         public var state: AppState?
         public var secretVersion: Int?
+        /// The held secret itself, for `status` to compare the outputs with (never printed).
+        public var secret: CurrentSecret?
         public var problems: [String] = []
     }
 
@@ -274,7 +276,9 @@ public struct StateDirectory: Sendable {
                     }
                     switch try StateDatabase.find(CurrentSecret.self, appID: appID, in: db) {
                     case .missing: break
-                    case .record(let secret): found.secretVersion = secret.version
+                    case .record(let secret):
+                        found.secretVersion = secret.version
+                        found.secret = secret
                     case .unreadable(let reason): found.problems.append("secret record of \(appID) in \(databasePath): \(reason)")
                     }
                     apps[appID] = found
@@ -333,7 +337,11 @@ public struct StateDirectory: Sendable {
         ] {
             switch findJSON(CurrentSecret.self, at: candidate) {
             case .missing: continue
-            case .record(let secret): found.secretVersion = max(found.secretVersion ?? 0, secret.version)
+            case .record(let secret):
+                if secret.version >= (found.secretVersion ?? 0) {
+                    found.secretVersion = secret.version
+                    found.secret = secret
+                }
             case .unreadable(let reason): found.problems.append("secret record \(candidate): \(reason)")
             }
         }

@@ -1,0 +1,130 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What a monitoring check concludes about one app, from its status alone (pure: no I/O).
+///
+/// An app is healthy when it has a secret, that secret is on every output as configured,
+/// its last attempt did not fail, and its next step is not overdue beyond a grace period.
+/// Each way of falling short is a `Finding`; the worst finding of all apps decides the exit
+/// status of `secret-rotator status` (`Verdict`).
+public struct AppHealth: Sendable, Encodable, Equatable {
+    public enum Finding: Sendable, Equatable, Encodable, CustomStringConvertible {
+        /// The app's records (or the whole state database) could not be read: nothing is known.
+        case stateUnreadable(String)
+        /// An output could not be inspected (e.g. EACCES): unknown, not known bad.
+        case outputUnchecked(path: String, reason: String)
+        /// An output is missing, holds other content, or has another mode, owner or group.
+        case outputBad(path: String, drift: String)
+        /// No secret was ever obtained for the app (never ran, or every attempt failed).
+        case neverObtained
+        /// The next step was due more than the grace period ago (the daemon is stopped or stuck).
+        case overdue(since: Date)
+        /// The last attempt failed (`consecutiveFailures` in a row); the daemon retries.
+        case failing(attempts: Int, lastError: String?)
+
+        public var verdict: Verdict {
+            switch self {
+            case .stateUnreadable, .outputUnchecked: .unknown
+            case .outputBad: .outputs
+            case .neverObtained, .overdue: .overdue
+            case .failing: .failing
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .stateUnreadable(let reason): "state unreadable: \(reason)"
+            case .outputUnchecked(let path, let reason): "output \(path) could not be checked: \(reason)"
+            case .outputBad(let path, let drift): "output \(path) is not as configured: \(drift)"
+            case .neverObtained: "no secret obtained yet"
+            case .overdue(let since): "overdue: the next step was due at \(since.formatted(.iso8601))"
+            case .failing(let attempts, let lastError):
+                "failing: \(attempts) failed attempt\(attempts == 1 ? "" : "s"); last error: \(lastError ?? "unknown")"
+            }
+        }
+
+        private enum CodingKeys: String, CodingKey { case kind, detail }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(verdict.word, forKey: .kind)
+            try container.encode(description, forKey: .detail)
+        }
+    }
+
+    /// The exit statuses of `secret-rotator status`, worst last; the highest raw value among
+    /// all apps' findings is the command's exit status.
+    public enum Verdict: Int32, Sendable, Comparable, Encodable {
+        case ok = 0
+        /// The last attempt failed; the secret on disk is still the current one.
+        case failing = 1
+        /// Overdue beyond the grace period, or no secret ever obtained.
+        case overdue = 2
+        /// An output is missing or drifted: a service may read no secret or a wrong one.
+        case outputs = 3
+        /// The state could not be read, or an output could not be inspected.
+        case unknown = 4
+
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+
+        /// One word for JSON and the table: ok, failing, overdue, outputs, unknown.
+        public var word: String {
+            switch self {
+            case .ok: "ok"
+            case .failing: "failing"
+            case .overdue: "overdue"
+            case .outputs: "outputs"
+            case .unknown: "unknown"
+            }
+        }
+
+        /// The Monitoring Plugins state (Monitoring Plugins Development Guidelines, "Plugin
+        /// Return Codes"): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. A failing app still has a
+        /// valid secret (WARNING); overdue, never obtained or a bad output is CRITICAL.
+        public var pluginState: (code: Int32, word: String) {
+            switch self {
+            case .ok: (0, "OK")
+            case .failing: (1, "WARNING")
+            case .overdue, .outputs: (2, "CRITICAL")
+            case .unknown: (3, "UNKNOWN")
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(word)
+        }
+    }
+
+    public let findings: [Finding]
+
+    public var verdict: Verdict { findings.map(\.verdict).max() ?? .ok }
+
+    /// The grace period when `status --grace` is not given: 10 % of the app's interval, at
+    /// least 10 minutes (a daemon restart or a retry does not page anyone).
+    public static func defaultGrace(interval: Duration) -> Duration {
+        max(interval / 10, .seconds(600))
+    }
+
+    /// - Parameters:
+    ///   - outputFindings: the outputs' inspection (`outputBad`/`outputUnchecked`), made by the caller.
+    ///   - grace: how long past `app.nextDue` a step may still be pending.
+    public static func judge(_ app: StatusReport.App, outputFindings: [Finding], now: Date, grace: Duration) -> AppHealth {
+        var findings: [Finding] = app.problems.map { .stateUnreadable($0) }
+        if findings.isEmpty {
+            findings += outputFindings
+            if !app.hasSecret {
+                findings.append(.neverObtained)
+            } else if let due = app.nextDue, now.timeIntervalSince(due) > Double(grace.components.seconds) {
+                findings.append(.overdue(since: due))
+            }
+            if app.consecutiveFailures > 0 {
+                findings.append(.failing(attempts: app.consecutiveFailures, lastError: app.lastError))
+            }
+        }
+        return AppHealth(findings: findings)
+    }
+}
