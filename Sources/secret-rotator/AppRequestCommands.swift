@@ -12,82 +12,121 @@ import Glibc
 #endif
 
 /// `rotate` and `fetch`: safe whether or not the daemon runs. With a running daemon the
-/// request goes to it (request file + SIGUSR1), so there is never a second writer; otherwise
-/// this process takes the state-directory lock and does the work itself.
+/// request goes to it (request file + SIGUSR1), so there is never a second writer and the
+/// calling shell needs no access key secret (the daemon calls GenAuth); otherwise this
+/// process takes the state-directory lock and does the work itself, with the key.
 struct AppRequest {
     let options: DaemonOptions
-    let apps: [String]
+    let names: [String]
+    let all: Bool
     let kind: ControlRequests.Kind
-    let timeout: Duration
+    let timeout: Duration?
 
-    func perform() async throws {
-        let config = try options.loadConfig()
-        var targets: [AppConfig] = []
-        for name in apps {
-            guard let app = config.app(named: name) else {
-                StandardError.write("secret-rotator: no app named or with id \"\(name)\" in \(config.sourcePath)")
-                throw ExitCode(64)
+    func perform(confirm: () throws -> Void) async throws {
+        // Without the key first: a request to the daemon must not need it (issue 11).
+        let config = try options.configOption.loadConfig(with: ConfigLoader.withoutAccessKeySecret(), printWarnings: false)
+        let targets = try selectTargets(config)
+        if targets.isEmpty {
+            StandardError.write("secret-rotator: no app to \(kind.rawValue)")
+            return
+        }
+        if all { try confirm() }
+        let stateDirectory = options.stateDirectory(for: config)
+        if let daemon = StateDirectoryLock.holder(stateDirectory: stateDirectory) {
+            try await viaDaemon(daemon, targets: targets, config: config, stateDirectory: stateDirectory)
+        } else {
+            // Standalone: this process calls GenAuth, so now the key must be readable.
+            let keyed = try options.loadConfig()
+            try await standalone(keyed, targets: targets.compactMap { keyed.app(named: $0.id) }, stateDirectory: stateDirectory)
+        }
+    }
+
+    private func selectTargets(_ config: RotatorConfig) throws -> [AppConfig] {
+        if all {
+            guard kind == .rotate else { return config.apps }
+            let followers = config.apps.filter { $0.action == .follow }
+            if !followers.isEmpty {
+                StandardError.write(
+                    "secret-rotator: skipping \(Plural.count(followers.count, "app")) with action = \"follow\" (rotated on their rotating host): \(followers.prefix(5).map(\.name).joined(separator: ", "))\(followers.count > 5 ? ", ..." : "")")
             }
-            if kind == .rotate && app.action == .follow {
+            return config.apps.filter { $0.action == .rotate }
+        }
+        switch AppSelection.resolve(names, in: config) {
+        case .failure(let message):
+            StandardError.write("secret-rotator: \(message.text)")
+            throw ExitCode(64)
+        case .success(let apps):
+            for app in apps where kind == .rotate && app.action == .follow {
                 // Exactly one host may rotate an app: a follower rotating would kill the secret
                 // its rotating host and every other follower hold.
                 StandardError.write(
                     "secret-rotator: \(app.name) has action = \"follow\": this host never rotates it; rotate it on its rotating host, or use `fetch`")
                 throw ExitCode(64)
             }
-            targets.append(app)
-        }
-        let stateDirectory = options.stateDirectory(for: config)
-        if let daemon = StateDirectoryLock.holder(stateDirectory: stateDirectory) {
-            try await viaDaemon(daemon, targets: targets, stateDirectory: stateDirectory)
-        } else {
-            try await standalone(config, targets: targets, stateDirectory: stateDirectory)
+            return apps
         }
     }
 
-    private func viaDaemon(_ pid: pid_t, targets: [AppConfig], stateDirectory: String) async throws {
+    /// How long to wait for the daemon: --timeout, else 60 s plus twice the time the request
+    /// budget (`requests_per_second`) needs for the apps, so `rotate --all` is not cut short.
+    private func waitLimit(_ config: RotatorConfig, apps: Int) -> Duration {
+        if let timeout { return timeout }
+        return .seconds(60) + .seconds(2 * Double(apps) / config.genauth.requestsPerSecond)
+    }
+
+    private func viaDaemon(_ pid: pid_t, targets: [AppConfig], config: RotatorConfig, stateDirectory: String) async throws {
         let store = StateDirectory(path: stateDirectory)
         let requests = ControlRequests(stateDirectory: store)
-        var before: [String: AppState] = [:]
+        let ids = targets.map(\.id)
+        let initial = store.inspect(appIDs: ids).apps
         for app in targets {
-            before[app.id] = store.loadState(appID: app.id, now: Date()).state ?? AppState(appID: app.id)
-            try requests.submit(appID: app.id, kind: kind)
+            do {
+                try requests.submit(appID: app.id, kind: kind)
+            } catch {
+                StandardError.write("secret-rotator: cannot hand the request to the daemon: \(error)")
+                throw ExitCode(73)
+            }
         }
         guard kill(pid, SIGUSR1) == 0 else {
             StandardError.write("secret-rotator: cannot signal the daemon (PID \(pid)): \(String(cString: strerror(errno)))")
             throw ExitCode.failure
         }
-        print("asked the running daemon (PID \(pid)) to \(kind.rawValue) \(targets.map(\.name).joined(separator: ", "))")
-        // The daemon journals every step; wait until each app's journal changes in a way that
+        print("asked the running daemon (PID \(pid)) to \(kind.rawValue) \(Self.list(targets))")
+        // The daemon journals every step; wait until each app's record changes in a way that
         // answers the request: a new version, a fresh "unchanged" check, or a new failure.
-        let deadline = ContinuousClock.now.advanced(by: timeout)
+        let progress = Progress(total: targets.count, verb: kind == .rotate ? "rotated" : "fetched")
+        let deadline = ContinuousClock.now.advanced(by: waitLimit(config, apps: targets.count))
         var remaining = targets
-        var failed = false
+        var failed: [String] = []
         while !remaining.isEmpty && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(100))
+            try await QuietSleep.sleep(for: .milliseconds(200))
+            let now = store.inspect(appIDs: remaining.map(\.id)).apps
             remaining = remaining.filter { app in
-                guard let state = store.loadState(appID: app.id, now: Date()).state, let old = before[app.id] else { return true }
+                guard let state = now[app.id]?.state else { return true }
+                let old = initial[app.id]?.state ?? AppState(appID: app.id)
                 if state.version > old.version && state.intent == nil {
-                    print("\(app.name): version \(state.version) written")
+                    progress.finished("\(app.name): version \(state.version) written")
                     return false
                 }
                 if kind == .fetch, state.lastChecked != old.lastChecked, state.consecutiveFailures == 0 {
-                    print("\(app.name): unchanged (version \(state.version)); every output checked")
+                    progress.finished("\(app.name): unchanged (version \(state.version)); every output checked")
                     return false
                 }
                 if state.consecutiveFailures > old.consecutiveFailures {
-                    StandardError.write("\(app.name): failed: \(state.lastError ?? "unknown error")")
-                    failed = true
+                    progress.failed(
+                        "\(app.name): attempt failed (the daemon keeps retrying with backoff): \(state.lastError ?? "unknown error")")
+                    failed.append(app.name)
                     return false
                 }
                 return true
             }
         }
-        if failed { throw ExitCode.failure }
+        progress.done(timedOut: remaining.map(\.name))
         if !remaining.isEmpty {
-            StandardError.write("secret-rotator: timed out waiting for \(remaining.map(\.name).joined(separator: ", ")); the daemon keeps trying")
-            throw ExitCode.failure
+            StandardError.write(
+                "secret-rotator: timed out waiting for \(Self.list(remaining)); the daemon still has the request (see `secret-rotator status`)")
         }
+        if !failed.isEmpty || !remaining.isEmpty { throw ExitCode.failure }
     }
 
     private func standalone(_ config: RotatorConfig, targets: [AppConfig], stateDirectory: String) async throws {
@@ -100,6 +139,7 @@ struct AppRequest {
         let appLocks = try DaemonOptions.lockApps(config, stateDirectory: stateDirectory)
         let client = try DaemonOptions.makeClient(config)
         let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
+        let progress = Progress(total: targets.count, verb: kind == .rotate ? "rotated" : "fetched")
         var ok = true
         do {
             try await engine.start()
@@ -110,18 +150,18 @@ struct AppRequest {
                 let state = await engine.state(of: app.id)
                 let version = state?.version ?? 0
                 if succeeded && version > before {
-                    print("\(app.name): version \(version) written")
+                    progress.finished("\(app.name): version \(version) written")
                 } else if succeeded && kind == .fetch {
-                    print("\(app.name): unchanged (version \(version)); every output checked")
+                    progress.finished("\(app.name): unchanged (version \(version)); every output checked")
                 } else if succeeded {
-                    StandardError.write("\(app.name): not rotated (still version \(version))")
+                    progress.failed("\(app.name): not rotated (still version \(version))")
                     ok = false
                 } else if state?.intent == .refresh, state?.consecutiveFailures == 0 {
-                    StandardError.write(
+                    progress.failed(
                         "\(app.name): the refresh's outcome is unknown; the next run reconciles it with GenAuth (it is not sent again)")
                     ok = false
                 } else {
-                    StandardError.write("\(app.name): failed: \(state?.lastError ?? "unknown error")")
+                    progress.failed("\(app.name): failed: \(state?.lastError ?? "unknown error")")
                     ok = false
                 }
             }
@@ -133,20 +173,94 @@ struct AppRequest {
             withExtendedLifetime((lock, appLocks)) {}
             throw ExitCode(73)
         }
+        progress.done(timedOut: [])
         try? await client.shutdown()
         withExtendedLifetime((lock, appLocks)) {}
         if !ok { throw ExitCode.failure }
+    }
+
+    static func list(_ apps: [AppConfig]) -> String {
+        apps.count <= 5 ? apps.map(\.name).joined(separator: ", ") : "\(apps.count) apps"
+    }
+}
+
+/// Per-app results of `rotate`/`fetch`: a line each (stdout for done, stderr for failed), and
+/// for more than one app a progress line redrawn on stderr while it is a terminal, then a
+/// summary ("200 apps: 198 rotated, 2 failed").
+final class Progress {
+    private let total: Int
+    private let verb: String
+    private let live: Bool
+    private var succeeded = 0
+    private var failures = 0
+
+    init(total: Int, verb: String) {
+        self.total = total
+        self.verb = verb
+        live = total > 1 && isatty(2) == 1
+    }
+
+    func finished(_ line: String) {
+        succeeded += 1
+        clear()
+        print(line)
+        redraw()
+    }
+
+    func failed(_ line: String) {
+        failures += 1
+        clear()
+        StandardError.write(line)
+        redraw()
+    }
+
+    func done(timedOut: [String]) {
+        clear()
+        guard total > 1 else { return }
+        var parts = ["\(succeeded) \(verb)"]
+        if failures > 0 { parts.append("\(failures) failed") }
+        if !timedOut.isEmpty { parts.append("\(timedOut.count) still pending") }
+        print("\(Plural.count(total, "app")): \(parts.joined(separator: ", "))")
+    }
+
+    private func redraw() {
+        guard live else { return }
+        StandardError.write(raw: "[\(succeeded + failures)/\(total)] \(succeeded) \(verb), \(failures) failed")
+    }
+
+    private func clear() {
+        guard live else { return }
+        StandardError.write(raw: "\r\u{1B}[K")
     }
 }
 
 /// What `rotate` and `fetch` share on the command line.
 struct AppRequestOptions: ParsableArguments {
     @OptionGroup var options: DaemonOptions
-    @Argument(help: "App names or ids.") var apps: [String]
-    @Option(help: "How long to wait for a running daemon to finish, e.g. 60s.") var timeout = "60s"
 
-    func perform(_ kind: ControlRequests.Kind) async throws {
-        try await AppRequest(options: options, apps: apps, kind: kind, timeout: try parsedTimeout(timeout)).perform()
+    @Argument(
+        help: ArgumentHelp("App names or ids.", valueName: "app"),
+        completion: .custom(AppNameCompletion.complete))
+    var apps: [String] = []
+
+    @Flag(help: "Every app in the config (rotate: every app with action = \"rotate\").")
+    var all = false
+
+    @Option(help: ArgumentHelp(
+        "How long to wait for a running daemon, e.g. 60s.",
+        discussion: "Default: 60s plus twice the time requests_per_second needs for the apps.", valueName: "duration"))
+    var timeout: String?
+
+    func validate() throws {
+        if all && !apps.isEmpty { throw ValidationError("give app names or --all, not both") }
+        if !all && apps.isEmpty { throw ValidationError("name at least one app (or use --all)") }
+        if let timeout { _ = try parsedDuration(timeout, option: "--timeout") }
+    }
+
+    func request(_ kind: ControlRequests.Kind) throws -> AppRequest {
+        AppRequest(
+            options: options, names: apps, all: all, kind: kind,
+            timeout: try timeout.map { try parsedDuration($0, option: "--timeout") })
     }
 }
 
@@ -154,28 +268,58 @@ struct RotateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate",
         abstract: "Rotate the named apps now (through the running daemon if there is one).",
-        discussion: "Exit status: 0 rotated, 1 failed or timed out, 64 unknown app or an app with action = \"follow\", 78 invalid config.")
+        discussion: """
+            GenAuth invalidates an app's old secret the moment it rotates; every output is \
+            rewritten right after. With a running daemon the request goes to it and this shell \
+            needs no access key secret; otherwise this process does the work itself and needs it.
+
+            --all rotates every app with action = "rotate" (for an incident: a leaked key, a \
+            compromised host). It asks for confirmation on a terminal; without one, pass --yes.
+
+            Exit status: 0 rotated, 1 failed or timed out, 64 bad arguments, an unknown app or \
+            an app with action = "follow", 73 the state directory cannot be used, 75 another \
+            process holds the state directory, 78 invalid config.
+            """)
 
     @OptionGroup var request: AppRequestOptions
 
-    func run() async throws { try await request.perform(.rotate) }
+    @Flag(help: "With --all: do not ask for confirmation (needed when stdin is not a terminal).")
+    var yes = false
+
+    func validate() throws {
+        if yes && !request.all { throw ValidationError("--yes only applies to --all") }
+    }
+
+    func run() async throws {
+        try await request.request(.rotate).perform {
+            if yes { return }
+            guard isatty(0) == 1 else {
+                StandardError.write("secret-rotator: rotate --all needs --yes when stdin is not a terminal")
+                throw ExitCode(64)
+            }
+            StandardError.write(raw: "Rotate every app now? GenAuth invalidates each old secret at once. [y/N] ")
+            guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                StandardError.write("secret-rotator: nothing rotated")
+                throw ExitCode.failure
+            }
+        }
+    }
 }
 
 struct FetchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fetch",
         abstract: "Write the named apps' current secrets without rotating them.",
-        discussion: "Exit status: 0 written or unchanged, 1 failed or timed out, 64 unknown app, 78 invalid config.")
+        discussion: """
+            Reads each app's current secret from GenAuth and rewrites any output that differs. \
+            Through a running daemon this shell needs no access key secret.
+
+            Exit status: 0 written or unchanged, 1 failed or timed out, 64 bad arguments or an \
+            unknown app, 73 the state directory cannot be used, 75 another process holds the \
+            state directory, 78 invalid config.
+            """)
 
     @OptionGroup var request: AppRequestOptions
 
-    func run() async throws { try await request.perform(.fetch) }
-}
-
-func parsedTimeout(_ text: String) throws -> Duration {
-    do {
-        return try DurationSyntax.parse(text)
-    } catch {
-        throw ValidationError("--timeout: \(error.message)")
-    }
+    func run() async throws { try await request.request(.fetch).perform {} }
 }

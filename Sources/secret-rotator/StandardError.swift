@@ -18,3 +18,15 @@ enum StandardError {
         }
     }
 }
+
+extension StandardError {
+    /// Without the trailing newline `write` adds: prompts and progress lines.
+    static func write(raw text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            if written <= 0 { return }
+            bytes = bytes.dropFirst(written)
+        }
+    }
+}
