@@ -111,6 +111,19 @@ let package = Package(
             swiftSettings: strict,
             linkerSettings: sanitizerLink
         ),
+        // Test machinery, never packaged (build-deb.sh packs only secret-rotator and
+        // genauth-mock): a process that rewrites a file in a loop for the SIGKILL tests.
+        .executableTarget(
+            name: "secret-rotator-write-loop",
+            dependencies: [
+                "SecretRotator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            path: "Tests/WriteLoop",
+            swiftSettings: strict,
+            linkerSettings: sanitizerLink
+        ),
         .testTarget(
             name: "SecretRotatorTests",
             dependencies: [

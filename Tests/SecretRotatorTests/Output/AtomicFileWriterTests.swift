@@ -32,8 +32,8 @@ struct AtomicFileWriterTests {
             let target = directory.file("umask-\(umask)")
             let result = try TestProcess.run(
                 "/bin/sh",
-                ["-c", "umask \(umask); exec \"$0\" _write-loop --path \"$1\" --value v --count 1 --mode 0640",
-                 TestProcess.secretRotatorBinary, target])
+                ["-c", "umask \(umask); exec \"$0\" --path \"$1\" --value v --count 1 --mode 0640",
+                 TestProcess.writeLoopBinary, target])
             #expect(result.status == 0, "\(result.stderr)")
             let status = try #require(TestFiles.lstatOf(target))
             #expect(permissions(status) == 0o640)
@@ -376,7 +376,7 @@ struct AtomicFileWriterTests {
         let target = directory.file("secret")
         let result = try TestProcess.run(
             "/usr/sbin/runuser",
-            ["-u", TestAccounts.userName, "--", TestProcess.secretRotatorBinary, "_write-loop", "--path", target, "--value", "x", "--count", "1"])
+            ["-u", TestAccounts.userName, "--", TestProcess.writeLoopBinary, "--path", target, "--value", "x", "--count", "1"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("EACCES"), "\(result.stderr)")
         #expect(result.stderr.contains(target))

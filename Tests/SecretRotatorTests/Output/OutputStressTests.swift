@@ -92,7 +92,7 @@ struct OutputStressTests {
 
     @Test("crash: a writer process SIGKILLed at random moments 200 times leaves old or new, and a start-up sweep removes its temp file")
     func crashes() throws {
-        let binary = TestProcess.secretRotatorBinary
+        let binary = TestProcess.writeLoopBinary
         try #require(FileManager.default.isExecutableFile(atPath: binary), "built executable at \(binary)")
         let directory = try TestDirectory()
         defer { directory.remove() }
@@ -112,7 +112,7 @@ struct OutputStressTests {
         for round in 0..<kills {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["_write-loop", "--path", target, "--value", old, "--value", new, "--ready"]
+            process.arguments = ["--path", target, "--value", old, "--value", new, "--ready"]
             let out = Pipe()
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice

@@ -97,6 +97,12 @@ enum TestProcess {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         return exe.deletingLastPathComponent().appendingPathComponent("secret-rotator").path
     }
+
+    /// The test-only writer (`Tests/WriteLoop`), built beside the test bundle, never shipped.
+    static var writeLoopBinary: String {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return exe.deletingLastPathComponent().appendingPathComponent("secret-rotator-write-loop").path
+    }
 }
 
 enum TestAccounts {

@@ -114,7 +114,7 @@ import Glibc
         #expect(chown(home, ids.user.rawValue, ids.group.rawValue) == 0)
         let result = try TestProcess.run(
             "/usr/sbin/runuser",
-            ["-u", TestAccounts.userName, "--", TestProcess.secretRotatorBinary, "_write-loop", "--path", home + "/secret", "--value", "x", "--count", "1"])
+            ["-u", TestAccounts.userName, "--", TestProcess.writeLoopBinary, "--path", home + "/secret", "--value", "x", "--count", "1"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(TestFiles.readString(home + "/secret") == "x")
     }

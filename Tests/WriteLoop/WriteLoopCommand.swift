@@ -8,14 +8,17 @@ import Glibc
 import Musl
 #endif
 
-/// Test helper, hidden from help: replaces a file with alternating values through
-/// `AtomicFileWriter`, so the crash test can SIGKILL a real writer process at random moments.
-/// The values arrive on argv, so this must only ever see test data, never a real secret.
+/// Test helper: replaces a file with alternating values through `AtomicFileWriter`, so the
+/// crash test can SIGKILL a real writer process at random moments. The values arrive on argv,
+/// so this must only ever see test data, never a real secret.
+///
+/// Its own executable target (issue 11): it used to be a hidden `_write-loop` command of the
+/// shipped `secret-rotator`; packaging/build-deb.sh never packs this one.
+@main
 struct WriteLoopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "_write-loop",
-        abstract: "Test helper: atomically rewrite a file with alternating values.",
-        shouldDisplay: false
+        commandName: "secret-rotator-write-loop",
+        abstract: "Test helper: atomically rewrite a file with alternating values."
     )
 
     @Option(help: "Absolute path of the file to replace.")
