@@ -27,3 +27,9 @@ int sr_install_enqueue_global_hook(void *hook) {
     return __atomic_compare_exchange_n(&swift_task_enqueueGlobal_hook, &expected, hook, 0, __ATOMIC_SEQ_CST,
                                        __ATOMIC_SEQ_CST);
 }
+
+#include <stdio.h>
+
+void sr_line_buffer_stdout(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}

@@ -8,6 +8,10 @@ import Synchronization
 /// to it unchanged (`host = server.baseURL`). Tests drive it through `state`; other
 /// processes through the `/__admin/` endpoints.
 public final class GenAuthMockServer: Sendable {
+    /// `genauth-mock --version`; the same release as secret-rotator (a unit test compares it
+    /// with `SecretRotatorVersion.current`, which build-deb.sh reads).
+    public static let version = "0.1.0"
+
     public let state: GenAuthMockState
     public let host: String
     public let port: Int

@@ -59,7 +59,8 @@ struct GenAuthMockCommand: AsyncParsableCommand {
               empty-secret            apply, then "secret": ""
               invalid-secret          apply, then a secret with a control char
               expired-token           revoke the presented token, answer 401
-            """
+            """,
+        version: "genauth-mock \(GenAuthMockServer.version)"
     )
 
     @Option(help: "Address to bind. Anything but loopback exposes the admin API.")

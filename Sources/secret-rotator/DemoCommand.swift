@@ -21,16 +21,27 @@ struct DemoCommand: AsyncParsableCommand {
             Starts the mock GenAuth V3 API on 127.0.0.1 with three apps, writes a temporary \
             state and drop directory, and runs the real rotation engine with intervals of a few \
             seconds, printing each rotation and where the files are. Stops at Ctrl-C or after \
-            --duration, then checks that every file holds the mock's current secret. Nothing \
-            outside the temporary directory is touched.
+            --duration, then checks that every output file holds the mock's current secret \
+            with its configured mode, and removes the temporary directory (unless --keep). \
+            Nothing outside the temporary directory is touched.
+
+            Exit status: 0 every file in sync, 1 a file differs, 64 bad arguments.
             """)
 
-    @Option(help: "Stop after this long, e.g. 20s (default: run until Ctrl-C).")
+    @Option(help: ArgumentHelp("Stop after this long, e.g. 20s (default: run until Ctrl-C).", valueName: "duration"))
     var duration: String?
+
+    @Flag(help: "Keep the temporary directory (config, state, files) at exit, to look at it.")
+    var keep = false
+
+    func validate() throws {
+        if let duration { _ = try parsedDuration(duration, option: "--duration") }
+    }
 
     func run() async throws {
         EarlyStopSignal.install()
-        let stopAfter = try duration.map { try parsedTimeout($0) }
+        StandardOutput.lineBuffered()
+        let stopAfter = try duration.map { try parsedDuration($0, option: "--duration") }
         var template = Array("/tmp/secret-rotator-demo.XXXXXX".utf8CString)
         guard let created = mkdtemp(&template) else {
             throw ValidationError("cannot create a temporary directory")
@@ -80,22 +91,35 @@ struct DemoCommand: AsyncParsableCommand {
         }
 
         print("\nfiles:")
-        var inSync = true
+        var differences: [String] = []
         for app in config.apps {
             let state = await engine.state(of: app.id)
-            let current = mock.state.currentSecret(appId: app.id)
             for output in app.outputs {
                 print("  \(output.path)  (\(output.format.rawValue), version \(state?.version ?? 0))")
             }
-            if let raw = app.outputs.first(where: { $0.format == .raw }), let current {
-                let onDisk = (try? String(contentsOfFile: raw.path, encoding: .utf8))?.split(separator: "\n").first.map(String.init)
-                inSync = inSync && onDisk == current
+            // Every output, not only the raw one: the held secret must be the one the mock
+            // accepts now, and each file must be exactly what a write of it leaves (content in
+            // its format, mode), as `status` checks it.
+            let held = store.loadSecret(appID: app.id, now: Date()).secret
+            guard let held, held.secretValue.exposed == mock.state.currentSecret(appId: app.id) else {
+                differences.append("\(app.name): the secret held is not the mock's current one")
+                continue
             }
+            differences += StatusReport.inspectOutputs(app, secret: held).map { "\(app.name): \($0)" }
         }
-        print(inSync ? "every raw file holds the secret the mock accepts now." : "WARNING: a file differs from the mock's current secret")
+        if differences.isEmpty {
+            print("every file holds the secret the mock accepts now, with its configured mode.")
+        } else {
+            for difference in differences { print("WARNING: \(difference)") }
+        }
         try? await client.shutdown()
         try? await mock.stop()
-        if !inSync { throw ExitCode.failure }
+        if keep {
+            print("kept \(root) (remove it when done: it holds the mock's secrets)")
+        } else {
+            try? FileManager.default.removeItem(atPath: root)
+        }
+        if !differences.isEmpty { throw ExitCode.failure }
     }
 
     /// A real TOML config, loaded by the real loader; only the minimum interval is lowered

@@ -9,15 +9,23 @@ struct SecretRotatorCommand: AsyncParsableCommand {
         commandName: "secret-rotator",
         abstract: "Keeps GenAuth (Authing) application secrets fresh on disk.",
         discussion: """
-            secret-rotator reads a schedule of GenAuth applications from one TOML file, rotates \
-            each application's secret through the GenAuth V3 management API on its interval, and \
-            writes every new secret atomically to files that services read.
+            secret-rotator reads a schedule of GenAuth applications from one TOML file (plus \
+            apps.d/*.toml beside it), rotates each application's secret through the GenAuth V3 \
+            management API on its interval, and writes every new secret atomically to files \
+            that services read.
 
-            Exit codes: 0 success, 64 bad command line, 78 invalid configuration (EX_CONFIG).
+            Exit codes (sysexits.h where one fits): 0 success, 1 a failure the command \
+            describes, 64 bad command line (EX_USAGE), 73 the state directory cannot be \
+            created or used (EX_CANTCREAT), 75 another process holds the state directory \
+            (EX_TEMPFAIL), 77 permission denied (EX_NOPERM), 78 invalid configuration \
+            (EX_CONFIG). `status` has its own codes for monitoring: see `status --help`.
             Config file: --config, else $SECRET_ROTATOR_CONFIG, else /etc/secret-rotator/rotator.toml.
             """,
-        version: SecretRotatorVersion.current,
-        subcommands: [RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, CheckConfigCommand.self, DemoCommand.self, WriteLoopCommand.self]
+        version: "secret-rotator \(SecretRotatorVersion.current)",
+        subcommands: [
+            RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, CheckConfigCommand.self,
+            DemoCommand.self,
+        ]
     )
 
     /// Before the first hop to the global executor: Swift Concurrency's jobs run on NIO's event
@@ -26,6 +34,28 @@ struct SecretRotatorCommand: AsyncParsableCommand {
     /// (issue 10 item 4). Sleeps go through `QuietSleep` for the same reason.
     static func main() async {
         EventLoopExecutorTakeover.install()
+        if let unknown = unknownSubcommand(CommandLine.arguments) {
+            StandardError.write(unknown)
+            StandardError.write("See 'secret-rotator --help' for the commands.")
+            Self.exit(withError: ExitCode(64))
+        }
         await main(nil)
+    }
+
+    /// argument-parser reports a mistyped command as "Unexpected argument" with the top-level
+    /// usage; this names it and suggests the closest command (`statsu` → `status`).
+    static func unknownSubcommand(_ arguments: [String]) -> String? {
+        guard arguments.count > 1 else { return nil }
+        let word = arguments[1]
+        guard !word.hasPrefix("-"), word != "help" else { return nil }
+        let names = configuration.subcommands.compactMap { $0.configuration.commandName }
+        guard !names.contains(word) else { return nil }
+        var message = "Error: unknown command '\(word)'"
+        if let guess = KeySuggester.suggestion(for: word, among: names) {
+            message += "; did you mean '\(guess)'?"
+        } else {
+            message += "; the commands are \(names.joined(separator: ", "))"
+        }
+        return message
     }
 }

@@ -14,4 +14,8 @@ extern const unsigned long long sr_statx_attr_mount_root;
 /// Installs `hook` as the Swift runtime's `swift_task_enqueueGlobal_hook` if none is set.
 int sr_install_enqueue_global_hook(void *hook);
 
+/* stdout line-buffered even when it is a pipe (`demo | tee`, a CI log): the C `stdout` global
+   is not concurrency-safe to touch from Swift 6. */
+void sr_line_buffer_stdout(void);
+
 #endif

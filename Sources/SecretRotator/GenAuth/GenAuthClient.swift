@@ -76,7 +76,8 @@ public final class GenAuthClient: Sendable {
         let operation = APIOperation.refreshApplicationSecret(appId: appId)
         let answer = try await authenticated(operation, as: SecretPayload.self)
         let secret = try Self.validated(answer.payload.secret, operation: operation, answer: answer)
-        logger.info(
+        // Debug: the engine logs the rotation once, with the app and version (issue 11).
+        logger.debug(
             "application secret rotated",
             metadata: ["app_id": "\(appId)", "request_id": "\(answer.requestId ?? "-")"])
         return secret
@@ -137,7 +138,8 @@ public final class GenAuthClient: Sendable {
         do throws(GenAuthError) {
             answer = try await transport.call(operation, token: nil, as: TokenPayload.self)
         } catch {
-            logger.error("management token request failed", metadata: Self.metadata(error))
+            // Debug: each caller logs the failure it causes, once (issue 11: no double lines).
+            logger.debug("management token request failed", metadata: Self.metadata(error))
             throw error
         }
         let grant = try Self.grant(from: answer, operation: operation, accessKeyId: transport.configuration.accessKeyId)
@@ -197,7 +199,8 @@ public final class GenAuthClient: Sendable {
     private func logFailure(_ error: GenAuthError, operation: APIOperation) {
         var metadata = Self.metadata(error)
         metadata["app_id"] = "\(operation.appId ?? "-")"
-        logger.warning("GenAuth call failed", metadata: metadata)
+        // Debug: the engine (or the command) logs the failure once, with the same fields.
+        logger.debug("GenAuth call failed", metadata: metadata)
     }
 
     private static func metadata(_ error: GenAuthError) -> Logger.Metadata {

@@ -364,7 +364,7 @@ public actor RotationEngine {
                 let held = heldVersions[app.id]
                 return StatusReport.App(
                     app: app, state: state, pendingVersion: held.flatMap { $0 > state.version ? $0 : nil },
-                    nextDue: plan(for: app).step.due(now: now()))
+                    nextDue: plan(for: app).step.due(now: now()), hasSecret: held != nil)
             })
     }
 
@@ -753,7 +753,7 @@ public actor RotationEngine {
     /// The writer's view of `output`, its template read now (an edited template is used
     /// without a restart) under the same trust rule as at load: not a link, owned by root or
     /// us, writable by nobody else.
-    private static func spec(_ output: OutputConfig) -> Result<OutputSpec, OutputError> {
+    static func spec(_ output: OutputConfig) -> Result<OutputSpec, OutputError> {
         guard output.format == .template, let path = output.templatePath else { return .success(output.outputSpec(template: nil)) }
         do {
             let text = try ConfigFileReader.readTrusted(path, what: "template", followSymlinks: false).text
@@ -840,7 +840,7 @@ public actor RotationEngine {
                 let micros = window.components.seconds * 1_000_000 + window.components.attoseconds / 1_000_000_000_000
                 metadata["exposure_ms"] = "\(Double(micros) / 1000)"
             }
-            log.notice("secret \(origin.rawValue) and written to \(app.outputs.count) output(s)", metadata: metadata)
+            log.notice("secret \(origin.rawValue) and written to \(Self.count(app.outputs.count, "output"))", metadata: metadata)
         case .changedUpstream(let purpose):
             log.critical(
                 "GenAuth holds a secret we did not write (changed upstream, found by \(purpose.rawValue)); adopting it",
@@ -868,6 +868,11 @@ public actor RotationEngine {
                 log.error("\(failure.message); retrying in \(DurationSyntax.format(delay))", metadata: metadata)
             }
         }
+    }
+
+    /// "1 output", "2 outputs": counts agree with their number in every message.
+    static func count(_ number: Int, _ noun: String) -> String {
+        "\(number) \(noun)\(number == 1 ? "" : "s")"
     }
 
     private static func metadata(_ fields: [String: String]) -> Logger.Metadata {
@@ -899,7 +904,7 @@ public actor RotationEngine {
             if let errno = first.error?.errno { fields["errno"] = OutputError.name(of: errno) }
         }
         let detail = first.map { "\($0.error.map { "\($0)" } ?? $0.path)" } ?? "unknown"
-        return AppTransitions.Failure(.local, "\(report.failed.count) output(s) not written: \(detail)", fields: fields)
+        return AppTransitions.Failure(.local, "\(Self.count(report.failed.count, "output")) not written: \(detail)", fields: fields)
     }
 
     static func fields(of error: StateDirectoryError) -> [String: String] {

@@ -38,7 +38,7 @@ public struct JournalLogHandler: LogHandler {
                 handler.logLevel = level
                 return handler
             }
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = LogfmtLogHandler(label: label)
             handler.logLevel = level
             return handler
         }

@@ -530,7 +530,7 @@ import Testing
         #expect(status == 0, "\(output)")
         #expect(output.contains("billing: secret fetched and written"))
         #expect(output.contains("billing: secret rotated and written"))
-        #expect(output.contains("every raw file holds the secret the mock accepts now."))
+        #expect(output.contains("every file holds the secret the mock accepts now, with its configured mode."))
     }
 }
 
