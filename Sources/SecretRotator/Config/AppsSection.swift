@@ -8,10 +8,17 @@ struct AppsSection {
     private struct Claim {
         let keyPath: String
         let line: Int?
+        /// The file of the claim, shown when a later file repeats it (apps.d).
+        let file: String
     }
 
-    func read(_ readers: [TableReader]?, sink: DiagnosticCollector) -> [AppConfig] {
-        guard let readers, !readers.isEmpty else {
+    /// Every app of the main file and of apps.d, in that order; each reader carries the sink
+    /// of its own file, so each error is reported with its own file:line. The rules that span
+    /// apps (unique ids, names, output paths) span all files.
+    ///
+    /// - Returns: the apps, each with `sourceFile` set, in reading order.
+    func read(_ readers: [TableReader], sink: DiagnosticCollector) -> [AppConfig] {
+        guard !readers.isEmpty else {
             sink.warning("app", "no [[app]] entries; there is nothing to rotate")
             return []
         }
@@ -21,17 +28,18 @@ struct AppsSection {
         var paths: [String: Claim] = [:]
         var stateNames: [String: Claim] = [:]
         for reader in readers {
-            guard let app = readApp(reader, sink: sink) else { continue }
+            guard var app = readApp(reader, sink: reader.sink) else { continue }
+            app.source = AppSource(file: reader.sink.file, keyPath: reader.path, line: reader.sink.line(of: reader.path))
             let newID = ids[app.id] == nil
-            claim(app.id, in: &ids, keyPath: reader.keyPath("id"), what: "app id", sink: sink)
+            claim(app.id, in: &ids, keyPath: reader.keyPath("id"), what: "app id", sink: reader.sink)
             // Long ids are stored under their SHA-256: two ids must not meet on one record.
             if newID {
                 claim(
                 StateDirectory.fileName(for: app.id), in: &stateNames, keyPath: reader.keyPath("id"),
-                    what: "state record name (app ids are stored under this name)", sink: sink)
+                    what: "state record name (app ids are stored under this name)", sink: reader.sink)
             }
             let nameKey = reader.contains("name") ? reader.keyPath("name") : reader.keyPath("id")
-            claim(app.name, in: &names, keyPath: nameKey, what: "app name", sink: sink)
+            claim(app.name, in: &names, keyPath: nameKey, what: "app name", sink: reader.sink)
             for (index, output) in app.outputs.enumerated() {
                 let outputKey: String
                 if reader.contains("output") {
@@ -39,7 +47,7 @@ struct AppsSection {
                 } else {
                     outputKey = reader.path
                 }
-                claim(output.path, in: &paths, keyPath: outputKey, what: "output path", sink: sink)
+                claim(output.path, in: &paths, keyPath: outputKey, what: "output path", sink: reader.sink)
             }
             apps.append(app)
         }
@@ -50,10 +58,11 @@ struct AppsSection {
         _ value: String, in claims: inout [String: Claim], keyPath: String, what: String, sink: DiagnosticCollector
     ) {
         if let first = claims[value] {
-            let line = first.line.map { " (line \($0))" } ?? ""
-            sink.error(keyPath, "duplicate \(what) \"\(value)\"; already used by \(first.keyPath)\(line)")
+            var place = first.line.map { " (line \($0))" } ?? ""
+            if first.file != sink.file { place = " (\(first.file)\(first.line.map { ":\($0)" } ?? ""))" }
+            sink.error(keyPath, "duplicate \(what) \"\(value)\"; already used by \(first.keyPath)\(place)")
         } else {
-            claims[value] = Claim(keyPath: keyPath, line: sink.line(of: keyPath))
+            claims[value] = Claim(keyPath: keyPath, line: sink.line(of: keyPath), file: sink.file)
         }
     }
 

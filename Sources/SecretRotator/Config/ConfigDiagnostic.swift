@@ -23,10 +23,14 @@ public struct ConfigDiagnostic: Sendable, Equatable, Encodable, CustomStringConv
         self.message = message
     }
 
+    /// Grouped by file in the order the files first appear (the main config, then apps.d by
+    /// name), and by line and column within each file.
     static func inFileOrder(_ diagnostics: [ConfigDiagnostic]) -> [ConfigDiagnostic] {
-        diagnostics.enumerated().sorted { left, right in
-            let a = (left.element.line ?? Int.max, left.element.column ?? 0, left.offset)
-            let b = (right.element.line ?? Int.max, right.element.column ?? 0, right.offset)
+        var rank: [String: Int] = [:]
+        for diagnostic in diagnostics where rank[diagnostic.file] == nil { rank[diagnostic.file] = rank.count }
+        return diagnostics.enumerated().sorted { left, right in
+            let a = (rank[left.element.file] ?? 0, left.element.line ?? Int.max, left.element.column ?? 0, left.offset)
+            let b = (rank[right.element.file] ?? 0, right.element.line ?? Int.max, right.element.column ?? 0, right.offset)
             return a < b
         }.map(\.element)
     }

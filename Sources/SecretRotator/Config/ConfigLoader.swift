@@ -55,11 +55,72 @@ public struct ConfigLoader: Sendable {
                     message: error.message)
             ])
         }
-        return try load(text: contents.text, path: path, fileMode: contents.mode)
+        let appsFiles = try Self.readAppsDirectory(Self.appsDirectory(forConfig: path))
+        return try load(text: contents.text, path: path, fileMode: contents.mode, appsFiles: appsFiles)
+    }
+
+    /// One file of apps.d: its path and text.
+    public struct AppsFile: Sendable {
+        public let path: String
+        public let text: String
+
+        public init(path: String, text: String) {
+            self.path = path
+            self.text = text
+        }
+    }
+
+    /// `apps.d` beside the config file: `/etc/secret-rotator/apps.d` for the default config.
+    public static func appsDirectory(forConfig path: String) -> String {
+        let parent = ConfigFileReader.parentDirectory(of: path)
+        return parent == "/" ? "/apps.d" : "\(parent)/apps.d"
+    }
+
+    /// The `*.toml` files of `directory` in name order (bytewise, as `ls` in the C locale),
+    /// each read under the config file's trust rule (owned by root or the daemon's user, not
+    /// writable by group or others, nor any directory above): their hooks run as the daemon.
+    /// Hidden files (an editor's `.billing.toml.swp`) are skipped. No directory: no files.
+    ///
+    /// - Throws: `ConfigError` naming the directory or the file that cannot be read.
+    static func readAppsDirectory(_ directory: String) throws(ConfigError) -> [AppsFile] {
+        func failure(_ file: String, _ message: String) -> ConfigError {
+            ConfigError(diagnostics: [
+                ConfigDiagnostic(severity: .error, file: file, line: nil, column: nil, keyPath: "", message: message)
+            ])
+        }
+        let entries: [DirectoryListing.Entry]
+        do {
+            entries = try DirectoryListing.entries(atPath: directory)
+        } catch let error where error == .noSuchFileOrDirectory {
+            return []
+        } catch {
+            throw failure(directory, "cannot list the apps.d directory: \(ConfigFileReader.explain(error))")
+        }
+        let names = entries.filter { $0.name.hasSuffix(".toml") && !$0.name.hasPrefix(".") }
+            .map(\.name).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        if let odd = entries.first(where: { !$0.isExactName && $0.name.hasSuffix(".toml") }) {
+            throw failure(directory, "a file name in apps.d is not valid UTF-8 (shown as \"\(odd.name)\"); rename it")
+        }
+        if names.count > ConfigInputLimits.apps {
+            throw failure(directory, "\(names.count) files; apps.d holds at most \(ConfigInputLimits.apps)")
+        }
+        var files: [AppsFile] = []
+        for name in names {
+            let path = "\(directory)/\(name)"
+            do {
+                let contents = try ConfigFileReader.readTrusted(path, what: "apps.d file", followSymlinks: true)
+                files.append(AppsFile(path: path, text: contents.text))
+            } catch {
+                throw failure(path, error.message)
+            }
+        }
+        return files
     }
 
     /// - Parameter fileMode: the config file's permissions, used to judge an inline secret.
-    public func load(text: String, path: String, fileMode: FileMode? = nil) throws(ConfigError) -> LoadedConfig {
+    /// - Parameter appsFiles: the files of apps.d, read after the main file in this order;
+    ///   each may hold only `[[app]]` tables.
+    public func load(text: String, path: String, fileMode: FileMode? = nil, appsFiles: [AppsFile] = []) throws(ConfigError) -> LoadedConfig {
         if let violation = ConfigInputLimits.check(text) {
             throw ConfigError(diagnostics: [
                 ConfigDiagnostic(
@@ -94,35 +155,84 @@ public struct ConfigLoader: Sendable {
             ])
         }
         let sink = DiagnosticCollector(file: path, locator: SourceLocator(text: text))
-        if let count = root["app"]?.array?.count, count > ConfigInputLimits.apps {
-            sink.error(
-                "app[\(ConfigInputLimits.apps)]",
-                "\(count) [[app]] entries; one config holds at most \(ConfigInputLimits.apps) (split the apps across hosts)")
-            throw ConfigError(diagnostics: sink.diagnostics)
-        }
         let reader = TableReader(table: root, path: "", sink: sink)
         reader.reportUnknownKeys(known: ConfigSchema.topLevel, hint: ["apps": "did you mean `app`? write each app as [[app]]"])
+        var appReaders = reader.tableArray("app") ?? []
+        var appsSinks: [DiagnosticCollector] = []
+        for file in appsFiles {
+            switch Self.appReaders(of: file) {
+            case .success(let (fileSink, readers)):
+                appsSinks.append(fileSink)
+                appReaders += readers
+            case .failure(let error):
+                throw ConfigError(diagnostics: sink.diagnostics + error.diagnostics)
+            }
+        }
+        if appReaders.count > ConfigInputLimits.apps {
+            sink.error(
+                "app[\(ConfigInputLimits.apps)]",
+                "\(appReaders.count) [[app]] entries\(appsFiles.isEmpty ? "" : " (this file and apps.d)"); one config holds at most \(ConfigInputLimits.apps) (split the apps across hosts)")
+            throw ConfigError(diagnostics: sink.diagnostics)
+        }
 
         let genauth = GenAuthSection(
             environment: environment, configFileMode: fileMode, secretNeeded: accessKeySecretNeeded,
             secretIgnored: accessKeySecretIgnored, host: host)
             .read(reader.subtable("genauth"), sink: sink)
         let defaults = DefaultsSection(minimumInterval: minimumInterval, host: host).read(reader.subtable("defaults"), sink: sink)
-        let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(reader.tableArray("app"), sink: sink)
+        let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(appReaders, sink: sink)
 
         if let genauth {
             OutputPathConflicts(
                 protected: Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps),
                 stateDirectory: defaults.stateDirectory,
                 lockDirectory: AppLocks.defaultDirectory(environment: environment)
-            ).check(apps, sink: sink)
+            ).check(apps, sink: sink, sinks: Dictionary(appsSinks.map { ($0.file, $0) }) { first, _ in first })
         }
-        guard !sink.hasErrors, let genauth else {
-            throw ConfigError(diagnostics: sink.diagnostics)
+        // Each file's findings in its own order, the main file first, then apps.d by name.
+        let diagnostics = ([sink] + appsSinks).flatMap { ConfigDiagnostic.inFileOrder($0.diagnostics) }
+        guard !diagnostics.contains(where: { $0.severity == .error }), let genauth else {
+            throw ConfigError(diagnostics: diagnostics)
         }
         return LoadedConfig(
             config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps),
-            warnings: ConfigDiagnostic.inFileOrder(sink.diagnostics))
+            warnings: diagnostics)
+    }
+
+    /// The `[[app]]` tables of one apps.d file, with the collector its diagnostics go to, or
+    /// the error that makes the file unreadable as TOML.
+    private static func appReaders(of file: AppsFile) -> Result<(DiagnosticCollector, [TableReader]), ConfigError> {
+        if let violation = ConfigInputLimits.check(file.text) {
+            return .failure(ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: file.path, line: violation.line, column: violation.column, keyPath: "",
+                    message: violation.message)
+            ]))
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: file.text)
+        } catch let error as TOMLParseError {
+            let line = error.source.begin.line
+            return .failure(ConfigError(diagnostics: [
+                ConfigDiagnostic(
+                    severity: .error, file: file.path, line: line, column: error.source.begin.column,
+                    keyPath: "", message: syntaxMessage(error.description, line: line, of: file.text))
+            ]))
+        } catch {
+            return .failure(ConfigError(diagnostics: [
+                ConfigDiagnostic(severity: .error, file: file.path, line: nil, column: nil, keyPath: "", message: "TOML syntax error: \(error)")
+            ]))
+        }
+        let sink = DiagnosticCollector(file: file.path, locator: SourceLocator(text: file.text))
+        let reader = TableReader(table: root, path: "", sink: sink)
+        let elsewhere = "only [[app]] tables belong in apps.d files; [genauth] and [defaults] stay in the main config file"
+        reader.reportUnknownKeys(known: ["app"], hint: ["genauth": elsewhere, "defaults": elsewhere, "apps": "did you mean `app`? write each app as [[app]]"])
+        let readers = reader.tableArray("app") ?? []
+        if readers.isEmpty && !root.contains(key: "app") {
+            sink.warning("app", "no [[app]] entries in this apps.d file")
+        }
+        return .success((sink, readers))
     }
 
     /// Files the daemon reads, which no output may replace.

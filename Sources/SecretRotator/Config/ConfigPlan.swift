@@ -30,6 +30,8 @@ public struct ConfigPlan: Encodable, Sendable {
         let firstStart: String
         let onRotate: [String]?
         let hookTimeout: String
+        /// `file:line` of its `[[app]]` table: the main config or a file of apps.d.
+        let source: String?
         let outputs: [Output]
     }
 
@@ -73,6 +75,7 @@ public struct ConfigPlan: Encodable, Sendable {
                 id: app.id, name: app.name, action: app.action.rawValue, interval: DurationSyntax.format(app.interval),
                 jitter: DurationSyntax.format(app.jitter), firstStart: app.firstStart.rawValue, onRotate: app.onRotate,
                 hookTimeout: DurationSyntax.format(app.hookTimeout),
+                source: app.source.map { source in source.line.map { "\(source.file):\($0)" } ?? source.file },
                 outputs: app.outputs.map { output in
                     Output(
                         path: output.path, format: output.format.rawValue, envKey: output.envKey,
@@ -99,12 +102,14 @@ public struct ConfigPlan: Encodable, Sendable {
             lines.append("No apps configured.")
             return lines.joined(separator: "\n")
         }
-        let header = ["APP", "ID", "ACTION", "INTERVAL", "JITTER", "FIRST START", "HOOK"]
+        // Which file each app came from, once apps.d is in use.
+        let showSource = apps.contains { app in app.source.map { !$0.hasPrefix(config + ":") && $0 != config } ?? false }
+        let header = ["APP", "ID", "ACTION", "INTERVAL", "JITTER", "FIRST START", "HOOK"] + (showSource ? ["FROM"] : [])
         let rows = apps.map { app in
             [
                 app.name, app.id, app.action, app.interval, app.jitter, app.firstStart,
                 app.onRotate.map { "\($0.joined(separator: " ")) (timeout \(app.hookTimeout))" } ?? "-",
-            ]
+            ] + (showSource ? [app.source ?? "-"] : [])
         }
         var table = TextTable(header: header, rows: rows).renderLines()
         lines.append(table.removeFirst())

@@ -29,7 +29,9 @@ struct OutputPathConflicts {
     /// Where the per-app locks live (`AppLocks.directory`): an output there could replace one.
     let lockDirectory: String
 
-    func check(_ apps: [AppConfig], sink: DiagnosticCollector) {
+    /// - Parameter sinks: the collector of each apps.d file, by path: an app's problems are
+    ///   reported in the file it came from (`AppConfig.source`); `sink` for the main file.
+    func check(_ apps: [AppConfig], sink: DiagnosticCollector, sinks: [String: DiagnosticCollector] = [:]) {
         let protectedFiles = protected.compactMap { item -> (Protected, FileIdentity, FileIdentity?, String)? in
             guard let real = ConfigFileReader.realPath(item.path), let file = Self.identity(ofFile: real) else { return nil }
             let parent = Self.identity(ofFile: ConfigFileReader.parentDirectory(of: real))
@@ -54,16 +56,18 @@ struct OutputPathConflicts {
 
         var seen: [OutputKey: String] = [:]
         for (appIndex, app) in apps.enumerated() {
+            let sink = app.source.flatMap { sinks[$0.file] } ?? sink
+            let appKey = app.source?.keyPath ?? "app[\(appIndex)]"
             for (outputIndex, output) in app.outputs.enumerated() {
-                let explicit = "app[\(appIndex)].output[\(outputIndex)].path"
-                let keyPath = sink.line(of: explicit) != nil ? explicit : "app[\(appIndex)]"
+                let explicit = "\(appKey).output[\(outputIndex)].path"
+                let keyPath = sink.line(of: explicit) != nil ? explicit : appKey
                 if let template = output.templatePath,
                     let problem = Self.daemonArea(ConfigFileReader.parentDirectory(of: template), state: stateIdentity, locks: lockIdentities)
                         ?? (Self.isStateEntry(ConfigFileReader.parentDirectory(of: template), state: stateReal) ? "the state directory" : nil)
                 {
                     // A record as a template would copy another app's secret into this output.
                     sink.error(
-                        "app[\(appIndex)].output[\(outputIndex)].template",
+                        "\(appKey).output[\(outputIndex)].template",
                         "template \(template) is inside \(problem), which only the daemon writes; keep templates with the config")
                 }
                 if let template = output.templatePath, let identity = Self.identity(ofFile: template) {
@@ -71,7 +75,7 @@ struct OutputPathConflicts {
                     // 0600) and would copy the access key secret into an output.
                     for (item, file, _, _) in protectedFiles where item.what != "template" && file == identity {
                         sink.error(
-                            "app[\(appIndex)].output[\(outputIndex)].template",
+                            "\(appKey).output[\(outputIndex)].template",
                             "template \(template) is the \(item.what) \(item.path); its content would be copied into an output")
                     }
                 }

@@ -91,6 +91,17 @@ public struct AppConfig: Sendable {
     public var onRotate: [String]?
     public var hookTimeout: Duration
     public var outputs: [OutputConfig]
+    /// Where the app was configured: the main file or one of apps.d/*.toml (check-config
+    /// shows it; diagnostics about the app point there). Nil for configs built in code.
+    public var source: AppSource? = nil
+}
+
+/// The file and table an `[[app]]` was read from.
+public struct AppSource: Sendable, Equatable {
+    public var file: String
+    /// The table's key path inside its file, e.g. `app[2]`.
+    public var keyPath: String
+    public var line: Int?
 }
 
 public struct OutputConfig: Sendable {
