@@ -1,10 +1,15 @@
 /// Left-aligned columns for the CLI's human output (`check-config`, `status`); the last
 /// column is not padded, so lines carry no trailing blanks.
-struct TextTable {
+public struct TextTable {
     let header: [String]
     let rows: [[String]]
 
-    func renderLines() -> [String] {
+    public init(header: [String], rows: [[String]]) {
+        self.header = header
+        self.rows = rows
+    }
+
+    public func renderLines() -> [String] {
         let widths = header.indices.map { column in
             ([header] + rows).map { $0[column].count }.max() ?? 0
         }

@@ -1,5 +1,10 @@
 import ArgumentParser
 import SecretRotator
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The `--config` option every command that reads the config shares.
 struct ConfigOption: ParsableArguments {
@@ -63,6 +68,16 @@ struct StateDirectoryOption: ParsableArguments {
 
     func path(for config: RotatorConfig) -> String {
         stateDirectory ?? config.defaults.stateDirectory
+    }
+
+    /// The daemon's account is the state directory's owner (systemd's StateDirectory= gives
+    /// it to User=): outputs without an explicit owner, and their directories, are judged
+    /// against it rather than against root, who runs `status` or `check-config`. Nil when
+    /// the directory does not exist.
+    static func daemonAccount(stateDirectory: String) -> WriterIdentity? {
+        var status = stat()
+        guard stat(stateDirectory, &status) == 0 else { return nil }
+        return WriterIdentity(userID: UserID(rawValue: status.st_uid), groupID: GroupID(rawValue: status.st_gid))
     }
 
     func validate() throws {

@@ -91,7 +91,7 @@ struct StatusCommand: ParsableCommand {
         let report = StatusReport.read(
             config: config, stateDirectory: StateDirectory(path: directory), now: now,
             grace: try grace.map { try parsedDuration($0, option: "--grace") },
-            outputWriter: Self.daemonAccount(stateDirectory: directory), checkOutputs: true)
+            outputWriter: StateDirectoryOption.daemonAccount(stateDirectory: directory), checkOutputs: true)
         let daemon = StateDirectoryLock.holder(stateDirectory: directory)
         if nagios {
             let line = MonitoringPluginLine(report: report, daemonRunning: daemon != nil, now: now)
@@ -137,15 +137,6 @@ struct StatusCommand: ParsableCommand {
         let exitStatus: Int32
         let apps: [StatusReport.App]
         let stateDirectoryProblems: [String]
-    }
-
-    /// The daemon's account is the state directory's owner (systemd's StateDirectory= gives
-    /// it to User=): outputs without an explicit owner are judged against it, not against
-    /// root, who runs `status`. Nil when the directory does not exist.
-    static func daemonAccount(stateDirectory: String) -> WriterIdentity? {
-        var status = stat()
-        guard stat(stateDirectory, &status) == 0 else { return nil }
-        return WriterIdentity(userID: UserID(rawValue: status.st_uid), groupID: GroupID(rawValue: status.st_gid))
     }
 
     /// A missing directory is a valid answer (never run); one we may not read is an error, so

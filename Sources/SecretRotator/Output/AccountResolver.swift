@@ -29,3 +29,24 @@ public enum AccountResolver {
         return GroupID(rawValue: entry.gr_gid)
     }
 }
+
+extension AccountResolver {
+    /// Every group `user` is in: its primary group `primary` and the supplementary groups NSS
+    /// lists for its name (getgrouplist(3)); just `primary` when the uid has no passwd entry.
+    public static func groups(of user: UserID, primary: GroupID) -> Set<GroupID> {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        guard getpwuid_r(user.rawValue, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else {
+            return [primary]
+        }
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(name, primary.rawValue, &groups, &count) < 0 {
+            // `count` now holds the number needed.
+            groups = [gid_t](repeating: 0, count: Int(count))
+            guard getgrouplist(name, primary.rawValue, &groups, &count) >= 0 else { return [primary] }
+        }
+        return Set(groups.prefix(Int(count)).map { GroupID(rawValue: $0) }).union([primary])
+    }
+}

@@ -56,6 +56,9 @@ enum CLI {
     }
 
     @Test func validConfigExitsZeroAndNeverPrintsTheSecret() throws {
+        // An output directory that exists and the daemon may use: check-config checks it.
+        let outputs = try ConfigFixtures.temporaryDirectory().path
+        defer { try? FileManager.default.removeItem(atPath: outputs) }
         let (directory, path) = try writeConfig(
             """
             [genauth]
@@ -66,7 +69,7 @@ enum CLI {
             name = "billing"
             on_rotate = ["systemctl", "reload", "billing.service"]
               [[app.output]]
-              path = "/srv/billing/secret.env"
+              path = "\(outputs)/secret.env"
               format = "env"
             """, mode: 0o644)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -76,7 +79,7 @@ enum CLI {
         #expect(result.stdout.contains("is valid"))
         #expect(result.stdout.contains("billing"))
         #expect(result.stdout.contains("app-cli-1"))
-        #expect(result.stdout.contains("/srv/billing/secret.env"))
+        #expect(result.stdout.contains("\(outputs)/secret.env"))
         #expect(result.stdout.contains("systemctl reload billing.service"))
         #expect(result.stderr.contains("warning: genauth.access_key_secret"))
         #expect(!result.stdout.contains(Self.knownSecret))
@@ -95,6 +98,8 @@ enum CLI {
     /// As the README's install steps run it: the packaged config names only the systemd
     /// credential, and an operator checks it from a root shell before starting the unit.
     @Test func credentialOnlyConfigChecksFromAShellButDoesNotRun() throws {
+        let drop = try ConfigFixtures.temporaryDirectory().path
+        defer { try? FileManager.default.removeItem(atPath: drop) }
         let (directory, path) = try writeConfig(
             """
             [genauth]
@@ -102,6 +107,7 @@ enum CLI {
             access_key_secret_credential = "genauth-access-key-secret"
             [defaults]
             state_directory = "/nonexistent/sr-state"
+            directory = "\(drop)/drop"
             [[app]]
             id = "app-cli-1"
             name = "billing"
