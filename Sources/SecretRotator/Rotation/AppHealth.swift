@@ -20,7 +20,8 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         case outputBad(path: String, drift: String)
         /// No secret was ever obtained for the app (never ran, or every attempt failed).
         case neverObtained
-        /// The next step was due more than the grace period ago (the daemon is stopped or stuck).
+        /// The scheduled rotation (or poll) was due more than the grace period ago: the daemon is
+        /// stopped or stuck, or every attempt since has failed.
         case overdue(since: Date)
         /// The last attempt failed (`consecutiveFailures` in a row); the daemon retries.
         case failing(attempts: Int, lastError: String?)
@@ -40,7 +41,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .outputUnchecked(let path, let reason): "output \(path) could not be checked: \(reason)"
             case .outputBad(let path, let drift): "output \(path) is not as configured: \(drift)"
             case .neverObtained: "no secret obtained yet"
-            case .overdue(let since): "overdue: the next step was due at \(since.formatted(.iso8601))"
+            case .overdue(let since): "overdue: its scheduled rotation was due at \(since.formatted(.iso8601))"
             case .failing(let attempts, let lastError):
                 "failing: \(attempts) failed attempt\(attempts == 1 ? "" : "s"); last error: \(lastError ?? "unknown")"
             }
@@ -118,7 +119,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             findings += outputFindings
             if !app.hasSecret {
                 findings.append(.neverObtained)
-            } else if let due = app.nextDue, now.timeIntervalSince(due) > Double(grace.components.seconds) {
+            } else if let due = app.scheduledDue, now.timeIntervalSince(due) > Double(grace.components.seconds) {
                 findings.append(.overdue(since: due))
             }
             if app.consecutiveFailures > 0 {

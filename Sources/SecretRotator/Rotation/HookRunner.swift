@@ -36,7 +36,7 @@ public struct HookInvocation: Sendable, Equatable {
 }
 
 public struct HookOutcome: Sendable, Equatable {
-    public enum Status: Sendable, Equatable {
+    public enum Status: Sendable, Equatable, CustomStringConvertible {
         case exited(Int32)
         case signalled(Int32)
         /// Ran past its timeout; its whole process group was sent SIGTERM and, after a grace
@@ -46,6 +46,18 @@ public struct HookOutcome: Sendable, Equatable {
         /// a timeout.
         case cancelled
         case failedToStart(String)
+
+        /// For the log and `status`: "exited with status 3", "killed by signal 9", "timed out",
+        /// "could not start: …" (not the enum's debug form).
+        public var description: String {
+            switch self {
+            case .exited(let code): "exited with status \(code)"
+            case .signalled(let signal): "killed by signal \(signal)"
+            case .timedOut: "timed out (its process group was terminated)"
+            case .cancelled: "cancelled at shutdown"
+            case .failedToStart(let reason): "could not start: \(reason)"
+            }
+        }
     }
 
     public var status: Status
@@ -144,7 +156,9 @@ public struct HookRunner: HookRunning {
             }
             return HookOutcome(status: status, output: output, outputBytesDropped: dropped)
         } catch {
-            return HookOutcome(status: .failedToStart("\(error)"), output: "")
+            // swift-subprocess's SubprocessError describes itself in words ("Executable … is
+            // not found or cannot be executed"); the errno, when it has one, is added by it.
+            return HookOutcome(status: .failedToStart(String(describing: error)), output: "")
         }
     }
 

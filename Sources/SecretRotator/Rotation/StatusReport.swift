@@ -31,6 +31,9 @@ public struct StatusReport: Sendable, Encodable {
         public let problems: [String]
         /// Whether a secret is held for the app (in the state database), whatever its version.
         public let hasSecret: Bool
+        /// When the app's scheduled rotation (or, for `follow`, its poll) falls due, however
+        /// late: what "overdue" is measured from. Nil before the first secret.
+        public let scheduledDue: Date?
         /// The monitoring verdict (`AppHealth`); set by `StatusReport.read`, empty otherwise.
         public internal(set) var health = AppHealth(findings: [])
 
@@ -49,6 +52,7 @@ public struct StatusReport: Sendable, Encodable {
             hookOwedVersion = app.onRotate != nil && state.hookDoneVersion < state.version ? state.version : nil
             unfinishedCall = state.intent?.rawValue
             self.hasSecret = hasSecret
+            scheduledDue = state.version > 0 ? RotationPlanner.dueDate(app: app, state: state) : nil
             self.problems = problems
         }
 
@@ -66,10 +70,12 @@ public struct StatusReport: Sendable, Encodable {
     /// directory that cannot take a write.
     public var needsAttention: Bool { apps.contains(where: \.needsAttention) || !stateDirectoryProblems.isEmpty }
 
-    /// The worst verdict over every app and the state directory: `status`'s exit status.
+    /// The worst verdict over every app and the state directory: `status`'s exit status. A
+    /// state directory that is full or read-only counts as failing (every next step fails
+    /// until it is fixed); an unreadable database has already marked every app unknown.
     public var verdict: AppHealth.Verdict {
         let worst = apps.map(\.health.verdict).max() ?? .ok
-        return stateDirectoryProblems.isEmpty ? worst : max(worst, .unknown)
+        return stateDirectoryProblems.isEmpty ? worst : max(worst, .failing)
     }
 
     /// One line for systemd's STATUS=: "3 apps · 0 failing · next: billing in 6d 3h".

@@ -49,7 +49,7 @@ import Testing
             await engine.checkOutputs()
             await runDaemonTime(engine, fixture, seconds: 20)
             // retry.initial = 2 s: at most ⌈log2(20 s / 2 s)⌉ + 2 = 6 attempts in 20 s.
-            let attempts = harness.capture.all.filter { $0.contains("output(s) not written") && $0.contains("app0") }.count
+            let attempts = harness.capture.all.filter { $0.contains("1 output not written") && $0.contains("app0") }.count
             #expect(attempts >= 2, "the repair was retried at all: \(attempts)")
             #expect(attempts <= 6, "attempts in 20 s: \(attempts)")
             #expect(await engine.state(of: Self.app0)?.consecutiveFailures == attempts)

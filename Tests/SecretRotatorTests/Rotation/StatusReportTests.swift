@@ -17,7 +17,9 @@ import Testing
             let fresh = StatusReport.read(config: config, stateDirectory: store, now: now)
             #expect(fresh.apps.map(\.version) == [0, 0])
             #expect(fresh.apps.map(\.nextDue) == [now, now])
-            #expect(!fresh.apps.contains { $0.needsAttention })
+            // No secret yet: a monitoring check must not say ok (issue 11).
+            #expect(fresh.apps.map(\.health.verdict) == [.overdue, .overdue])
+            #expect(fresh.apps.allSatisfy { $0.health.findings == [.neverObtained] })
 
             let engine = try fixture.engine(hook: ["/bin/true"])
             try await engine.start()
@@ -175,6 +177,72 @@ import Testing
             #expect(report.apps[0].problems == ["state record \(path): not a valid record"])
             #expect(try String(contentsOfFile: path, encoding: .utf8) == "{ torn")
             #expect(!FileManager.default.fileExists(atPath: store.databasePath))
+        }
+    }
+
+    /// The monitoring verdict follows the clock (injected here): ok until the next step is more
+    /// than the grace period late, then overdue; a failing app is 1; an output deleted,
+    /// rewritten or re-moded is 3 even while the app is otherwise fine; 3 outranks 2 and 1.
+    @Test func verdictFollowsTheClockTheOutputsAndTheFailures() async throws {
+        try await withEngineFixture { harness, fixture in
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            let engine = try fixture.engine()
+            try await engine.start()
+            await engine.runDue()
+            let now = fixture.clock.now
+            func verdicts(at time: Date, grace: Duration? = nil) -> [AppHealth.Verdict] {
+                StatusReport.read(config: config, stateDirectory: store, now: time, grace: grace, checkOutputs: true)
+                    .apps.map(\.health.verdict)
+            }
+            #expect(verdicts(at: now) == [.ok, .ok])
+            // Interval 1 h; default grace max(6 min, 10 min) = 10 min.
+            #expect(verdicts(at: now.addingTimeInterval(3_600 + 599)) == [.ok, .ok])
+            #expect(verdicts(at: now.addingTimeInterval(3_600 + 601)) == [.overdue, .overdue])
+            #expect(verdicts(at: now.addingTimeInterval(3_600 + 61), grace: .seconds(60)) == [.overdue, .overdue])
+            #expect(AppHealth.defaultGrace(interval: .seconds(30 * 86_400)) == .seconds(3 * 86_400))
+
+            let output = config.apps[0].outputs[0].path
+            try FileManager.default.removeItem(atPath: output)
+            let missing = StatusReport.read(config: config, stateDirectory: store, now: now, checkOutputs: true)
+            #expect(missing.apps.map(\.health.verdict) == [.outputs, .ok])
+            #expect(missing.verdict == .outputs)
+            #expect(missing.render(now: now).contains("app0: output \(output) is not as configured: missing"))
+            // Not checked unless asked (the engine's own view has its level-triggered check).
+            #expect(StatusReport.read(config: config, stateDirectory: store, now: now).apps[0].health.verdict == .ok)
+
+            await engine.checkOutputs()
+            await engine.runDue()
+            #expect(verdicts(at: now) == [.ok, .ok])
+            chmod(output, 0o644)
+            #expect(verdicts(at: now) == [.outputs, .ok], "a mode the config does not give is drift")
+            chmod(output, 0o600)
+            try Data("someone else's secret\n".utf8).write(to: URL(fileURLWithPath: output))
+            chmod(output, 0o600)
+            #expect(verdicts(at: now) == [.outputs, .ok], "other content is drift")
+
+            // Judged against the daemon's account, not the caller's: a file owned by the
+            // account the daemon writes as is fine; by anyone else it is drift.
+            let me = WriterIdentity(userID: .init(rawValue: geteuid()), groupID: .init(rawValue: getegid()))
+            let stranger = WriterIdentity(userID: .init(rawValue: 4_242), groupID: .init(rawValue: getegid()))
+            await engine.checkOutputs()
+            await engine.runDue()
+            func owned(by identity: WriterIdentity) -> AppHealth.Verdict {
+                StatusReport.read(config: config, stateDirectory: store, now: now, outputWriter: identity, checkOutputs: true)
+                    .apps[0].health.verdict
+            }
+            #expect(owned(by: me) == .ok)
+            #expect(owned(by: stranger) == .outputs)
+
+            var failing = try #require(store.loadState(appID: GenAuthHarness.otherAppId, now: now).state)
+            failing.consecutiveFailures = 2
+            failing.lastError = "GenAuth refused the request (HTTP 403)"
+            try store.saveState(failing)
+            #expect(verdicts(at: now) == [.ok, .failing])
+            try FileManager.default.removeItem(atPath: config.apps[1].outputs[0].path)
+            #expect(verdicts(at: now) == [.ok, .outputs], "a missing output outranks failing")
+            let text = StatusReport.read(config: config, stateDirectory: store, now: now, checkOutputs: true).render(now: now)
+            for secret in harness.state.everyIssuedSecret() { #expect(!text.contains(secret)) }
         }
     }
 }
