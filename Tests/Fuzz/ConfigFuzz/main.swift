@@ -25,6 +25,10 @@ import Foundation
 import TOMLKit
 
 private let configPath = "/etc/secret-rotator/rotator.toml"
+/// Text after a line `#%apps.d` is an apps.d file (issue 11): its own parser path and
+/// diagnostics, and the rules that span files.
+private let appsPath = "/etc/secret-rotator/apps.d/10-fuzz.toml"
+private let appsSeparator = "\n#%apps.d\n"
 /// The access key secret the in-memory host returns for any readable secret file or credential.
 private let fileSecret = "FileSecret-Canary-7Qz"
 
@@ -91,16 +95,23 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = UnsafeBufferPointer(start: data, count: size)
     // The loader takes a String: load(path:) refuses invalid UTF-8 before parsing, so only
     // valid UTF-8 reaches the parser in production as well.
-    guard let text = String(validating: bytes, as: UTF8.self) else { return -1 }
+    guard let whole = String(validating: bytes, as: UTF8.self) else { return -1 }
+    var text = whole
+    var appsFiles: [ConfigLoader.AppsFile] = []
+    if let split = whole.range(of: appsSeparator) {
+        text = String(whole[..<split.lowerBound])
+        appsFiles = [ConfigLoader.AppsFile(path: appsPath, text: String(whole[split.upperBound...]))]
+    }
 
     var loader = ConfigLoader(environment: [:], accessKeySecretNeeded: size % 2 == 0)
     loader.host = host
-    let lineCount = text.utf8.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+    func lineCount(_ text: String) -> Int { text.utf8.reduce(1) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) } }
+    let lineCounts = [configPath: lineCount(text), appsPath: appsFiles.first.map { lineCount($0.text) } ?? 0]
 
     // Reported text: diagnostics, warnings and, on success, the plan in both renderings.
     var reported: [String] = []
     do {
-        let loaded = try loader.load(text: text, path: configPath, fileMode: FileMode(rawValue: 0o644))
+        let loaded = try loader.load(text: text, path: configPath, fileMode: FileMode(rawValue: 0o644), appsFiles: appsFiles)
         for warning in loaded.warnings {
             require(warning.severity == .warning, "a loaded config carries an error: \(warning)")
         }
@@ -113,9 +124,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     } catch {
         require(!error.errors.isEmpty, "ConfigError without an error diagnostic: \(error)")
         for diagnostic in error.diagnostics {
-            require(diagnostic.file == configPath, "diagnostic names \(diagnostic.file)")
+            let lines = lineCounts[diagnostic.file] ?? 0
+            require(lines > 0, "diagnostic names \(diagnostic.file)")
             if let line = diagnostic.line {
-                require(line >= 1 && line <= lineCount, "line \(line) outside the text's \(lineCount) lines: \(diagnostic)")
+                require(line >= 1 && line <= lines, "line \(line) outside the text's \(lines) lines: \(diagnostic)")
             }
             if let column = diagnostic.column {
                 require(column >= 1, "column \(column): \(diagnostic)")
