@@ -58,7 +58,15 @@ struct StatusCommand: ParsableCommand {
 
     func validate() throws {
         if json && nagios { throw ValidationError("--json and --nagios cannot be combined; choose one output") }
-        if let grace { _ = try parsedDuration(grace, option: "--grace") }
+        if let grace {
+            do {
+                _ = try parsedDuration(grace, option: "--grace")
+            } catch let error as ValidationError where nagios {
+                // Monitoring Plugins: a bad argument is UNKNOWN (3), on one line.
+                print("SECRET-ROTATOR UNKNOWN - \(error.message)")
+                throw ExitCode(3)
+            }
+        }
     }
 
     func run() throws {

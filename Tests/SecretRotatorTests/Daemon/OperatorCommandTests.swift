@@ -95,6 +95,8 @@ import Testing
         let (badGrace, badGraceOutput) = try await harness.run(["status", "--grace", "7"])
         #expect(badGrace == 64)
         #expect(badGraceOutput.contains("--grace: duration \"7\" has no unit"))
+        let (pluginBadGrace, pluginLine) = try await harness.run(["status", "--nagios", "--grace", "7"])
+        #expect(pluginBadGrace == 3 && pluginLine.hasPrefix("SECRET-ROTATOR UNKNOWN - --grace: duration"), "\(pluginLine)")
     }
 
     /// An unprivileged user whose config names a key file only root can read: status never
