@@ -87,6 +87,8 @@ public struct ConfigLoader: Sendable {
             .read(reader.subtable("genauth"), sink: sink)
         let defaults = DefaultsSection(minimumInterval: minimumInterval, host: host).read(reader.subtable("defaults"), sink: sink)
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(reader.tableArray("app"), sink: sink)
+        let metrics = MetricsSection().read(
+            reader.subtable("metrics"), stateDirectory: defaults.stateDirectory, apps: apps, sink: sink)
 
         if let genauth {
             OutputPathConflicts(
@@ -99,7 +101,7 @@ public struct ConfigLoader: Sendable {
             throw ConfigError(diagnostics: sink.diagnostics)
         }
         return LoadedConfig(
-            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps),
+            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps, metrics: metrics),
             warnings: ConfigDiagnostic.inFileOrder(sink.diagnostics))
     }
 
