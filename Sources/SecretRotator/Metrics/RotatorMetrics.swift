@@ -82,6 +82,9 @@ public final class RotatorMetrics: Sendable {
 
     private struct State {
         var apps: [String: AppSeries] = [:]
+        /// The ids `track(apps:)` was last given; nil before it was called. A late report about
+        /// an app a reload removed (its hook or step was still running) makes no new series.
+        var tracked: Set<String>?
         var apiRequests: [String: Counter] = [:]
         var apiDurations: [String: CoreMetrics.Timer] = [:]
         var onChange: (@Sendable () -> Void)?
@@ -126,6 +129,7 @@ public final class RotatorMetrics: Sendable {
         guard let factory else { return }
         let wanted = Dictionary(apps.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         changing { state in
+            state.tracked = Set(wanted.keys)
             for (id, series) in state.apps where wanted[id]?.name != series.name {
                 Self.destroy(series)
                 state.apps[id] = nil
@@ -148,6 +152,7 @@ public final class RotatorMetrics: Sendable {
         let obtained = appState.secretObtainedAt
         let due = RotationPlanner.dueDate(app: app, state: appState)
         changing { state in
+            guard state.tracked?.contains(app.id) ?? true else { return }
             Self.gauge(Name.lastSuccess, app: app, in: &state, factory: factory)
                 .record(obtained?.timeIntervalSince1970 ?? 0)
             Self.gauge(Name.nextRotation, app: app, in: &state, factory: factory)
@@ -179,6 +184,7 @@ public final class RotatorMetrics: Sendable {
     public func rotationFinished(_ app: AppConfig, succeeded: Bool) {
         guard let factory else { return }
         changing { state in
+            guard state.tracked?.contains(app.id) ?? true else { return }
             Self.counter(Name.rotations, ("result", succeeded ? "success" : "failure"), app: app, in: &state, factory: factory)
                 .increment()
         }
@@ -188,6 +194,7 @@ public final class RotatorMetrics: Sendable {
     public func outputsRepaired(_ app: AppConfig, causes: [String]) {
         guard let factory, !causes.isEmpty else { return }
         changing { state in
+            guard state.tracked?.contains(app.id) ?? true else { return }
             for cause in causes {
                 Self.counter(Name.outputRepairs, ("cause", cause), app: app, in: &state, factory: factory).increment()
             }
@@ -198,6 +205,7 @@ public final class RotatorMetrics: Sendable {
     public func hookFinished(_ app: AppConfig, succeeded: Bool) {
         guard let factory else { return }
         changing { state in
+            guard state.tracked?.contains(app.id) ?? true else { return }
             Self.counter(Name.hookRuns, ("result", succeeded ? "success" : "failure"), app: app, in: &state, factory: factory)
                 .increment()
         }

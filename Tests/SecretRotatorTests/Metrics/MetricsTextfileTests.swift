@@ -200,9 +200,11 @@ struct MetricsFixture {
                 #expect(before.value(Name.lastSuccess, MetricsFixture.app(1)) != nil)
 
                 var config = fixture.config()
-                config.apps.removeLast()
+                let removed = config.apps.removeLast()
                 config.apps[0].name = "billing"
                 await engine.apply(config)
+                // A step of the removed app that was still running reports late: no new series.
+                metrics.textfile.metrics.rotationFinished(removed, succeeded: true)
                 #expect(await metrics.textfile.writeNow())
                 let after = try ParsedMetrics.parse(file: metrics.path)
                 #expect(!after.samples.contains { $0.labels["app_id"] == GenAuthHarness.otherAppId })
