@@ -24,14 +24,16 @@ struct DaemonOptions: ParsableArguments {
         JournalLogHandler.bootstrap(level: verbose ? .debug : .info)
     }
 
-    static func makeClient(_ config: RotatorConfig) throws -> GenAuthClient {
+    /// - Parameter metrics: where the client reports its API requests (the daemon's textfile).
+    static func makeClient(_ config: RotatorConfig, metrics: RotatorMetrics = .disabled) throws -> GenAuthClient {
         let settings = config.genauth
         do {
             return try GenAuthClient(
                 configuration: GenAuthClientConfiguration(
                     host: settings.host, flavour: settings.flavour, accessKeyId: settings.accessKeyID,
                     accessKeySecret: settings.accessKeySecret, requestTimeout: settings.requestTimeout,
-                    caFile: settings.caFile))
+                    caFile: settings.caFile),
+                metrics: metrics)
         } catch {
             StandardError.write("cannot set up the GenAuth client: \(error)")
             throw ExitCode(78)

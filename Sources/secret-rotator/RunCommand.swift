@@ -43,10 +43,13 @@ struct RunCommand: AsyncParsableCommand {
         let lock = try DaemonOptions.lock(stateDirectory)
         let appLocks = try DaemonOptions.lockApps(config, stateDirectory: stateDirectory)
         let logger = Logger(label: "secret-rotator")
-        let client = try DaemonOptions.makeClient(config)
+        // Always made, so a reload can add [metrics]; it writes only while a textfile is set.
+        let textfile = MetricsTextfile(path: config.metrics.textfile)
+        let client = try DaemonOptions.makeClient(config, metrics: textfile.metrics)
         // One value for the engine and the service: its database stays open for the process.
         let store = StateDirectory(path: stateDirectory)
-        let engine = RotationEngine(config: config, api: client, stateDirectory: store)
+        let engine = RotationEngine(config: config, api: client, stateDirectory: store, metrics: textfile.metrics)
+        let exporter = Task { await textfile.run() }
         var failed = false
         var unusableState = false
         do {
@@ -55,9 +58,11 @@ struct RunCommand: AsyncParsableCommand {
                 failed = !(await runOnce(engine))
             } else {
                 let notifier = Notifier()
+                var events = RotationService.Events.systemd(notifier)
+                events.configApplied = { config in textfile.setPath(config.metrics.textfile) }
                 let service = RotationService(
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
-                    stateDirectory: store, events: .systemd(notifier),
+                    stateDirectory: store, events: events,
                     maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, appLocks: appLocks,
                     logger: logger)
                 let group = service.serviceGroup(logger: logger)
@@ -72,6 +77,9 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("stopped by an error: \(error)")
             failed = true
         }
+        // Ends after a last write, so the file holds the final values (also after --once).
+        exporter.cancel()
+        await exporter.value
         try? await client.shutdown()
         withExtendedLifetime((lock, appLocks)) {}
         if unusableState { throw ExitCode(73) }

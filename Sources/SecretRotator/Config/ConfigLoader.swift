@@ -181,6 +181,8 @@ public struct ConfigLoader: Sendable {
             .read(reader.subtable("genauth"), sink: sink)
         let defaults = DefaultsSection(minimumInterval: minimumInterval, host: host).read(reader.subtable("defaults"), sink: sink)
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(appReaders, sink: sink)
+        let metrics = MetricsSection().read(
+            reader.subtable("metrics"), stateDirectory: defaults.stateDirectory, apps: apps, sink: sink)
 
         if let genauth {
             OutputPathConflicts(
@@ -195,7 +197,7 @@ public struct ConfigLoader: Sendable {
             throw ConfigError(diagnostics: diagnostics)
         }
         return LoadedConfig(
-            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps),
+            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps, metrics: metrics),
             warnings: diagnostics)
     }
 
@@ -226,8 +228,8 @@ public struct ConfigLoader: Sendable {
         }
         let sink = DiagnosticCollector(file: file.path, locator: SourceLocator(text: file.text))
         let reader = TableReader(table: root, path: "", sink: sink)
-        let elsewhere = "only [[app]] tables belong in apps.d files; [genauth] and [defaults] stay in the main config file"
-        reader.reportUnknownKeys(known: ["app"], hint: ["genauth": elsewhere, "defaults": elsewhere, "apps": "did you mean `app`? write each app as [[app]]"])
+        let elsewhere = "only [[app]] tables belong in apps.d files; [genauth], [defaults] and [metrics] stay in the main config file"
+        reader.reportUnknownKeys(known: ["app"], hint: ["genauth": elsewhere, "defaults": elsewhere, "metrics": elsewhere, "apps": "did you mean `app`? write each app as [[app]]"])
         let readers = reader.tableArray("app") ?? []
         if readers.isEmpty && !root.contains(key: "app") {
             sink.warning("app", "no [[app]] entries in this apps.d file")

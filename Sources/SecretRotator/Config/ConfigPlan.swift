@@ -47,12 +47,18 @@ public struct ConfigPlan: Encodable, Sendable {
         let dropDirectory: Bool
     }
 
+    public struct Metrics: Encodable, Sendable {
+        /// The node_exporter textfile, nil when `[metrics]` sets none.
+        let textfile: String?
+    }
+
     let config: String
     let valid: Bool
     let warnings: [String]
     let genauth: GenAuth
     let defaults: Defaults
     let apps: [App]
+    let metrics: Metrics
 
     public init(_ loaded: LoadedConfig) {
         let config = loaded.config
@@ -70,6 +76,7 @@ public struct ConfigPlan: Encodable, Sendable {
             stateDirectory: base.stateDirectory, directory: base.directory, maxConcurrent: base.maxConcurrent,
             retryInitial: DurationSyntax.format(base.retry.initial), retryMax: DurationSyntax.format(base.retry.max),
             retryMultiplier: base.retry.multiplier)
+        metrics = Metrics(textfile: config.metrics.textfile)
         apps = config.apps.map { app in
             App(
                 id: app.id, name: app.name, action: app.action.rawValue, interval: DurationSyntax.format(app.interval),
@@ -97,6 +104,9 @@ public struct ConfigPlan: Encodable, Sendable {
         lines.append("Drop dir      \(defaults.directory)")
         lines.append(
             "Concurrency   \(defaults.maxConcurrent) at once; retry \(defaults.retryInitial) .. \(defaults.retryMax), x\(Self.number(defaults.retryMultiplier))")
+        if let textfile = metrics.textfile {
+            lines.append("Metrics       \(textfile) (node_exporter textfile, refreshed at least every minute)")
+        }
         lines.append("")
         if apps.isEmpty {
             lines.append("No apps configured.")

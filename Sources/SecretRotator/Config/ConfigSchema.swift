@@ -1,7 +1,7 @@
 /// Every key the config accepts, per table. The loader reports anything else as unknown, and a
 /// test checks that the annotated example config mentions each of them.
 public enum ConfigSchema {
-    public static let topLevel = ["genauth", "defaults", "app"]
+    public static let topLevel = ["genauth", "defaults", "app", "metrics"]
     public static let genauth = [
         "host", "flavour", "access_key_id", "access_key_secret_credential", "access_key_secret_file",
         "access_key_secret", "request_timeout", "ca_file", "requests_per_second",
@@ -18,6 +18,9 @@ public enum ConfigSchema {
         "path", "format", "env_key", "template", "mode", "owner", "group", "trailing_newline",
         "allow_world_readable", "allow_unsafe_directory",
     ]
+
+    /// `[metrics]`: the node_exporter textfile (issue 11).
+    public static let metrics = ["textfile"]
 
     /// Keys whose values are secrets: no message ever quotes their value, whatever its type.
     public static let secretKeys: Set<String> = ["access_key_secret"]

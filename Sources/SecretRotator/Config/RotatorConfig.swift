@@ -7,6 +7,8 @@ public struct RotatorConfig: Sendable {
     public var genauth: GenAuthSettings
     public var defaults: DefaultSettings
     public var apps: [AppConfig]
+    /// `[metrics]`; empty (no textfile) when the table is absent.
+    public var metrics = MetricsSettings()
 
     public func app(named nameOrID: String) -> AppConfig? {
         apps.first { $0.name == nameOrID } ?? apps.first { $0.id == nameOrID }

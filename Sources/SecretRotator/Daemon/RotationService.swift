@@ -30,6 +30,8 @@ public final class RotationService: Service, Sendable {
         public var stopping: @Sendable () -> Void = {}
         /// Called from the scheduler loop itself, so a stuck loop stops the pings.
         public var heartbeat: @Sendable () -> Void = {}
+        /// A reloaded config was applied to the engine (e.g. a changed `[metrics] textfile`).
+        public var configApplied: @Sendable (RotatorConfig) -> Void = { _ in }
 
         public init() {}
     }
@@ -191,6 +193,7 @@ public final class RotationService: Service, Sendable {
             }
             let before = Set(current.apps.map(\.id))
             await engine.apply(loaded.config)
+            events.configApplied(loaded.config)
             let after = Set(loaded.config.apps.map(\.id))
             logger.notice(
                 "config reloaded: \(after.count) apps, \(after.subtracting(before).count) added, \(before.subtracting(after).count) removed",

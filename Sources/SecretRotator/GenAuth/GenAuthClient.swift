@@ -16,10 +16,12 @@ public final class GenAuthClient: Sendable {
     private let http: HTTPClient
     private let logger: Logger
 
+    /// - Parameter metrics: counts and times every HTTP exchange (`RotatorMetrics.Name.apiRequests`).
     public init(
         configuration: GenAuthClientConfiguration,
         logger: Logger = Logger(label: "secret-rotator.genauth"),
-        clock: any TokenClock = SystemTokenClock()
+        clock: any TokenClock = SystemTokenClock(),
+        metrics: RotatorMetrics = .disabled
     ) throws(GenAuthError) {
         guard let baseURL = configuration.normalizedHost else {
             throw GenAuthError(
@@ -53,7 +55,7 @@ public final class GenAuthClient: Sendable {
         httpConfiguration.redirectConfiguration = .disallow
         httpConfiguration.decompression = .disabled
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-        let transport = GenAuthTransport(baseURL: baseURL, configuration: configuration, http: http)
+        let transport = GenAuthTransport(baseURL: baseURL, configuration: configuration, http: http, metrics: metrics)
 
         self.configuration = configuration
         self.http = http

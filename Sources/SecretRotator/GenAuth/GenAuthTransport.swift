@@ -13,6 +13,8 @@ struct GenAuthTransport: Sendable {
     let baseURL: String
     let configuration: GenAuthClientConfiguration
     let http: HTTPClient
+    /// Every exchange is counted by endpoint and outcome, and timed (issue 11).
+    var metrics: RotatorMetrics = .disabled
 
     struct Answer<Payload: Sendable>: Sendable {
         var payload: Payload
@@ -24,10 +26,18 @@ struct GenAuthTransport: Sendable {
         _ operation: APIOperation, token: ManagementToken?, as _: Payload.Type
     ) async throws(GenAuthError) -> Answer<Payload> {
         let request = makeRequest(operation, token: token)
-        let (response, bytes) = try await exchange(request, operation: operation)
-        return try Self.answer(
-            to: operation, status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"),
-            contentType: response.headers.first(name: "content-type"), body: bytes, as: Payload.self)
+        let started = ContinuousClock.now
+        do throws(GenAuthError) {
+            let (response, bytes) = try await exchange(request, operation: operation)
+            let answer = try Self.answer(
+                to: operation, status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"),
+                contentType: response.headers.first(name: "content-type"), body: bytes, as: Payload.self)
+            metrics.apiRequest(endpoint: operation.name, outcome: .ok, duration: ContinuousClock.now - started)
+            return answer
+        } catch {
+            metrics.apiRequest(endpoint: operation.name, outcome: APIRequestOutcome(error), duration: ContinuousClock.now - started)
+            throw error
+        }
     }
 
     /// What one HTTP answer to `operation` means: the payload, or the error the caller sees.

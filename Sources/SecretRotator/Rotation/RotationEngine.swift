@@ -29,6 +29,9 @@ public actor RotationEngine {
     private let limiter: RequestRateLimiter
     private var random: any RandomNumberGenerator & Sendable
     private let logger: Logger
+    /// Where rotations, repairs, hook runs, the exposure window and each app's state gauges are
+    /// reported (`MetricsTextfile`); `.disabled` records nothing.
+    private let metrics: RotatorMetrics
 
     private var states: [String: AppState] = [:]
     /// Version of each app's held `CurrentSecret` record (the secret itself stays on disk).
@@ -86,6 +89,7 @@ public actor RotationEngine {
         fileIO: NIOThreadPool = RotationEngine.sharedFileIO,
         now: @escaping @Sendable () -> Date = { Date() },
         random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
+        metrics: RotatorMetrics = .disabled,
         logger: Logger = Logger(label: "secret-rotator.engine")
     ) {
         self.config = config
@@ -97,6 +101,7 @@ public actor RotationEngine {
         self.fileIO = fileIO
         self.now = now
         self.random = random
+        self.metrics = metrics
         self.logger = logger
         self.limiter = RequestRateLimiter(requestsPerSecond: config.genauth.requestsPerSecond)
         self.appIndex = Self.indices(of: config)
@@ -139,8 +144,17 @@ public actor RotationEngine {
             states[app.id] = loaded.states[app.id] ?? AppState(appID: app.id)
             heldVersions[app.id] = loaded.secretVersions[app.id]
         }
+        publishAllStates()
         sweepOutputDirectories()
         checkOutputs()
+    }
+
+    /// Every configured app's series, and its state gauges, after a start or a reload.
+    private func publishAllStates() {
+        metrics.track(apps: config.apps)
+        for app in config.apps {
+            if let state = states[app.id] { metrics.appStateChanged(app, state: state) }
+        }
     }
 
     private func reportCorrupt(_ corrupt: StateDirectory.CorruptRecord, app: AppConfig?) {
@@ -171,6 +185,7 @@ public actor RotationEngine {
         dueOrder = Heap()
         appIndex = Self.indices(of: newConfig)
         unplanned = Set(newConfig.apps.map(\.id).filter { running[$0] == nil })
+        publishAllStates()
         sweepOutputDirectories()
         checkOutputs()
     }
@@ -463,6 +478,7 @@ public actor RotationEngine {
                 let failure = AppTransitions.Failure(.local, error.description, fields: Self.fields(of: error))
                 let failed = AppTransitions.apply(.journalFailed(failure), to: old, context: context)
                 states[app.id] = failed.state
+                metrics.appStateChanged(app, state: failed.state)
                 for action in failed.actions { await perform(action, app) }
                 return
             }
@@ -470,6 +486,7 @@ public actor RotationEngine {
         // Removed by a reload while the commit was in flight: not brought back.
         guard states[app.id] != nil else { return }
         states[app.id] = result.state
+        if result.state != old { metrics.appStateChanged(app, state: result.state) }
         for action in result.actions {
             await perform(action, app, secret: secret)
         }
@@ -581,7 +598,9 @@ public actor RotationEngine {
         let document = document(record, app)
         let report = await writeOutputs(document, app.outputs, app: app)
         if let arrived = answerArrived.removeValue(forKey: app.id), report.allWritten {
-            exposure[app.id] = .now - arrived
+            let window = ContinuousClock.now - arrived
+            exposure[app.id] = window
+            metrics.exposureWindow(window)
         }
         if !report.allWritten {
             await transition(app, .outputsFailed(Self.failure(report, version: record.version)))
@@ -651,6 +670,7 @@ public actor RotationEngine {
         } catch {
             appLogger(app).error(
                 "hook not run: \(error.message)", metadata: ["event": "hook_untrusted", "version": "\(version)"])
+            metrics.hookFinished(app, succeeded: false)
             await transition(app, .hookFinished(version: version, succeeded: false, detail: "not run: \(error.message)"))
             return
         }
@@ -663,6 +683,7 @@ public actor RotationEngine {
         slotFreed()  // a max_concurrent slot is free while the hook runs
         let outcome = await hooks.run(invocation)
         inHook.remove(app.id)
+        metrics.hookFinished(app, succeeded: outcome.succeeded)
         // A hook may print what it read (a config check echoing the file): never log the secret,
         // nor the piece of it a cut leaves (the runner keeps the output's last 64 KiB, the log
         // its last 2,000 characters: a secret across either edge showed its second half).
@@ -841,6 +862,9 @@ public actor RotationEngine {
                 metadata["exposure_ms"] = "\(Double(micros) / 1000)"
             }
             log.notice("secret \(origin.rawValue) and written to \(Self.count(app.outputs.count, "output"))", metadata: metadata)
+            // A refresh of ours (answered, or reconciled after an unknown outcome) is a rotation;
+            // a fetched or adopted secret is not.
+            if origin == .rotated || origin == .reconciled { metrics.rotationFinished(app, succeeded: true) }
         case .changedUpstream(let purpose):
             log.critical(
                 "GenAuth holds a secret we did not write (changed upstream, found by \(purpose.rawValue)); adopting it",
@@ -848,6 +872,7 @@ public actor RotationEngine {
         case .confirmed(let purpose):
             log.debug("GenAuth confirms the secret on disk", metadata: ["purpose": "\(purpose.rawValue)"])
         case .repaired(let causes):
+            metrics.outputsRepaired(app, causes: causes)
             log.notice(
                 "outputs repaired (\(causes.joined(separator: ", "))) from the held secret",
                 metadata: ["event": "output_repaired", "cause": "\(causes.joined(separator: ","))"])
@@ -856,6 +881,7 @@ public actor RotationEngine {
             if !output.isEmpty { metadata["hook_output"] = "\(output)" }
             log.info("hook done", metadata: metadata)
         case .failed(let failure, let attempt, let delay, let permanent):
+            metrics.rotationFinished(app, succeeded: false)
             var metadata = Self.metadata(failure.fields)
             metadata["event"] = metadata["event"] ?? "rotation_failed"
             metadata["attempt"] = "\(attempt)"

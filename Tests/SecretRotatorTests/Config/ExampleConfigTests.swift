@@ -55,7 +55,7 @@ enum ReadersGroup {
     @Test func exampleMentionsEverySchemaKey() throws {
         let text = try String(contentsOf: RepositoryFiles.exampleConfig, encoding: .utf8)
         let keys = ConfigSchema.genauth + ConfigSchema.defaults + ConfigSchema.retry + ConfigSchema.app
-            + ConfigSchema.output.filter { $0 != "output" }
+            + ConfigSchema.output.filter { $0 != "output" } + ConfigSchema.metrics
         for key in Set(keys) where key != "retry" && key != "output" {
             let pattern = "(^|[\\s{,#])\(key) = "
             #expect(text.range(of: pattern, options: .regularExpression) != nil, "example config does not mention \(key)")

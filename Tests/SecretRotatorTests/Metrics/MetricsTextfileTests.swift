@@ -1,0 +1,240 @@
+import Foundation
+import GenAuthMock
+import Testing
+
+@testable import SecretRotator
+
+/// An engine and a GenAuth client reporting to one `MetricsTextfile`, against the in-process mock.
+struct MetricsFixture {
+    let fixture: EngineFixture
+    let textfile: MetricsTextfile
+    let client: GenAuthClient
+    let engine: RotationEngine
+    let path: String
+
+    init(_ harness: GenAuthHarness, _ fixture: EngineFixture, textfileDirectory: String = "metrics", hook: [String]? = nil) throws {
+        self.fixture = fixture
+        let directory = fixture.directory.appendingPathComponent(textfileDirectory)
+        path = directory.appendingPathComponent("secret_rotator.prom").path
+        let clock = fixture.clock
+        textfile = MetricsTextfile(
+            path: path, now: { clock.now }, logger: harness.capture.logger(label: "secret-rotator.metrics"))
+        client = try GenAuthClient(
+            configuration: harness.client.configuration, logger: harness.capture.logger(), metrics: textfile.metrics)
+        let config = fixture.config(hook: hook)
+        engine = RotationEngine(
+            config: config, api: client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+            hooks: fixture.hooks, now: { clock.now }, random: SeededGenerator(state: 9), metrics: textfile.metrics,
+            logger: harness.capture.logger(label: "secret-rotator.engine"))
+    }
+
+    /// The labels of one app's series in the fixture (`app0`, `app1`).
+    static func app(_ index: Int, _ extra: [String: String] = [:]) -> [String: String] {
+        let ids = [GenAuthHarness.appId, GenAuthHarness.otherAppId]
+        return ["app": "app\(index)", "app_id": ids[index]].merging(extra) { $1 }
+    }
+
+    /// Runs `body` with a fixture whose client is shut down afterwards, also when `body` throws.
+    static func with(
+        _ harness: GenAuthHarness, _ fixture: EngineFixture, textfileDirectory: String = "metrics", hook: [String]? = nil,
+        _ body: (MetricsFixture) async throws -> Void
+    ) async throws {
+        let metrics = try MetricsFixture(harness, fixture, textfileDirectory: textfileDirectory, hook: hook)
+        do {
+            try await body(metrics)
+        } catch {
+            try? await metrics.client.shutdown()
+            throw error
+        }
+        try await metrics.client.shutdown()
+    }
+
+    func createDirectory() throws {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    }
+}
+
+@Suite struct MetricsTextfileTests {
+    typealias Name = RotatorMetrics.Name
+
+    /// Issue 11's acceptance: after a rotation, a failure and a repair the file is valid text
+    /// format for a real parser, and its values say what happened; no secret is in it.
+    @Test func rotationFailureAndRepairShowInTheTextfile() async throws {
+        try await withEngineFixture { harness, fixture in
+            try await MetricsFixture.with(harness, fixture, hook: ["/bin/true"]) { metrics in
+                try metrics.createDirectory()
+                let writer = Task { await metrics.textfile.run() }
+                defer { writer.cancel() }
+                let engine = metrics.engine
+                try await engine.start()
+                await engine.runDue()  // first start: fetch, no rotation
+
+                // 1. A rotation of both apps.
+                fixture.clock.advance(seconds: 3_600)
+                let rotatedAt = fixture.clock.now
+                await engine.runDue()
+                fixture.expectInvariant()
+                let afterRotation = try #require(
+                    try await ParsedMetrics.waitFor(file: metrics.path) {
+                        $0.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 1
+                            && $0.value(Name.hookRuns, MetricsFixture.app(1, ["result": "success"])) == 2
+                    })
+                for index in 0..<2 {
+                    let app = MetricsFixture.app(index)
+                    #expect(afterRotation.value(Name.rotations, app.merging(["result": "success"]) { $1 }) == 1)
+                    #expect(afterRotation.value(Name.rotations, app.merging(["result": "failure"]) { $1 }) == 0)
+                    // The first fetch and the rotation each ran the hook.
+                    #expect(afterRotation.value(Name.hookRuns, app.merging(["result": "success"]) { $1 }) == 2)
+                    #expect(afterRotation.value(Name.consecutiveFailures, app) == 0)
+                    #expect(afterRotation.value(Name.lastSuccess, app) == rotatedAt.timeIntervalSince1970)
+                    #expect(afterRotation.value(Name.nextRotation, app) == rotatedAt.timeIntervalSince1970 + 3_600)
+                    #expect(afterRotation.value(Name.secretAge, app) == 0)
+                }
+                let refresh = ["endpoint": "refresh-application-secret"]
+                #expect(afterRotation.value(Name.apiRequests, refresh.merging(["outcome": "ok"]) { $1 }) == 2)
+                #expect(afterRotation.value(Name.apiRequests, ["endpoint": "get-application-secret", "outcome": "ok"]) == 2)
+                #expect((afterRotation.value(Name.apiRequests, ["endpoint": "get-management-token", "outcome": "ok"]) ?? 0) >= 1)
+                #expect(afterRotation.value(Name.apiRequestDuration + "_count", refresh) == 2)
+                #expect(afterRotation.value(Name.apiRequestDuration + "_bucket", refresh.merging(["le": "+Inf"]) { $1 }) == 2)
+                #expect(afterRotation.value(Name.exposureWindow + "_count") == 2)
+                #expect(afterRotation.value(Name.exposureWindow + "_bucket", ["le": "+Inf"]) == 2)
+                #expect(afterRotation.value(Name.buildInfo, ["version": SecretRotatorVersion.current]) == 1)
+                #expect(afterRotation.type(of: Name.rotations) == "counter")
+                #expect(afterRotation.type(of: Name.secretAge) == "gauge")
+                #expect(afterRotation.type(of: Name.apiRequestDuration + "_count") == "histogram")
+                #expect(afterRotation.type(of: Name.exposureWindow + "_sum") == "histogram")
+
+                // 2. app0's next rotation fails (HTTP 503); app1's succeeds.
+                fixture.clock.advance(seconds: 3_600)
+                harness.state.inject(
+                    MockFaultRule(endpoint: .refreshApplicationSecret, appId: GenAuthHarness.appId, count: 1, fault: .httpStatus(503, jsonBody: true)))
+                await engine.runDue()
+                let afterFailure = try #require(
+                    try await ParsedMetrics.waitFor(file: metrics.path) {
+                        $0.value(Name.consecutiveFailures, MetricsFixture.app(0)) == 1
+                            && $0.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 2
+                    })
+                #expect(afterFailure.value(Name.rotations, MetricsFixture.app(0, ["result": "failure"])) == 1)
+                #expect(afterFailure.value(Name.rotations, MetricsFixture.app(0, ["result": "success"])) == 1)
+                #expect(afterFailure.value(Name.consecutiveFailures, MetricsFixture.app(1)) == 0)
+                #expect(afterFailure.value(Name.apiRequests, refresh.merging(["outcome": "http_error"]) { $1 }) == 1)
+                #expect(afterFailure.value(Name.apiRequests, refresh.merging(["outcome": "ok"]) { $1 }) == 3)
+                #expect(afterFailure.value(Name.apiRequestDuration + "_count", refresh) == 4)
+                #expect(afterFailure.value(Name.exposureWindow + "_count") == 3)
+                // app0's secret is an hour old now: its age says so (refreshed at each write).
+                #expect(afterFailure.value(Name.secretAge, MetricsFixture.app(0)) == 3_600)
+
+                // 3. app1's output drifts (someone overwrote it) and is repaired without GenAuth.
+                try Data("edited by hand\n".utf8).write(to: fixture.directory.appendingPathComponent("drop/app1"))
+                await engine.checkOutputs(appIDs: [GenAuthHarness.otherAppId])
+                await engine.runDue()
+                let afterRepair = try #require(
+                    try await ParsedMetrics.waitFor(file: metrics.path) {
+                        $0.value(Name.outputRepairs, MetricsFixture.app(1, ["cause": "content"])) == 1
+                    })
+                #expect(fixture.outputSecret(1) == harness.state.currentSecret(appId: GenAuthHarness.otherAppId))
+                // Repairs are no rotations.
+                #expect(afterRepair.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 2)
+
+                writer.cancel()
+                await writer.value  // ends with a last write
+
+                // Invariant 5: no secret, no fingerprint of one and no output path in the file.
+                let text = try String(contentsOfFile: metrics.path, encoding: .utf8)
+                let secrets = harness.state.everyIssuedSecret()
+                #expect(secrets.count >= 3)
+                for secret in secrets {
+                    #expect(!text.contains(secret), "a secret is in the metrics textfile")
+                    #expect(!text.contains(SecretFingerprint.of(SecretValue(secret))), "a fingerprint is in the metrics textfile")
+                }
+                #expect(!text.contains(fixture.directory.path))
+                #expect(!text.contains("sk-"), "the access key secret is in the metrics textfile")
+                // The file is readable by node_exporter's user.
+                let attributes = try FileManager.default.attributesOfItem(atPath: metrics.path)
+                #expect((attributes[.posixPermissions] as? Int) == 0o644)
+            }
+        }
+    }
+
+    /// A textfile directory that does not exist: logged once, never a crash, rotation goes on;
+    /// once the directory appears the file is written and the recovery logged.
+    @Test func missingDirectoryIsLoggedOnceAndRotationGoesOn() async throws {
+        try await withEngineFixture { harness, fixture in
+            try await MetricsFixture.with(harness, fixture, textfileDirectory: "not-yet") { metrics in
+                let engine = metrics.engine
+                try await engine.start()
+                await engine.runDue()
+                fixture.clock.advance(seconds: 3_600)
+                await engine.runDue()
+                #expect(await engine.state(of: GenAuthHarness.appId)?.version == 2)
+                fixture.expectInvariant()
+
+                #expect(await metrics.textfile.writeNow() == false)
+                #expect(await metrics.textfile.writeNow() == false)
+                let failures = harness.capture.all.filter { $0.hasPrefix("error ") && $0.contains("metrics_write_failed") }
+                #expect(failures.count == 1, "\(failures)")
+                #expect(failures.first?.contains("ENOENT") == true)
+                #expect(!FileManager.default.fileExists(atPath: metrics.path))
+
+                try metrics.createDirectory()
+                #expect(await metrics.textfile.writeNow())
+                #expect(harness.capture.all.contains { $0.contains("metrics_write_recovered") })
+                let parsed = try ParsedMetrics.parse(file: metrics.path)
+                #expect(parsed.value(Name.rotations, MetricsFixture.app(0, ["result": "success"])) == 1)
+            }
+        }
+    }
+
+    /// A reload drops the series of a removed app and renames those of a renamed one; apps
+    /// added get their counters at 0.
+    @Test func reloadDropsSeriesOfRemovedApps() async throws {
+        try await withEngineFixture { harness, fixture in
+            try await MetricsFixture.with(harness, fixture) { metrics in
+                try metrics.createDirectory()
+                let engine = metrics.engine
+                try await engine.start()
+                await engine.runDue()
+                #expect(await metrics.textfile.writeNow())
+                let before = try ParsedMetrics.parse(file: metrics.path)
+                #expect(before.value(Name.lastSuccess, MetricsFixture.app(1)) != nil)
+
+                var config = fixture.config()
+                let removed = config.apps.removeLast()
+                config.apps[0].name = "billing"
+                await engine.apply(config)
+                // A step of the removed app that was still running reports late: no new series.
+                metrics.textfile.metrics.rotationFinished(removed, succeeded: true)
+                #expect(await metrics.textfile.writeNow())
+                let after = try ParsedMetrics.parse(file: metrics.path)
+                #expect(!after.samples.contains { $0.labels["app_id"] == GenAuthHarness.otherAppId })
+                #expect(!after.samples.contains { $0.labels["app"] == "app0" })
+                let renamed = ["app": "billing", "app_id": GenAuthHarness.appId]
+                #expect(after.value(Name.lastSuccess, renamed) == before.value(Name.lastSuccess, MetricsFixture.app(0)))
+                #expect(after.value(Name.rotations, renamed.merging(["result": "failure"]) { $1 }) == 0)
+            }
+        }
+    }
+
+    /// The outcome label is a fixed set derived from the client's own error reasons.
+    @Test func apiOutcomeFollowsTheErrorReason() {
+        func outcome(_ reason: GenAuthError.Reason) -> APIRequestOutcome {
+            APIRequestOutcome(GenAuthError(classification: .transient, reason: reason, operation: "get-application-secret"))
+        }
+        #expect(outcome(.httpStatus) == .httpError)
+        #expect(outcome(.apiError) == .apiError)
+        #expect(outcome(.timeout) == .timeout)
+        #expect(outcome(.notConnected) == .connectionError)
+        #expect(outcome(.connectionLost) == .connectionError)
+        #expect(outcome(.malformedResponse) == .badAnswer)
+        #expect(Set(APIRequestOutcome.allCases.map(\.rawValue)).count == APIRequestOutcome.allCases.count)
+    }
+
+    /// `disabled` (the engine's default) records nothing and never calls a change handler.
+    @Test func disabledMetricsRecordNothing() {
+        let metrics = RotatorMetrics.disabled
+        #expect(!metrics.isEnabled)
+        metrics.apiRequest(endpoint: "get-application", outcome: .ok, duration: .milliseconds(3))
+        metrics.exposureWindow(.milliseconds(1))
+    }
+}
