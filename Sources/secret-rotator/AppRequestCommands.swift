@@ -98,8 +98,12 @@ struct AppRequest {
         let deadline = ContinuousClock.now.advanced(by: waitLimit(config, apps: targets.count))
         var remaining = targets
         var failed: [String] = []
+        var daemonGone = false
         while !remaining.isEmpty && ContinuousClock.now < deadline {
             try await QuietSleep.sleep(for: .milliseconds(200))
+            // A daemon that died (SIGKILL, OOM) answers nothing: do not wait out the timeout.
+            // Checked before the records, so what it finished before dying still counts.
+            daemonGone = kill(pid, 0) != 0 && errno == ESRCH
             let now = store.inspect(appIDs: remaining.map(\.id)).apps
             remaining = remaining.filter { app in
                 guard let state = now[app.id]?.state else { return true }
@@ -108,8 +112,15 @@ struct AppRequest {
                     progress.finished("\(app.name): version \(state.version) written")
                     return false
                 }
-                if kind == .fetch, state.lastChecked != old.lastChecked, state.consecutiveFailures == 0 {
-                    progress.finished("\(app.name): unchanged (version \(state.version)); every output checked")
+                if kind == .fetch, state.lastChecked != old.lastChecked {
+                    if state.consecutiveFailures == 0 {
+                        progress.finished("\(app.name): unchanged (version \(state.version)); every output checked")
+                    } else {
+                        // Read, but a later step (a hook, an output) still fails: answered.
+                        progress.failed(
+                            "\(app.name): read from GenAuth (version \(state.version)), but a step still fails (the daemon keeps retrying): \(state.lastError ?? "unknown error")")
+                        failed.append(app.name)
+                    }
                     return false
                 }
                 if state.consecutiveFailures > old.consecutiveFailures {
@@ -120,9 +131,13 @@ struct AppRequest {
                 }
                 return true
             }
+            if daemonGone { break }
         }
         progress.done(timedOut: remaining.map(\.name))
-        if !remaining.isEmpty {
+        if daemonGone && !remaining.isEmpty {
+            StandardError.write(
+                "secret-rotator: the daemon (PID \(pid)) exited before answering for \(Self.list(remaining)); the request stays in \(requests.directory) for its next start")
+        } else if !remaining.isEmpty {
             StandardError.write(
                 "secret-rotator: timed out waiting for \(Self.list(remaining)); the daemon still has the request (see `secret-rotator status`)")
         }
@@ -254,7 +269,9 @@ struct AppRequestOptions: ParsableArguments {
     func validate() throws {
         if all && !apps.isEmpty { throw ValidationError("give app names or --all, not both") }
         if !all && apps.isEmpty { throw ValidationError("name at least one app (or use --all)") }
-        if let timeout { _ = try parsedDuration(timeout, option: "--timeout") }
+        if let timeout, try parsedDuration(timeout, option: "--timeout") <= .zero {
+            throw ValidationError("--timeout: must be more than 0s")
+        }
     }
 
     func request(_ kind: ControlRequests.Kind) throws -> AppRequest {
@@ -297,7 +314,7 @@ struct RotateCommand: AsyncParsableCommand {
                 StandardError.write("secret-rotator: rotate --all needs --yes when stdin is not a terminal")
                 throw ExitCode(64)
             }
-            StandardError.write(raw: "Rotate every app now? GenAuth invalidates each old secret at once. [y/N] ")
+            StandardError.write(raw: "Rotate every app with action = \"rotate\" now? GenAuth invalidates each old secret at once. [y/N] ")
             guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
                 StandardError.write("secret-rotator: nothing rotated")
                 throw ExitCode.failure

@@ -142,8 +142,11 @@ struct OnlineVerification: Encodable {
             } catch {
                 if error.operation == "get-management-token" || error.classification == .authentication {
                     // One refused login answers for every app.
-                    report.login = "login to \(config.genauth.host) (flavour \(config.genauth.flavour.rawValue)) refused: \(error)"
-                    report.exitStatus = error.classification == .transient || error.classification == .outcomeUnknown ? 69 : 78
+                    let unreachable = error.classification == .transient || error.classification == .outcomeUnknown
+                    report.login = unreachable
+                        ? "cannot reach \(config.genauth.host) to log in: \(error)"
+                        : "login to \(config.genauth.host) (flavour \(config.genauth.flavour.rawValue)) refused: \(error)"
+                    report.exitStatus = unreachable ? 69 : 78
                     try? await client.shutdown()
                     return report
                 }

@@ -100,8 +100,11 @@ struct DemoCommand: AsyncParsableCommand {
             // Every output, not only the raw one: the held secret must be the one the mock
             // accepts now, and each file must be exactly what a write of it leaves (content in
             // its format, mode), as `status` checks it.
-            let held = store.loadSecret(appID: app.id, now: Date()).secret
-            guard let held, held.secretValue.exposed == mock.state.currentSecret(appId: app.id) else {
+            guard let held = store.loadSecret(appID: app.id, now: Date()).secret else {
+                differences.append("\(app.name): no secret was written before the demo stopped")
+                continue
+            }
+            guard held.secretValue.exposed == mock.state.currentSecret(appId: app.id) else {
                 differences.append("\(app.name): the secret held is not the mock's current one")
                 continue
             }

@@ -39,7 +39,33 @@ struct SecretRotatorCommand: AsyncParsableCommand {
             StandardError.write("See 'secret-rotator --help' for the commands.")
             Self.exit(withError: ExitCode(64))
         }
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "status", arguments.contains("--nagios") || arguments.contains("--json") {
+            await runStatusAnsweringParseErrors(arguments, nagios: arguments.contains("--nagios"))
+        }
         await main(nil)
+    }
+
+    /// `status --nagios`/`--json` must answer in their format even when the command line
+    /// itself is wrong (Monitoring Plugins: UNKNOWN on one line; JSON: a document), where
+    /// argument-parser would print its usage text and exit 64.
+    private static func runStatusAnsweringParseErrors(_ arguments: [String], nagios: Bool) async {
+        let command: ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            if error is CleanExit { exit(withError: error) }
+            let message = fullMessage(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "bad arguments"
+            StatusFailure.report(message.replacingOccurrences(of: "Error: ", with: ""), exitStatus: 64, json: !nagios, nagios: nagios)
+            exit(withError: ExitCode(nagios ? 3 : 64))
+        }
+        do {
+            var status = command
+            try status.run()
+            exit(withError: nil)
+        } catch {
+            exit(withError: error)
+        }
     }
 
     /// argument-parser reports a mistyped command as "Unexpected argument" with the top-level

@@ -72,7 +72,7 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         do {
             try report()
-        } catch let exit as ExitCode where nagios && exit.rawValue >= 64 {
+        } catch let exit as ExitCode where nagios && !(0...3).contains(exit.rawValue) {
             // Monitoring Plugins: anything that prevents a verdict is UNKNOWN, never 78.
             throw ExitCode(3)
         }
@@ -81,16 +81,18 @@ struct StatusCommand: ParsableCommand {
     private func report() throws {
         let full = try configOption.loadConfig(
             with: ConfigLoader.withoutAccessKeySecret(), printWarnings: false,
-            onError: nagios
+            onError: nagios || json
                 ? { error in
-                    print("SECRET-ROTATOR UNKNOWN - config \(configOption.path) is not valid: \(error.errors.first?.description ?? "see check-config")")
+                    StatusFailure.report(
+                        "config \(configOption.path) is not valid: \(error.errors.first?.description ?? "see check-config")",
+                        exitStatus: 78, json: json, nagios: nagios, diagnostics: error.diagnostics)
                 } : nil)
         var config = full
         switch AppSelection.resolve(apps, in: full) {
         case .success(let selected):
             if !apps.isEmpty { config.apps = selected }
         case .failure(let message):
-            if nagios { print("SECRET-ROTATOR UNKNOWN - \(message.text)") } else { StandardError.write("secret-rotator: \(message.text)") }
+            StatusFailure.report(message.text, exitStatus: 64, json: json, nagios: nagios)
             throw ExitCode(64)
         }
         let directory = stateDirectoryOption.path(for: config)
@@ -150,12 +152,43 @@ struct StatusCommand: ParsableCommand {
     /// A missing directory is a valid answer (never run); one we may not read is an error, so
     /// that "no state" is never shown just because of permissions.
     private func checkReadable(_ directory: String) throws -> Bool {
+        var status = stat()
+        if stat(directory, &status) == 0, status.st_mode & S_IFMT != S_IFDIR {
+            StatusFailure.report("state directory \(directory) is not a directory", exitStatus: 4, json: json, nagios: nagios)
+            throw ExitCode(4)
+        }
         if access(directory, R_OK | X_OK) == 0 { return true }
         let error = errno
         if error == ENOENT { return false }
         let message = "cannot read \(directory): \(String(cString: strerror(error))); run status as root or as the daemon's user"
-        if nagios { print("SECRET-ROTATOR UNKNOWN - \(message)") } else { StandardError.write("secret-rotator: \(message)") }
+        StatusFailure.report(message, exitStatus: 77, json: json, nagios: nagios)
         throw ExitCode(77)
+    }
+}
+
+/// What `status` prints when it cannot give a verdict: a line on stderr, one UNKNOWN line
+/// with --nagios, or with --json a document with the same `verdict`/`exitStatus` keys as a
+/// report, so a script never parses an empty stdout.
+enum StatusFailure {
+    struct Document: Encodable {
+        let verdict = "unknown"
+        let exitStatus: Int32
+        let error: String
+        let diagnostics: [ConfigDiagnostic]?
+    }
+
+    static func report(_ message: String, exitStatus: Int32, json: Bool, nagios: Bool, diagnostics: [ConfigDiagnostic]? = nil) {
+        if nagios {
+            print("SECRET-ROTATOR UNKNOWN - \(message.split(whereSeparator: \.isNewline).joined(separator: " "))")
+        } else if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let document = Document(exitStatus: exitStatus, error: message, diagnostics: diagnostics)
+            if let data = try? encoder.encode(document) { print(String(decoding: data, as: UTF8.self)) }
+            StandardError.write("secret-rotator: \(message)")
+        } else {
+            StandardError.write("secret-rotator: \(message)")
+        }
     }
 }
 

@@ -101,6 +101,13 @@ public struct ConfigLoader: Sendable {
         if let odd = entries.first(where: { !$0.isExactName && $0.name.hasSuffix(".toml") }) {
             throw failure(directory, "a file name in apps.d is not valid UTF-8 (shown as \"\(odd.name)\"); rename it")
         }
+        // A name is printed in every diagnostic about its file: one with a line break or an
+        // escape sequence would forge lines or drive the operator's terminal.
+        if let odd = names.first(where: { $0.unicodeScalars.contains { scalar in
+            scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.properties.generalCategory == .format } })
+        {
+            throw failure(directory, "a file name in apps.d holds a control character (shown escaped: \(LogfmtLogHandler.quoted(odd))); rename it")
+        }
         if names.count > ConfigInputLimits.apps {
             throw failure(directory, "\(names.count) files; apps.d holds at most \(ConfigInputLimits.apps)")
         }

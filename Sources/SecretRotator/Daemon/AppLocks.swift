@@ -42,7 +42,10 @@ public final class AppLocks: Sendable {
         public let reason: String
 
         public var description: String {
-            guard isHeldByAnother else { return "cannot lock app \(appID) at \(path): \(reason)" }
+            guard isHeldByAnother else {
+                // appID is empty when the lock directory itself failed, before any app.
+                return appID.isEmpty ? "cannot use the lock directory \(path): \(reason)" : "cannot lock app \(appID) at \(path): \(reason)"
+            }
             // A PID that no longer exists means the file was locked by something that did not
             // write it (an old file, another tool): say so rather than name a dead process.
             let alive = holder.map { kill($0, 0) == 0 || errno == EPERM } ?? false

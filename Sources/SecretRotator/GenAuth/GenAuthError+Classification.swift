@@ -92,9 +92,43 @@ extension GenAuthError {
         }
     }
 
-    /// Transport errors describe hosts, ports and errnos, never payloads; keep them short anyway.
-    private static func describe(_ error: any Error) -> String {
-        let text = "\(type(of: error)): \(error)"
+    /// The failure in words for logs and `status` (issue 11: not a Swift enum's debug form,
+    /// nor a TLS library's source path). Transport errors describe hosts, ports and errnos,
+    /// never payloads; kept short anyway.
+    static func describe(_ error: any Error) -> String {
+        let text: String
+        switch error {
+        case let error as HTTPClientError:
+            switch error {
+            case .connectTimeout: text = "connecting timed out"
+            case .getConnectionFromPoolTimeout: text = "no connection could be made within the request timeout"
+            case .tlsHandshakeTimeout: text = "the TLS handshake timed out"
+            case .deadlineExceeded: text = "no complete answer within request_timeout"
+            case .readTimeout: text = "reading the answer timed out"
+            case .writeTimeout: text = "sending the request timed out"
+            case .remoteConnectionClosed: text = "the server closed the connection before answering"
+            case .cancelled: text = "cancelled"
+            default: text = "HTTP client error: \(error)"
+            }
+        case let error as IOError:
+            let code = error.errnoCode
+            text = "connection failed: \(String(cString: strerror(code))) (errno \(code))"
+        case is NIOConnectionError:
+            text = "no connection could be made (every address of the host refused or timed out)"
+        case is SocketAddressError:
+            text = "the host name could not be resolved"
+        case let error as NIOSSLError:
+            // Its cases carry BoringSSL's error queue, file paths included: the case is enough.
+            switch error {
+            case .handshakeFailed: text = "the TLS handshake failed (does the host speak TLS on this port, with a certificate the trust store accepts?)"
+            case .uncleanShutdown: text = "the TLS connection was cut without a close_notify"
+            default: text = "TLS error (\(String(describing: error).prefix(while: { $0 != "(" })))"
+            }
+        case is BoringSSLError:
+            text = "TLS error (the certificate or handshake was refused)"
+        default:
+            text = "\(type(of: error)): \(error)"
+        }
         return String(text.prefix(300))
     }
 }

@@ -30,7 +30,11 @@ extension AtomicFileWriter {
         do {
             // The same walk and rules as a write: a directory a write would refuse is not
             // "fine", and a symlinked ancestor must not make us compare some other file.
-            directory = try SafeDirectory.open(parent, target: path, allowUnsafe: options.allowUnsafeDirectory, action: "inspect")
+            // Judged as the writer would be: the daemon's own directories are trusted when
+            // root (or a monitoring user) inspects them for it.
+            directory = try SafeDirectory.open(
+                parent, target: path, allowUnsafe: options.allowUnsafeDirectory, action: "inspect",
+                daemonUser: writer.map { $0.userID.rawValue })
         } catch where error.errno == .noSuchFileOrDirectory {
             return .missing
         } catch where error.code == .unsafeDirectory {

@@ -199,7 +199,8 @@ public struct AtomicFileWriter: Sendable {
             throw OutputError(.directoryUnavailable, path: target, errno: injected, reason: "cannot open the directory \(parent)")
         }
         return try SafeDirectory.open(
-            parent, target: target, allowUnsafe: options.allowUnsafeDirectory, create: options.createParent)
+            parent, target: target, allowUnsafe: options.allowUnsafeDirectory, create: options.createParent,
+            daemonUser: options.trustedOwner?.rawValue)
     }
 
     // MARK: - Target

@@ -12,14 +12,19 @@ public struct AtomicWriteOptions: Sendable, Hashable {
     public var allowUnsafeDirectory: Bool
     /// If set, a missing parent directory is created (only the last component) with these settings.
     public var createParent: DirectoryCreation?
+    /// A further owner whose directories on the way are trusted besides root and the writer
+    /// (`SafeDirectory.open`'s `daemonUser`): root writing into the daemon's directories.
+    public var trustedOwner: UserID?
 
     public init(
         mode: FilePermissions = [.ownerRead, .ownerWrite],
         owner: UserID? = nil,
         group: GroupID? = nil,
         allowUnsafeDirectory: Bool = false,
-        createParent: DirectoryCreation? = nil
+        createParent: DirectoryCreation? = nil,
+        trustedOwner: UserID? = nil
     ) {
+        self.trustedOwner = trustedOwner
         self.mode = mode
         self.owner = owner
         self.group = group

@@ -25,6 +25,10 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         case overdue(since: Date)
         /// The last attempt failed (`consecutiveFailures` in a row); the daemon retries.
         case failing(attempts: Int, lastError: String?)
+        /// A refresh was sent and its outcome is not known yet: GenAuth may already have
+        /// killed the secret the outputs hold, until the daemon reconciles (reads it back).
+        /// `stale`: unresolved for longer than `AppHealth.unresolvedRefreshLimit`.
+        case unresolvedRefresh(since: Date?, stale: Bool)
 
         public var verdict: Verdict {
             switch self {
@@ -32,6 +36,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .outputBad: .outputs
             case .neverObtained, .overdue: .overdue
             case .failing: .failing
+            case .unresolvedRefresh(_, let stale): stale ? .overdue : .failing
             }
         }
 
@@ -44,6 +49,8 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .overdue(let since): "overdue: its scheduled rotation was due at \(since.formatted(.iso8601))"
             case .failing(let attempts, let lastError):
                 "failing: \(attempts) failed attempt\(attempts == 1 ? "" : "s"); last error: \(lastError ?? "unknown")"
+            case .unresolvedRefresh(let since, _):
+                "a refresh's outcome is unknown\(since.map { " since \($0.formatted(.iso8601))" } ?? ""): the outputs may hold a secret GenAuth has already replaced, until the daemon reconciles it"
             }
         }
 
@@ -56,8 +63,10 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         }
     }
 
-    /// The exit statuses of `secret-rotator status`, worst last; the highest raw value among
-    /// all apps' findings is the command's exit status.
+    /// The exit statuses of `secret-rotator status`. The worst verdict of all apps' findings
+    /// is the command's exit status, worst meaning: outputs (3) over overdue (2) over unknown
+    /// (4) over failing (1). A known bad secret outranks an unknown: one unreadable output
+    /// must not turn a missing one elsewhere into UNKNOWN, which monitoring may not page on.
     public enum Verdict: Int32, Sendable, Comparable, Encodable {
         case ok = 0
         /// The last attempt failed; the secret on disk is still the current one.
@@ -69,7 +78,18 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         /// The state could not be read, or an output could not be inspected.
         case unknown = 4
 
-        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+        /// 0 ok, 1 failing, 2 unknown, 3 overdue, 4 outputs.
+        public var severity: Int {
+            switch self {
+            case .ok: 0
+            case .failing: 1
+            case .unknown: 2
+            case .overdue: 3
+            case .outputs: 4
+            }
+        }
+
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.severity < rhs.severity }
 
         /// One word for JSON and the table: ok, failing, overdue, outputs, unknown.
         public var word: String {
@@ -110,6 +130,11 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         max(interval / 10, .seconds(600))
     }
 
+    /// How long a refresh's outcome may stay unknown before it counts as overdue (CRITICAL):
+    /// a running daemon reconciles within seconds, so two minutes (or the grace, if shorter)
+    /// means the daemon is stopped, stuck, or cannot reach GenAuth to read the secret back.
+    public static let unresolvedRefreshLimit: Duration = .seconds(120)
+
     /// - Parameters:
     ///   - outputFindings: the outputs' inspection (`outputBad`/`outputUnchecked`), made by the caller.
     ///   - grace: how long past `app.nextDue` a step may still be pending.
@@ -124,6 +149,11 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             }
             if app.consecutiveFailures > 0 {
                 findings.append(.failing(attempts: app.consecutiveFailures, lastError: app.lastError))
+            }
+            if app.unfinishedCall == AppState.Intent.refresh.rawValue {
+                let limit = min(grace, unresolvedRefreshLimit)
+                let stale = app.unfinishedSince.map { now.timeIntervalSince($0) > Double(limit.components.seconds) } ?? true
+                findings.append(.unresolvedRefresh(since: app.unfinishedSince, stale: stale))
             }
         }
         return AppHealth(findings: findings)

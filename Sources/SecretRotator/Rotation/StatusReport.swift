@@ -27,6 +27,8 @@ public struct StatusReport: Sendable, Encodable {
         public let hookOwedVersion: Int?
         /// An interrupted call the next step reconciles: "refresh" or "fetch".
         public let unfinishedCall: String?
+        /// When that call was started.
+        public let unfinishedSince: Date?
         /// Records that could not be read (only `status` reports these; the daemon repairs them).
         public let problems: [String]
         /// Whether a secret is held for the app (in the state database), whatever its version.
@@ -51,6 +53,7 @@ public struct StatusReport: Sendable, Encodable {
             self.pendingVersion = pendingVersion
             hookOwedVersion = app.onRotate != nil && state.hookDoneVersion < state.version ? state.version : nil
             unfinishedCall = state.intent?.rawValue
+            unfinishedSince = state.intent == nil ? nil : state.intentStartedAt
             self.hasSecret = hasSecret
             scheduledDue = state.version > 0 ? RotationPlanner.dueDate(app: app, state: state) : nil
             self.problems = problems
@@ -111,7 +114,7 @@ public struct StatusReport: Sendable, Encodable {
                 var found = inspected.apps[app.id] ?? StateDirectory.Inspection()
                 if !inspected.problems.isEmpty {
                     // Not "version 0, never, ok": the records could not be read at all.
-                    found.problems.append("state unknown: the state database could not be read (see below)")
+                    found.problems.append("state unknown: the state database could not be read")
                 }
                 let state = found.state ?? AppState(appID: app.id)
                 let facts = RotationPlanner.Facts(heldVersion: found.secretVersion)
@@ -174,9 +177,9 @@ public struct StatusReport: Sendable, Encodable {
         for app in apps {
             for finding in app.health.findings {
                 switch finding {
-                case .outputBad, .outputUnchecked, .neverObtained, .overdue:
+                case .outputBad, .outputUnchecked, .neverObtained, .overdue, .unresolvedRefresh(_, true):
                     lines.append("\(app.name): \(finding)")
-                case .stateUnreadable, .failing:
+                case .stateUnreadable, .failing, .unresolvedRefresh(_, false):
                     break  // told below, with what the daemon does about it
                 }
             }

@@ -80,7 +80,7 @@ final class StateDatabase: Sendable {
     /// state directory's owner when root acts for the daemon) and 0600. A wider mode (an
     /// operator's copy, a restore) is narrowed, as the JSON store re-made its files 0600 on
     /// every save; a stranger's file is refused. The `-wal` and `-shm` files get the same.
-    private static func checkOwnerAndMode(_ descriptor: Int32, path: String) throws(StateDirectoryError) {
+    private static func checkOwnerAndMode(_ descriptor: Int32, path: String, narrow: Bool = true) throws(StateDirectoryError) {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
             throw StateDirectoryError(.unavailable, path: path, errno: Errno(rawValue: errno), message: "cannot inspect the state database")
@@ -91,12 +91,14 @@ final class StateDatabase: Sendable {
         let directory = FilePath(path).removingLastComponent().string
         var parent = stat()
         let daemonUser: uid_t? = stat(directory, &parent) == 0 ? parent.st_uid : nil
-        guard status.st_uid == geteuid() || (geteuid() == 0 && status.st_uid == daemonUser) else {
+        // Root and a monitoring user read the daemon's database; only root may act for it.
+        let actingForDaemon = geteuid() == 0 || !narrow
+        guard status.st_uid == geteuid() || (actingForDaemon && status.st_uid == daemonUser) else {
             throw StateDirectoryError(
                 .unavailable, path: path,
                 message: "the state database is owned by uid \(status.st_uid), not by this process (uid \(geteuid())) or the state directory's owner; it holds every secret, so it is not used")
         }
-        if status.st_mode & 0o077 != 0 {
+        if narrow && status.st_mode & 0o077 != 0 {
             _ = fchmod(descriptor, 0o600)
             for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
         }
@@ -105,9 +107,30 @@ final class StateDatabase: Sendable {
     /// A read-only connection for `status`: nothing is created, migrated or written, and the
     /// daemon's commits go on meanwhile (WAL readers see the last committed transaction).
     /// Nil when there is no database yet.
+    ///
+    /// The daemon's rule for the file applies (`checkOwnerAndMode`, without narrowing the
+    /// mode): a database the daemon would refuse (a link, a stranger's file) is refused here
+    /// too, so `status` never vouches for records the daemon will not use.
     static func openReadOnly(path: String) throws(StateDirectoryError) -> DatabaseQueue? {
         var status = stat()
         if lstat(path, &status) != 0 && errno == ENOENT { return nil }
+        let descriptor = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            let failure = errno
+            if failure == ELOOP {
+                throw StateDirectoryError(.unavailable, path: path, message: "the state database is a symbolic link; the daemon refuses it")
+            }
+            throw StateDirectoryError(.unavailable, path: path, errno: Errno(rawValue: failure), message: "cannot open the state database")
+        }
+        // Closed before SQLite opens the file: closing any descriptor of it later would drop
+        // SQLite's fcntl locks (POSIX advisory locks are per process and file).
+        do throws(StateDirectoryError) {
+            try checkOwnerAndMode(descriptor, path: path, narrow: false)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        close(descriptor)
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(5)

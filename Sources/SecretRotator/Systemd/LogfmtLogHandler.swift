@@ -20,7 +20,8 @@ import Musl
 /// `github.com/go-logfmt/logfmt` rules): a value holding a space, `=`, `"`, a control
 /// character or nothing is written in double quotes with `\"`, `\\`, `\n`, `\r`, `\t` and
 /// `\u{…}` escapes. Line breaks in the message (hook output) are escaped the same way, so
-/// an event is exactly one line.
+/// an event is exactly one line; so are Unicode format and separator characters (U+2028,
+/// U+202E bidi overrides: a line must read as what it holds).
 public struct LogfmtLogHandler: LogHandler {
     public let label: String
     public var metadata: Logger.Metadata = [:]
@@ -45,7 +46,9 @@ public struct LogfmtLogHandler: LogHandler {
 
     /// One formatted line, newline included.
     public static func line(time: Date, level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
-        var line = time.formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon))
+        var line = time.formatted(
+            .iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon)
+                .timeZone(separator: .omitted))
         line += " \(level.rawValue) "
         line += escaped(message, quoting: false)
         for key in metadata.keys.sorted() {
@@ -58,7 +61,7 @@ public struct LogfmtLogHandler: LogHandler {
     /// The value as logfmt writes it: bare when it can be, else quoted with escapes.
     public static func quoted(_ value: String) -> String {
         let needsQuotes = value.isEmpty || value.unicodeScalars.contains { scalar in
-            scalar == " " || scalar == "=" || scalar == "\"" || scalar == "\\" || scalar.value < 0x20 || scalar.value == 0x7F
+            scalar == " " || scalar == "=" || scalar == "\"" || scalar == "\\" || isHidden(scalar)
         }
         return needsQuotes ? "\"\(escaped(value, quoting: true))\"" : value
     }
@@ -74,7 +77,7 @@ public struct LogfmtLogHandler: LogHandler {
             case "\r": result += "\\r"
             case "\t": result += "\\t"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
+                if isHidden(scalar) {
                     result += "\\u{\(String(scalar.value, radix: 16))}"
                 } else {
                     result.unicodeScalars.append(scalar)
@@ -82,6 +85,16 @@ public struct LogfmtLogHandler: LogHandler {
             }
         }
         return result
+    }
+
+    /// Control characters (C0, DEL, C1) and Unicode's invisible format and separator
+    /// characters (categories Cf, Zl, Zp: bidi overrides, zero-width, U+2028): shown as escapes.
+    private static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) { return true }
+        switch scalar.properties.generalCategory {
+        case .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
     }
 
     /// Writes straight to fd 2 (the C `stderr` global is not concurrency-safe under Swift 6).

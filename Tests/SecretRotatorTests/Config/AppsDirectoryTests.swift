@@ -82,6 +82,20 @@ import Testing
         }
     }
 
+    /// A name is printed in every diagnostic about its file: a line break or an escape
+    /// sequence in it would forge lines or drive the terminal.
+    @Test func aFileNameWithAControlCharacterIsRefused() throws {
+        let (directory, path) = try layout(main: main(), files: ["10-a\nb.toml": "[[app]]\nid = \"a-1\"\n"])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            _ = try ConfigLoader(environment: [:]).load(path: path)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.diagnostics.first?.message == "a file name in apps.d holds a control character (shown escaped: \"10-a\\nb.toml\"); rename it", "\(error)")
+            #expect(!error.description.contains("10-a\nb"))
+        }
+    }
+
     @Test func aWritableAppsFileIsRefusedLikeAWritableConfig() throws {
         let (directory, path) = try layout(main: main(), files: ["10-a.toml": "[[app]]\nid = \"a-1\"\n"])
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -49,7 +49,8 @@ import Testing
             #expect(app0.pendingVersion == 3 && app0.hookOwedVersion == 2 && app0.unfinishedCall == "refresh")
             #expect(app0.nextDue == now, "a pending secret is finished at once")
             #expect(app1.nextDue == now.addingTimeInterval(90))
-            #expect(app1.needsAttention && !app0.needsAttention)
+            // app0's refresh is unresolved: the secret on disk may already be dead (issue 11).
+            #expect(app1.needsAttention && app0.needsAttention)
             let text = report.render(now: now)
             #expect(text.contains("app1: 3 failed attempts; last error: GenAuth refused the request (HTTP 403)"))
             #expect(text.contains("app0: version 3 is received but not yet on every output"))

@@ -17,13 +17,14 @@ import Testing
             ])
         #expect(line.hasSuffix("\n"))
         #expect(line.dropLast().contains("\n") == false, "one event, one line: \(line)")
-        #expect(line.hasPrefix("2026-11-30T"))
+        #expect(line.hasPrefix("2026-11-30T00:53:20.250Z "), "RFC 3339, UTC: \(line)")
         let afterTime = line.split(separator: " ", maxSplits: 1)[1]
         #expect(afterTime == """
             warning hook output app_name=billing empty="" hook_output="line one\\nline \\"two\\"\\tend\\\\" target_path="/srv/a b/c=d" version=3
 
             """)
         #expect(LogfmtLogHandler.quoted("bell\u{7}") == "\"bell\\u{7}\"")
+        #expect(LogfmtLogHandler.quoted("abc\u{202E}fed\u{2028}") == "\"abc\\u{202e}fed\\u{2028}\"", "bidi and separators escaped")
         #expect(LogfmtLogHandler.line(time: time, level: .info, message: "a\nb", metadata: [:]).hasSuffix(" info a\\nb\n"))
     }
 
