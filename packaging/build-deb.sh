@@ -102,10 +102,10 @@ module_origin() { # MODULE -> "ours", a checkout's name, or nothing when unknown
         d=$(find "$dir" -name '*.d' -print -quit 2>/dev/null)
         [[ -n $d ]] && first=$(sed -n '1,2p' "$d")
     fi
-    if [[ $first == *"$repo/Sources/"* ]]; then
-        echo ours
-    elif [[ $first =~ /checkouts/([^/]+)/ ]]; then
+    if [[ $first =~ /checkouts/([^/]+)/ ]]; then
         echo "${BASH_REMATCH[1]}"
+    elif [[ $first =~ /Sources/([^/]+)/ && -d Sources/${BASH_REMATCH[1]} ]]; then
+        echo ours # this package's Sources/ (possibly another clone's, for SECRET_ROTATOR_BIN_DIR)
     fi
 }
 check_copyright() {
