@@ -8,7 +8,9 @@
 # in the unit's sandbox, journal fields, the message catalog, no secret in the journal or a
 # hook's argv/environment, reload (RELOADING=1/READY=1, good and bad config), a watchdog
 # restart of a hung (SIGSTOPped) daemon, stop, systemd-analyze verify/security, and dpkg
-# install/upgrade/purge.
+# install/upgrade/purge; lintian on both .debs, the installed man pages and bash completion,
+# the shipped (fully commented) rotator.toml refused with "no settings", and `rotate` from a
+# root shell reaching the daemon that alone holds the credential.
 #
 # Runs as root on a host whose PID 1 need not be systemd. Installs what it needs.
 # Environment:
@@ -98,8 +100,11 @@ step "system packages"
 export DEBIAN_FRONTEND=noninteractive
 # systemd-container: systemd-nspawn; libsystemd-dev: the daemon links libsystemd; dpkg-dev and
 # binutils: build-deb.sh (dpkg-shlibdeps, strip); pkg-config: the CSystemd module;
-# jq/curl/python3: talking to the mock; libsqlite3-dev: the state database (GRDB).
-packages=(systemd systemd-container libsystemd-dev libsqlite3-dev pkg-config dpkg-dev binutils util-linux jq curl python3)
+# jq/curl/python3: talking to the mock; libsqlite3-dev: the state database (GRDB);
+# lintian: the package check; man-db and groff-base: `man -l` on the installed pages (the
+# container's /usr is the host's, so they are there too).
+packages=(systemd systemd-container libsystemd-dev libsqlite3-dev pkg-config dpkg-dev binutils util-linux jq curl python3
+    lintian man-db groff-base)
 if ! apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}" >/dev/null; then
     apt-get update -qq   # a fresh machine may have stale lists
     apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}" >/dev/null
@@ -129,6 +134,24 @@ dpkg-deb --root-owner-group -Zgzip -z1 -b "$work/repack" "$work/debs/secret-rota
 rm -rf "$work/repack"
 say "secret-rotator $deb_version: $deb"
 say "Depends: $(dpkg-deb -f "$deb" Depends)"
+
+step "lintian"
+# The packages as built, not the +e2e1 repack. Errors and warnings fail (and are shown; info
+# tags are not: they are mostly spelling guesses in dependencies' strings). Overrides (each with its reason, from packaging/lintian/) are listed from the
+# packages themselves: lintian 2.116 with --show-overrides fails on an overridden error.
+lintian_clean() {
+    local rc=0 t0 package
+    t0=$(date +%s.%N)
+    timeout 600 lintian --fail-on error,warning "$deb" "$mock_deb" >"$work/lintian.log" 2>&1 || rc=$?
+    grep -v '^running with root privileges' "$work/lintian.log" | sed 's/^/   /'
+    for package in "$deb" "$mock_deb"; do
+        dpkg-deb --fsys-tarfile "$package" | tar -xO --wildcards './usr/share/lintian/overrides/*' 2>/dev/null |
+            grep -v '^#' | sed 's/^/   override: /' || true
+    done
+    say "lintian: rc $rc after $(elapsed "$t0") s"
+    [[ $rc -eq 0 ]]
+}
+check "lintian --fail-on error,warning passes on both .debs" lintian_clean
 
 # --- 3. unit checks on the host ---------------------------------------------------------------
 step "systemd-analyze security --offline=yes (host)"
@@ -222,6 +245,14 @@ cx cp -a /run/host-dpkg /var/lib/dpkg
 # The container's network is private (lo only), so network-online.target would wait 2 min
 # for systemd-networkd-wait-online to time out; the unit is After=network-online.target.
 cx systemctl mask --now systemd-networkd-wait-online.service >/dev/null 2>&1
+# A host image built with Docker has /usr/sbin/policy-rc.d exiting 101 ("start no service
+# during docker build"), and the container's /usr is the host's: deb-systemd-invoke in the
+# maintainer scripts would then, as it should, not stop or restart anything. A real host has
+# none; remove it from the container's /usr overlay (the host's file stays).
+if cx test -e /usr/sbin/policy-rc.d; then
+    say "removing the host image's /usr/sbin/policy-rc.d ($(cx sh -c 'grep -v "^#" /usr/sbin/policy-rc.d | grep -v "^$" | tr "\n" " "')) inside the container"
+    cx rm -f /usr/sbin/policy-rc.d
+fi
 # The host's stat overrides name groups that do not exist in the container's fresh /etc
 # (ssl-cert...), and dpkg refuses to run with them; they concern other packages.
 cx truncate -s 0 /var/lib/dpkg/statoverride
@@ -268,6 +299,52 @@ catalog_installed() {
     [[ $(cx journalctl --list-catalog | grep -c ' secret-rotator: ') -eq 7 ]]
 }
 check "journalctl --list-catalog has the 7 secret-rotator entries" catalog_installed
+
+step "man pages, completions and the shipped rotator.toml"
+man_renders() { # PAGE: rc 0, a NAME section. (groff's warnings are lintian's groff-message,
+    # checked on the host: the container's fresh /etc lacks groff's /etc/groff/mdoc.local.)
+    local rc=0
+    cx env MANWIDTH=80 man -l "$1" 2>"$work/man.err" | sed 's/\x1b\[[0-9;]*m//g' >"$work/man.out" || rc=$?
+    say "man -l $1: rc $rc, $(wc -l <"$work/man.out") lines"
+    head -n 3 "$work/man.err" | sed 's/^/   stderr: /'
+    sed -n '1,5s/^/   /p' "$work/man.out"
+    [[ $rc -eq 0 && -s $work/man.out ]] && grep -q '^NAME' "$work/man.out"
+}
+man_secret_rotator() {
+    man_renders /usr/share/man/man1/secret-rotator.1.gz && grep -q 'check-config' "$work/man.out"
+}
+check "man -l renders the installed secret-rotator.1.gz (rc 0, NAME, its subcommands)" man_secret_rotator
+check "man -l renders the installed genauth-mock.1.gz" man_renders /usr/share/man/man1/genauth-mock.1.gz
+bash_completion_loads() {
+    local out rc=0
+    out=$(cx bash -c 'source /usr/share/bash-completion/completions/secret-rotator && complete -p secret-rotator' 2>&1) || rc=$?
+    say "complete -p: rc $rc: $out"
+    [[ $rc -eq 0 && $out == "complete "*" secret-rotator" ]]
+}
+check "bash: source the installed completion; complete -p secret-rotator" bash_completion_loads
+completions_installed() {
+    cx test -s /usr/share/zsh/vendor-completions/_secret-rotator &&
+        cx test -s /usr/share/fish/vendor_completions.d/secret-rotator.fish &&
+        cx test -s /usr/share/bash-completion/completions/genauth-mock
+}
+check "zsh and fish completions at Debian's paths, genauth-mock's too" completions_installed
+shipped_config_commented() {
+    local settings
+    cx dpkg-query -W -f '${Conffiles}\n' secret-rotator | grep -q '^ /etc/secret-rotator/rotator.toml ' ||
+        { say "rotator.toml is not a conffile"; return 1; }
+    settings=$(cx grep -c -v -E '^[[:space:]]*(#|$)' /etc/secret-rotator/rotator.toml) || true
+    say "shipped rotator.toml: $(cx wc -l /etc/secret-rotator/rotator.toml | cut -d' ' -f1) lines, $settings uncommented"
+    [[ $settings -eq 0 ]] && cx grep -q '^#\[genauth\]$' /etc/secret-rotator/rotator.toml
+}
+check "the shipped rotator.toml is a conffile with every setting commented out" shipped_config_commented
+shipped_config_refused() {
+    local rc=0 out err
+    out=$(cx timeout 30 secret-rotator check-config 2>"$work/shipped-check.err") || rc=$?
+    err=$(cat "$work/shipped-check.err")
+    say "check-config on the shipped file: rc $rc; $(grep -c '' <<<"$err") stderr line(s): $err${out:+; stdout: $out}"
+    [[ $rc -eq 78 && $err == *"no settings"* ]]
+}
+check "secret-rotator check-config on the shipped rotator.toml: exit 78, stderr says \"no settings\"" shipped_config_refused
 
 step "systemd-analyze verify (inside the container, real paths)"
 verify_clean() {
@@ -399,6 +476,26 @@ first_start = "rotate"
 EOF
     fi
 }
+cx systemctl daemon-reload
+# The key is in place, the config is still the shipped one: the unit must fail at once with
+# 78 (no restart: RestartPreventExitStatus=78) and say why in the journal.
+cursor_unconfigured=$(journal_cursor)
+cx timeout 40 systemctl start "$unit" >"$work/unconfigured-start.log" 2>&1 || true
+unconfigured_refused() {
+    local result status message
+    result=$(prop Result) status=$(prop ExecMainStatus)
+    message=$(daemon_after "$cursor_unconfigured" | jq -r .MESSAGE | head -3)
+    say "start with the shipped config: $(prop ActiveState), Result=$result ExecMainStatus=$status NRestarts=$(prop NRestarts); daemon said: ${message:-nothing}"
+    if ! [[ $status -eq 78 && $(prop ActiveState) != active && $(prop NRestarts) -eq 0 && $message == *"no settings"* ]]; then
+        sed 's/^/   systemctl start: /' "$work/unconfigured-start.log"
+        cx journalctl --after-cursor="$cursor_unconfigured" --no-pager -q | tail -n 15 | sed 's/^/   /'
+        return 1
+    fi
+}
+check "systemctl start with the shipped rotator.toml: the daemon exits 78, not restarted, journal says \"no settings\"" unconfigured_refused
+# Whatever the result, start the real test from a stopped unit with no failure recorded.
+cx timeout 40 systemctl stop "$unit" >/dev/null 2>&1 || true
+cx systemctl reset-failed "$unit" >/dev/null 2>&1 || true
 write_config 3 | cx_write /etc/secret-rotator/rotator.toml 0644
 cx systemctl daemon-reload
 # check-config as systemd would run it: the credential in a directory of its own.
@@ -486,6 +583,20 @@ status_command() {
     [[ $rc -eq 0 && $out == *"daemon running (PID $main_pid)"* && $out == *billing* && $out == *reports* && $out == *search* ]]
 }
 check "secret-rotator status from a root shell lists every app and names the running daemon's PID" status_command
+rotation_count() { mock_apps | jq -r --arg id "$1" '.apps[] | select(.appId == $id) | .rotationCount'; }
+rotate_via_daemon() {
+    local out rc=0 before after
+    before=$(rotation_count "${app_ids[2]}") || return 1
+    # A root shell: cx's environment has no $CREDENTIALS_DIRECTORY, and the config names only
+    # access_key_secret_credential, so only the daemon can call GenAuth.
+    out=$(cx timeout 45 env SECRET_ROTATOR_MINIMUM_INTERVAL=1s secret-rotator rotate search --timeout 30s \
+        --config /etc/secret-rotator/rotator.toml 2>&1) || rc=$?
+    after=$(rotation_count "${app_ids[2]}") || return 1
+    sed 's/^/   /' <<<"$out"
+    say "rotate search: rc $rc; mock rotationCount of search $before -> $after"
+    [[ $rc -eq 0 && $after -gt $before ]]
+}
+check "secret-rotator rotate search from a root shell without \$CREDENTIALS_DIRECTORY reaches the daemon (credential only): exit 0, the mock rotated search" rotate_via_daemon
 
 step "on_rotate hook under the hardened unit"
 hook_record=""
