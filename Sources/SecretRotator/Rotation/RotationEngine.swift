@@ -427,11 +427,19 @@ public actor RotationEngine {
         // A request and a backoff override are used up only by the step that runs.
         if isRequest { requested[app.id] = nil }
         backoffOverride.remove(app.id)
-        let failuresBefore = states[app.id]?.consecutiveFailures ?? 0
+        let before = states[app.id] ?? AppState(appID: app.id)
         defer {
             // A request whose step failed stays asked for: it runs again after the backoff
-            // instead of being lost while the CLI says the daemon keeps trying.
-            if isRequest, (states[app.id]?.consecutiveFailures ?? 0) > failuresBefore, requested[app.id] == nil {
+            // instead of being lost while the CLI says the daemon keeps trying. Not once it
+            // was answered: a rotation that produced a new version whose hook then failed
+            // was rotated a second time (break-it pass, issue 11); the hook is retried alone.
+            let after = states[app.id] ?? AppState(appID: app.id)
+            let answered: Bool
+            switch step {
+            case .refresh: answered = after.version > before.version || (heldVersions[app.id] ?? 0) > before.version
+            default: answered = after.lastChecked != before.lastChecked
+            }
+            if isRequest, !answered, after.consecutiveFailures > before.consecutiveFailures, requested[app.id] == nil {
                 requested[app.id] = step
             }
         }

@@ -19,6 +19,8 @@ final class RecordingHookRunner: HookRunning {
     private let failuresLeft: Mutex<Int>
     init(failures: Int = 0) { failuresLeft = Mutex(failures) }
     var invocations: [HookInvocation] { runs.withLock { $0 } }
+    /// Fails the next `count` runs.
+    func failNext(_ count: Int) { failuresLeft.withLock { $0 = count } }
     func run(_ invocation: HookInvocation) async -> HookOutcome {
         runs.withLock { $0.append(invocation) }
         let fail = failuresLeft.withLock { left -> Bool in
@@ -485,6 +487,28 @@ func withEngineFixture(
             #expect(await engine.request(.refresh, forApp: "app0"))
             await engine.runDue(maxStepsPerApp: 8)
             #expect(refreshes() == 3)
+        }
+    }
+
+    /// An operator's rotation whose hook then fails is not rotated again: the new version is
+    /// written, only the hook is retried (a break-it pass saw two refreshes for one `rotate`).
+    @Test func answeredRequestIsNotRepeatedWhenItsHookFails() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine(hook: ["/bin/true"])
+            try await engine.start()
+            await engine.runDue()
+            let id = GenAuthHarness.appId
+            fixture.hooks.failNext(1)
+            let hooksBefore = fixture.hooks.invocations.count
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue(maxStepsPerApp: 8)
+            for _ in 0..<6 {
+                fixture.clock.advance(seconds: 120)  // past every backoff, not the 1 h interval
+                await engine.runDue(maxStepsPerApp: 8)
+            }
+            #expect(harness.state.rotationCount(appId: id) == 1, "one rotate, one refresh")
+            #expect(await engine.state(of: id)?.version == 2)
+            #expect(fixture.hooks.invocations.count > hooksBefore)
         }
     }
 
