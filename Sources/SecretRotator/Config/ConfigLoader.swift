@@ -1,5 +1,11 @@
 import TOMLKit
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A config that passed validation, plus the warnings it produced (e.g. an inline secret in a
 /// group-readable file): usable, but worth telling the operator about.
 public struct LoadedConfig: Sendable {
@@ -191,6 +197,19 @@ public struct ConfigLoader: Sendable {
         let metrics = MetricsSection().read(
             reader.subtable("metrics"), stateDirectory: defaults.stateDirectory, apps: apps, sink: sink)
 
+        if let genauth, let textfile = metrics.textfile {
+            // The metrics writer replaces its file like an output: never one the daemon reads
+            // (a break-it pass pointed it at the config, the key file and a template).
+            var read = Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps)
+            read += appsFiles.map { OutputPathConflicts.Protected(what: "apps.d file", path: $0.path) }
+            read += apps.compactMap { app in
+                app.onRotate?.first.flatMap { $0.hasPrefix("/") ? OutputPathConflicts.Protected(what: "hook program", path: $0) : nil }
+            }
+            if let item = read.first(where: { Self.sameFile(textfile, $0.path) }) {
+                sink.error("metrics.textfile", "\"\(textfile)\" is the \(item.what) \(item.path); the metrics writer would replace it")
+            }
+        }
+
         if let genauth {
             OutputPathConflicts(
                 protected: Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps),
@@ -242,6 +261,15 @@ public struct ConfigLoader: Sendable {
             sink.warning("app", "no [[app]] entries in this apps.d file")
         }
         return .success((sink, readers))
+    }
+
+    /// The same file by name, by resolved path, or by (device, inode) when both exist.
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        if a == b { return true }
+        if let realA = ConfigFileReader.realPath(a), let realB = ConfigFileReader.realPath(b), realA == realB { return true }
+        var first = stat()
+        var second = stat()
+        return stat(a, &first) == 0 && stat(b, &second) == 0 && first.st_dev == second.st_dev && first.st_ino == second.st_ino
     }
 
     /// Files the daemon reads, which no output may replace.

@@ -59,6 +59,41 @@ import Testing
         #expect(match?.message.contains(bad.fragment) == true, "\(bad.name): \(match?.message ?? "-")")
     }
 
+    /// A break-it pass pointed the textfile at the config file itself and at the access key
+    /// file: both were replaced by metrics text (the next start failed). Every file the
+    /// daemon reads is refused, also when named through another spelling.
+    @Test func aFileTheDaemonReadsIsRefused() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("rotator.prom").path
+        let key = directory.appendingPathComponent("key.prom").path
+        try ConfigFixtures.write("a-key-secret-value\n", to: URL(fileURLWithPath: key), mode: 0o600)
+        // Another spelling: through a link to the directory.
+        try FileManager.default.createSymbolicLink(atPath: directory.path + "/link", withDestinationPath: directory.path)
+        for (target, what) in [(config, "config file"), (key, "access key secret file"), (directory.path + "/link/key.prom", "access key secret file")] {
+            let text = """
+                [genauth]
+                access_key_id = "ak-1"
+                access_key_secret_file = "\(key)"
+                [metrics]
+                textfile = "\(target)"
+                [[app]]
+                id = "app-1"
+                name = "one"
+                  [[app.output]]
+                  path = "\(directory.path)/one"
+                """
+            try ConfigFixtures.write(text, to: URL(fileURLWithPath: config), mode: 0o600)
+            do {
+                _ = try ConfigLoader(environment: [:]).load(path: config)
+                Issue.record("accepted \(target)")
+            } catch {
+                let match = error.errors.first { $0.keyPath == "metrics.textfile" }
+                #expect(match?.message.contains("is the \(what)") == true, "\(target): \(error)")
+            }
+        }
+    }
+
     @Test func aValueInsteadOfATableIsRefused() {
         let errors = ConfigFixtures.diagnostics("metrics = \"/x/a.prom\"\n[genauth]\naccess_key_id = \"ak-1\"\n")
         #expect(errors.contains { $0.keyPath == "metrics" && $0.line == 1 && $0.message.contains("expected a table") }, "\(errors)")
