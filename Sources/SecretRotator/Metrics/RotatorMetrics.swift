@@ -31,6 +31,10 @@ public final class RotatorMetrics: Sendable {
         public static let nextRotation = "secret_rotator_next_rotation_timestamp_seconds"
         /// Gauge, per app: failed steps in a row (the engine's `consecutiveFailures`, persisted).
         public static let consecutiveFailures = "secret_rotator_consecutive_failures"
+        /// Gauge per app, 1 while a refresh's outcome is unknown (sent, no answer yet, or the
+        /// answer lost): the outputs may hold a secret GenAuth already replaced until the daemon
+        /// reconciles it. `status` reports the same (WARNING, CRITICAL after 2 minutes).
+        public static let refreshOutcomeUnknown = "secret_rotator_refresh_outcome_unknown"
         /// Counter, per app, label `result`: `success` (a refreshed secret is on every output)
         /// or `failure` (a step failed and backs off: the moments `consecutive_failures` goes up).
         public static let rotations = "secret_rotator_rotations_total"
@@ -159,6 +163,8 @@ public final class RotatorMetrics: Sendable {
                 .record(due == .distantPast ? 0 : due.timeIntervalSince1970)
             Self.gauge(Name.consecutiveFailures, app: app, in: &state, factory: factory)
                 .record(Double(appState.consecutiveFailures))
+            Self.gauge(Name.refreshOutcomeUnknown, app: app, in: &state, factory: factory)
+                .record(appState.intent == .refresh ? 1 : 0)
             state.apps[app.id]?.obtainedAt = obtained
         }
     }

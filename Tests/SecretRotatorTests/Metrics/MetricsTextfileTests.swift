@@ -58,6 +58,30 @@ struct MetricsFixture {
 @Suite struct MetricsTextfileTests {
     typealias Name = RotatorMetrics.Name
 
+    /// A refresh whose outcome is unknown showed nowhere in the metrics while `status` said
+    /// FAILING (break-it pass): a gauge says so until the daemon reconciles it.
+    @Test func anUnknownRefreshOutcomeIsAGauge() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("m.prom").path
+        let textfile = MetricsTextfile(path: path)
+        let app = AppConfig(
+            id: "64d0c0ffee0000000000b111", name: "billing", action: .rotate, interval: .seconds(3_600), jitter: .zero,
+            firstStart: .fetch, onRotate: nil, hookTimeout: .seconds(10), outputs: [])
+        textfile.metrics.track(apps: [app])
+        var state = AppState(appID: app.id)
+        state.version = 3
+        state.intent = .refresh
+        textfile.metrics.appStateChanged(app, state: state)
+        try Data(textfile.render()).write(to: URL(fileURLWithPath: path))
+        let labels = ["app": "billing", "app_id": app.id]
+        #expect(try ParsedMetrics.parse(file: path).value(Name.refreshOutcomeUnknown, labels) == 1)
+        state.intent = nil
+        textfile.metrics.appStateChanged(app, state: state)
+        try Data(textfile.render()).write(to: URL(fileURLWithPath: path))
+        #expect(try ParsedMetrics.parse(file: path).value(Name.refreshOutcomeUnknown, labels) == 0)
+    }
+
     /// Issue 11's acceptance: after a rotation, a failure and a repair the file is valid text
     /// format for a real parser, and its values say what happened; no secret is in it.
     @Test func rotationFailureAndRepairShowInTheTextfile() async throws {
@@ -76,9 +100,14 @@ struct MetricsFixture {
                 await engine.runDue()
                 fixture.expectInvariant()
                 let afterRotation = try #require(
-                    try await ParsedMetrics.waitFor(file: metrics.path) {
-                        $0.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 1
-                            && $0.value(Name.hookRuns, MetricsFixture.app(1, ["result": "success"])) == 2
+                    try await ParsedMetrics.waitFor(file: metrics.path) { parsed in
+                        // Both apps complete: a write between the two apps' updates is valid too.
+                        (0..<2).allSatisfy { index in
+                            parsed.value(Name.rotations, MetricsFixture.app(index, ["result": "success"])) == 1
+                                && parsed.value(Name.hookRuns, MetricsFixture.app(index, ["result": "success"])) == 2
+                                && parsed.value(Name.lastSuccess, MetricsFixture.app(index)) == rotatedAt.timeIntervalSince1970
+                        } && parsed.value(Name.exposureWindow + "_count") == 2
+                            && parsed.value(Name.apiRequestDuration + "_count", ["endpoint": "refresh-application-secret"]) == 2
                     })
                 for index in 0..<2 {
                     let app = MetricsFixture.app(index)
@@ -87,6 +116,7 @@ struct MetricsFixture {
                     // The first fetch and the rotation each ran the hook.
                     #expect(afterRotation.value(Name.hookRuns, app.merging(["result": "success"]) { $1 }) == 2)
                     #expect(afterRotation.value(Name.consecutiveFailures, app) == 0)
+                    #expect(afterRotation.value(Name.refreshOutcomeUnknown, app) == 0)
                     #expect(afterRotation.value(Name.lastSuccess, app) == rotatedAt.timeIntervalSince1970)
                     #expect(afterRotation.value(Name.nextRotation, app) == rotatedAt.timeIntervalSince1970 + 3_600)
                     #expect(afterRotation.value(Name.secretAge, app) == 0)
@@ -114,6 +144,9 @@ struct MetricsFixture {
                     try await ParsedMetrics.waitFor(file: metrics.path) {
                         $0.value(Name.consecutiveFailures, MetricsFixture.app(0)) == 1
                             && $0.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 2
+                            && $0.value(Name.rotations, MetricsFixture.app(0, ["result": "failure"])) == 1
+                            && $0.value(Name.exposureWindow + "_count") == 3
+                            && $0.value(Name.apiRequestDuration + "_count", ["endpoint": "refresh-application-secret"]) == 4
                     })
                 #expect(afterFailure.value(Name.rotations, MetricsFixture.app(0, ["result": "failure"])) == 1)
                 #expect(afterFailure.value(Name.rotations, MetricsFixture.app(0, ["result": "success"])) == 1)
