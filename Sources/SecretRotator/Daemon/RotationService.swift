@@ -203,7 +203,7 @@ public final class RotationService: Service, Sendable {
                 logger.error("\(diagnostic.description)", metadata: ["event": "config_rejected"])
             }
             logger.error(
-                "config rejected (\(error.errors.count) errors); still running on the previous config",
+                "config rejected (\(error.errors.count) error\(error.errors.count == 1 ? "" : "s")); still running on the previous config",
                 metadata: ["event": "config_rejected"])
         }
         events.ready(await engine.status())
