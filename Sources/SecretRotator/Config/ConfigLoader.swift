@@ -196,6 +196,7 @@ public struct ConfigLoader: Sendable {
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(appReaders, sink: sink)
         let metrics = MetricsSection().read(
             reader.subtable("metrics"), stateDirectory: defaults.stateDirectory, apps: apps, sink: sink)
+        let cluster = ClusterSection(host: host, accessKeyID: genauth?.accessKeyID).read(reader.subtable("cluster"), sink: sink)
 
         if let genauth, let textfile = metrics.textfile {
             // The metrics writer replaces its file like an output: never one the daemon reads
@@ -223,7 +224,7 @@ public struct ConfigLoader: Sendable {
             throw ConfigError(diagnostics: diagnostics)
         }
         return LoadedConfig(
-            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps, metrics: metrics),
+            config: RotatorConfig(sourcePath: path, genauth: genauth, defaults: defaults, apps: apps, metrics: metrics, cluster: cluster),
             warnings: diagnostics)
     }
 
@@ -254,8 +255,8 @@ public struct ConfigLoader: Sendable {
         }
         let sink = DiagnosticCollector(file: file.path, locator: SourceLocator(text: file.text))
         let reader = TableReader(table: root, path: "", sink: sink)
-        let elsewhere = "only [[app]] tables belong in apps.d files; [genauth], [defaults] and [metrics] stay in the main config file"
-        reader.reportUnknownKeys(known: ["app"], hint: ["genauth": elsewhere, "defaults": elsewhere, "metrics": elsewhere, "apps": "did you mean `app`? write each app as [[app]]"])
+        let elsewhere = "only [[app]] tables belong in apps.d files; [genauth], [defaults], [metrics] and [cluster] stay in the main config file"
+        reader.reportUnknownKeys(known: ["app"], hint: ["genauth": elsewhere, "defaults": elsewhere, "metrics": elsewhere, "cluster": elsewhere, "apps": "did you mean `app`? write each app as [[app]]"])
         let readers = reader.tableArray("app") ?? []
         if readers.isEmpty && !root.contains(key: "app") {
             sink.warning("app", "no [[app]] entries in this apps.d file")

@@ -52,6 +52,15 @@ public struct ConfigPlan: Encodable, Sendable {
         let textfile: String?
     }
 
+    public struct Cluster: Encodable, Sendable {
+        let endpoints: [String]
+        let prefix: String
+        let leaseTTL: String
+        let host: String
+        let group: String
+        let tls: Bool
+    }
+
     let config: String
     let valid: Bool
     let warnings: [String]
@@ -59,6 +68,8 @@ public struct ConfigPlan: Encodable, Sendable {
     let defaults: Defaults
     let apps: [App]
     let metrics: Metrics
+    /// `[cluster]`, nil without it (issue 12).
+    let cluster: Cluster?
 
     public init(_ loaded: LoadedConfig) {
         let config = loaded.config
@@ -77,6 +88,11 @@ public struct ConfigPlan: Encodable, Sendable {
             retryInitial: DurationSyntax.format(base.retry.initial), retryMax: DurationSyntax.format(base.retry.max),
             retryMultiplier: base.retry.multiplier)
         metrics = Metrics(textfile: config.metrics.textfile)
+        cluster = config.cluster.map { settings in
+            Cluster(
+                endpoints: settings.endpoints, prefix: settings.prefix, leaseTTL: DurationSyntax.format(settings.leaseTTL),
+                host: settings.host, group: settings.group, tls: settings.caFile != nil || settings.certFile != nil)
+        }
         apps = config.apps.map { app in
             App(
                 id: app.id, name: app.name, action: app.action.rawValue, interval: DurationSyntax.format(app.interval),
@@ -106,6 +122,13 @@ public struct ConfigPlan: Encodable, Sendable {
             "Concurrency   \(defaults.maxConcurrent) at once; retry \(defaults.retryInitial) .. \(defaults.retryMax), x\(Self.number(defaults.retryMultiplier))")
         if let textfile = metrics.textfile {
             lines.append("Metrics       \(textfile) (node_exporter textfile, refreshed at least every minute)")
+        }
+        if let cluster {
+            lines.append(
+                "Cluster       etcd \(cluster.endpoints.joined(separator: ", ")) under \(cluster.prefix); host \(cluster.host), election \(cluster.group), lease \(cluster.leaseTTL)\(cluster.tls ? ", TLS" : "")")
+            let candidates = apps.filter { $0.action == AppAction.rotate.rawValue }.count
+            lines.append(
+                "              \(candidates) rotate app\(candidates == 1 ? " is a candidate" : "s are candidates"): rotated here only while this host leads")
         }
         lines.append("")
         if apps.isEmpty {

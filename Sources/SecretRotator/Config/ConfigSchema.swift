@@ -1,7 +1,7 @@
 /// Every key the config accepts, per table. The loader reports anything else as unknown, and a
 /// test checks that the annotated example config mentions each of them.
 public enum ConfigSchema {
-    public static let topLevel = ["genauth", "defaults", "app", "metrics"]
+    public static let topLevel = ["genauth", "defaults", "app", "metrics", "cluster"]
     public static let genauth = [
         "host", "flavour", "access_key_id", "access_key_secret_credential", "access_key_secret_file",
         "access_key_secret", "request_timeout", "ca_file", "requests_per_second",
@@ -21,6 +21,9 @@ public enum ConfigSchema {
 
     /// `[metrics]`: the node_exporter textfile (issue 11).
     public static let metrics = ["textfile"]
+
+    /// `[cluster]`: the etcd cluster a fleet shares (issue 12).
+    public static let cluster = ["endpoints", "prefix", "lease_ttl", "host", "group", "ca_file", "cert_file", "key_file"]
 
     /// Keys whose values are secrets: no message ever quotes their value, whatever its type.
     public static let secretKeys: Set<String> = ["access_key_secret"]

@@ -9,6 +9,8 @@ public struct RotatorConfig: Sendable {
     public var apps: [AppConfig]
     /// `[metrics]`; empty (no textfile) when the table is absent.
     public var metrics = MetricsSettings()
+    /// `[cluster]`; nil when the table is absent (a single host, Architecture §8).
+    public var cluster: ClusterSettings? = nil
 
     public func app(named nameOrID: String) -> AppConfig? {
         apps.first { $0.name == nameOrID } ?? apps.first { $0.id == nameOrID }

@@ -76,7 +76,7 @@ import Testing
             let lines = error.diagnostics.map(\.description)
             #expect(lines == [
                 "\(apps)/10-a.toml:4:1: error: app[0].intervall: unknown key \"intervall\"; did you mean `interval`?",
-                "\(apps)/20-b.toml:1:2: error: defaults: unknown key \"defaults\"; only [[app]] tables belong in apps.d files; [genauth], [defaults] and [metrics] stay in the main config file",
+                "\(apps)/20-b.toml:1:2: error: defaults: unknown key \"defaults\"; only [[app]] tables belong in apps.d files; [genauth], [defaults], [metrics] and [cluster] stay in the main config file",
                 "\(apps)/20-b.toml:5:1: error: app[0].id: duplicate app id \"main-1\"; already used by app[0].id (\(path):7)",
             ], "\(lines)")
         }

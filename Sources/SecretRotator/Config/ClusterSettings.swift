@@ -1,0 +1,46 @@
+/// `[cluster]`: the etcd cluster a fleet of rotators shares (issue 12, Architecture §8).
+/// Without the table (`RotatorConfig.cluster == nil`) nothing changes: `rotate` apps rotate,
+/// `follow` apps poll. With it, `rotate` apps become candidates of one election and only its
+/// leader rotates them; every host watches the prefix for rotation notices.
+public struct ClusterSettings: Sendable, Equatable {
+    /// Client URLs of the etcd members, e.g. `http://10.0.0.1:2379` (all `http` or all
+    /// `https`). Requests go to one member at a time and move to the next when it fails.
+    public var endpoints: [String]
+    /// Every key of this fleet lives under it, e.g. `/secret-rotator/62a1b2c3d4e5f60718293a4b`.
+    /// Default: `/secret-rotator/<access_key_id>` (for a user pool's own key pair the access
+    /// key id is the user pool id, GenAuth console "Settings → Basic information").
+    public var prefix: String
+    /// TTL of this host's etcd lease (seconds resolution, 2 s to 5 min). A leader that stops
+    /// renewing it loses the election after at most this long; default 10 s.
+    public var leaseTTL: Duration
+    /// The name this host publishes in notices and in the election (default: the host name).
+    public var host: String
+    /// The election this host's `rotate` apps take part in: hosts that list the same apps
+    /// share a group. Default `default`.
+    public var group: String
+    /// PEM files for TLS to etcd; checked like the access key file (owner, mode, no link).
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+
+    public init(
+        endpoints: [String], prefix: String, leaseTTL: Duration = .seconds(10), host: String, group: String = "default",
+        caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil
+    ) {
+        self.endpoints = endpoints
+        self.prefix = prefix
+        self.leaseTTL = leaseTTL
+        self.host = host
+        self.group = group
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+
+    /// The etcd election name: `<prefix>/election/<group>`.
+    public var electionName: String { "\(prefix)/election/\(group)" }
+    /// `<prefix>/apps/<app id>`: the last rotation's notice `{version, rotated_at, host}`.
+    public func noticeKey(appID: String) -> String { "\(prefix)/apps/\(appID)" }
+    /// `<prefix>/intent/<app id>`: a refresh the leader is about to send (fencing, hand-over).
+    public func intentKey(appID: String) -> String { "\(prefix)/intent/\(appID)" }
+}
