@@ -1,0 +1,334 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import Synchronization
+
+/// `ClusterStore` over etcd's v3 JSON gateway (grpc-gateway, served on every member's client
+/// URL): async-http-client, which the daemon already uses for GenAuth, instead of grpc-swift
+/// and code generated from etcd's protos; watches are streamed HTTP responses, one JSON
+/// object per line. Keys and values travel base64-encoded and 64-bit numbers as strings
+/// (etcd's `api/etcdserverpb/rpc.proto`, `v3election.proto`; proto3 JSON mapping).
+///
+/// Unary calls go to the member that answered last and move on to the next one when it
+/// cannot be reached or does not answer within `unaryTimeout`; a watch or campaign uses one
+/// member and ends with an error when it fails, and the caller starts a new one (which then
+/// goes to the next member).
+public final class EtcdGatewayClient: ClusterStore {
+    private let endpoints: [String]
+    private let http: HTTPClient
+    private let unaryTimeout: Duration
+    private let preferred = Mutex(0)
+    /// Largest answer or watch line accepted: etcd's own default request limit is 1.5 MiB.
+    static let maximumAnswer = 4 * 1024 * 1024
+
+    /// - Parameters:
+    ///   - settings: endpoints and TLS files of `[cluster]`.
+    ///   - unaryTimeout: per attempt, per member; keep it under a third of the lease TTL so a
+    ///     keepalive to a frozen member leaves time for the next one.
+    /// - Throws: `ClusterStoreError.badAnswer` when a TLS file cannot be read as PEM.
+    public init(settings: ClusterSettings, unaryTimeout: Duration) throws(ClusterStoreError) {
+        self.endpoints = settings.endpoints
+        self.unaryTimeout = unaryTimeout
+        var configuration = HTTPClient.Configuration()
+        if settings.endpoints.contains(where: { $0.hasPrefix("https://") }) {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            do {
+                if let caFile = settings.caFile {
+                    tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+                }
+                if let certFile = settings.certFile, let keyFile = settings.keyFile {
+                    tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) }
+                    tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+                }
+            } catch {
+                throw ClusterStoreError(.badAnswer, "cannot read the etcd TLS files", cause: "\(error)")
+            }
+            configuration.tlsConfiguration = tls
+        }
+        // No read timeout: a watch or a campaign waits for as long as it takes. Unary calls
+        // carry their own deadline.
+        configuration.timeout = .init(connect: .seconds(2), read: nil)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.redirectConfiguration = .disallow
+        configuration.decompression = .disabled
+        // A campaign and a watch each hold a connection for as long as they last.
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 16
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    // MARK: - ClusterStore
+
+    public func grantLease(ttl: Duration) async throws(ClusterStoreError) -> Int64 {
+        let answer = try await unary("/v3/lease/grant", ["TTL": .string("\(ttl.components.seconds)")])
+        guard let id = answer.int64("ID"), id != 0 else {
+            throw ClusterStoreError(.badAnswer, "lease grant answered without a lease id", cause: answer.errorText)
+        }
+        return id
+    }
+
+    public func keepAlive(lease: Int64) async throws(ClusterStoreError) -> Bool {
+        let answer = try await unary("/v3/lease/keepalive", ["ID": .string("\(lease)")])
+        // {"result": {"ID": ..., "TTL": "10"}}; a lease etcd no longer has comes back without TTL.
+        guard let result = answer.object("result") else {
+            throw ClusterStoreError(.badAnswer, "lease keepalive answered without a result", cause: answer.errorText)
+        }
+        return (result.int64("TTL") ?? 0) > 0
+    }
+
+    public func revoke(lease: Int64) async throws(ClusterStoreError) {
+        _ = try await unary("/v3/lease/revoke", ["ID": .string("\(lease)")], allowError: true)
+    }
+
+    public func campaign(election: String, lease: Int64, value: [UInt8]) async throws(ClusterStoreError) -> ClusterKeyValue {
+        let body: [String: JSONValue] = [
+            "name": .string(Self.base64(election)), "lease": .string("\(lease)"), "value": .string(Self.base64(value)),
+        ]
+        let answer = try await call("/v3/election/campaign", body, endpoint: currentEndpoint(), deadline: nil)
+        guard let leader = answer.object("leader"), let key = leader.bytes("key"), let revision = leader.int64("rev") else {
+            throw ClusterStoreError(.rejected, "campaign failed", cause: answer.errorText)
+        }
+        return ClusterKeyValue(
+            key: String(decoding: key, as: UTF8.self), value: value, createRevision: revision, modRevision: revision,
+            lease: leader.int64("lease") ?? lease)
+    }
+
+    public func leader(election: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
+        let answer = try await unary("/v3/election/leader", ["name": .string(Self.base64(election))], allowError: true)
+        if let kv = answer.object("kv") { return Self.keyValue(kv) }
+        // etcd answers "election: no leader" as an error (gRPC code 2).
+        if let error = answer.errorText, error.contains("no leader") { return nil }
+        if answer.errorText != nil {
+            throw ClusterStoreError(.rejected, "cannot read the election's leader", cause: answer.errorText)
+        }
+        return nil
+    }
+
+    public func range(prefix: String) async throws(ClusterStoreError) -> (values: [ClusterKeyValue], revision: Int64) {
+        let answer = try await unary(
+            "/v3/kv/range", ["key": .string(Self.base64(prefix)), "range_end": .string(Self.base64(Self.rangeEnd(prefix)))])
+        let values = (answer.array("kvs") ?? []).compactMap { $0.objectValue.flatMap { Self.keyValue(JSONObject($0)) } }
+        guard let revision = answer.object("header")?.int64("revision") else {
+            throw ClusterStoreError(.badAnswer, "range answered without a revision", cause: answer.errorText)
+        }
+        return (values, revision)
+    }
+
+    public func get(_ key: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
+        let answer = try await unary("/v3/kv/range", ["key": .string(Self.base64(key))])
+        guard answer.object("header") != nil else {
+            throw ClusterStoreError(.badAnswer, "range answered without a header", cause: answer.errorText)
+        }
+        return (answer.array("kvs") ?? []).first?.objectValue.flatMap { Self.keyValue(JSONObject($0)) }
+    }
+
+    public func put(_ key: String, value: [UInt8], ifKey guardKey: String, hasCreateRevision createRevision: Int64)
+        async throws(ClusterStoreError) -> Int64?
+    {
+        let answer = try await txn(
+            compare: ["key": .string(Self.base64(guardKey)), "target": "CREATE", "result": "EQUAL", "create_revision": .string("\(createRevision)")],
+            success: [["request_put": .object(["key": .string(Self.base64(key)), "value": .string(Self.base64(value))])]])
+        guard answer.bool("succeeded") == true else { return nil }
+        return answer.object("header")?.int64("revision")
+    }
+
+    public func put(_ key: String, value: [UInt8], ifModRevision modRevision: Int64) async throws(ClusterStoreError) -> Bool {
+        let answer = try await txn(
+            compare: ["key": .string(Self.base64(key)), "target": "MOD", "result": "EQUAL", "mod_revision": .string("\(modRevision)")],
+            success: [["request_put": .object(["key": .string(Self.base64(key)), "value": .string(Self.base64(value))])]])
+        return answer.bool("succeeded") == true
+    }
+
+    public func delete(_ key: String, ifModRevision modRevision: Int64) async throws(ClusterStoreError) -> Bool {
+        let answer = try await txn(
+            compare: ["key": .string(Self.base64(key)), "target": "MOD", "result": "EQUAL", "mod_revision": .string("\(modRevision)")],
+            success: [["request_delete_range": .object(["key": .string(Self.base64(key))])]])
+        return answer.bool("succeeded") == true
+    }
+
+    public func watch(prefix: String, fromRevision revision: Int64) -> AsyncThrowingStream<[ClusterEvent], any Error> {
+        let endpoint = currentEndpoint()
+        let body: [String: JSONValue] = [
+            "create_request": .object([
+                "key": .string(Self.base64(prefix)), "range_end": .string(Self.base64(Self.rangeEnd(prefix))),
+                "start_revision": .string("\(revision)"),
+            ])
+        ]
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: [ClusterEvent].self)
+        let task = Task {
+            do {
+                try await self.streamWatch(endpoint: endpoint, body: body, into: continuation)
+                continuation.finish(throwing: ClusterStoreError(.watchEnded, "the watch stream ended", endpoint: endpoint))
+            } catch {
+                self.advance(from: endpoint)
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    // MARK: - Wire
+
+    private func streamWatch(
+        endpoint: String, body: [String: JSONValue], into continuation: AsyncThrowingStream<[ClusterEvent], any Error>.Continuation
+    ) async throws {
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request(endpoint + "/v3/watch", body), deadline: .distantFuture)
+        } catch {
+            throw ClusterStoreError(.unreachable, "cannot start a watch", endpoint: endpoint, cause: Self.describe(error))
+        }
+        guard response.status == .ok else {
+            throw ClusterStoreError(.rejected, "watch refused with HTTP \(response.status.code)", endpoint: endpoint)
+        }
+        var pending: [UInt8] = []
+        do {
+            for try await chunk in response.body {
+                pending.append(contentsOf: chunk.readableBytesView)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = Array(pending[..<newline])
+                    pending.removeSubrange(...newline)
+                    if let events = try Self.watchEvents(line, endpoint: endpoint), !events.isEmpty {
+                        continuation.yield(events)
+                    }
+                }
+                if pending.count > Self.maximumAnswer {
+                    throw ClusterStoreError(.badAnswer, "a watch message is larger than 4 MiB", endpoint: endpoint)
+                }
+            }
+        } catch let error as ClusterStoreError {
+            throw error
+        } catch {
+            throw ClusterStoreError(.watchEnded, "the watch stream broke", endpoint: endpoint, cause: Self.describe(error))
+        }
+    }
+
+    /// One line of a watch stream: the events it carries (none for "created" and progress
+    /// messages), or an error when etcd cancelled the watch (e.g. a compacted revision).
+    static func watchEvents(_ line: [UInt8], endpoint: String) throws(ClusterStoreError) -> [ClusterEvent]? {
+        guard !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) else { return nil }
+        guard let object = JSONValue.parse(line)?.objectValue else {
+            throw ClusterStoreError(.badAnswer, "a watch message is not JSON", endpoint: endpoint)
+        }
+        if let error = object["error"] {
+            throw ClusterStoreError(.rejected, "etcd ended the watch", endpoint: endpoint, cause: JSONObject(error.objectValue ?? [:]).errorText ?? "error")
+        }
+        guard let result = JSONObject(object).object("result") else {
+            throw ClusterStoreError(.badAnswer, "a watch message has no result", endpoint: endpoint)
+        }
+        if result.bool("canceled") == true {
+            let reason = result.string("cancel_reason") ?? (result.int64("compact_revision").map { "revision compacted up to \($0)" } ?? "cancelled")
+            throw ClusterStoreError(.rejected, "etcd cancelled the watch", endpoint: endpoint, cause: reason)
+        }
+        return (result.array("events") ?? []).compactMap { event -> ClusterEvent? in
+            guard let event = event.objectValue, let kv = JSONObject(event).object("kv"), let value = keyValue(kv) else { return nil }
+            let kind: ClusterEvent.Kind = JSONObject(event).string("type") == "DELETE" ? .delete : .put
+            return ClusterEvent(kind: kind, value: value)
+        }
+    }
+
+    private func txn(compare: [String: JSONValue], success: [[String: JSONValue]]) async throws(ClusterStoreError) -> JSONObject {
+        try await unary("/v3/kv/txn", ["compare": .array([.object(compare)]), "success": .array(success.map { .object($0) })])
+    }
+
+    private func currentEndpoint() -> String {
+        endpoints[preferred.withLock { $0 } % endpoints.count]
+    }
+
+    private func advance(from endpoint: String) {
+        guard let index = endpoints.firstIndex(of: endpoint) else { return }
+        preferred.withLock { current in
+            if current % endpoints.count == index { current = (index + 1) % endpoints.count }
+        }
+    }
+
+    /// Tries each member once, starting with the last that answered, each within `unaryTimeout`.
+    private func unary(_ path: String, _ body: [String: JSONValue], allowError: Bool = false) async throws(ClusterStoreError) -> JSONObject {
+        var last: ClusterStoreError?
+        for _ in 0..<endpoints.count {
+            let endpoint = currentEndpoint()
+            do {
+                let answer = try await call(path, body, endpoint: endpoint, deadline: unaryTimeout)
+                if !allowError, let error = answer.errorText {
+                    // "etcdserver: no leader" and friends: another member may have quorum.
+                    last = ClusterStoreError(.rejected, "etcd refused \(path)", endpoint: endpoint, cause: error)
+                    advance(from: endpoint)
+                    continue
+                }
+                return answer
+            } catch {
+                last = error
+                advance(from: endpoint)
+            }
+        }
+        throw last ?? ClusterStoreError(.unreachable, "no etcd endpoint configured")
+    }
+
+    private func call(_ path: String, _ body: [String: JSONValue], endpoint: String, deadline: Duration?) async throws(ClusterStoreError) -> JSONObject {
+        let nioDeadline: NIODeadline = deadline.map { .now() + .nanoseconds(Int64($0.components.seconds) * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000) } ?? .distantFuture
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request(endpoint + path, body), deadline: nioDeadline)
+        } catch {
+            let timedOut = (error as? HTTPClientError) == .deadlineExceeded || (error as? HTTPClientError) == .connectTimeout
+            throw ClusterStoreError(timedOut ? .timeout : .unreachable, "\(path) failed", endpoint: endpoint, cause: Self.describe(error))
+        }
+        let bytes: ByteBuffer
+        do {
+            bytes = try await response.body.collect(upTo: Self.maximumAnswer)
+        } catch {
+            throw ClusterStoreError(.unreachable, "\(path): the answer broke off", endpoint: endpoint, cause: Self.describe(error))
+        }
+        guard let object = JSONValue.parse(Array(bytes.readableBytesView))?.objectValue else {
+            throw ClusterStoreError(.badAnswer, "\(path) answered HTTP \(response.status.code) without JSON", endpoint: endpoint)
+        }
+        return JSONObject(object)
+    }
+
+    private func request(_ url: String, _ body: [String: JSONValue]) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: JSONValue.object(body).serialized()))
+        return request
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError { return "\(error)" }
+        return String(describing: error)
+    }
+
+    static func keyValue(_ object: JSONObject) -> ClusterKeyValue? {
+        guard let key = object.bytes("key") else { return nil }
+        return ClusterKeyValue(
+            key: String(decoding: key, as: UTF8.self), value: object.bytes("value") ?? [],
+            createRevision: object.int64("create_revision") ?? 0, modRevision: object.int64("mod_revision") ?? 0,
+            lease: object.int64("lease") ?? 0)
+    }
+
+    /// etcd's prefix range end: the prefix with its last byte incremented (`clientv3.GetPrefixRangeEnd`).
+    static func rangeEnd(_ prefix: String) -> [UInt8] {
+        var bytes = Array(prefix.utf8)
+        while let last = bytes.last {
+            if last < 0xFF {
+                bytes[bytes.count - 1] = last + 1
+                return bytes
+            }
+            bytes.removeLast()
+        }
+        return [0]
+    }
+
+    static func base64(_ text: String) -> String { base64(Array(text.utf8)) }
+    static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+}
