@@ -32,7 +32,19 @@ struct AppRequest {
         }
         if all { try confirm() }
         let stateDirectory = options.stateDirectory(for: config)
-        if let daemon = StateDirectoryLock.holder(stateDirectory: stateDirectory) {
+        let daemon = StateDirectoryLock.holder(stateDirectory: stateDirectory)
+        if config.cluster != nil, kind == .rotate {
+            // Only the elected leader rotates (Architecture §8): a rotation from any other host,
+            // or from outside the daemon, would kill the secret the leader's fleet holds.
+            let cluster = daemon == nil ? nil : ClusterStatus.read(stateDirectory: stateDirectory)
+            if cluster?.role != .leader {
+                let leader = cluster?.leader.map { "; the leader is \($0), run it there" } ?? ""
+                let why = daemon == nil ? "no daemon is running here, and only the daemon that leads the [cluster] election rotates" : "this host does not lead the [cluster] election\(leader)"
+                StandardError.write("secret-rotator: not rotated: \(why) (`fetch` reads the current secret from any host)")
+                throw ExitCode(69)
+            }
+        }
+        if let daemon {
             try await viaDaemon(daemon, targets: targets, config: config, stateDirectory: stateDirectory)
         } else {
             // Standalone: this process calls GenAuth, so now the key must be readable.
@@ -154,6 +166,10 @@ struct AppRequest {
         let appLocks = try DaemonOptions.lockApps(config, stateDirectory: stateDirectory)
         let client = try DaemonOptions.makeClient(config)
         let engine = RotationEngine(config: config, api: client, stateDirectory: StateDirectory(path: stateDirectory))
+        if config.cluster != nil {
+            // Outside the election: every app is only followed, never rotated.
+            await engine.joinCluster(OutsideElection())
+        }
         let progress = Progress(total: targets.count, verb: kind == .rotate ? "rotated" : "fetched")
         var ok = true
         do {
@@ -339,4 +355,14 @@ struct FetchCommand: AsyncParsableCommand {
     @OptionGroup var request: AppRequestOptions
 
     func run() async throws { try await request.request(.fetch).perform {} }
+}
+
+/// The fence of a standalone `fetch` on a `[cluster]` host: it takes no part in the election,
+/// so it never refreshes; `rotate` apps are only read, like `follow` apps.
+struct OutsideElection: RotationFence {
+    func authorizeRefresh(appID: String) async -> RefreshAuthorization {
+        .refused("a standalone command takes no part in the [cluster] election")
+    }
+
+    func announce(appID: String, rotatedAt: Date) {}
 }

@@ -40,6 +40,29 @@ struct DaemonOptions: ParsableArguments {
         }
     }
 
+    /// The fleet this daemon is part of (`[cluster]`, issue 12): an etcd client and the
+    /// coordinator, with the engine already joined to it, so no refresh is ever sent without
+    /// the fence. Nil without `[cluster]`. Exit 78 when the TLS files cannot be used.
+    static func joinFleet(
+        _ config: RotatorConfig, engine: RotationEngine, stateDirectory: String, metrics: RotatorMetrics
+    ) async throws -> (coordinator: FleetCoordinator, store: EtcdGatewayClient)? {
+        guard let settings = config.cluster else { return nil }
+        let store: EtcdGatewayClient
+        do {
+            // A third of the keepalive period per member, so a frozen member leaves time for the next.
+            store = try EtcdGatewayClient(
+                settings: settings, unaryTimeout: max(.milliseconds(300), min(settings.leaseTTL / 4, .seconds(3))))
+        } catch {
+            StandardError.write("secret-rotator: cannot set up the etcd client: \(error)")
+            throw ExitCode(78)
+        }
+        let coordinator = FleetCoordinator(
+            settings: settings, store: store, engine: engine, stateDirectory: stateDirectory, metrics: metrics,
+            logger: Logger(label: "secret-rotator.cluster"))
+        await engine.joinCluster(coordinator)
+        return (coordinator, store)
+    }
+
     /// One writer per app on this host: the apps of `config`, locked in the runtime directory
     /// (`AppLocks`). Exit 75 when another process holds one, 73 when the locks cannot be made.
     static func lockApps(_ config: RotatorConfig, stateDirectory: String) throws -> AppLocks {

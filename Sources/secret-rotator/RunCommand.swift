@@ -49,6 +49,14 @@ struct RunCommand: AsyncParsableCommand {
         // One value for the engine and the service: its database stays open for the process.
         let store = StateDirectory(path: stateDirectory)
         let engine = RotationEngine(config: config, api: client, stateDirectory: store, metrics: textfile.metrics)
+        if config.cluster != nil && once {
+            StandardError.write(
+                "secret-rotator: run --once cannot take part in the [cluster] election (a leader holds its etcd lease between rotations); run the daemon, or remove [cluster] for a single host")
+            throw ExitCode(78)
+        }
+        // Joined before the engine's first step: no refresh is ever sent without the fence.
+        let fleet = try await DaemonOptions.joinFleet(config, engine: engine, stateDirectory: stateDirectory, metrics: textfile.metrics)
+        let fleetTask = Task { await fleet?.coordinator.run() }
         let exporter = Task { await textfile.run() }
         var failed = false
         var unusableState = false
@@ -77,6 +85,10 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("stopped by an error: \(error)")
             failed = true
         }
+        // The engine has drained: leave the election so another host leads at once.
+        fleetTask.cancel()
+        await fleetTask.value
+        await fleet?.store.shutdown()
         // Ends after a last write, so the file holds the final values (also after --once).
         exporter.cancel()
         await exporter.value

@@ -115,7 +115,7 @@ struct StatusCommand: ParsableCommand {
             let document = Document(
                 stateDirectory: directory, daemonPID: daemon.map(Int.init), verdict: report.verdict,
                 exitStatus: report.verdict.rawValue, apps: report.apps,
-                stateDirectoryProblems: report.stateDirectoryProblems)
+                stateDirectoryProblems: report.stateDirectoryProblems, cluster: report.cluster)
             print(String(decoding: try encoder.encode(document), as: UTF8.self))
         } else {
             var heading = "State directory \(directory)"
@@ -147,6 +147,8 @@ struct StatusCommand: ParsableCommand {
         let exitStatus: Int32
         let apps: [StatusReport.App]
         let stateDirectoryProblems: [String]
+        /// `[cluster]` only: role, leader, lease, watch and last notices (issue 12).
+        let cluster: ClusterStatus?
     }
 
     /// A missing directory is a valid answer (never run); one we may not read is an error, so

@@ -181,6 +181,14 @@ public final class RotationService: Service, Sendable {
                 events.ready(await engine.status())
                 return
             }
+            if loaded.config.cluster != current.cluster {
+                // The lease, the election and the watch belong to the settings they started with.
+                logger.error(
+                    "config rejected: [cluster] changed; a running daemon keeps its cluster settings, restart it to apply them (still running on the previous config)",
+                    metadata: ["event": "config_rejected"])
+                events.ready(await engine.status())
+                return
+            }
             if let appLocks {
                 do {
                     try appLocks.hold(exactly: loaded.config.apps.map(\.id))

@@ -53,6 +53,16 @@ public final class RotatorMetrics: Sendable {
         /// output's fsync, per rotation: what consumers wait for the new secret (Architecture,
         /// "State directory", exposure window).
         public static let exposureWindow = "secret_rotator_exposure_window_seconds"
+        /// Gauge, `[cluster]` only: 1 while this host holds its etcd lease (issue 12).
+        public static let clusterLeaseHeld = "secret_rotator_cluster_lease_held"
+        /// Gauge, `[cluster]` only: 1 while this host leads its election and rotates.
+        public static let clusterLeader = "secret_rotator_cluster_leader"
+        /// Gauge, `[cluster]` only: 1 while the watch on the fleet's prefix is up; 0 while
+        /// followers fall back to polling.
+        public static let clusterWatchUp = "secret_rotator_cluster_watch_up"
+        /// Gauge per app, `[cluster]` only: Unix time (s) the last rotation notice from another
+        /// host arrived; absent until one does.
+        public static let clusterLastNotification = "secret_rotator_cluster_last_notification_timestamp_seconds"
         /// Gauge, label `version`: always 1; tells which build wrote the file.
         public static let buildInfo = "secret_rotator_build_info"
     }
@@ -91,6 +101,7 @@ public final class RotatorMetrics: Sendable {
         var tracked: Set<String>?
         var apiRequests: [String: Counter] = [:]
         var apiDurations: [String: CoreMetrics.Timer] = [:]
+        var cluster: [String: Gauge] = [:]
         var onChange: (@Sendable () -> Void)?
     }
 
@@ -222,6 +233,27 @@ public final class RotatorMetrics: Sendable {
         guard let exposure else { return }
         exposure.recordNanoseconds(Self.nanoseconds(duration))
         changing { _ in }
+    }
+
+    /// The fleet's state on this host (issue 12): lease, leadership and watch, each 0 or 1.
+    public func clusterChanged(leaseHeld: Bool, leader: Bool, watchUp: Bool) {
+        guard let factory else { return }
+        changing { state in
+            for (name, value) in [(Name.clusterLeaseHeld, leaseHeld), (Name.clusterLeader, leader), (Name.clusterWatchUp, watchUp)] {
+                let gauge = state.cluster[name] ?? Gauge(label: name, dimensions: [], factory: factory)
+                state.cluster[name] = gauge
+                gauge.record(value ? 1 : 0)
+            }
+        }
+    }
+
+    /// A rotation notice from another host arrived for `app` at `at`.
+    public func clusterNotified(_ app: AppConfig, at: Date) {
+        guard let factory else { return }
+        changing { state in
+            guard state.tracked?.contains(app.id) ?? true else { return }
+            Self.gauge(Name.clusterLastNotification, app: app, in: &state, factory: factory).record(at.timeIntervalSince1970)
+        }
     }
 
     /// One HTTP exchange with GenAuth: `endpoint` is the V3 operation name

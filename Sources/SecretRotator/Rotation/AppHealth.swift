@@ -29,13 +29,17 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         /// killed the secret the outputs hold, until the daemon reconciles (reads it back).
         /// `stale`: unresolved for longer than `AppHealth.unresolvedRefreshLimit`.
         case unresolvedRefresh(since: Date?, stale: Bool)
+        /// The fleet cannot do its part for this app (issue 12): no lease (so not rotated
+        /// here), a leader that does not list it, or no watch (followed by polling only).
+        /// WARNING: the secret on disk is still valid; overdue catches what lasts too long.
+        case cluster(String)
 
         public var verdict: Verdict {
             switch self {
             case .stateUnreadable, .outputUnchecked: .unknown
             case .outputBad: .outputs
             case .neverObtained, .overdue: .overdue
-            case .failing: .failing
+            case .failing, .cluster: .failing
             case .unresolvedRefresh(_, let stale): stale ? .overdue : .failing
             }
         }
@@ -49,6 +53,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .overdue(let since): "overdue: its scheduled rotation was due at \(since.formatted(.iso8601))"
             case .failing(let attempts, let lastError):
                 "failing: \(attempts) failed attempt\(attempts == 1 ? "" : "s"); last error: \(lastError ?? "unknown")"
+            case .cluster(let problem): "cluster: \(problem)"
             case .unresolvedRefresh(let since, _):
                 "a refresh's outcome is unknown\(since.map { " since \($0.formatted(.iso8601))" } ?? ""): the outputs may hold a secret GenAuth has already replaced, until the daemon reconciles it"
             }
@@ -138,7 +143,9 @@ public struct AppHealth: Sendable, Encodable, Equatable {
     /// - Parameters:
     ///   - outputFindings: the outputs' inspection (`outputBad`/`outputUnchecked`), made by the caller.
     ///   - grace: how long past `app.nextDue` a step may still be pending.
-    public static func judge(_ app: StatusReport.App, outputFindings: [Finding], now: Date, grace: Duration) -> AppHealth {
+    public static func judge(
+        _ app: StatusReport.App, outputFindings: [Finding], now: Date, grace: Duration, cluster: ClusterStatus? = nil
+    ) -> AppHealth {
         var findings: [Finding] = app.problems.map { .stateUnreadable($0) }
         if findings.isEmpty {
             findings += outputFindings
@@ -155,7 +162,26 @@ public struct AppHealth: Sendable, Encodable, Equatable {
                 let stale = app.unfinishedSince.map { now.timeIntervalSince($0) > Double(limit.components.seconds) } ?? true
                 findings.append(.unresolvedRefresh(since: app.unfinishedSince, stale: stale))
             }
+            if let cluster { findings += clusterFindings(app, cluster) }
         }
         return AppHealth(findings: findings)
+    }
+
+    /// What the fleet's state (the daemon's `cluster.json`) means for one app.
+    static func clusterFindings(_ app: StatusReport.App, _ cluster: ClusterStatus) -> [Finding] {
+        var findings: [Finding] = []
+        let why = cluster.problem.map { " (\($0))" } ?? ""
+        if app.action == AppAction.rotate.rawValue {
+            if cluster.role == .noLease {
+                findings.append(.cluster("not rotated: this host holds no etcd lease, so it takes no part in the election\(why)"))
+            } else if cluster.unrotated.contains(app.id) {
+                findings.append(
+                    .cluster("the leader \(cluster.leader ?? "?") does not list this app, so no host rotates it; give every candidate the same rotate apps"))
+            }
+        }
+        if cluster.watch == .polling {
+            findings.append(.cluster("not watching etcd\(why): a new secret is picked up only at the next poll"))
+        }
+        return findings
     }
 }

@@ -81,6 +81,14 @@ public actor RotationEngine {
     /// The exposure window of each app's last rotation, logged on its `rotated` entry.
     private var exposure: [String: Duration] = [:]
     private var finishWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The fleet this host is part of (`[cluster]`), nil on a single host. With one, `rotate`
+    /// apps are rotated only while `leading`; otherwise they are followed like `follow` apps.
+    private var fence: (any RotationFence)?
+    private var leading = false
+    /// When the leader obtained the secret a notice announced, per app: a secret fetched for
+    /// that notice counts from then, so a candidate that takes over rotates on the fleet's
+    /// schedule, not a fetch's round trip later.
+    private var upstreamRotatedAt: [String: Date] = [:]
     private var workFinished: @Sendable () -> Void = {}
 
     public init(
@@ -220,6 +228,11 @@ public actor RotationEngine {
     /// once, and the log says so. Returns false for an unknown app.
     public func request(_ step: RotationPlanner.Step, forApp nameOrID: String) -> Bool {
         guard let app = config.app(named: nameOrID) else { return false }
+        if step == .refresh, effective(app).action == .follow, app.action == .rotate {
+            appLogger(app).notice(
+                "this host does not lead the fleet's election, so it does not rotate; the request is answered with a fetch (rotate on the leader)",
+                metadata: ["event": "cluster_not_leader"])
+        }
         // A rotation already asked for is not replaced by a fetch: it answers both.
         if requested[app.id] != .refresh { requested[app.id] = step }
         invalidate(app.id)
@@ -234,6 +247,67 @@ public actor RotationEngine {
     }
 
     public func state(of appID: String) -> AppState? { states[appID] }
+
+    // MARK: - Fleet (issue 12)
+
+    /// Makes this engine part of a fleet: from now on `rotate` apps are rotated only while
+    /// `leadershipChanged(leading: true, ...)` holds, and every refresh asks `fence` first.
+    public func joinCluster(_ fence: any RotationFence) {
+        self.fence = fence
+        leading = false
+        for app in config.apps where app.action == .rotate { invalidate(app.id) }
+        workFinished()
+    }
+
+    /// This host won (`leading`) or lost the election. On winning, apps with an interrupted
+    /// rotation (`intents`: another leader recorded an intent and never published) and apps a
+    /// notice shows rotated after the secret held here are read from GenAuth before anything
+    /// is rotated: the hand-over reconciles instead of rotating twice. `catchUpAll` (etcd's
+    /// records could not be read) reads every `rotate` app.
+    public func leadershipChanged(leading: Bool, intents: Set<String> = [], notices: [String: Date] = [:], catchUpAll: Bool = false) {
+        self.leading = leading
+        for app in config.apps where app.action == .rotate {
+            if leading {
+                let state = states[app.id] ?? AppState(appID: app.id)
+                let behind = notices[app.id].map { announced in state.secretObtainedAt.map { $0 < announced } ?? true } ?? false
+                if catchUpAll || intents.contains(app.id) || behind {
+                    requested[app.id] = .fetch
+                    if let announced = notices[app.id] { upstreamRotatedAt[app.id] = announced }
+                }
+            }
+            invalidate(app.id)
+        }
+        workFinished()
+    }
+
+    /// A notice says another host rotated `appID` at `rotatedAt`: fetch its secret now (within
+    /// the backoff, like every step). `live` notices come from the watch; others from a
+    /// snapshot after a (re)connect, and are acted on only if the held secret is older.
+    /// Returns whether a fetch was queued.
+    @discardableResult
+    public func notified(appID: String, rotatedAt: Date, live: Bool) -> Bool {
+        guard let index = appIndex[appID] else { return false }
+        let app = config.apps[index]
+        let state = states[app.id] ?? AppState(appID: app.id)
+        if !live, let obtained = state.secretObtainedAt, obtained >= rotatedAt { return false }
+        upstreamRotatedAt[app.id] = rotatedAt
+        if requested[app.id] != .refresh { requested[app.id] = .fetch }
+        invalidate(app.id)
+        workFinished()
+        return true
+    }
+
+    /// Whether this host currently rotates `rotate` apps (always true without a fleet).
+    public var rotatesLocally: Bool { fence == nil || leading }
+
+    /// The app as this host treats it now: a `rotate` app of a fleet this host does not lead
+    /// is followed (fetched on notices and polled on its interval), never rotated.
+    private func effective(_ app: AppConfig) -> AppConfig {
+        guard fence != nil, app.action == .rotate, !leading else { return app }
+        var follower = app
+        follower.action = .follow
+        return follower
+    }
 
     /// Starts every step that is due now, within `max_concurrent`, without waiting for any of
     /// them; returns when the earliest app not started falls due (nil: no apps).
@@ -391,7 +465,7 @@ public actor RotationEngine {
         var state = states[app.id] ?? AppState(appID: app.id)
         if backoffOverride.contains(app.id) { state.nextAttempt = nil }
         let facts = RotationPlanner.Facts(heldVersion: heldVersions[app.id], outputsCheckDue: outputsCheckDue.contains(app.id))
-        let planned = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now())
+        let planned = RotationPlanner.nextStep(app: effective(app), state: state, facts: facts, policy: policy, now: now())
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
         // An owed hook does not hold a request back: the new version's hook supersedes it.
         let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
@@ -404,6 +478,8 @@ public actor RotationEngine {
         if state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now() { return (planned, false) }
         // A fetch request checks the outputs first (they are part of what it answers).
         if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
+        // Only the leader rotates: elsewhere an operator's rotate is answered with a fetch.
+        if asked == .refresh, effective(app).action == .follow { return (.fetch, true) }
         return (asked, true)
     }
 
@@ -537,6 +613,12 @@ public actor RotationEngine {
             return
         }
         await limiter.acquire()
+        if let fence, case .refused(let reason) = await fence.authorizeRefresh(appID: app.id) {
+            // Fencing (Architecture §8): nothing was sent, so the refresh simply did not happen.
+            await transition(
+                app, .refreshFailed(AppTransitions.Failure(.transient, "refresh not sent: \(reason)", fields: ["event": "cluster_fenced"])))
+            return
+        }
         do {
             let secret = try await api.refreshApplicationSecret(appId: app.id)
             answerArrived[app.id] = .now
@@ -561,7 +643,14 @@ public actor RotationEngine {
     /// then written everywhere. If it cannot be kept, the outputs are still written (GenAuth
     /// may already have killed the old secret), and the step fails so that it is settled again.
     private func adopt(_ secret: SecretValue, version: Int, origin: AppTransitions.SecretOrigin, app: AppConfig) async {
-        let record = CurrentSecret(appID: app.id, version: version, obtainedAt: now(), secret: secret)
+        var obtainedAt = now()
+        if origin == .changedUpstream || origin == .fetched, let announced = upstreamRotatedAt.removeValue(forKey: app.id),
+            announced <= obtainedAt, obtainedAt.timeIntervalSince(announced) < RotationPlanner.seconds(app.interval)
+        {
+            // The secret a notice announced: its age counts from the leader's rotation.
+            obtainedAt = announced
+        }
+        let record = CurrentSecret(appID: app.id, version: version, obtainedAt: obtainedAt, secret: secret)
         var journalError: StateDirectoryError?
         heldVersions[app.id] = version
         do {
@@ -622,6 +711,12 @@ public actor RotationEngine {
         CrashPoint.reached(.outputsDurable)
         await transition(
             app, .outputsWritten(version: record.version, obtainedAt: record.obtainedAt, fingerprint: record.fingerprint, origin: origin))
+        // The leader tells the fleet about every new secret it holds: its own rotations, and
+        // a change it found (a hand-over's read, a deposed leader's late refresh), so every
+        // follower fetches at once instead of at its next poll.
+        if let fence, leading, app.action == .rotate, origin != .fetched, (states[app.id]?.version ?? 0) == record.version {
+            fence.announce(appID: app.id, rotatedAt: record.obtainedAt)
+        }
     }
 
     /// The level-triggered check: each output against what the held secret says it should be.
@@ -873,6 +968,11 @@ public actor RotationEngine {
             // A refresh of ours (answered, or reconciled after an unknown outcome) is a rotation;
             // a fetched or adopted secret is not.
             if origin == .rotated || origin == .reconciled { metrics.rotationFinished(app, succeeded: true) }
+        case .changedUpstream(let purpose) where effective(app).action == .follow:
+            // Following is exactly this: another host rotates, this one picks the secret up.
+            log.notice(
+                "GenAuth holds a new secret (rotated by the host that rotates this app; found by \(purpose.rawValue)); adopting it",
+                metadata: ["event": "followed"])
         case .changedUpstream(let purpose):
             log.critical(
                 "GenAuth holds a secret we did not write (changed upstream, found by \(purpose.rawValue)); adopting it",

@@ -39,7 +39,10 @@ public struct StatusReport: Sendable, Encodable {
         /// The monitoring verdict (`AppHealth`); set by `StatusReport.read`, empty otherwise.
         public internal(set) var health = AppHealth(findings: [])
 
-        init(app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, hasSecret: Bool, problems: [String] = []) {
+        init(
+            app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, hasSecret: Bool, problems: [String] = [],
+            scheduleAs effective: AppConfig? = nil
+        ) {
             id = app.id
             name = app.name
             action = app.action.rawValue
@@ -55,7 +58,7 @@ public struct StatusReport: Sendable, Encodable {
             unfinishedCall = state.intent?.rawValue
             unfinishedSince = state.intent == nil ? nil : state.intentStartedAt
             self.hasSecret = hasSecret
-            scheduledDue = state.version > 0 ? RotationPlanner.dueDate(app: app, state: state) : nil
+            scheduledDue = state.version > 0 ? RotationPlanner.dueDate(app: effective ?? app, state: state) : nil
             self.problems = problems
         }
 
@@ -66,6 +69,9 @@ public struct StatusReport: Sendable, Encodable {
     /// Problems of the state directory itself (full, read-only): the daemon cannot record
     /// anything there, so every app's next step fails until it is fixed.
     public var stateDirectoryProblems: [String] = []
+    /// The fleet as the daemon last saw it (`cluster.json`); nil without `[cluster]` or before
+    /// the daemon first wrote it.
+    public var cluster: ClusterStatus?
 
     public var failing: [App] { apps.filter { $0.consecutiveFailures > 0 } }
 
@@ -109,8 +115,12 @@ public struct StatusReport: Sendable, Encodable {
         let policy = EnginePolicy(config: config)
         let inspected = stateDirectory.inspect(appIDs: config.apps.map(\.id))
         let writer = OutputWriter()
+        let cluster = config.cluster == nil ? nil : ClusterStatus.read(stateDirectory: stateDirectory.path)
         var report = StatusReport(
             apps: config.apps.map { app in
+                // A candidate that does not lead follows (Architecture §8): its schedule is a poll's.
+                var effective = app
+                if config.cluster != nil, app.action == .rotate, cluster?.role != .leader { effective.action = .follow }
                 var found = inspected.apps[app.id] ?? StateDirectory.Inspection()
                 if !inspected.problems.isEmpty {
                     // Not "version 0, never, ok": the records could not be read at all.
@@ -118,20 +128,21 @@ public struct StatusReport: Sendable, Encodable {
                 }
                 let state = found.state ?? AppState(appID: app.id)
                 let facts = RotationPlanner.Facts(heldVersion: found.secretVersion)
-                let step = RotationPlanner.nextStep(app: app, state: state, facts: facts, policy: policy, now: now)
+                let step = RotationPlanner.nextStep(app: effective, state: state, facts: facts, policy: policy, now: now)
                 let pending = found.secretVersion.flatMap { $0 > state.version ? $0 : nil }
                 var entry = App(
                     app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now),
-                    hasSecret: found.secret != nil, problems: found.problems)
+                    hasSecret: found.secret != nil, problems: found.problems, scheduleAs: effective)
                 var outputFindings: [AppHealth.Finding] = []
                 if checkOutputs, let secret = found.secret {
                     outputFindings = Self.inspectOutputs(app, secret: secret, writer: writer, as: outputWriter)
                 }
                 entry.health = AppHealth.judge(
                     entry, outputFindings: outputFindings, now: now,
-                    grace: grace ?? AppHealth.defaultGrace(interval: app.interval))
+                    grace: grace ?? AppHealth.defaultGrace(interval: app.interval), cluster: cluster)
                 return entry
             })
+        report.cluster = cluster
         report.stateDirectoryProblems = inspected.problems + stateDirectory.capacityProblems()
         return report
     }
@@ -174,10 +185,15 @@ public struct StatusReport: Sendable, Encodable {
         }
         var lines = TextTable(header: ["APP", "ID", "ACTION", "VERSION", "SECRET AGE", "NEXT STEP", "STATE"], rows: rows)
             .renderLines()
+        if let cluster {
+            lines.insert(contentsOf: Self.clusterLines(cluster, apps: apps, now: now) + [""], at: 0)
+        }
         for app in apps {
             for finding in app.health.findings {
                 switch finding {
                 case .outputBad, .outputUnchecked, .neverObtained, .overdue, .unresolvedRefresh(_, true):
+                    lines.append("\(app.name): \(finding)")
+                case .cluster:
                     lines.append("\(app.name): \(finding)")
                 case .stateUnreadable, .failing, .unresolvedRefresh(_, false):
                     break  // told below, with what the daemon does about it
@@ -206,6 +222,25 @@ public struct StatusReport: Sendable, Encodable {
         }
         lines.append(contentsOf: stateDirectoryProblems)
         return lines.joined(separator: "\n")
+    }
+
+    /// "cluster: host web-2 · role candidate · leader web-1 · lease held · watching etcd", then
+    /// the last notice per app.
+    static func clusterLines(_ cluster: ClusterStatus, apps: [App], now: Date) -> [String] {
+        var head = [
+            "cluster: host \(cluster.host)", "role \(cluster.role.rawValue)", "leader \(cluster.leader ?? "none known")",
+            "lease \(cluster.leaseHeld ? "held" : "none")",
+            cluster.watch == .watching ? "watching etcd" : "not watching etcd (polling)",
+            "as of \(relative(cluster.updatedAt, now: now))",
+        ].joined(separator: " · ")
+        if let problem = cluster.problem { head += "\n  etcd: \(problem)" }
+        var lines = [head]
+        for app in apps {
+            guard let notice = cluster.lastNotices[app.id] else { continue }
+            lines.append(
+                "  \(app.name): last notice version \(notice.version) from \(notice.host), rotated \(relative(notice.rotatedAt, now: now)), received \(relative(notice.receivedAt, now: now))")
+        }
+        return lines
     }
 
     /// The STATE column: the monitoring verdict; CHECK for an unreadable record.

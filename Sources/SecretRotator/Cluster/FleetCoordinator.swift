@@ -1,0 +1,470 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+import SystemPackage
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One host's part in a fleet on etcd (issue 12, Architecture §8). Three loops:
+///
+/// - **Leadership** (only with `rotate` apps): grant a lease of `lease_ttl`, keep it alive every
+///   third of the TTL, campaign with etcd's election API; while the campaign is won this host
+///   leads and the engine rotates. A keepalive etcd answers "expired", or none answered
+///   within the TTL, ends the leadership at once.
+/// - **Fencing** (`RotationFence`): before every refresh, a transaction records the intent at
+///   `<prefix>/intent/<app>` only while this host's election key still has the create revision
+///   the campaign returned; no transaction, no refresh. A leader paused after the transaction
+///   and before its request is the residual window: its late refresh is announced when it
+///   completes (the deposed leader publishes like any leader), and a secret that changed
+///   without a notice is found by the new leader's `verify_interval` read.
+/// - **Watch** of the whole prefix: notices `{version, rotated_at, host}` from other hosts make
+///   the engine fetch at once; after every (re)connect a range read catches up on what was
+///   missed. While the watch is down followers fall back to polling on their interval.
+///
+/// The state is kept in `<state>/cluster.json` for `status` and in the metrics.
+public actor FleetCoordinator: RotationFence {
+    let settings: ClusterSettings
+    let store: any ClusterStore
+    let engine: RotationEngine
+    let statusPath: String
+    let logger: Logger
+    let metrics: RotatorMetrics
+    let now: @Sendable () -> Date
+
+    private var lease: Int64?
+    /// When the lease may have expired: the start of the last answered keepalive plus the TTL.
+    private var leaseDeadline: ContinuousClock.Instant?
+    /// Our election key while this host leads.
+    private var leaderKey: ClusterKeyValue?
+    private var leaderHost: String?
+    private var leaderApps: [String]?
+    private var watching = false
+    private var leaseProblem: String?
+    private var watchProblem: String?
+    private var lastNotices: [String: ClusterStatus.Notice] = [:]
+    /// Revision of each intent this host recorded, deleted once the rotation is announced.
+    private var intentRevisions: [String: Int64] = [:]
+    /// Set by a failed fencing transaction: the keepalive loop ends the leadership at once.
+    private var fenced = false
+    private var loggedOnce: Set<String> = []
+
+    public init(
+        settings: ClusterSettings, store: any ClusterStore, engine: RotationEngine, stateDirectory: String,
+        metrics: RotatorMetrics = .disabled, now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = Logger(label: "secret-rotator.cluster")
+    ) {
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.statusPath = (stateDirectory.hasSuffix("/") ? stateDirectory : stateDirectory + "/") + ClusterStatus.fileName
+        self.metrics = metrics
+        self.now = now
+        var logger = logger
+        logger[metadataKey: "cluster_host"] = "\(settings.host)"
+        self.logger = logger
+    }
+
+    /// Runs until cancelled; then the lease is revoked, so another candidate leads at once
+    /// instead of after the TTL (cancel only once no step is in flight). Call
+    /// `engine.joinCluster(coordinator)` before the engine's first step, so that no refresh
+    /// is ever sent without asking.
+    public func run() async {
+        await publishState()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.watchLoop() }
+            group.addTask { await self.leadershipLoop() }
+            await group.waitForAll()
+        }
+        if let lease {
+            try? await store.revoke(lease: lease)
+            self.lease = nil
+            leaderKey = nil
+            logger.notice("left the election (lease revoked)", metadata: ["event": "cluster_resigned"])
+        }
+        await publishState()
+    }
+
+    // MARK: - RotationFence
+
+    public func authorizeRefresh(appID: String) async -> RefreshAuthorization {
+        guard let key = leaderKey, let deadline = leaseDeadline else {
+            return .refused("this host does not lead the election (\(leaseProblem ?? "another host leads"))")
+        }
+        // Room for the transaction's round trip: past this the lease may be gone by the time
+        // GenAuth gets the request.
+        let margin = settings.leaseTTL / 4
+        guard ContinuousClock.now + margin < deadline else {
+            return .refused("no keepalive was answered recently enough; the lease may have expired")
+        }
+        let intent = ClusterRecordCoding.encode(RotationIntent(host: settings.host, startedAt: now()))
+        do {
+            guard
+                let revision = try await store.put(
+                    settings.intentKey(appID: appID), value: intent, ifKey: key.key, hasCreateRevision: key.createRevision)
+            else {
+                logger.error(
+                    "refresh not sent: this host's election key is gone (fenced); another host may lead now",
+                    metadata: ["event": "cluster_fenced", "app_id": "\(appID)"])
+                fenced = true
+                return .refused("fenced: this host's election key is gone, so it no longer leads")
+            }
+            intentRevisions[appID] = revision
+        } catch {
+            return .refused("the intent could not be recorded in etcd (\(error)); no transaction, no refresh")
+        }
+        guard ContinuousClock.now < deadline, leaderKey == key else {
+            return .refused("the lease may have expired during the fencing transaction")
+        }
+        return .granted
+    }
+
+    public nonisolated func announce(appID: String, rotatedAt: Date) {
+        Task { await self.publish(appID: appID, rotatedAt: rotatedAt) }
+    }
+
+    /// Puts the next notice for `appID` (version = the previous notice's + 1, by compare and
+    /// swap on the key's mod revision), then deletes this host's intent if it is still the one
+    /// recorded. Retried for about a minute; followers poll if it never lands.
+    private func publish(appID: String, rotatedAt: Date) async {
+        let key = settings.noticeKey(appID: appID)
+        var delay: Duration = .milliseconds(100)
+        var lastError = ""
+        for _ in 0..<10 {
+            do {
+                let current = try await store.get(key)
+                let previous = current.flatMap { ClusterRecordCoding.decode(RotationNotice.self, from: $0.value) }
+                let notice = RotationNotice(version: (previous?.version ?? 0) + 1, rotatedAt: rotatedAt, host: settings.host)
+                if try await store.put(key, value: ClusterRecordCoding.encode(notice), ifModRevision: current?.modRevision ?? 0) {
+                    if let revision = intentRevisions.removeValue(forKey: appID) {
+                        _ = try? await store.delete(settings.intentKey(appID: appID), ifModRevision: revision)
+                    }
+                    logger.info(
+                        "rotation notice published", metadata: ["event": "cluster_published", "app_id": "\(appID)", "version": "\(notice.version)"])
+                    return
+                }
+                continue  // another put came in between: read again
+            } catch {
+                lastError = "\(error)"
+            }
+            try? await QuietSleep.sleep(for: delay)
+            delay = min(delay * 2, .seconds(10))
+        }
+        logger.warning(
+            "cannot publish the rotation notice (\(lastError)); other hosts pick the secret up at their next poll",
+            metadata: ["event": "cluster_publish_failed", "app_id": "\(appID)"])
+    }
+
+    // MARK: - Leadership
+
+    private func candidateApps() async -> [String] {
+        await engine.config.apps.filter { $0.action == .rotate }.map(\.id)
+    }
+
+    private func leadershipLoop() async {
+        var delay: Duration = .milliseconds(200)
+        while !Task.isCancelled {
+            let candidates = await candidateApps()
+            if candidates.isEmpty {
+                // Only `follow` apps: nothing to campaign for (a reload may add some).
+                try? await QuietSleep.sleep(for: .seconds(5))
+                continue
+            }
+            let (reason, granted) = await holdLease(apps: candidates)
+            await leaseEnded(reason: reason)
+            if Task.isCancelled { break }
+            delay = granted ? .milliseconds(200) : min(delay * 2, settings.leaseTTL)
+            try? await QuietSleep.sleep(for: delay)
+        }
+    }
+
+    /// Grants a lease and holds it: campaigns, leads once the campaign returns, and returns why
+    /// it ended (lease expired, fenced, etcd unreachable, cancelled) and whether a lease was granted.
+    private func holdLease(apps: [String]) async -> (String, Bool) {
+        let started = ContinuousClock.now
+        let lease: Int64
+        do {
+            lease = try await store.grantLease(ttl: settings.leaseTTL)
+        } catch {
+            return ("cannot get a lease: \(error)", false)
+        }
+        self.lease = lease
+        leaseDeadline = started + settings.leaseTTL
+        fenced = false
+        if leaseProblem != nil {
+            logger.notice("holding an etcd lease again; campaigning", metadata: ["event": "cluster_lease_granted"])
+        }
+        leaseProblem = nil
+        loggedOnce.remove("lease")
+        await publishState()
+        let reason = await withTaskGroup(of: String.self) { group in
+            group.addTask { await self.keepAlive(lease) }
+            group.addTask { await self.campaign(lease: lease, apps: apps) }
+            let first = await group.next() ?? "stopped"
+            group.cancelAll()
+            return first
+        }
+        if !reason.hasPrefix("the lease expired") {
+            // Best effort: our election key goes now, not a TTL later.
+            try? await store.revoke(lease: lease)
+        }
+        return (reason, true)
+    }
+
+    /// Keeps the lease alive every third of the TTL; returns why it ended.
+    private func keepAlive(_ lease: Int64) async -> String {
+        let ttl = settings.leaseTTL
+        while !Task.isCancelled {
+            try? await QuietSleep.sleep(for: ttl / 3)
+            if Task.isCancelled { return "stopped" }
+            if fenced { return "fenced: the election key is gone" }
+            let started = ContinuousClock.now
+            do {
+                if try await store.keepAlive(lease: lease) {
+                    leaseDeadline = started + ttl
+                } else {
+                    return "the lease expired (etcd no longer has it)"
+                }
+            } catch {
+                if let deadline = leaseDeadline, ContinuousClock.now >= deadline {
+                    return "no keepalive was answered within the lease TTL (\(DurationSyntax.format(ttl))): \(error)"
+                }
+            }
+            if let deadline = leaseDeadline, ContinuousClock.now >= deadline {
+                return "the lease expired before a keepalive was answered"
+            }
+        }
+        return "stopped"
+    }
+
+    /// Campaigns, leads once elected, and returns only when that fails or is cancelled.
+    private func campaign(lease: Int64, apps: [String]) async -> String {
+        let value = ClusterRecordCoding.encode(CandidateValue(host: settings.host, apps: apps.sorted()))
+        let key: ClusterKeyValue
+        do {
+            key = try await store.campaign(election: settings.electionName, lease: lease, value: value)
+            // etcd's campaign returns once the keys before ours are gone, also when ours went
+            // with an expired lease meanwhile: lead only if ours is the leader key now.
+            guard let current = try await store.leader(election: settings.electionName), current.key == key.key,
+                current.createRevision == key.createRevision
+            else {
+                return "the campaign ended, but this host's election key is not the leader"
+            }
+        } catch {
+            if Task.isCancelled { return "stopped" }
+            return "the campaign failed: \(error)"
+        }
+        await becomeLeader(key)
+        while !Task.isCancelled {
+            try? await QuietSleep.sleep(for: .seconds(3600))
+        }
+        return "stopped"
+    }
+
+    private func becomeLeader(_ key: ClusterKeyValue) async {
+        leaderKey = key
+        leaderHost = settings.host
+        leaderApps = nil
+        // The hand-over: intents nobody finished, and notices newer than what this host holds,
+        // are read from GenAuth before anything is rotated.
+        var intents: Set<String> = []
+        var notices: [String: Date] = [:]
+        var catchUpAll = false
+        do {
+            let snapshot = try await store.range(prefix: settings.prefix + "/")
+            for value in snapshot.values {
+                if let appID = suffix(value.key, after: "/intent/") {
+                    intents.insert(appID)
+                    if let intent = ClusterRecordCoding.decode(RotationIntent.self, from: value.value) {
+                        logger.notice(
+                            "found an unfinished rotation of \(intent.host) from \(intent.startedAt.formatted(.iso8601)); reading GenAuth's current secret instead of rotating again",
+                            metadata: ["event": "cluster_hand_over", "app_id": "\(appID)"])
+                    }
+                } else if let appID = suffix(value.key, after: "/apps/"),
+                    let notice = ClusterRecordCoding.decode(RotationNotice.self, from: value.value)
+                {
+                    notices[appID] = notice.rotatedAt
+                }
+            }
+        } catch {
+            catchUpAll = true
+        }
+        logger.notice(
+            "this host now leads the election \(settings.electionName) and rotates its apps",
+            metadata: ["event": "cluster_leader"])
+        await engine.leadershipChanged(leading: true, intents: intents, notices: notices, catchUpAll: catchUpAll)
+        await publishState()
+    }
+
+    private func leaseEnded(reason: String) async {
+        let wasLeading = leaderKey != nil
+        lease = nil
+        leaseDeadline = nil
+        leaderKey = nil
+        if leaderHost == settings.host { leaderHost = nil }
+        if reason == "stopped" {
+            if wasLeading { await engine.leadershipChanged(leading: false) }
+            return
+        }
+        leaseProblem = reason
+        if wasLeading {
+            logger.warning(
+                "lost the leadership: \(reason); this host rotates nothing until it leads again",
+                metadata: ["event": "cluster_lease_lost"])
+            await engine.leadershipChanged(leading: false)
+        } else if loggedOnce.insert("lease").inserted {
+            logger.warning(
+                "no etcd lease: \(reason); this host's rotate apps are not rotated here, only followed (retrying)",
+                metadata: ["event": "cluster_lease_lost"])
+        }
+        await publishState()
+    }
+
+    // MARK: - Watch
+
+    private func watchLoop() async {
+        var delay: Duration = .milliseconds(100)
+        var lastSeen: [String: Int64] = [:]
+        while !Task.isCancelled {
+            do {
+                let snapshot = try await store.range(prefix: settings.prefix + "/")
+                for value in snapshot.values {
+                    await handle(value, deleted: false, snapshot: true, lastSeen: &lastSeen)
+                }
+                await refreshLeader()
+                await watchUp()
+                delay = .milliseconds(100)
+                for try await events in store.watch(prefix: settings.prefix + "/", fromRevision: snapshot.revision + 1) {
+                    var electionChanged = false
+                    for event in events {
+                        if event.value.key.hasPrefix(settings.electionName + "/") {
+                            electionChanged = true
+                        } else {
+                            await handle(event.value, deleted: event.kind == .delete, snapshot: false, lastSeen: &lastSeen)
+                        }
+                    }
+                    if electionChanged { await refreshLeader() }
+                }
+            } catch {
+                if Task.isCancelled { break }
+                await watchDown("\(error)")
+            }
+            try? await QuietSleep.sleep(for: delay)
+            delay = min(delay * 2, .seconds(5))
+        }
+    }
+
+    private func handle(_ value: ClusterKeyValue, deleted: Bool, snapshot: Bool, lastSeen: inout [String: Int64]) async {
+        guard !deleted, let appID = suffix(value.key, after: "/apps/") else { return }
+        let seen = lastSeen[appID]
+        if let seen, value.modRevision <= seen { return }
+        lastSeen[appID] = value.modRevision
+        guard let notice = ClusterRecordCoding.decode(RotationNotice.self, from: value.value) else {
+            if loggedOnce.insert("notice:" + appID).inserted {
+                logger.warning(
+                    "ignored an unreadable rotation notice at \(value.key) (not {version, rotated_at, host})",
+                    metadata: ["event": "cluster_bad_notice"])
+            }
+            return
+        }
+        guard notice.host != settings.host else { return }
+        guard let app = await engine.config.apps.first(where: { $0.id == appID }) else { return }
+        let received = now()
+        lastNotices[appID] = ClusterStatus.Notice(
+            version: notice.version, rotatedAt: notice.rotatedAt, host: notice.host, receivedAt: received)
+        metrics.clusterNotified(app, at: received)
+        // A snapshot entry seen before (a reconnect) that changed is a missed event: act on it.
+        let live = !snapshot || seen != nil
+        if await engine.notified(appID: appID, rotatedAt: notice.rotatedAt, live: live) {
+            logger.info(
+                "rotation notice from \(notice.host) (version \(notice.version)); fetching the new secret",
+                metadata: ["event": "cluster_notified", "app_id": "\(appID)"])
+        }
+        await publishState()
+    }
+
+    private func refreshLeader() async {
+        do {
+            if let leader = try await store.leader(election: settings.electionName) {
+                let candidate = ClusterRecordCoding.decode(CandidateValue.self, from: leader.value)
+                leaderHost = candidate?.host ?? "unknown"
+                leaderApps = candidate?.apps
+            } else {
+                leaderHost = nil
+                leaderApps = nil
+            }
+        } catch {
+            // Kept: the watch's own failure, if any, is what status reports.
+        }
+        await publishState()
+    }
+
+    private func watchUp() async {
+        if !watching {
+            if watchProblem != nil {
+                logger.notice("watching etcd again; notices arrive at once", metadata: ["event": "cluster_watch_up"])
+            }
+            watching = true
+            watchProblem = nil
+            await publishState()
+        }
+    }
+
+    private func watchDown(_ reason: String) async {
+        if watching || watchProblem == nil {
+            logger.warning(
+                "not watching etcd (\(reason)); following by polling GenAuth on each app's interval until it is back",
+                metadata: ["event": "cluster_watch_down"])
+        }
+        watching = false
+        watchProblem = reason
+        await publishState()
+    }
+
+    // MARK: - State for status and metrics
+
+    private func suffix(_ key: String, after marker: String) -> String? {
+        let start = settings.prefix + marker
+        guard key.hasPrefix(start) else { return nil }
+        let rest = String(key.dropFirst(start.count))
+        return rest.isEmpty || rest.contains("/") ? nil : rest
+    }
+
+    func snapshot() async -> ClusterStatus {
+        let candidates = await candidateApps()
+        let role: ClusterStatus.Role =
+            candidates.isEmpty ? .follower : leaderKey != nil ? .leader : lease != nil ? .candidate : .noLease
+        let unrotated = leaderApps.map { listed in candidates.filter { !listed.contains($0) } } ?? []
+        return ClusterStatus(
+            host: settings.host, group: settings.group, role: role, leader: leaderHost, unrotated: role == .leader ? [] : unrotated,
+            leaseHeld: lease != nil, watch: watching ? .watching : .polling, problem: leaseProblem ?? watchProblem,
+            lastNotices: lastNotices, updatedAt: now(), pid: getpid())
+    }
+
+    private func publishState() async {
+        let status = await snapshot()
+        metrics.clusterChanged(leaseHeld: status.leaseHeld, leader: status.role == .leader, watchUp: status.watch == .watching)
+        let bytes = status.encoded()
+        let path = statusPath
+        // An fsync'd replace, off the actor's executor like every other durable write.
+        let result = try? await RotationEngine.sharedFileIO.runIfActive { () -> Result<Void, OutputError> in
+            do throws(OutputError) {
+                try AtomicFileWriter().write(bytes, to: path, options: AtomicWriteOptions())
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        if case .failure(let error) = result {
+            if loggedOnce.insert("status-file").inserted {
+                logger.warning("cannot write \(statusPath): \(error)", metadata: ["event": "cluster_status_write_failed"])
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import GenAuthMock
+import Synchronization
+import Testing
+
+@testable import SecretRotator
+
+/// A fence the test decides: grants or refuses each refresh, and records announcements.
+final class RecordingFence: RotationFence {
+    private let answer: Mutex<RefreshAuthorization>
+    private let asked = Mutex<[String]>([])
+    private let announced = Mutex<[(String, Date)]>([])
+
+    init(_ answer: RefreshAuthorization = .granted) { self.answer = Mutex(answer) }
+
+    func set(_ answer: RefreshAuthorization) { self.answer.withLock { $0 = answer } }
+    var authorizations: [String] { asked.withLock { $0 } }
+    var announcements: [(appID: String, rotatedAt: Date)] { announced.withLock { $0.map { ($0.0, $0.1) } } }
+
+    func authorizeRefresh(appID: String) async -> RefreshAuthorization {
+        asked.withLock { $0.append(appID) }
+        return answer.withLock { $0 }
+    }
+
+    func announce(appID: String, rotatedAt: Date) {
+        announced.withLock { $0.append((appID, rotatedAt)) }
+    }
+}
+
+/// The engine's side of a fleet (issue 12): only the leader rotates, every refresh asks the
+/// fence first, a refused fence sends nothing, the leader announces each new secret, and a
+/// notice or a hand-over makes the engine read GenAuth instead of rotating.
+@Suite struct FleetEngineTests {
+    let id = GenAuthHarness.appId
+
+    /// Fencing: a refresh the fence refuses is never sent (the mock sees no refresh), the step
+    /// fails with `cluster_fenced`, no intent is left, and the outputs keep the current secret.
+    @Test func refusedFenceSendsNoRefresh() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            let fence = RecordingFence(.refused("fenced: test"))
+            await engine.joinCluster(fence)
+            await engine.leadershipChanged(leading: true)
+            try await engine.start()
+            await engine.runDue()  // first start: fetch (no fence needed for a read)
+            #expect(fence.authorizations.isEmpty)
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue(maxStepsPerApp: 1)
+            #expect(fence.authorizations.contains(id))
+            #expect(fixture.refreshRequests(id) == 0)
+            #expect(harness.state.rotationCount(appId: id) == 0)
+            let state = try #require(await engine.state(of: id))
+            #expect(state.intent == nil)
+            #expect(state.consecutiveFailures == 1)
+            #expect(state.lastError?.contains("refresh not sent: fenced") == true)
+            #expect(harness.capture.all.contains { $0.contains("cluster_fenced") })
+            fixture.expectInvariant()
+            #expect(fence.announcements.isEmpty)
+        }
+    }
+
+    /// The leader rotates on schedule after the fence grants, and announces the new secret
+    /// with the time it obtained it (what followers' schedules count from).
+    @Test func leaderRotatesAndAnnounces() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            let fence = RecordingFence()
+            await engine.joinCluster(fence)
+            await engine.leadershipChanged(leading: true)
+            try await engine.start()
+            await engine.runDue()
+            #expect(fence.announcements.isEmpty, "a first fetch is not a rotation to announce")
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 1)
+            fixture.expectInvariant()
+            let announced = fence.announcements.filter { $0.appID == id }
+            #expect(announced.count == 1)
+            #expect(announced.first?.rotatedAt == (await engine.state(of: id))?.secretObtainedAt)
+        }
+    }
+
+    /// A candidate that does not lead never refreshes: at its due time it reads instead, and
+    /// an operator's rotate is answered with a read.
+    @Test func nonLeaderFollowsInsteadOfRotating() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            let fence = RecordingFence()
+            await engine.joinCluster(fence)
+            try await engine.start()
+            await engine.runDue()
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(await engine.request(.refresh, forApp: id))
+            await engine.runDue()
+            #expect(fixture.refreshRequests(id) == 0)
+            #expect(fence.authorizations.isEmpty)
+            #expect(harness.capture.all.contains { $0.contains("cluster_not_leader") })
+            fixture.expectInvariant()
+            // Its schedule is a poll's now: the next step is an interval after the last read.
+            let state = try #require(await engine.state(of: id))
+            #expect(state.lastChecked == fixture.clock.now)
+        }
+    }
+
+    /// A notice from the leader: the follower fetches at once, adopts the new secret and
+    /// counts its age from the leader's rotation (so that, leading later, it rotates on the
+    /// fleet's schedule).
+    @Test func noticeFetchesAtOnceAndKeepsTheLeadersTime() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            await engine.joinCluster(RecordingFence())
+            try await engine.start()
+            await engine.runDue()
+            // Another host rotates at T; this host hears of it 0.2 s later.
+            let rotatedAt = fixture.clock.now.addingTimeInterval(100)
+            _ = try await harness.client.refreshApplicationSecret(appId: id)
+            fixture.clock.set(rotatedAt.addingTimeInterval(0.2))
+            #expect(await engine.notified(appID: id, rotatedAt: rotatedAt, live: true))
+            await engine.runDue()
+            fixture.expectInvariant()
+            #expect(await engine.state(of: id)?.secretObtainedAt == rotatedAt)
+            #expect(harness.capture.all.contains { $0.contains("followed") })
+            // A snapshot notice no newer than the held secret is not acted on.
+            #expect(!(await engine.notified(appID: id, rotatedAt: rotatedAt, live: false)))
+        }
+    }
+
+    /// The hand-over: a new leader that finds another leader's unfinished intent reads
+    /// GenAuth's current secret before anything else, and does not rotate a secret the old
+    /// leader already rotated (0 double rotations).
+    @Test func handOverReadsInsteadOfRotatingTwice() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            let fence = RecordingFence()
+            await engine.joinCluster(fence)
+            try await engine.start()
+            await engine.runDue()
+            // The old leader's rotation happened right when it was due; its notice never came.
+            fixture.clock.advance(seconds: 3_600)
+            _ = try await harness.client.refreshApplicationSecret(appId: id)
+            await engine.leadershipChanged(leading: true, intents: [id])
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 1, "the hand-over read the secret, it did not rotate again")
+            fixture.expectInvariant()
+            // What it found changed is announced, so followers that missed it fetch too.
+            #expect(fence.announcements.contains { $0.appID == id })
+            // The next rotation is an interval after the one it found.
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 2)
+            fixture.expectInvariant()
+        }
+    }
+
+    /// Losing the leadership between the plan and the refresh: the refresh asks the fence,
+    /// which refuses, so nothing is sent; becoming a follower again, the app is only read.
+    @Test func leadershipLostMidwayStopsBeforeTheRefresh() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            let fence = RecordingFence()
+            await engine.joinCluster(fence)
+            await engine.leadershipChanged(leading: true)
+            try await engine.start()
+            await engine.runDue()
+            fence.set(.refused("the election key is gone"))
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue(maxStepsPerApp: 1)
+            await engine.leadershipChanged(leading: false)
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue()
+            #expect(fixture.refreshRequests(id) == 0)
+            fixture.expectInvariant()
+        }
+    }
+}
