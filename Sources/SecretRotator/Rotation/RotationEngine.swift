@@ -711,10 +711,15 @@ public actor RotationEngine {
         CrashPoint.reached(.outputsDurable)
         await transition(
             app, .outputsWritten(version: record.version, obtainedAt: record.obtainedAt, fingerprint: record.fingerprint, origin: origin))
-        // The leader tells the fleet about every new secret it holds: its own rotations, and
-        // a change it found (a hand-over's read, a deposed leader's late refresh), so every
-        // follower fetches at once instead of at its next poll.
-        if let fence, leading, app.action == .rotate, origin != .fetched, (states[app.id]?.version ?? 0) == record.version {
+        // Every refresh of ours is announced, also one that completes after this host lost
+        // the leadership (a pause between the fencing transaction and the request: the
+        // residual window), so the fleet fetches the secret that is now the only valid one.
+        // The leader also announces a change it found (a hand-over's read, another host's
+        // late refresh), so every follower fetches at once instead of at its next poll.
+        let ours = origin == .rotated || origin == .reconciled
+        if let fence, app.action == .rotate, ours || (leading && origin == .changedUpstream),
+            (states[app.id]?.version ?? 0) == record.version
+        {
             fence.announce(appID: app.id, rotatedAt: record.obtainedAt)
         }
     }

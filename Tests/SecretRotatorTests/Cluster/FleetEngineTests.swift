@@ -11,6 +11,9 @@ final class RecordingFence: RotationFence {
     private let asked = Mutex<[String]>([])
     private let announced = Mutex<[(String, Date)]>([])
 
+    /// Runs inside `authorizeRefresh`, before it answers (e.g. the leadership is lost then).
+    let duringAuthorization = Mutex<(@Sendable () async -> Void)?>(nil)
+
     init(_ answer: RefreshAuthorization = .granted) { self.answer = Mutex(answer) }
 
     func set(_ answer: RefreshAuthorization) { self.answer.withLock { $0 = answer } }
@@ -19,6 +22,7 @@ final class RecordingFence: RotationFence {
 
     func authorizeRefresh(appID: String) async -> RefreshAuthorization {
         asked.withLock { $0.append(appID) }
+        if let hook = duringAuthorization.withLock({ $0 }) { await hook() }
         return answer.withLock { $0 }
     }
 
@@ -171,6 +175,27 @@ final class RecordingFence: RotationFence {
             await engine.runDue()
             #expect(fixture.refreshRequests(id) == 0)
             fixture.expectInvariant()
+        }
+    }
+
+    /// The residual window: the leadership is lost after the fencing transaction granted the
+    /// refresh and before GenAuth answered. The refresh happened, so it is announced anyway:
+    /// the fleet must fetch the secret that is now the only valid one.
+    @Test func refreshGrantedThenLeadershipLostIsStillAnnounced() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            let fence = RecordingFence()
+            await engine.joinCluster(fence)
+            await engine.leadershipChanged(leading: true)
+            try await engine.start()
+            await engine.runDue()
+            fence.duringAuthorization.withLock { $0 = { await engine.leadershipChanged(leading: false) } }
+            fixture.clock.advance(seconds: 3_600)
+            await engine.runDue(maxStepsPerApp: 2)
+            #expect(harness.state.rotationCount(appId: id) == 1)
+            fixture.expectInvariant()
+            #expect(fence.announcements.contains { $0.appID == id })
+            #expect(await engine.rotatesLocally == false)
         }
     }
 }
