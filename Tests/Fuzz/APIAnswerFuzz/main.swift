@@ -4,6 +4,11 @@
 // (`GenAuthClient.validated`, `GenAuthClient.grant`): the code between the socket and the engine.
 // Built only with SECRET_ROTATOR_FUZZ=1 (see Package.swift); run by Tests/Fuzz/run.sh.
 //
+// Issue 12 adds etcd's side of the wire: an input starting "etcd-watch\n" feeds the rest to the
+// watch-stream line parser (`EtcdGatewayClient.watchEvents`), "etcd-notice\n" to the decoder of
+// another host's rotation notice (`ClusterRecordCoding`). Checked: errors are one-line
+// `ClusterStoreError`s, and a notice that decodes survives a round trip.
+//
 // Input: an optional head line "<operation> <http status>[ <retry-after>]\n", then the body.
 // <operation> is refresh, get-secret, get-app or token. Without a valid head line, the whole
 // input is the body of a 200 answer to refresh-application-secret.
@@ -99,6 +104,7 @@ private func checkServerText(_ text: String?, _ what: String) {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let input = UnsafeBufferPointer(start: data, count: size)
+    if fuzzCluster(Array(input)) { return 0 }
     let (operation, status, retryAfter, body) = parseHead(input) ?? (.refresh, 200, nil, Array(input)[...])
     let bytes = Array(body)
     let api = operation.api
@@ -158,6 +164,28 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
     }
     return 0
+}
+
+/// The etcd inputs; false when the input is not one of them.
+private func fuzzCluster(_ input: [UInt8]) -> Bool {
+    for (head, isWatch) in [("etcd-watch\n", true), ("etcd-notice\n", false)] where input.starts(with: Array(head.utf8)) {
+        let body = Array(input.dropFirst(head.utf8.count))
+        if isWatch {
+            do throws(ClusterStoreError) {
+                _ = try EtcdGatewayClient.watchEvents(body, endpoint: "http://127.0.0.1:2379")
+            } catch {
+                require(!error.description.contains("\n"), "multi-line watch error: \(error)")
+            }
+        } else if let notice = ClusterRecordCoding.decode(RotationNotice.self, from: body) {
+            let again = ClusterRecordCoding.decode(RotationNotice.self, from: ClusterRecordCoding.encode(notice))
+            require(again?.version == notice.version && again?.host == notice.host, "a notice does not survive a round trip")
+            if let again {
+                require(abs(again.rotatedAt.timeIntervalSince(notice.rotatedAt)) < 0.001, "rotated_at moved in a round trip")
+            }
+        }
+        return true
+    }
+    return false
 }
 
 // libFuzzer's main(), with its flags (-max_total_time, -runs, corpus directories, ...).
