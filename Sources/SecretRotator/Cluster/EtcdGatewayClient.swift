@@ -23,7 +23,12 @@ public final class EtcdGatewayClient: ClusterStore {
     private let endpoints: [String]
     private let http: HTTPClient
     private let unaryTimeout: Duration
-    private let preferred = Mutex(0)
+    /// The member calls go to first; a random start spreads a fleet over the members.
+    private let preferred: Mutex<Int>
+    /// How often a member holding a watch or a campaign is asked whether it still answers
+    /// (with quorum): a frozen or cut-off member sends no reset, and without this a watch on it
+    /// would wait silently forever.
+    let livenessInterval: Duration
     /// Largest answer or watch line accepted: etcd's own default request limit is 1.5 MiB.
     static let maximumAnswer = 4 * 1024 * 1024
 
@@ -32,9 +37,15 @@ public final class EtcdGatewayClient: ClusterStore {
     ///   - unaryTimeout: per attempt, per member; keep it under a third of the lease TTL so a
     ///     keepalive to a frozen member leaves time for the next one.
     /// - Throws: `ClusterStoreError.badAnswer` when a TLS file cannot be read as PEM.
-    public init(settings: ClusterSettings, unaryTimeout: Duration) throws(ClusterStoreError) {
+    ///   - livenessInterval: how often the member under a watch or campaign must answer.
+    ///   - firstEndpoint: the index of the member to try first; random when nil.
+    public init(
+        settings: ClusterSettings, unaryTimeout: Duration, livenessInterval: Duration = .seconds(2), firstEndpoint: Int? = nil
+    ) throws(ClusterStoreError) {
         self.endpoints = settings.endpoints
         self.unaryTimeout = unaryTimeout
+        self.livenessInterval = livenessInterval
+        self.preferred = Mutex(firstEndpoint ?? Int.random(in: 0..<max(1, settings.endpoints.count)))
         var configuration = HTTPClient.Configuration()
         if settings.endpoints.contains(where: { $0.hasPrefix("https://") }) {
             var tls = TLSConfiguration.makeClientConfiguration()
@@ -93,7 +104,16 @@ public final class EtcdGatewayClient: ClusterStore {
         let body: [String: JSONValue] = [
             "name": .string(Self.base64(election)), "lease": .string("\(lease)"), "value": .string(Self.base64(value)),
         ]
-        let answer = try await call("/v3/election/campaign", body, endpoint: currentEndpoint(), deadline: nil)
+        let endpoint = currentEndpoint()
+        let answer: JSONObject
+        do {
+            answer = try await whileAlive(endpoint) { () async throws(ClusterStoreError) -> JSONObject in
+                try await self.call("/v3/election/campaign", body, endpoint: endpoint, deadline: nil)
+            }
+        } catch {
+            advance(from: endpoint)
+            throw error
+        }
         guard let leader = answer.object("leader"), let key = leader.bytes("key"), let revision = leader.int64("rev") else {
             throw ClusterStoreError(.rejected, "campaign failed", cause: answer.errorText)
         }
@@ -166,7 +186,9 @@ public final class EtcdGatewayClient: ClusterStore {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: [ClusterEvent].self)
         let task = Task {
             do {
-                try await self.streamWatch(endpoint: endpoint, body: body, into: continuation)
+                try await self.whileAlive(endpoint) { () async throws(ClusterStoreError) in
+                    try await self.streamWatch(endpoint: endpoint, body: body, into: continuation)
+                }
                 continuation.finish(throwing: ClusterStoreError(.watchEnded, "the watch stream ended", endpoint: endpoint))
             } catch {
                 self.advance(from: endpoint)
@@ -179,9 +201,52 @@ public final class EtcdGatewayClient: ClusterStore {
 
     // MARK: - Wire
 
+    /// Runs a long call (a watch, a campaign) on `endpoint` while that member answers a
+    /// linearizable read (which needs quorum) every `livenessInterval`; when it stops
+    /// answering, the call is cancelled and fails, so the caller moves to another member.
+    private func whileAlive<T: Sendable>(
+        _ endpoint: String, _ body: @escaping @Sendable () async throws(ClusterStoreError) -> T
+    ) async throws(ClusterStoreError) -> T {
+        let result: Result<T, ClusterStoreError> = await withTaskGroup(of: Result<T, ClusterStoreError>?.self) { group in
+            group.addTask {
+                do throws(ClusterStoreError) {
+                    return .success(try await body())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await QuietSleep.sleep(for: self.livenessInterval)
+                    if Task.isCancelled { return nil }
+                    do throws(ClusterStoreError) {
+                        let answer = try await self.call(
+                            "/v3/kv/range", ["key": .string(Self.base64("/"))], endpoint: endpoint, deadline: self.unaryTimeout)
+                        if answer.object("header") == nil { throw ClusterStoreError(.rejected, "no quorum", cause: answer.errorText) }
+                    } catch {
+                        if Task.isCancelled { return nil }
+                        return .failure(
+                            ClusterStoreError(.timeout, "the member stopped answering", endpoint: endpoint, cause: error.message))
+                    }
+                }
+                return nil
+            }
+            var outcome: Result<T, ClusterStoreError>?
+            while let next = await group.next() {
+                if let next {
+                    outcome = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return outcome ?? .failure(ClusterStoreError(.watchEnded, "cancelled", endpoint: endpoint))
+        }
+        return try result.get()
+    }
+
     private func streamWatch(
         endpoint: String, body: [String: JSONValue], into continuation: AsyncThrowingStream<[ClusterEvent], any Error>.Continuation
-    ) async throws {
+    ) async throws(ClusterStoreError) {
         let response: HTTPClientResponse
         do {
             response = try await http.execute(request(endpoint + "/v3/watch", body), deadline: .distantFuture)
@@ -206,10 +271,9 @@ public final class EtcdGatewayClient: ClusterStore {
                     throw ClusterStoreError(.badAnswer, "a watch message is larger than 4 MiB", endpoint: endpoint)
                 }
             }
-        } catch let error as ClusterStoreError {
-            throw error
         } catch {
-            throw ClusterStoreError(.watchEnded, "the watch stream broke", endpoint: endpoint, cause: Self.describe(error))
+            throw (error as? ClusterStoreError)
+                ?? ClusterStoreError(.watchEnded, "the watch stream broke", endpoint: endpoint, cause: Self.describe(error))
         }
     }
 

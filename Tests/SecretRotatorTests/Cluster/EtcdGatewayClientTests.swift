@@ -8,7 +8,8 @@ import Testing
 @Suite(.serialized) struct EtcdGatewayClientTests {
     static func client(_ cluster: EtcdTestCluster, ttl: Duration = .seconds(2)) throws -> EtcdGatewayClient {
         let settings = ClusterSettings(endpoints: cluster.endpoints, prefix: "/t", leaseTTL: ttl, host: "test")
-        return try EtcdGatewayClient(settings: settings, unaryTimeout: .milliseconds(500))
+        return try EtcdGatewayClient(
+            settings: settings, unaryTimeout: .milliseconds(500), livenessInterval: .milliseconds(500), firstEndpoint: 0)
     }
 
     @Test func leaseLivesWhileKeptAliveAndExpiresAfterItsTTL() async throws {
@@ -104,6 +105,28 @@ import Testing
                 return count
             }
             #expect(try await watched.value == 5)
+            await client.shutdown()
+        }
+    }
+
+    /// A frozen member (SIGSTOP: no reset, no answer) under a watch: the liveness check ends
+    /// the watch within a few seconds instead of leaving it waiting forever, and calls move on.
+    @Test func frozenMemberEndsItsWatch() async throws {
+        try await withEtcdCluster { cluster in
+            let client = try Self.client(cluster)
+            _ = try await client.range(prefix: "/t/")
+            let stream = client.watch(prefix: "/t/", fromRevision: 1)
+            let ended = Task { () -> Bool in
+                do {
+                    for try await _ in stream {}
+                    return false
+                } catch { return true }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            cluster.freeze(0)
+            defer { cluster.freeze(0, false) }
+            #expect(await ended.value, "the watch on a frozen member ends with an error")
+            #expect(try await client.put("/t/apps/x", value: [1], ifModRevision: 0))
             await client.shutdown()
         }
     }

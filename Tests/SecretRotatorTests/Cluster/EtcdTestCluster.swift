@@ -65,7 +65,14 @@ final class EtcdTestCluster: Sendable {
         process.waitUntilExit()
     }
 
+    /// SIGSTOP / SIGCONT member `index`: frozen, it keeps its connections open and answers nothing.
+    func freeze(_ index: Int, _ frozen: Bool = true) {
+        guard let process = processes.withLock({ $0[index] }) else { return }
+        Foundation.kill(process.processIdentifier, frozen ? SIGSTOP : SIGCONT)
+    }
+
     func stopAll() {
+        for index in 0..<3 { freeze(index, false) }
         for index in 0..<3 { kill(index) }
         try? FileManager.default.removeItem(at: directory)
     }
