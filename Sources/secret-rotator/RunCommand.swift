@@ -22,7 +22,12 @@ struct RunCommand: AsyncParsableCommand {
             `rotate`/`fetch` requests.
 
             With --once (for a systemd timer or cron): do everything that is due now, then exit \
-            0, also when nothing was due; non-zero only when an app failed.
+            0, also when nothing was due; non-zero only when an app failed. Refused with \
+            [cluster], where a leader holds its etcd lease between rotations.
+
+            With [cluster] (README "Running a fleet"): rotate apps are rotated only while this \
+            host leads the etcd election, and every refresh is fenced by a transaction on its \
+            election key; every host watches for rotation notices and fetches new secrets at once.
 
             Exit status: 0 ok, 1 an app failed (--once), 75 another instance holds the state \
             directory, 78 invalid config.
