@@ -37,7 +37,7 @@ struct AppRequest {
             // Only the elected leader rotates (Architecture §8): a rotation from any other host,
             // or from outside the daemon, would kill the secret the leader's fleet holds.
             let cluster = daemon == nil ? nil : ClusterStatus.read(stateDirectory: stateDirectory)
-            if cluster?.role != .leader {
+            if cluster?.role != .leader && cluster?.resuming != true {
                 let leader = cluster?.leader.map { "; the leader is \($0), run it there" } ?? ""
                 let why = daemon == nil ? "no daemon is running here, and only the daemon that leads the [cluster] election rotates" : "this host does not lead the [cluster] election\(leader)"
                 StandardError.write("secret-rotator: not rotated: \(why) (`fetch` reads the current secret from any host)")

@@ -48,6 +48,10 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     /// `rotate` apps of this host the leader's candidacy does not list (nobody rotates them).
     public var unrotated: [String]
     public var leaseHeld: Bool
+    /// This host leads but etcd has not confirmed its lease for longer than the TTL (a raft
+    /// election, a member down): it rotates nothing until etcd does, then leads on; an
+    /// operator's `rotate` waits for that.
+    public var resuming: Bool = false
     public var watch: Watch
     /// The last etcd problem (nil while all is well), in words.
     public var problem: String?
@@ -68,6 +72,7 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
             // Written by a daemon that is gone: it holds no lease and watches nothing now.
             status.role = status.role == .follower ? .follower : .noLease
             status.leaseHeld = false
+            status.resuming = false
             status.watch = .polling
             status.leader = nil
             status.problem = "the daemon that wrote this (PID \(status.pid)) is not running"

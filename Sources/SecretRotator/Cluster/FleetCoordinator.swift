@@ -53,6 +53,11 @@ public actor FleetCoordinator: RotationFence {
     private var intentRevisions: [String: Int64] = [:]
     /// Set by a failed fencing transaction: the keepalive loop ends the leadership at once.
     private var fenced = false
+    /// No keepalive was answered within the TTL, but etcd has not said the lease expired
+    /// either (a raft election, a member down, etcd unreachable): this host rotates nothing
+    /// until etcd confirms the lease (it resumes, still holding its election key: nobody else
+    /// could lead meanwhile) or says it expired (the leadership is lost).
+    private var suspended = false
     private var loggedOnce: Set<String> = []
 
     public init(
@@ -94,8 +99,8 @@ public actor FleetCoordinator: RotationFence {
     // MARK: - RotationFence
 
     public func authorizeRefresh(appID: String) async -> RefreshAuthorization {
-        guard let key = leaderKey, let deadline = leaseDeadline else {
-            return .refused("this host does not lead the election (\(leaseProblem ?? "another host leads"))")
+        guard let key = leaderKey, let deadline = leaseDeadline, !suspended else {
+            return .refused("this host does not lead the election now (\(leaseProblem ?? "another host leads"))")
         }
         // Room for the transaction's round trip: past this the lease may be gone by the time
         // GenAuth gets the request.
@@ -210,56 +215,111 @@ public actor FleetCoordinator: RotationFence {
             group.cancelAll()
             return first
         }
+        suspended = false
         if !reason.hasPrefix("the lease expired") {
-            // Best effort: our election key goes now, not a TTL later.
-            try? await store.revoke(lease: lease)
+            // Our election key must go now, not a TTL later, or it heads the queue for nobody:
+            // retried for a while when etcd is not answering.
+            let store = store
+            Task {
+                for _ in 0..<20 {
+                    if (try? await store.revoke(lease: lease)) != nil { return }
+                    try? await QuietSleep.sleep(for: .milliseconds(500))
+                }
+            }
         }
         return (reason, true)
     }
 
-    /// Keeps the lease alive every third of the TTL; returns why it ended.
+    /// Keeps the lease alive every third of the TTL (every 200 ms while keepalives fail);
+    /// returns why it ended. Past the TTL without an answer the leadership is suspended, not
+    /// given up: etcd extends every lease when it elects a new raft leader, so after a member
+    /// failure the lease usually lives on, and only etcd can say it expired.
     private func keepAlive(_ lease: Int64) async -> String {
         let ttl = settings.leaseTTL
+        var failing = false
+        var lastError = ""
         while !Task.isCancelled {
-            try? await QuietSleep.sleep(for: ttl / 3)
+            try? await QuietSleep.sleep(for: failing ? .milliseconds(200) : ttl / 3)
             if Task.isCancelled { return "stopped" }
             if fenced { return "fenced: the election key is gone" }
             let started = ContinuousClock.now
             do {
                 if try await store.keepAlive(lease: lease) {
                     leaseDeadline = started + ttl
+                    failing = false
+                    if suspended { await resume() }
                 } else {
                     return "the lease expired (etcd no longer has it)"
                 }
             } catch {
-                if let deadline = leaseDeadline, ContinuousClock.now >= deadline {
-                    return "no keepalive was answered within the lease TTL (\(DurationSyntax.format(ttl))): \(error)"
-                }
+                failing = true
+                lastError = "\(error)"
             }
-            if let deadline = leaseDeadline, ContinuousClock.now >= deadline {
-                return "the lease expired before a keepalive was answered"
+            if !suspended, let deadline = leaseDeadline, ContinuousClock.now >= deadline {
+                await suspend("no keepalive was answered within the lease TTL (\(DurationSyntax.format(ttl))): \(lastError)")
             }
         }
         return "stopped"
     }
 
+    private func suspend(_ reason: String) async {
+        suspended = true
+        leaseProblem = reason
+        if leaderKey != nil {
+            logger.warning(
+                "leadership suspended: \(reason); rotating nothing until etcd confirms the lease (or says it expired)",
+                metadata: ["event": "cluster_lease_unconfirmed"])
+            await engine.leadershipChanged(leading: false, suspended: true)
+        } else if loggedOnce.insert("lease").inserted {
+            logger.warning(
+                "lease unconfirmed: \(reason); this host's rotate apps are only followed until etcd answers",
+                metadata: ["event": "cluster_lease_unconfirmed"])
+        }
+        await publishState()
+    }
+
+    private func resume() async {
+        suspended = false
+        leaseProblem = nil
+        loggedOnce.remove("lease")
+        if leaderKey != nil {
+            // The lease never expired, so the election key never went: nobody else led.
+            logger.notice("etcd confirmed the lease again; leading again", metadata: ["event": "cluster_leader"])
+            await engine.leadershipChanged(leading: true)
+        } else {
+            logger.notice("etcd confirmed the lease again", metadata: ["event": "cluster_lease_granted"])
+        }
+        await publishState()
+    }
+
     /// Campaigns, leads once elected, and returns only when that fails or is cancelled.
     private func campaign(lease: Int64, apps: [String]) async -> String {
         let value = ClusterRecordCoding.encode(CandidateValue(host: settings.host, apps: apps.sorted()))
-        let key: ClusterKeyValue
-        do {
-            key = try await store.campaign(election: settings.electionName, lease: lease, value: value)
-            // etcd's campaign returns once the keys before ours are gone, also when ours went
-            // with an expired lease meanwhile: lead only if ours is the leader key now.
-            guard let current = try await store.leader(election: settings.electionName), current.key == key.key,
-                current.createRevision == key.createRevision
-            else {
-                return "the campaign ended, but this host's election key is not the leader"
+        var key: ClusterKeyValue?
+        var delay: Duration = .milliseconds(200)
+        while key == nil {
+            do {
+                let won = try await store.campaign(election: settings.electionName, lease: lease, value: value)
+                // etcd's campaign returns once the keys before ours are gone, also when ours went
+                // with an expired lease meanwhile: lead only if ours is the leader key now.
+                guard let current = try await store.leader(election: settings.electionName), current.key == won.key,
+                    current.createRevision == won.createRevision
+                else {
+                    return "the campaign ended, but this host's election key is not the leader"
+                }
+                key = won
+            } catch {
+                if Task.isCancelled { return "stopped" }
+                // The member it waited on went away; the lease (the keepalive's business) and
+                // the election key live on: campaign again with them, on the next member
+                // (etcd's campaign is idempotent per lease).
+                logger.info(
+                    "campaign interrupted (\(error)); campaigning again with the same lease", metadata: ["event": "cluster_campaign_retry"])
+                try? await QuietSleep.sleep(for: delay)
+                delay = min(delay * 2, settings.leaseTTL)
             }
-        } catch {
-            if Task.isCancelled { return "stopped" }
-            return "the campaign failed: \(error)"
         }
+        guard let key else { return "stopped" }
         await becomeLeader(key)
         while !Task.isCancelled {
             try? await QuietSleep.sleep(for: .seconds(3600))
@@ -439,11 +499,11 @@ public actor FleetCoordinator: RotationFence {
     func snapshot() async -> ClusterStatus {
         let candidates = await candidateApps()
         let role: ClusterStatus.Role =
-            candidates.isEmpty ? .follower : leaderKey != nil ? .leader : lease != nil ? .candidate : .noLease
+            candidates.isEmpty ? .follower : suspended ? .noLease : leaderKey != nil ? .leader : lease != nil ? .candidate : .noLease
         let unrotated = leaderApps.map { listed in candidates.filter { !listed.contains($0) } } ?? []
         return ClusterStatus(
             host: settings.host, group: settings.group, role: role, leader: leaderHost, unrotated: role == .leader ? [] : unrotated,
-            leaseHeld: lease != nil, watch: watching ? .watching : .polling, problem: leaseProblem ?? watchProblem,
+            leaseHeld: lease != nil && !suspended, resuming: suspended && leaderKey != nil, watch: watching ? .watching : .polling, problem: leaseProblem ?? watchProblem,
             lastNotices: lastNotices, updatedAt: now(), pid: getpid())
     }
 

@@ -85,6 +85,9 @@ public actor RotationEngine {
     /// apps are rotated only while `leading`; otherwise they are followed like `follow` apps.
     private var fence: (any RotationFence)?
     private var leading = false
+    /// Leading, but etcd has not confirmed the lease lately: nothing is rotated, and an
+    /// operator's rotate waits for the lease to be confirmed instead of becoming a fetch.
+    private var leadershipSuspended = false
     /// When the leader obtained the secret a notice announced, per app: a secret fetched for
     /// that notice counts from then, so a candidate that takes over rotates on the fleet's
     /// schedule, not a fetch's round trip later.
@@ -228,7 +231,11 @@ public actor RotationEngine {
     /// once, and the log says so. Returns false for an unknown app.
     public func request(_ step: RotationPlanner.Step, forApp nameOrID: String) -> Bool {
         guard let app = config.app(named: nameOrID) else { return false }
-        if step == .refresh, effective(app).action == .follow, app.action == .rotate {
+        if step == .refresh, effective(app).action == .follow, app.action == .rotate, leadershipSuspended {
+            appLogger(app).notice(
+                "this host leads, but etcd has not confirmed its lease lately; the rotation runs once it does",
+                metadata: ["event": "cluster_rotate_waits"])
+        } else if step == .refresh, effective(app).action == .follow, app.action == .rotate {
             appLogger(app).notice(
                 "this host does not lead the fleet's election, so it does not rotate; the request is answered with a fetch (rotate on the leader)",
                 metadata: ["event": "cluster_not_leader"])
@@ -264,8 +271,11 @@ public actor RotationEngine {
     /// notice shows rotated after the secret held here are read from GenAuth before anything
     /// is rotated: the hand-over reconciles instead of rotating twice. `catchUpAll` (etcd's
     /// records could not be read) reads every `rotate` app.
-    public func leadershipChanged(leading: Bool, intents: Set<String> = [], notices: [String: Date] = [:], catchUpAll: Bool = false) {
+    public func leadershipChanged(
+        leading: Bool, suspended: Bool = false, intents: Set<String> = [], notices: [String: Date] = [:], catchUpAll: Bool = false
+    ) {
         self.leading = leading
+        leadershipSuspended = !leading && suspended
         for app in config.apps where app.action == .rotate {
             if leading {
                 let state = states[app.id] ?? AppState(appID: app.id)
@@ -479,7 +489,11 @@ public actor RotationEngine {
         // A fetch request checks the outputs first (they are part of what it answers).
         if asked == .fetch, planned == .inspectOutputs { return (planned, false) }
         // Only the leader rotates: elsewhere an operator's rotate is answered with a fetch.
-        if asked == .refresh, effective(app).action == .follow { return (.fetch, true) }
+        if asked == .refresh, effective(app).action == .follow {
+            // Suspended (etcd has not confirmed the lease for a moment): kept for when it does.
+            if leadershipSuspended { return (planned, false) }
+            return (.fetch, true)
+        }
         return (asked, true)
     }
 

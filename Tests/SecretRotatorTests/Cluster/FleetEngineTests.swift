@@ -198,4 +198,26 @@ final class RecordingFence: RotationFence {
             #expect(await engine.rotatesLocally == false)
         }
     }
+
+    /// A leader whose lease etcd has not confirmed for a moment (a raft election after a
+    /// member died) rotates nothing; an operator's rotate waits and runs once the lease is
+    /// confirmed, instead of being answered with a fetch.
+    @Test func suspendedLeaderKeepsARotateRequestUntilConfirmed() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            await engine.joinCluster(RecordingFence())
+            await engine.leadershipChanged(leading: true)
+            try await engine.start()
+            await engine.runDue()
+            await engine.leadershipChanged(leading: false, suspended: true)
+            #expect(await engine.request(.refresh, forApp: id))
+            await engine.runDue()
+            #expect(fixture.refreshRequests(id) == 0)
+            #expect(harness.capture.all.contains { $0.contains("cluster_rotate_waits") })
+            await engine.leadershipChanged(leading: true)
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 1)
+            fixture.expectInvariant()
+        }
+    }
 }
