@@ -99,32 +99,49 @@ public actor FleetCoordinator: RotationFence {
     // MARK: - RotationFence
 
     public func authorizeRefresh(appID: String) async -> RefreshAuthorization {
-        guard let key = leaderKey, let deadline = leaseDeadline, !suspended else {
+        guard let key = leaderKey, leaseDeadline != nil, !suspended else {
             return .refused("this host does not lead the election now (\(leaseProblem ?? "another host leads"))")
         }
         // Room for the transaction's round trip: past this the lease may be gone by the time
-        // GenAuth gets the request.
+        // GenAuth gets the request. A keepalive that is late (etcd electing a raft leader
+        // after a member died) is waited for, not taken as a loss: the keepalive loop either
+        // confirms the lease, or suspends the leadership once the TTL has passed.
         let margin = settings.leaseTTL / 4
-        guard ContinuousClock.now + margin < deadline else {
-            return .refused("no keepalive was answered recently enough; the lease may have expired")
+        func confirmed() -> Bool {
+            guard leaderKey == key, !suspended, let deadline = leaseDeadline else { return false }
+            return ContinuousClock.now + margin < deadline
+        }
+        while !confirmed(), leaderKey == key, !suspended, !Task.isCancelled {
+            try? await QuietSleep.sleep(for: .milliseconds(50))
+        }
+        guard confirmed() else {
+            return .refused("etcd has not confirmed this host's lease lately; it may have expired")
         }
         let intent = ClusterRecordCoding.encode(RotationIntent(host: settings.host, startedAt: now()))
-        do {
-            guard
-                let revision = try await store.put(
-                    settings.intentKey(appID: appID), value: intent, ifKey: key.key, hasCreateRevision: key.createRevision)
-            else {
-                logger.error(
-                    "refresh not sent: this host's election key is gone (fenced); another host may lead now",
-                    metadata: ["event": "cluster_fenced", "app_id": "\(appID)"])
-                fenced = true
-                return .refused("fenced: this host's election key is gone, so it no longer leads")
+        var recorded: Int64?
+        while recorded == nil {
+            do {
+                guard
+                    let revision = try await store.put(
+                        settings.intentKey(appID: appID), value: intent, ifKey: key.key, hasCreateRevision: key.createRevision)
+                else {
+                    logger.error(
+                        "refresh not sent: this host's election key is gone (fenced); another host may lead now",
+                        metadata: ["event": "cluster_fenced", "app_id": "\(appID)"])
+                    fenced = true
+                    return .refused("fenced: this host's election key is gone, so it no longer leads")
+                }
+                recorded = revision
+            } catch {
+                // etcd without a raft leader for a moment: try again while the lease is sure.
+                try? await QuietSleep.sleep(for: .milliseconds(100))
+                guard confirmed() else {
+                    return .refused("the intent could not be recorded in etcd (\(error)); no transaction, no refresh")
+                }
             }
-            intentRevisions[appID] = revision
-        } catch {
-            return .refused("the intent could not be recorded in etcd (\(error)); no transaction, no refresh")
         }
-        guard ContinuousClock.now < deadline, leaderKey == key else {
+        if let recorded { intentRevisions[appID] = recorded }
+        guard leaderKey == key, !suspended, let deadline = leaseDeadline, ContinuousClock.now < deadline else {
             return .refused("the lease may have expired during the fencing transaction")
         }
         return .granted

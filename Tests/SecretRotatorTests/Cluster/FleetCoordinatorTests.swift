@@ -26,7 +26,7 @@ import Testing
     static func host(_ name: String, harness: GenAuthHarness, cluster: EtcdTestCluster) async throws -> Host {
         let fixture = try EngineFixture(harness: harness)
         var config = fixture.config()
-        let settings = ClusterSettings(endpoints: cluster.endpoints, prefix: "/fleet", leaseTTL: .seconds(2), host: name)
+        let settings = ClusterSettings(endpoints: cluster.endpoints, prefix: "/fleet", leaseTTL: .seconds(5), host: name)
         config.cluster = settings
         let engine = fixture.engine(config: config, realClock: true)
         let store = try EtcdGatewayClient(settings: settings, unaryTimeout: .milliseconds(500))
@@ -50,53 +50,69 @@ import Testing
         try await withEtcdCluster { cluster in
             try await withGenAuthHarness { harness in
                 let a = try await Self.host("a", harness: harness, cluster: cluster)
-                let b = try await Self.host("b", harness: harness, cluster: cluster)
+                let b: Host
+                do {
+                    b = try await Self.host("b", harness: harness, cluster: cluster)
+                } catch {
+                    await a.stop()
+                    throw error
+                }
                 defer { a.fixture.cleanUp(); b.fixture.cleanUp() }
-                let id = GenAuthHarness.appId
-                // Exactly one leads.
-                #expect(await waitFor(seconds: 10) {
-                    let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
-                    return roles.filter { $0 == .leader }.count == 1 && roles.contains(.candidate)
-                })
-                let (leader, other) = await a.coordinator.snapshot().role == .leader ? (a, b) : (b, a)
-                #expect(await waitFor(seconds: 10) { await other.engine.state(of: id)?.version ?? 0 > 0 })
-
-                // The leader rotates on request; the other host holds the new secret soon after.
-                #expect(await leader.engine.request(.refresh, forApp: id))
-                #expect(await waitFor(seconds: 10) { harness.state.rotationCount(appId: id) == 1 })
-                let rotated = harness.state.currentSecret(appId: id)
-                #expect(await waitFor(seconds: 10) {
-                    other.fixture.outputSecret(0) == rotated && leader.fixture.outputSecret(0) == rotated
-                })
-                #expect(await other.coordinator.snapshot().lastNotices[id]?.host == leader.name)
-
-                // The leader's key vanishes behind its back (its lease revoked from outside, as
-                // an expiry would): its next refresh is refused by the fencing transaction.
-                let key = try #require(try await leader.store.leader(election: "/fleet/election/default"))
-                try await leader.store.revoke(lease: key.lease)
-                #expect(await leader.coordinator.authorizeRefresh(appID: id) != .granted)
-                #expect(harness.state.rotationCount(appId: id) == 1)
-                // The other host takes over within TTL + 2 s.
-                #expect(await waitFor(seconds: 4) { await other.coordinator.snapshot().role == .leader })
-
-                // etcd down: nobody holds a lease, nobody rotates, watches fall back to polling.
-                for member in 0..<3 { cluster.kill(member) }
-                #expect(await waitFor(seconds: 10) {
-                    let snapshots = [await a.coordinator.snapshot(), await b.coordinator.snapshot()]
-                    return snapshots.allSatisfy { $0.role == .noLease && $0.watch == .polling }
-                })
-                #expect(await a.coordinator.authorizeRefresh(appID: id) != .granted)
-                #expect(await b.coordinator.authorizeRefresh(appID: id) != .granted)
-                #expect(harness.capture.all.contains { $0.contains("cluster_watch_down") })
-                // Back: a leader again without anyone's help.
-                for member in 0..<3 { try cluster.start(member) }
-                #expect(await waitFor(seconds: 20) {
-                    let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
-                    return roles.filter { $0 == .leader }.count == 1
-                })
+                do {
+                    try await Self.scenario(a, b, harness: harness, cluster: cluster)
+                } catch {
+                    await a.stop()
+                    await b.stop()
+                    throw error
+                }
                 await a.stop()
                 await b.stop()
             }
         }
+    }
+
+    static func scenario(_ a: Host, _ b: Host, harness: GenAuthHarness, cluster: EtcdTestCluster) async throws {
+        let id = GenAuthHarness.appId
+        // Exactly one leads.
+        #expect(await waitFor(seconds: 20) {
+            let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
+            return roles.filter { $0 == .leader }.count == 1 && roles.contains(.candidate)
+        })
+        let (leader, other) = await a.coordinator.snapshot().role == .leader ? (a, b) : (b, a)
+        #expect(await waitFor(seconds: 20) { await other.engine.state(of: id)?.version ?? 0 > 0 })
+
+        // The leader rotates on request; the other host holds the new secret soon after.
+        #expect(await leader.engine.request(.refresh, forApp: id))
+        #expect(await waitFor(seconds: 20) { harness.state.rotationCount(appId: id) == 1 })
+        let rotated = harness.state.currentSecret(appId: id)
+        #expect(await waitFor(seconds: 20) {
+            other.fixture.outputSecret(0) == rotated && leader.fixture.outputSecret(0) == rotated
+        })
+        #expect(await other.coordinator.snapshot().lastNotices[id]?.host == leader.name)
+
+        // The leader's key vanishes behind its back (its lease revoked from outside, as
+        // an expiry would): its next refresh is refused by the fencing transaction.
+        let key = try #require(try await leader.store.leader(election: "/fleet/election/default"))
+        try await leader.store.revoke(lease: key.lease)
+        #expect(await leader.coordinator.authorizeRefresh(appID: id) != .granted)
+        #expect(harness.state.rotationCount(appId: id) == 1)
+        // The other host takes over within TTL + 2 s.
+        #expect(await waitFor(seconds: 7) { await other.coordinator.snapshot().role == .leader })
+
+        // etcd down: nobody holds a lease, nobody rotates, watches fall back to polling.
+        for member in 0..<3 { cluster.kill(member) }
+        #expect(await waitFor(seconds: 20) {
+            let snapshots = [await a.coordinator.snapshot(), await b.coordinator.snapshot()]
+            return snapshots.allSatisfy { $0.role == .noLease && $0.watch == .polling }
+        })
+        #expect(await a.coordinator.authorizeRefresh(appID: id) != .granted)
+        #expect(await b.coordinator.authorizeRefresh(appID: id) != .granted)
+        #expect(harness.capture.all.contains { $0.contains("cluster_watch_down") })
+        // Back: a leader again without anyone's help.
+        for member in 0..<3 { try cluster.start(member) }
+        #expect(await waitFor(seconds: 20) {
+            let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
+            return roles.filter { $0 == .leader }.count == 1
+        })
     }
 }
