@@ -43,6 +43,12 @@ struct RunCommand: AsyncParsableCommand {
         if !once { EarlyStopSignal.install() }
         ControlSignals.ignoreUntilTrapped()
         let config = try options.loadConfig()
+        // Before anything that needs shutting down is made (a client not shut down traps).
+        if config.cluster != nil && once {
+            StandardError.write(
+                "secret-rotator: run --once cannot take part in the [cluster] election (a leader holds its etcd lease between rotations); run the daemon, or remove [cluster] for a single host")
+            throw ExitCode(78)
+        }
         options.bootstrapLogging()
         let stateDirectory = options.stateDirectory(for: config)
         let lock = try DaemonOptions.lock(stateDirectory)
@@ -54,11 +60,6 @@ struct RunCommand: AsyncParsableCommand {
         // One value for the engine and the service: its database stays open for the process.
         let store = StateDirectory(path: stateDirectory)
         let engine = RotationEngine(config: config, api: client, stateDirectory: store, metrics: textfile.metrics)
-        if config.cluster != nil && once {
-            StandardError.write(
-                "secret-rotator: run --once cannot take part in the [cluster] election (a leader holds its etcd lease between rotations); run the daemon, or remove [cluster] for a single host")
-            throw ExitCode(78)
-        }
         // Joined before the engine's first step: no refresh is ever sent without the fence.
         let fleet = try await DaemonOptions.joinFleet(config, engine: engine, stateDirectory: stateDirectory, metrics: textfile.metrics)
         let fleetTask = Task { await fleet?.coordinator.run() }

@@ -68,16 +68,31 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
         guard var status = try? decoder.decode(ClusterStatus.self, from: Data(contents.bytes)) else { return nil }
-        if kill(status.pid, 0) != 0 && errno == ESRCH {
-            // Written by a daemon that is gone: it holds no lease and watches nothing now.
+        let gone = kill(status.pid, 0) != 0 && errno == ESRCH
+        let stopped = !gone && Self.isStopped(pid: status.pid)
+        if gone || stopped {
+            // Written by a daemon that is gone, or frozen (SIGSTOP, a debugger): it renews no
+            // lease and watches nothing now, whatever it wrote last (break-it pass, issue 12).
             status.role = status.role == .follower ? .follower : .noLease
             status.leaseHeld = false
             status.resuming = false
             status.watch = .polling
             status.leader = nil
-            status.problem = "the daemon that wrote this (PID \(status.pid)) is not running"
+            status.problem =
+                stopped
+                ? "the daemon (PID \(status.pid)) is stopped (SIGSTOP or a debugger): it renews no lease and watches nothing"
+                : "the daemon that wrote this (PID \(status.pid)) is not running"
         }
         return status
+    }
+
+    /// Whether `pid` is in the stopped or traced state (`T`/`t` in /proc/PID/stat, proc(5)).
+    static func isStopped(pid: Int32) -> Bool {
+        guard let contents = try? SmallFile.read("/proc/\(pid)/stat", limit: 4096) else { return false }
+        // "PID (comm) S ...": the state follows the last ')' (comm may hold spaces and parens).
+        guard let close = contents.bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < contents.bytes.count else { return false }
+        let state = contents.bytes[close + 2]
+        return state == UInt8(ascii: "T") || state == UInt8(ascii: "t")
     }
 
     func encoded() -> [UInt8] {

@@ -21,6 +21,9 @@ public protocol ClusterStore: Sendable {
     /// `Election.Campaign`: blocks until this caller leads `election`; returns the leader key
     /// etcd made for it (`<election>/<lease hex>`), which lives exactly as long as the lease.
     func campaign(election: String, lease: Int64, value: [UInt8]) async throws(ClusterStoreError) -> ClusterKeyValue
+    /// `Election.Proclaim`: the leader (`leader`: the key its campaign returned) replaces its
+    /// value without giving up the election.
+    func proclaim(election: String, leader: ClusterKeyValue, value: [UInt8]) async throws(ClusterStoreError)
     /// `Election.Leader`: the current leader's key and value, nil when nobody leads.
     func leader(election: String) async throws(ClusterStoreError) -> ClusterKeyValue?
     /// `Range` over every key starting with `prefix`, with the store revision it was read at.

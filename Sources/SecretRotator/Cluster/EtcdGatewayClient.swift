@@ -122,6 +122,14 @@ public final class EtcdGatewayClient: ClusterStore {
             lease: leader.int64("lease") ?? lease)
     }
 
+    public func proclaim(election: String, leader: ClusterKeyValue, value: [UInt8]) async throws(ClusterStoreError) {
+        let key: [String: JSONValue] = [
+            "name": .string(Self.base64(election)), "key": .string(Self.base64(leader.key)),
+            "rev": .string("\(leader.createRevision)"), "lease": .string("\(leader.lease)"),
+        ]
+        _ = try await unary("/v3/election/proclaim", ["leader": .object(key), "value": .string(Self.base64(value))])
+    }
+
     public func leader(election: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
         let answer = try await unary("/v3/election/leader", ["name": .string(Self.base64(election))], allowError: true)
         if let kv = answer.object("kv") { return Self.keyValue(kv) }

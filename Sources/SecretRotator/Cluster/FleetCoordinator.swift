@@ -59,6 +59,12 @@ public actor FleetCoordinator: RotationFence {
     /// could lead meanwhile) or says it expired (the leadership is lost).
     private var suspended = false
     private var loggedOnce: Set<String> = []
+    /// Notice coalescing: when each app's last notice was passed to the engine, and the
+    /// newest one held back meanwhile. At most one fetch per app per `noticeSpacing`, so a
+    /// flood of notices (anyone who can write the prefix) cannot turn into a flood of reads.
+    private var lastForwarded: [String: ContinuousClock.Instant] = [:]
+    private var heldBack: [String: RotationNotice] = [:]
+    static let noticeSpacing: Duration = .seconds(1)
 
     public init(
         settings: ClusterSettings, store: any ClusterStore, engine: RotationEngine, stateDirectory: String,
@@ -129,6 +135,8 @@ public actor FleetCoordinator: RotationFence {
                         "refresh not sent: this host's election key is gone (fenced); another host may lead now",
                         metadata: ["event": "cluster_fenced", "app_id": "\(appID)"])
                     fenced = true
+                    // Demoted at once, not at the next keepalive: the engine follows from now.
+                    await engine.leadershipChanged(leading: false)
                     return .refused("fenced: this host's election key is gone, so it no longer leads")
                 }
                 recorded = revision
@@ -325,21 +333,37 @@ public actor FleetCoordinator: RotationFence {
                     return "the campaign ended, but this host's election key is not the leader"
                 }
                 key = won
+                loggedOnce.remove("campaign")
             } catch {
                 if Task.isCancelled { return "stopped" }
                 // The member it waited on went away; the lease (the keepalive's business) and
                 // the election key live on: campaign again with them, on the next member
                 // (etcd's campaign is idempotent per lease).
-                logger.info(
-                    "campaign interrupted (\(error)); campaigning again with the same lease", metadata: ["event": "cluster_campaign_retry"])
+                if loggedOnce.insert("campaign").inserted {
+                    logger.info(
+                        "campaign interrupted (\(error)); campaigning again with the same lease", metadata: ["event": "cluster_campaign_retry"])
+                }
                 try? await QuietSleep.sleep(for: delay)
                 delay = min(delay * 2, settings.leaseTTL)
             }
         }
         guard let key else { return "stopped" }
         await becomeLeader(key)
+        // A reload may change this host's rotate apps: the election value says which apps the
+        // leader rotates (other candidates warn about one it lacks), so it follows the config.
+        var proclaimed = apps.sorted()
         while !Task.isCancelled {
-            try? await QuietSleep.sleep(for: .seconds(3600))
+            try? await QuietSleep.sleep(for: .seconds(2))
+            let current = await candidateApps().sorted()
+            guard current != proclaimed, !Task.isCancelled else { continue }
+            do {
+                try await store.proclaim(
+                    election: settings.electionName, leader: key,
+                    value: ClusterRecordCoding.encode(CandidateValue(host: settings.host, apps: current)))
+                proclaimed = current
+            } catch {
+                // Tried again in 2 s; the keepalive decides about the lease.
+            }
         }
         return "stopped"
     }
@@ -350,19 +374,20 @@ public actor FleetCoordinator: RotationFence {
         leaderApps = nil
         // The hand-over: intents nobody finished, and notices newer than what this host holds,
         // are read from GenAuth before anything is rotated.
-        var intents: Set<String> = []
+        var intents: [String: Date] = [:]
         var notices: [String: Date] = [:]
         var catchUpAll = false
         do {
             let snapshot = try await store.range(prefix: settings.prefix + "/")
             for value in snapshot.values {
                 if let appID = suffix(value.key, after: "/intent/") {
-                    intents.insert(appID)
-                    if let intent = ClusterRecordCoding.decode(RotationIntent.self, from: value.value) {
-                        logger.notice(
-                            "found an unfinished rotation of \(intent.host) from \(intent.startedAt.formatted(.iso8601)); reading GenAuth's current secret instead of rotating again",
-                            metadata: ["event": "cluster_hand_over", "app_id": "\(appID)"])
-                    }
+                    // An intent we cannot read counts as started now: the longest wait.
+                    let intent = ClusterRecordCoding.decode(RotationIntent.self, from: value.value)
+                    let started = min(intent?.startedAt ?? now(), now())
+                    intents[appID] = started
+                    logger.notice(
+                        "found an unfinished rotation of \(intent?.host ?? "an unknown host") from \(started.formatted(.iso8601)); its request may still land, so GenAuth's current secret is read a settle period after it, instead of rotating again",
+                        metadata: ["event": "cluster_hand_over", "app_id": "\(appID)"])
                 } else if let appID = suffix(value.key, after: "/apps/"),
                     let notice = ClusterRecordCoding.decode(RotationNotice.self, from: value.value)
                 {
@@ -458,20 +483,46 @@ public actor FleetCoordinator: RotationFence {
         metrics.clusterNotified(app, at: received)
         // A snapshot entry seen before (a reconnect) that changed is a missed event: act on it.
         let live = !snapshot || seen != nil
+        if live, let last = lastForwarded[appID], ContinuousClock.now - last < Self.noticeSpacing {
+            if heldBack.updateValue(notice, forKey: appID) == nil {
+                Task {
+                    try? await QuietSleep.sleep(until: last + Self.noticeSpacing)
+                    await self.forwardHeldBack(appID)
+                }
+            }
+        } else {
+            await forward(notice, appID: appID, live: live)
+        }
+        await publishState()
+    }
+
+    private func forwardHeldBack(_ appID: String) async {
+        guard let notice = heldBack.removeValue(forKey: appID) else { return }
+        await forward(notice, appID: appID, live: true)
+    }
+
+    private func forward(_ notice: RotationNotice, appID: String, live: Bool) async {
+        lastForwarded[appID] = .now
         if await engine.notified(appID: appID, rotatedAt: notice.rotatedAt, live: live) {
             logger.info(
                 "rotation notice from \(notice.host) (version \(notice.version)); fetching the new secret",
                 metadata: ["event": "cluster_notified", "app_id": "\(appID)"])
         }
-        await publishState()
     }
 
     private func refreshLeader() async {
         do {
             if let leader = try await store.leader(election: settings.electionName) {
                 let candidate = ClusterRecordCoding.decode(CandidateValue.self, from: leader.value)
-                leaderHost = candidate?.host ?? "unknown"
+                leaderHost = candidate?.host
                 leaderApps = candidate?.apps
+                if candidate == nil, loggedOnce.insert("leader-value").inserted {
+                    logger.warning(
+                        "the election's first key \(leader.key) holds no candidate's value; while it is there nobody leads (written by something other than secret-rotator?)",
+                        metadata: ["event": "cluster_bad_leader_key"])
+                } else if candidate != nil {
+                    loggedOnce.remove("leader-value")
+                }
             } else {
                 leaderHost = nil
                 leaderApps = nil

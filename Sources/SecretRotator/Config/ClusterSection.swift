@@ -122,6 +122,13 @@ struct ClusterSection {
             // Whoever can change these files decides whom the daemon trusts as etcd, or who
             // it is to etcd: the same owner and mode rule as the access key file.
             let text = try host.readTrustedText(path, what, true)
+            if key == "key_file", let mode = host.fileMode(path), mode & 0o007 != 0 {
+                sink.error(
+                    reader.keyPath(key),
+                    "\(path) is readable by every user (mode \(String(mode & 0o777, radix: 8))); a private key must not be: chmod o-rwx it (0600, or 0640 with the daemon's group)")
+                valid = false
+                return nil
+            }
             if !text.contains("-----BEGIN ") || !text.contains(marker) {
                 sink.error(reader.keyPath(key), "\(path) holds no PEM \(marker.lowercased()) block")
                 valid = false
@@ -144,10 +151,11 @@ struct ClusterSection {
         if rest.isEmpty || rest.contains("/") || rest.contains("?") || rest.contains("@") || rest.contains(where: { $0.isWhitespace }) {
             return "\"\(endpoint)\" must be a bare URL with a host and port and no path; \(example)"
         }
-        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port),
-            rest[..<colon].isEmpty == false
-        else {
+        guard let colon = rest.lastIndex(of: ":"), rest[..<colon].isEmpty == false else {
             return "\"\(endpoint)\" has no port; \(example) (etcd's client port is 2379)"
+        }
+        guard let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
+            return "\"\(endpoint)\" has no valid port (1 to 65535); \(example)"
         }
         return nil
     }

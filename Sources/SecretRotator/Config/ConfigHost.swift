@@ -15,6 +15,11 @@ struct ConfigHost: Sendable {
         try ConfigFileReader.trustedProgram(program, searchPath: ProcessEnvironment.current["PATH"])
     }
 
+    /// The permission bits of a file, nil when it cannot be read (the read's own error says why).
+    var fileMode: @Sendable (_ path: String) -> UInt16? = { path in
+        (try? ConfigFileReader.read(path)).map { UInt16($0.mode.rawValue & 0o7777) }
+    }
+
     static let system = ConfigHost(
         readText: { path throws(ValueSyntaxError) in try ConfigFileReader.read(path).text },
         readTrustedText: { path, what, followSymlinks throws(ValueSyntaxError) in

@@ -174,6 +174,9 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         if app.action == AppAction.rotate.rawValue {
             if cluster.role == .noLease {
                 findings.append(.cluster("not rotated: this host holds no etcd lease, so it takes no part in the election\(why)"))
+            } else if cluster.role == .candidate && cluster.leader == nil {
+                findings.append(
+                    .cluster("no host leads the election (its first key is not a candidate's, or it cannot be read)\(why); nobody rotates this app"))
             } else if cluster.unrotated.contains(app.id) {
                 findings.append(
                     .cluster("the leader \(cluster.leader ?? "?") does not list this app, so no host rotates it; give every candidate the same rotate apps"))

@@ -42,6 +42,10 @@ public enum AppTransitions {
             case forbidden
             /// Our own side failed: an output, a hook, the state directory.
             case local
+            /// A fleet's fence refused the refresh: this host does not lead (any more), so
+            /// nothing was sent and the rotation is the leader's (Architecture §8). Not a
+            /// failure of the app: no backoff, no failure count.
+            case notLeader
         }
 
         public var kind: Kind
@@ -95,6 +99,8 @@ public enum AppTransitions {
         case refreshOutcomeUnknown(Failure, reconcileAt: Date)
         case oldSecretStillCurrent(confirmAt: Date)
         case refreshNotApplied
+        /// The fence refused a refresh (`Failure.Kind.notLeader`): nothing was sent.
+        case refreshNotSent(Failure)
         case forbiddenRead(Failure)
         case secretWritten(version: Int, origin: SecretOrigin)
         case changedUpstream(purpose: ReadPurpose)
@@ -149,6 +155,12 @@ public enum AppTransitions {
             }
             next.intent = nil
             next.intentStartedAt = nil
+            if failure.kind == .notLeader {
+                // The leader rotates now; an owed rotation here would only kill its secret if
+                // this host led again before following it.
+                next.rotationOwed = false
+                return Transition(state: next, actions: [.report(.refreshNotSent(failure))])
+            }
             return fail(next, failure, context)
 
         case .secretRead(let fingerprint, let purpose):

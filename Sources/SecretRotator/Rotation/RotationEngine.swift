@@ -92,6 +92,10 @@ public actor RotationEngine {
     /// that notice counts from then, so a candidate that takes over rotates on the fleet's
     /// schedule, not a fetch's round trip later.
     private var upstreamRotatedAt: [String: Date] = [:]
+    /// Apps another leader left with an unfinished refresh (its intent in etcd): until a settle
+    /// period after that intent, its request may still land at GenAuth, so nothing about the
+    /// app is decided here before then (the single-host rule for an unknown outcome).
+    private var handOverUntil: [String: Date] = [:]
     private var workFinished: @Sendable () -> Void = {}
 
     public init(
@@ -272,7 +276,7 @@ public actor RotationEngine {
     /// is rotated: the hand-over reconciles instead of rotating twice. `catchUpAll` (etcd's
     /// records could not be read) reads every `rotate` app.
     public func leadershipChanged(
-        leading: Bool, suspended: Bool = false, intents: Set<String> = [], notices: [String: Date] = [:], catchUpAll: Bool = false
+        leading: Bool, suspended: Bool = false, intents: [String: Date] = [:], notices: [String: Date] = [:], catchUpAll: Bool = false
     ) {
         self.leading = leading
         leadershipSuspended = !leading && suspended
@@ -280,7 +284,10 @@ public actor RotationEngine {
             if leading {
                 let state = states[app.id] ?? AppState(appID: app.id)
                 let behind = notices[app.id].map { announced in state.secretObtainedAt.map { $0 < announced } ?? true } ?? false
-                if catchUpAll || intents.contains(app.id) || behind {
+                if let started = intents[app.id] {
+                    handOverUntil[app.id] = started.addingTimeInterval(RotationPlanner.seconds(policy.settlePeriod))
+                }
+                if catchUpAll || intents[app.id] != nil || behind {
                     requested[app.id] = .fetch
                     if let announced = notices[app.id] { upstreamRotatedAt[app.id] = announced }
                 }
@@ -476,6 +483,16 @@ public actor RotationEngine {
         if backoffOverride.contains(app.id) { state.nextAttempt = nil }
         let facts = RotationPlanner.Facts(heldVersion: heldVersions[app.id], outputsCheckDue: outputsCheckDue.contains(app.id))
         let planned = RotationPlanner.nextStep(app: effective(app), state: state, facts: facts, policy: policy, now: now())
+        if let until = handOverUntil[app.id], until > now() {
+            // Another leader's refresh may still land: no rotation and no hand-over read before
+            // a settle period after its intent (a read now could miss it, and a rotation would
+            // then be the second). Local recovery and output checks go on.
+            switch planned {
+            case .refresh, .fetch, .verify: return (.wait(until: until), false)
+            case .wait(let due): return (.wait(until: min(due, until)), false)
+            default: return (planned, false)
+            }
+        }
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
         // An owed hook does not hold a request back: the new version's hook supersedes it.
         let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
@@ -630,7 +647,7 @@ public actor RotationEngine {
         if let fence, case .refused(let reason) = await fence.authorizeRefresh(appID: app.id) {
             // Fencing (Architecture §8): nothing was sent, so the refresh simply did not happen.
             await transition(
-                app, .refreshFailed(AppTransitions.Failure(.transient, "refresh not sent: \(reason)", fields: ["event": "cluster_fenced"])))
+                app, .refreshFailed(AppTransitions.Failure(.notLeader, "refresh not sent: \(reason)", fields: ["event": "cluster_fenced"])))
             return
         }
         do {
@@ -970,6 +987,8 @@ public actor RotationEngine {
             log.notice(
                 "GenAuth still holds the old secret; reading once more at \(at.formatted(.iso8601)) before deciding",
                 metadata: ["event": "reconciled"])
+        case .refreshNotSent(let failure):
+            log.warning("\(failure.message); the host that leads rotates it", metadata: Self.metadata(failure.fields))
         case .refreshNotApplied:
             log.notice("reconciled: the refresh did not take effect; it will be retried", metadata: ["event": "reconciled"])
         case .forbiddenRead(let failure):

@@ -90,6 +90,29 @@ import Testing
         })
         #expect(await other.coordinator.snapshot().lastNotices[id]?.host == leader.name)
 
+        // A flood of notices (anyone who can write the prefix): at most one read per second
+        // per app on each host, not one per notice (break-it pass: 300 notices, 361 reads).
+        let readsBefore = harness.state.requestLog().filter { $0.path.hasSuffix("get-application-secret") }.count
+        let flood = ContinuousClock.now
+        for round in 0..<40 {
+            let notice = RotationNotice(version: 1_000 + round, rotatedAt: Date(), host: "evil")
+            let current = try await leader.store.get("/fleet/apps/\(id)")
+            _ = try await leader.store.put("/fleet/apps/\(id)", value: ClusterRecordCoding.encode(notice), ifModRevision: current?.modRevision ?? 0)
+        }
+        let seconds = Double((ContinuousClock.now - flood).components.seconds) + 3
+        try await Task.sleep(for: .seconds(2))
+        let reads = harness.state.requestLog().filter { $0.path.hasSuffix("get-application-secret") }.count - readsBefore
+        #expect(Double(reads) <= 2 * (seconds + 1), "\(reads) reads for 40 notices in \(seconds) s on 2 hosts")
+
+        // A reload that changes the leader's rotate apps changes its election value.
+        var reloaded = await leader.engine.config
+        reloaded.apps = [reloaded.apps[0]]
+        await leader.engine.apply(reloaded)
+        #expect(await waitFor(seconds: 10) {
+            guard let value = try? await leader.store.leader(election: "/fleet/election/default")?.value else { return false }
+            return ClusterRecordCoding.decode(CandidateValue.self, from: value)?.apps == [id]
+        })
+
         // The leader's key vanishes behind its back (its lease revoked from outside, as
         // an expiry would): its next refresh is refused by the fencing transaction.
         let key = try #require(try await leader.store.leader(election: "/fleet/election/default"))

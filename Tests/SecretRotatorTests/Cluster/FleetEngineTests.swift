@@ -37,8 +37,9 @@ final class RecordingFence: RotationFence {
 @Suite struct FleetEngineTests {
     let id = GenAuthHarness.appId
 
-    /// Fencing: a refresh the fence refuses is never sent (the mock sees no refresh), the step
-    /// fails with `cluster_fenced`, no intent is left, and the outputs keep the current secret.
+    /// Fencing: a refresh the fence refuses is never sent (the mock sees no refresh), it is
+    /// logged with `cluster_fenced`, no intent is left, no backoff is set (break-it pass: the
+    /// backoff delayed acting on the new leader's notice), and the outputs keep the secret.
     @Test func refusedFenceSendsNoRefresh() async throws {
         try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine()
@@ -55,8 +56,10 @@ final class RecordingFence: RotationFence {
             #expect(harness.state.rotationCount(appId: id) == 0)
             let state = try #require(await engine.state(of: id))
             #expect(state.intent == nil)
-            #expect(state.consecutiveFailures == 1)
-            #expect(state.lastError?.contains("refresh not sent: fenced") == true)
+            // Not a failure of the app (no backoff holding back the next notice): the leader rotates it.
+            #expect(state.consecutiveFailures == 0 && state.nextAttempt == nil)
+            #expect(state.rotationOwed == false)
+            #expect(harness.capture.all.contains { $0.contains("refresh not sent: fenced") })
             #expect(harness.capture.all.contains { $0.contains("cluster_fenced") })
             fixture.expectInvariant()
             #expect(fence.announcements.isEmpty)
@@ -131,8 +134,8 @@ final class RecordingFence: RotationFence {
     }
 
     /// The hand-over: a new leader that finds another leader's unfinished intent reads
-    /// GenAuth's current secret before anything else, and does not rotate a secret the old
-    /// leader already rotated (0 double rotations).
+    /// GenAuth's current secret a settle period after that intent, and does not rotate a
+    /// secret the old leader already rotated (0 double rotations).
     @Test func handOverReadsInsteadOfRotatingTwice() async throws {
         try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine()
@@ -143,7 +146,8 @@ final class RecordingFence: RotationFence {
             // The old leader's rotation happened right when it was due; its notice never came.
             fixture.clock.advance(seconds: 3_600)
             _ = try await harness.client.refreshApplicationSecret(appId: id)
-            await engine.leadershipChanged(leading: true, intents: [id])
+            await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now])
+            fixture.clock.advance(seconds: 60)
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 1, "the hand-over read the secret, it did not rotate again")
             fixture.expectInvariant()
@@ -153,6 +157,33 @@ final class RecordingFence: RotationFence {
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 2)
+            fixture.expectInvariant()
+        }
+    }
+
+    /// Break-it pass, issue 12: the old leader was killed while its refresh was in flight; the
+    /// new leader read GenAuth at once, saw the old secret, rotated (the app was due), and the
+    /// old request landed afterwards: two rotations, and the fleet held a dead secret. Now
+    /// nothing is decided before a settle period after the intent, and the late refresh is found.
+    @Test func handOverWaitsASettlePeriodForAnInFlightRefresh() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            await engine.joinCluster(RecordingFence())
+            try await engine.start()
+            await engine.runDue()
+            fixture.clock.advance(seconds: 3_600)  // due now
+            let intentAt = fixture.clock.now
+            await engine.leadershipChanged(leading: true, intents: [id: intentAt])
+            fixture.clock.advance(seconds: 1)
+            await engine.runDue()
+            #expect(harness.state.requestLog().filter { $0.appId == id && !$0.path.hasSuffix("get-management-token") }.count == 1,
+                "only the first start's read: no hand-over read and no refresh within the settle period")
+            #expect(harness.state.rotationCount(appId: id) == 0)
+            // The old leader's request lands now, late.
+            _ = try await harness.client.refreshApplicationSecret(appId: id)
+            fixture.clock.set(intentAt.addingTimeInterval(RotationPlanner.seconds(EnginePolicy.settlePeriod(requestTimeout: .seconds(5))) + 1))
+            await engine.runDue()
+            #expect(harness.state.rotationCount(appId: id) == 1, "the late refresh was found, not followed by a second")
             fixture.expectInvariant()
         }
     }
