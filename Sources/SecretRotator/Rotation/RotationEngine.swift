@@ -286,6 +286,9 @@ public actor RotationEngine {
                 let behind = notices[app.id].map { announced in state.secretObtainedAt.map { $0 < announced } ?? true } ?? false
                 if let started = intents[app.id] {
                     handOverUntil[app.id] = started.addingTimeInterval(RotationPlanner.seconds(policy.settlePeriod))
+                    // A changed secret the hand-over read finds is the old leader's rotation,
+                    // made about when its intent was: the schedule counts from then.
+                    if notices[app.id] == nil { upstreamRotatedAt[app.id] = started }
                 }
                 if catchUpAll || intents[app.id] != nil || behind {
                     requested[app.id] = .fetch

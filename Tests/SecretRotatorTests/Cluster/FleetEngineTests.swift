@@ -185,6 +185,8 @@ final class RecordingFence: RotationFence {
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 1, "the late refresh was found, not followed by a second")
             fixture.expectInvariant()
+            // Its age counts from the old leader's intent, so the next rotation is on schedule.
+            #expect(await engine.state(of: id)?.secretObtainedAt == intentAt)
         }
     }
 
