@@ -96,6 +96,9 @@ public actor RotationEngine {
     /// period after that intent, its request may still land at GenAuth, so nothing about the
     /// app is decided here before then (the single-host rule for an unknown outcome).
     private var handOverUntil: [String: Date] = [:]
+    /// Of those, the apps whose held secret is as new as the last notice: a change their
+    /// first read finds can only be the old leader's last refresh, so the wait ends there.
+    private var handOverCurrent: Set<String> = []
     private var workFinished: @Sendable () -> Void = {}
 
     public init(
@@ -280,12 +283,17 @@ public actor RotationEngine {
     ) {
         self.leading = leading
         leadershipSuspended = !leading && suspended
+        if !leading {
+            handOverUntil = [:]
+            handOverCurrent = []
+        }
         for app in config.apps where app.action == .rotate {
             if leading {
                 let state = states[app.id] ?? AppState(appID: app.id)
                 let behind = notices[app.id].map { announced in state.secretObtainedAt.map { $0 < announced } ?? true } ?? false
                 if let started = intents[app.id] {
                     handOverUntil[app.id] = started.addingTimeInterval(RotationPlanner.seconds(policy.settlePeriod))
+                    if !behind { handOverCurrent.insert(app.id) }
                     // A changed secret the hand-over read finds is the old leader's rotation,
                     // made about when its intent was: the schedule counts from then.
                     if notices[app.id] == nil { upstreamRotatedAt[app.id] = started }
@@ -486,19 +494,27 @@ public actor RotationEngine {
         if backoffOverride.contains(app.id) { state.nextAttempt = nil }
         let facts = RotationPlanner.Facts(heldVersion: heldVersions[app.id], outputsCheckDue: outputsCheckDue.contains(app.id))
         let planned = RotationPlanner.nextStep(app: effective(app), state: state, facts: facts, policy: policy, now: now())
-        if let until = handOverUntil[app.id], until > now() {
-            // Another leader's refresh may still land: no rotation and no hand-over read before
-            // a settle period after its intent (a read now could miss it, and a rotation would
-            // then be the second). Local recovery and output checks go on.
-            switch planned {
-            case .refresh, .fetch, .verify: return (.wait(until: until), false)
-            case .wait(let due): return (.wait(until: min(due, until)), false)
-            default: return (planned, false)
+        let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
+        if let until = handOverUntil[app.id] {
+            // Another leader's refresh may still land until a settle period after its intent:
+            // the hand-over reads at once (a change there is that refresh: done) and again
+            // once the period is over; no rotation before (a read could have missed the late
+            // refresh, and a rotation would then be the second). Recovery goes on.
+            if until > now() {
+                if requested[app.id] == .fetch, !recovering, !(state.consecutiveFailures > 0 && (state.nextAttempt ?? .distantPast) > now()) {
+                    return (.fetch, true)
+                }
+                switch planned {
+                case .refresh, .fetch, .verify: return (.wait(until: until), false)
+                case .wait(let due): return (.wait(until: min(due, until)), false)
+                default: return (planned, false)
+                }
             }
+            if !recovering, case .wait = planned { return (.fetch, false) }
+            if !recovering, planned == .refresh { return (.fetch, false) }
         }
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
         // An owed hook does not hold a request back: the new version's hook supersedes it.
-        let recovering = state.intent != nil || (heldVersions[app.id] ?? 0) > state.version || state.version == 0
         // (Writing a held secret and reconciling are recovery, so never overtaken.)
         guard let asked = requested[app.id], !recovering else { return (planned, false) }
         // A request waits for the backoff like every other step (invariant 11): only the one
@@ -551,6 +567,14 @@ public actor RotationEngine {
             }
             if isRequest, !answered, after.consecutiveFailures > before.consecutiveFailures, requested[app.id] == nil {
                 requested[app.id] = step
+            }
+        }
+        // The hand-over's read after the settle period: what it finds decides, the wait is over.
+        let lastHandOverRead = step == .fetch && (handOverUntil[app.id].map { $0 <= now() } ?? false)
+        defer {
+            if lastHandOverRead {
+                handOverUntil[app.id] = nil
+                handOverCurrent.remove(app.id)
             }
         }
         switch step {
@@ -750,6 +774,11 @@ public actor RotationEngine {
         // residual window), so the fleet fetches the secret that is now the only valid one.
         // The leader also announces a change it found (a hand-over's read, another host's
         // late refresh), so every follower fetches at once instead of at its next poll.
+        if origin == .changedUpstream, handOverCurrent.remove(app.id) != nil {
+            // The old leader's last refresh has landed (this host held the newest secret, so
+            // the change is that refresh): nothing more can land, the hand-over is over.
+            handOverUntil[app.id] = nil
+        }
         let ours = origin == .rotated || origin == .reconciled
         if let fence, app.action == .rotate, ours || (leading && origin == .changedUpstream),
             (states[app.id]?.version ?? 0) == record.version

@@ -147,7 +147,8 @@ final class RecordingFence: RotationFence {
             fixture.clock.advance(seconds: 3_600)
             _ = try await harness.client.refreshApplicationSecret(appId: id)
             await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now])
-            fixture.clock.advance(seconds: 60)
+            // At once: this host held the newest secret, so the change its first read finds is
+            // the old leader's refresh, and there is nothing left to wait for.
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 1, "the hand-over read the secret, it did not rotate again")
             fixture.expectInvariant()
@@ -176,8 +177,9 @@ final class RecordingFence: RotationFence {
             await engine.leadershipChanged(leading: true, intents: [id: intentAt])
             fixture.clock.advance(seconds: 1)
             await engine.runDue()
-            #expect(harness.state.requestLog().filter { $0.appId == id && !$0.path.hasSuffix("get-management-token") }.count == 1,
-                "only the first start's read: no hand-over read and no refresh within the settle period")
+            let calls = harness.state.requestLog().filter { $0.appId == id && !$0.path.hasSuffix("get-management-token") }
+            #expect(calls.count == 2 && calls.allSatisfy { $0.path.hasSuffix("get-application-secret") },
+                "the first start's read and the hand-over's first read; no refresh within the settle period")
             #expect(harness.state.rotationCount(appId: id) == 0)
             // The old leader's request lands now, late.
             _ = try await harness.client.refreshApplicationSecret(appId: id)
