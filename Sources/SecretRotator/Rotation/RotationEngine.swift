@@ -500,8 +500,11 @@ public actor RotationEngine {
             // the hand-over reads at once (a change there is that refresh: done) and again
             // once the period is over; no rotation before (a read could have missed the late
             // refresh, and a rotation would then be the second). Recovery goes on.
+            // Every read here waits for the backoff like any step (invariant 11): a failing
+            // GenAuth must not turn the hand-over into a loop of reads.
+            let inBackoff = state.consecutiveFailures > 0 && (state.nextAttempt ?? .distantPast) > now()
             if until > now() {
-                if requested[app.id] == .fetch, !recovering, !(state.consecutiveFailures > 0 && (state.nextAttempt ?? .distantPast) > now()) {
+                if requested[app.id] == .fetch, !recovering, !inBackoff {
                     return (.fetch, true)
                 }
                 switch planned {
@@ -510,8 +513,8 @@ public actor RotationEngine {
                 default: return (planned, false)
                 }
             }
-            if !recovering, case .wait = planned { return (.fetch, false) }
-            if !recovering, planned == .refresh { return (.fetch, false) }
+            if !recovering, !inBackoff, case .wait = planned { return (.fetch, false) }
+            if !recovering, !inBackoff, planned == .refresh { return (.fetch, false) }
         }
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
         // An owed hook does not hold a request back: the new version's hook supersedes it.
@@ -571,8 +574,10 @@ public actor RotationEngine {
         }
         // The hand-over's read after the settle period: what it finds decides, the wait is over.
         let lastHandOverRead = step == .fetch && (handOverUntil[app.id].map { $0 <= now() } ?? false)
+        let checkedBefore = states[app.id]?.lastChecked
         defer {
-            if lastHandOverRead {
+            // Only a read that answered ends the wait; a failed one is retried after its backoff.
+            if lastHandOverRead, states[app.id]?.lastChecked != checkedBefore {
                 handOverUntil[app.id] = nil
                 handOverCurrent.remove(app.id)
             }

@@ -255,4 +255,24 @@ final class RecordingFence: RotationFence {
             fixture.expectInvariant()
         }
     }
+
+    /// The hand-over's reads wait for the backoff like every step: with GenAuth failing, a
+    /// new leader makes one read per backoff step, not a loop of reads.
+    @Test func handOverReadsRespectTheBackoff() async throws {
+        try await withEngineFixture { harness, fixture in
+            let engine = try fixture.engine()
+            await engine.joinCluster(RecordingFence())
+            try await engine.start()
+            await engine.runDue()
+            fixture.clock.advance(seconds: 3_600)
+            harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: id, count: 1_000, fault: .httpStatus(503, jsonBody: true)))
+            await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now.addingTimeInterval(-60)])
+            let before = harness.state.requestLog().count
+            await engine.runDue(maxStepsPerApp: 50)
+            let reads = harness.state.requestLog().count - before
+            #expect(reads <= 2, "\(reads) calls while GenAuth fails: the backoff holds them")
+            #expect(harness.state.rotationCount(appId: id) == 0)
+            harness.state.clearFaults()
+        }
+    }
 }
