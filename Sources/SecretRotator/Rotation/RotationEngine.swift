@@ -774,16 +774,16 @@ public actor RotationEngine {
         CrashPoint.reached(.outputsDurable)
         await transition(
             app, .outputsWritten(version: record.version, obtainedAt: record.obtainedAt, fingerprint: record.fingerprint, origin: origin))
-        // Every refresh of ours is announced, also one that completes after this host lost
-        // the leadership (a pause between the fencing transaction and the request: the
-        // residual window), so the fleet fetches the secret that is now the only valid one.
-        // The leader also announces a change it found (a hand-over's read, another host's
-        // late refresh), so every follower fetches at once instead of at its next poll.
         if origin == .changedUpstream, handOverCurrent.remove(app.id) != nil {
             // The old leader's last refresh has landed (this host held the newest secret, so
             // the change is that refresh): nothing more can land, the hand-over is over.
             handOverUntil[app.id] = nil
         }
+        // Every refresh of ours is announced, also one that completes after this host lost
+        // the leadership (a pause between the fencing transaction and the request: the
+        // residual window), so the fleet fetches the secret that is now the only valid one.
+        // The leader also announces a change it found (a hand-over's read, another host's
+        // late refresh), so every follower fetches at once instead of at its next poll.
         let ours = origin == .rotated || origin == .reconciled
         if let fence, app.action == .rotate, ours || (leading && origin == .changedUpstream),
             (states[app.id]?.version ?? 0) == record.version
