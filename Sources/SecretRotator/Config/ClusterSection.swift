@@ -173,10 +173,7 @@ struct ClusterSection {
     }
 
     static func nameProblem(_ name: String, what: String) -> String? {
-        let allowed = name.unicodeScalars.allSatisfy { scalar in
-            (scalar.value < 0x80) && (scalar.properties.isAlphabetic || ("0"..."9").contains(Character(scalar)) || "-_.".unicodeScalars.contains(scalar))
-        }
-        if name.isEmpty || name.count > 128 || !allowed {
+        if name.isEmpty || name.utf8.count > 128 || !ValueRules.hasOnlySafeNameCharacters(name) {
             return "\"\(name)\" is not a valid \(what) name; use 1 to 128 letters, digits, '-', '_' or '.'"
         }
         return nil

@@ -37,13 +37,18 @@ enum ValueRules {
         }
         if name.hasPrefix(".") { return "name \"\(name)\" starts with '.', which hides the file; \(safeNameRule)" }
         if name.utf8.count > 128 { return "name is longer than 128 characters; \(safeNameRule)" }
-        let allowed = name.utf8.allSatisfy { byte in
+        if !hasOnlySafeNameCharacters(name) { return "name \"\(name)\" contains characters unsafe in a file name; \(safeNameRule)" }
+        return nil
+    }
+
+    /// Only ASCII letters, digits, '.', '_' and '-': the characters of an app name, and of a
+    /// `[cluster]` host or group name.
+    static func hasOnlySafeNameCharacters(_ name: String) -> Bool {
+        name.utf8.allSatisfy { byte in
             (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
                 || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: ".")
                 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
         }
-        if !allowed { return "name \"\(name)\" contains characters unsafe in a file name; \(safeNameRule)" }
-        return nil
     }
 
     /// App ids and access key ids go into URLs and headers: printable ASCII without spaces.
