@@ -23,6 +23,16 @@ import Testing
         }
     }
 
+    /// Whether `stream` ends with an error (true) rather than finishing (false).
+    static func endsWithError(_ stream: AsyncThrowingStream<[ClusterEvent], any Error>) -> Task<Bool, Never> {
+        Task {
+            do {
+                for try await _ in stream {}
+                return false
+            } catch { return true }
+        }
+    }
+
     @Test func leaseLivesWhileKeptAliveAndExpiresAfterItsTTL() async throws {
         try await Self.withClient { cluster, client in
             let lease = try await client.grantLease(ttl: .seconds(2))
@@ -88,12 +98,7 @@ import Testing
         try await Self.withClient { cluster, client in
             _ = try await client.range(prefix: "/t/")
             let stream = client.watch(prefix: "/t/", fromRevision: 1)
-            let ended = Task { () -> Bool in
-                do {
-                    for try await _ in stream {}
-                    return false
-                } catch { return true }
-            }
+            let ended = Self.endsWithError(stream)
             try await Task.sleep(for: .milliseconds(300))
             cluster.kill(0)  // the first endpoint: where the client and the watch went
             #expect(await ended.value, "the watch on a killed member ends with an error")
@@ -120,12 +125,7 @@ import Testing
         try await Self.withClient { cluster, client in
             _ = try await client.range(prefix: "/t/")
             let stream = client.watch(prefix: "/t/", fromRevision: 1)
-            let ended = Task { () -> Bool in
-                do {
-                    for try await _ in stream {}
-                    return false
-                } catch { return true }
-            }
+            let ended = Self.endsWithError(stream)
             try await Task.sleep(for: .milliseconds(200))
             cluster.freeze(0)
             defer { cluster.freeze(0, false) }

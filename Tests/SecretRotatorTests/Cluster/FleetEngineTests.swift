@@ -37,17 +37,28 @@ final class RecordingFence: RotationFence {
 @Suite struct FleetEngineTests {
     let id = GenAuthHarness.appId
 
+    /// An engine joined to `fence`, leading or not, started, with its first pass run (the
+    /// first start's fetch): where every test here begins.
+    static func started(
+        _ fixture: EngineFixture, fence: RecordingFence = RecordingFence(), leading: Bool = false
+    ) async throws -> RotationEngine {
+        let engine = try fixture.engine()
+        await engine.joinCluster(fence)
+        if leading { await engine.leadershipChanged(leading: true) }
+        try await engine.start()
+        await engine.runDue()
+        return engine
+    }
+
+
     /// Fencing: a refresh the fence refuses is never sent (the mock sees no refresh), it is
     /// logged with `cluster_fenced`, no intent is left, no backoff is set (break-it pass: the
     /// backoff delayed acting on the new leader's notice), and the outputs keep the secret.
     @Test func refusedFenceSendsNoRefresh() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
             let fence = RecordingFence(.refused("fenced: test"))
-            await engine.joinCluster(fence)
-            await engine.leadershipChanged(leading: true)
-            try await engine.start()
-            await engine.runDue()  // first start: fetch (no fence needed for a read)
+            // First start: a fetch (no fence needed for a read).
+            let engine = try await Self.started(fixture, fence: fence, leading: true)
             #expect(fence.authorizations.isEmpty)
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue(maxStepsPerApp: 1)
@@ -70,12 +81,8 @@ final class RecordingFence: RotationFence {
     /// with the time it obtained it (what followers' schedules count from).
     @Test func leaderRotatesAndAnnounces() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
             let fence = RecordingFence()
-            await engine.joinCluster(fence)
-            await engine.leadershipChanged(leading: true)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture, fence: fence, leading: true)
             #expect(fence.announcements.isEmpty, "a first fetch is not a rotation to announce")
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue()
@@ -91,11 +98,8 @@ final class RecordingFence: RotationFence {
     /// an operator's rotate is answered with a read.
     @Test func nonLeaderFollowsInsteadOfRotating() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
             let fence = RecordingFence()
-            await engine.joinCluster(fence)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture, fence: fence)
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue()
             #expect(await engine.request(.refresh, forApp: id))
@@ -115,10 +119,7 @@ final class RecordingFence: RotationFence {
     /// fleet's schedule).
     @Test func noticeFetchesAtOnceAndKeepsTheLeadersTime() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            await engine.joinCluster(RecordingFence())
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture)
             // Another host rotates at T; this host hears of it 0.2 s later.
             let rotatedAt = fixture.clock.now.addingTimeInterval(100)
             _ = try await harness.client.refreshApplicationSecret(appId: id)
@@ -138,11 +139,8 @@ final class RecordingFence: RotationFence {
     /// secret the old leader already rotated (0 double rotations).
     @Test func handOverReadsInsteadOfRotatingTwice() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
             let fence = RecordingFence()
-            await engine.joinCluster(fence)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture, fence: fence)
             // The old leader's rotation happened right when it was due; its notice never came.
             fixture.clock.advance(seconds: 3_600)
             _ = try await harness.client.refreshApplicationSecret(appId: id)
@@ -168,10 +166,7 @@ final class RecordingFence: RotationFence {
     /// nothing is decided before a settle period after the intent, and the late refresh is found.
     @Test func handOverWaitsASettlePeriodForAnInFlightRefresh() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            await engine.joinCluster(RecordingFence())
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture)
             fixture.clock.advance(seconds: 3_600)  // due now
             let intentAt = fixture.clock.now
             await engine.leadershipChanged(leading: true, intents: [id: intentAt])
@@ -196,12 +191,8 @@ final class RecordingFence: RotationFence {
     /// which refuses, so nothing is sent; becoming a follower again, the app is only read.
     @Test func leadershipLostMidwayStopsBeforeTheRefresh() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
             let fence = RecordingFence()
-            await engine.joinCluster(fence)
-            await engine.leadershipChanged(leading: true)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture, fence: fence, leading: true)
             fence.set(.refused("the election key is gone"))
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue(maxStepsPerApp: 1)
@@ -218,12 +209,8 @@ final class RecordingFence: RotationFence {
     /// the fleet must fetch the secret that is now the only valid one.
     @Test func refreshGrantedThenLeadershipLostIsStillAnnounced() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
             let fence = RecordingFence()
-            await engine.joinCluster(fence)
-            await engine.leadershipChanged(leading: true)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture, fence: fence, leading: true)
             fence.duringAuthorization.withLock { $0 = { await engine.leadershipChanged(leading: false) } }
             fixture.clock.advance(seconds: 3_600)
             await engine.runDue(maxStepsPerApp: 2)
@@ -239,11 +226,7 @@ final class RecordingFence: RotationFence {
     /// confirmed, instead of being answered with a fetch.
     @Test func suspendedLeaderKeepsARotateRequestUntilConfirmed() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            await engine.joinCluster(RecordingFence())
-            await engine.leadershipChanged(leading: true)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture, leading: true)
             await engine.leadershipChanged(leading: false, suspended: true)
             #expect(await engine.request(.refresh, forApp: id))
             await engine.runDue()
@@ -260,10 +243,7 @@ final class RecordingFence: RotationFence {
     /// new leader makes one read per backoff step, not a loop of reads.
     @Test func handOverReadsRespectTheBackoff() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            await engine.joinCluster(RecordingFence())
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await Self.started(fixture)
             fixture.clock.advance(seconds: 3_600)
             harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: id, count: 1_000, fault: .httpStatus(503, jsonBody: true)))
             await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now.addingTimeInterval(-60)])
