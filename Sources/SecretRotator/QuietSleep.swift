@@ -7,55 +7,64 @@ import Synchronization
 /// starts a 1 s monitor timer that then wakes the process every second forever. This sleep
 /// arms a timer on a serial queue instead (serial queues run on overcommit workers, which are
 /// not monitored) and is cancelled like `Task.sleep` (it throws `CancellationError`).
+///
+/// The timer is a dispatch timer source, cancelled when the sleep ends either way: a cancelled
+/// source leaves libdispatch at once with everything its handler holds. `asyncAfter` with a
+/// cancelled `DispatchWorkItem` does not: the item, its block and the continuation state stay
+/// in the timer heap until the original deadline. The daemon's loop cancels one sleep of up to
+/// 5 minutes at every wake-up, so those items piled up by the thousand (about 2 KB per step;
+/// Tests/Benchmarks/soak.py measures it).
 public enum QuietSleep {
     private static let queue = DispatchQueue(label: "secret-rotator.sleep")
 
-    /// DispatchWorkItem is thread-safe (cancel may be called from any thread) but not marked Sendable here.
+    /// A dispatch source is thread-safe (cancel may be called from any thread) but not marked Sendable.
     private final class Timer: @unchecked Sendable {
-        let item: DispatchWorkItem
-        init(_ item: DispatchWorkItem) { self.item = item }
+        let source: any DispatchSourceTimer
+        init(_ source: any DispatchSourceTimer) { self.source = source }
     }
 
+    private struct Sleeper {
+        var continuation: CheckedContinuation<Void, any Error>?
+        var timer: Timer?
+    }
+
+    /// Sleeps for `duration` (a negative one returns at the next turn of the timer queue).
+    /// - Throws: `CancellationError` when the task is cancelled first.
     public static func sleep(for duration: Duration) async throws {
         let (seconds, attoseconds) = duration.components
         let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds / 1_000_000_000)
-        let state = Mutex<(continuation: CheckedContinuation<Void, any Error>?, timer: Timer?)>((nil, nil))
+        let state = Mutex(Sleeper())
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let item = DispatchWorkItem {
-                    // The timer is dropped here and on cancel: state holds the item and the item
-                    // holds state, a cycle that leaked every sleep (LeakSanitizer in CI).
-                    let waiter = state.withLock { value -> CheckedContinuation<Void, any Error>? in
-                        defer {
-                            value.continuation = nil
-                            value.timer = nil
-                        }
-                        return value.continuation
+                let started = state.withLock { value -> Bool in
+                    if Task.isCancelled { return false }
+                    let source = DispatchSource.makeTimerSource(queue: queue)
+                    source.setEventHandler {
+                        let (waiter, timer) = Self.take(state)
+                        // Cancelling releases this handler, which holds `state`: nothing is left behind.
+                        timer?.source.cancel()
+                        waiter?.resume()
                     }
-                    waiter?.resume()
-                }
-                let cancelled = state.withLock { value -> Bool in
-                    if Task.isCancelled { return true }
+                    source.schedule(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds)))
                     value.continuation = continuation
-                    value.timer = Timer(item)
-                    return false
+                    value.timer = Timer(source)
+                    source.resume()
+                    return true
                 }
-                if cancelled {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
-                queue.asyncAfter(deadline: .now() + .nanoseconds(Int(clamping: nanoseconds)), execute: item)
+                if !started { continuation.resume(throwing: CancellationError()) }
             }
         } onCancel: {
-            let (waiter, timer) = state.withLock { value -> (CheckedContinuation<Void, any Error>?, Timer?) in
-                defer {
-                    value.continuation = nil
-                    value.timer = nil
-                }
-                return (value.continuation, value.timer)
-            }
-            timer?.item.cancel()
+            let (waiter, timer) = Self.take(state)
+            timer?.source.cancel()
             waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Takes the waiter and the timer out of `state`, once: whoever comes second finds neither.
+    private static func take(_ state: borrowing Mutex<Sleeper>) -> (CheckedContinuation<Void, any Error>?, Timer?) {
+        state.withLock { value in
+            defer { value = Sleeper() }
+            return (value.continuation, value.timer)
         }
     }
 

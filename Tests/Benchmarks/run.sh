@@ -78,4 +78,7 @@ orchestrator=$!
 status=0
 wait "$orchestrator" || status=$?
 orchestrator=
+# Memory per step over a long run (soak.py): figures only here; CI bounds a shorter run.
+if [ -n "$smoke" ]; then soak_steps=(--steps 2000 --baseline 500); else soak_steps=(--steps 10000 --baseline 1000); fi
+python3 "$here/soak.py" --bin "$bin_dir" "${soak_steps[@]}" --timeout 600 || status=1
 exit "$status"
