@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A local GenAuth V3 management API on SwiftNIO: the official SDKs and our client talk
@@ -15,30 +16,42 @@ public final class GenAuthMockServer: Sendable {
     public let state: GenAuthMockState
     public let host: String
     public let port: Int
+    /// Whether the server speaks TLS (`start(tls:)`): `baseURL` is then `https://`.
+    public let usesTLS: Bool
     private let channel: any Channel
     private let connections: ConnectionRegistry
 
-    public var baseURL: String { "http://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    public var baseURL: String { "\(usesTLS ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
 
-    private init(state: GenAuthMockState, host: String, port: Int, channel: any Channel, connections: ConnectionRegistry) {
+    private init(
+        state: GenAuthMockState, host: String, port: Int, usesTLS: Bool, channel: any Channel, connections: ConnectionRegistry
+    ) {
         self.state = state
         self.host = host
         self.port = port
+        self.usesTLS = usesTLS
         self.channel = channel
         self.connections = connections
     }
 
-    /// Binds `host:port` (port 0 picks a free one) and starts serving.
+    /// Binds `host:port` (port 0 picks a free one) and starts serving; with `tls` (a server
+    /// configuration, e.g. `TLSConfiguration.makeServerConfiguration(certificateChain:privateKey:)`)
+    /// over HTTPS, so a client's trust roots (`ca_file`) can be tested against it.
+    /// - Throws: NIO's bind errors, `NIOSSLError` for an unusable `tls`.
     public static func start(
-        state: GenAuthMockState, host: String = "127.0.0.1", port: Int = 0,
+        state: GenAuthMockState, host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil,
         logger: Logger = Logger(label: "genauth-mock")
     ) async throws -> GenAuthMockServer {
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let connections = ConnectionRegistry()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 connections.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(MockRequestHandler(state: state, logger: logger))
                 }
@@ -49,7 +62,8 @@ public final class GenAuthMockServer: Sendable {
             try? await channel.close()
             throw MockServerError.noLocalAddress
         }
-        return GenAuthMockServer(state: state, host: host, port: bound, channel: channel, connections: connections)
+        return GenAuthMockServer(
+            state: state, host: host, port: bound, usesTLS: sslContext != nil, channel: channel, connections: connections)
     }
 
     /// Stops listening and closes open keep-alive connections, so clients see the server go.

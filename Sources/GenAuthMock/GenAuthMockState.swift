@@ -34,6 +34,8 @@ public final class GenAuthMockState: Sendable {
         var sequence = 0
         var issuedTokens: [String] = []
         var issuedSecrets: [String] = []
+        /// Access key secrets replaced by `replaceAccessKeySecret`: still secrets for a leak check.
+        var retiredAccessKeySecrets: [String] = []
     }
 
     private let inner: Mutex<Inner>
@@ -101,6 +103,26 @@ public final class GenAuthMockState: Sendable {
         inner.withLock { $0.log.removeAll() }
     }
 
+    /// Accepts one more access key (or replaces the one with the same id), e.g. a key an
+    /// operator adds in the console before moving a client to it.
+    public func addAccessKey(_ key: MockSeed.AccessKey) {
+        inner.withLock { $0.accessKeys[key.accessKeyId] = key }
+    }
+
+    /// Rotates the secret of access key `accessKeyId`, as an operator does in the console: from
+    /// now on only `secret` gets a token, and every token issued before is revoked. Returns
+    /// false for an unknown key.
+    @discardableResult
+    public func replaceAccessKeySecret(_ accessKeyId: String, with secret: String) -> Bool {
+        inner.withLock { state in
+            guard let old = state.accessKeys[accessKeyId] else { return false }
+            state.retiredAccessKeySecrets.append(old.accessKeySecret)
+            state.accessKeys[accessKeyId]?.accessKeySecret = secret
+            for key in state.tokens.keys { state.tokens[key]?.revoked = true }
+            return true
+        }
+    }
+
     /// Makes every issued token invalid, as a key rotation or a server restart would.
     public func revokeAllTokens() {
         inner.withLock { state in
@@ -127,7 +149,10 @@ public final class GenAuthMockState: Sendable {
 
     public func issuedValues() -> (tokens: [String], secrets: [String], accessKeySecrets: [String]) {
         inner.withLock { state in
-            (state.issuedTokens, state.issuedSecrets, state.accessKeys.values.map(\.accessKeySecret).sorted())
+            (
+                state.issuedTokens, state.issuedSecrets,
+                (state.accessKeys.values.map(\.accessKeySecret) + state.retiredAccessKeySecrets).sorted()
+            )
         }
     }
 
@@ -391,13 +416,15 @@ public final class GenAuthMockState: Sendable {
 
     static func record(_ request: MockHTTPRequest, sequence: Int, appId: String?, fault: MockFault?) -> MockRequestRecord {
         let scheme: String? = request.header("authorization").map { $0.lowercased().hasPrefix("bearer ") ? "Bearer" : "bare" }
+        let body = MockJSON.parse(request.body)
+        let accessKeyId = MockEndpoint(path: request.path) == .getManagementToken ? body?["accessKeyId"]?.stringValue : nil
         return MockRequestRecord(
             sequence: sequence, method: request.method, path: request.path,
             headerNames: Set(request.headers.map { $0.name.lowercased() }).sorted(),
-            bodyKeys: MockJSON.parse(request.body)?.objectKeys?.sorted(),
+            bodyKeys: body?.objectKeys?.sorted(),
             queryKeys: Set(request.query.map(\.name)).sorted(),
             contentType: request.header("content-type"),
-            authorizationScheme: scheme, appId: appId, fault: fault?.name)
+            authorizationScheme: scheme, appId: appId, fault: fault?.name, accessKeyId: accessKeyId)
     }
 
     static func applicationDTO(_ app: App, pool: String) -> MockJSON {

@@ -16,10 +16,13 @@ public struct MockRequestRecord: Sendable, Codable, Equatable {
     public var appId: String?
     /// The fault shown for this request, if any (a short name).
     public var fault: String?
+    /// The `accessKeyId` a `get-management-token` request asked with (an id, not a secret):
+    /// which key a client uses, e.g. after a reload changed it. Nil for other requests.
+    public var accessKeyId: String?
 
     public init(
         sequence: Int, method: String, path: String, headerNames: [String], bodyKeys: [String]?, queryKeys: [String],
-        contentType: String?, authorizationScheme: String?, appId: String?, fault: String?
+        contentType: String?, authorizationScheme: String?, appId: String?, fault: String?, accessKeyId: String? = nil
     ) {
         self.sequence = sequence
         self.method = method
@@ -31,5 +34,6 @@ public struct MockRequestRecord: Sendable, Codable, Equatable {
         self.authorizationScheme = authorizationScheme
         self.appId = appId
         self.fault = fault
+        self.accessKeyId = accessKeyId
     }
 }

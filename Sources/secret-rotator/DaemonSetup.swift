@@ -28,12 +28,7 @@ struct DaemonOptions: ParsableArguments {
     static func makeClient(_ config: RotatorConfig, metrics: RotatorMetrics = .disabled) throws -> GenAuthClient {
         let settings = config.genauth
         do {
-            return try GenAuthClient(
-                configuration: GenAuthClientConfiguration(
-                    host: settings.host, flavour: settings.flavour, accessKeyId: settings.accessKeyID,
-                    accessKeySecret: settings.accessKeySecret, requestTimeout: settings.requestTimeout,
-                    caFile: settings.caFile),
-                metrics: metrics)
+            return try GenAuthClient(configuration: GenAuthClientConfiguration(settings), metrics: metrics)
         } catch {
             StandardError.write("cannot set up the GenAuth client: \(error)")
             throw ExitCode(78)

@@ -56,7 +56,8 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "secret-rotator")
         // Always made, so a reload can add [metrics]; it writes only while a textfile is set.
         let textfile = MetricsTextfile(path: config.metrics.textfile)
-        let client = try DaemonOptions.makeClient(config, metrics: textfile.metrics)
+        // Replaced by every reload with a client made from the new [genauth].
+        let client = ReloadableGenAuthClient(try DaemonOptions.makeClient(config, metrics: textfile.metrics), metrics: textfile.metrics)
         // One value for the engine and the service: its database stays open for the process.
         let store = StateDirectory(path: stateDirectory)
         let engine = RotationEngine(config: config, api: client, stateDirectory: store, metrics: textfile.metrics)
@@ -78,7 +79,7 @@ struct RunCommand: AsyncParsableCommand {
                     engine: engine, configPath: options.configOption.path, loader: ConfigLoader(),
                     stateDirectory: store, events: events,
                     maximumSleep: notifier.watchdogInterval ?? RotationService.wallClockRecheck, appLocks: appLocks,
-                    logger: logger)
+                    client: client, logger: logger)
                 let group = service.serviceGroup(logger: logger)
                 try await group.run()
             }

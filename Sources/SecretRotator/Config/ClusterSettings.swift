@@ -44,3 +44,19 @@ public struct ClusterSettings: Sendable, Equatable {
     /// `<prefix>/intent/<app id>`: a refresh the leader is about to send (fencing, hand-over).
     public func intentKey(appID: String) -> String { "\(prefix)/intent/\(appID)" }
 }
+
+extension ClusterSettings {
+    /// The `[cluster]` keys whose values differ between `old` and `new`, in the config's
+    /// spelling (`endpoints`, `lease_ttl`, ...); `["[cluster]"]` when the table was added or
+    /// removed. A reload names them when it refuses the change.
+    public static func changedKeys(from old: ClusterSettings?, to new: ClusterSettings?) -> [String] {
+        guard let old, let new else { return old == nil && new == nil ? [] : ["[cluster]"] }
+        let keys: [(String, Bool)] = [
+            ("endpoints", old.endpoints != new.endpoints), ("prefix", old.prefix != new.prefix),
+            ("lease_ttl", old.leaseTTL != new.leaseTTL), ("host", old.host != new.host), ("group", old.group != new.group),
+            ("ca_file", old.caFile != new.caFile), ("cert_file", old.certFile != new.certFile),
+            ("key_file", old.keyFile != new.keyFile),
+        ]
+        return keys.filter(\.1).map(\.0)
+    }
+}

@@ -46,6 +46,9 @@ public final class RotationService: Service, Sendable {
     let logger: Logger
     /// The per-app locks this daemon holds; a reload must take those of added apps first.
     let appLocks: AppLocks?
+    /// The engine's GenAuth client, replaced by a reload with one made from the new
+    /// `[genauth]` (nil: the engine's `SecretAPI` is not reloaded, as in tests with fakes).
+    let client: ReloadableGenAuthClient?
     private let wake = WakeSignal()
     private let stopping = StopFlag()
     /// Longest single sleep; the watchdog needs pings more often than the wall-clock re-check.
@@ -54,9 +57,10 @@ public final class RotationService: Service, Sendable {
     public init(
         engine: RotationEngine, configPath: String, loader: ConfigLoader, stateDirectory: StateDirectory,
         events: Events = Events(), maximumSleep: Duration = RotationService.wallClockRecheck, appLocks: AppLocks? = nil,
-        logger: Logger
+        client: ReloadableGenAuthClient? = nil, logger: Logger
     ) {
         self.appLocks = appLocks
+        self.client = client
         self.engine = engine
         self.configPath = configPath
         self.loader = loader
@@ -162,8 +166,13 @@ public final class RotationService: Service, Sendable {
         }
     }
 
-    /// SIGHUP: a valid new config replaces the old one; an invalid one is refused with every
-    /// error logged, and the daemon keeps running on the old one.
+    /// SIGHUP: a valid new config replaces the old one, every setting the daemon uses included:
+    /// apps and `[defaults]` (the engine), `[genauth]` (a new GenAuth client: host, flavour,
+    /// access key, key secret re-read from its source, `ca_file` re-read, `request_timeout`;
+    /// `requests_per_second` in the engine's budget) and `[metrics]` (`configApplied`). What a
+    /// running daemon cannot change (`state_directory`, `[cluster]`) refuses the reload, naming
+    /// it. An invalid or refused config is logged with every error, and the daemon keeps
+    /// running on the old one: nothing of the new one is applied.
     func reload() async {
         events.reloading()
         do {
@@ -183,16 +192,31 @@ public final class RotationService: Service, Sendable {
             }
             if loaded.config.cluster != current.cluster {
                 // The lease, the election and the watch belong to the settings they started with.
+                let keys = ClusterSettings.changedKeys(from: current.cluster, to: loaded.config.cluster)
                 logger.error(
-                    "config rejected: [cluster] changed; a running daemon keeps its cluster settings, restart it to apply them (still running on the previous config)",
-                    metadata: ["event": "config_rejected"])
+                    "config rejected: [cluster] \(keys.joined(separator: ", ")) changed; a running daemon keeps its cluster settings, restart it to apply them (still running on the previous config)",
+                    metadata: ["event": "config_rejected", "key": "\(keys.joined(separator: ","))"])
                 events.ready(await engine.status())
                 return
+            }
+            // Made before anything changes: a [genauth] that cannot be used refuses the reload.
+            var replacement: GenAuthClient?
+            if let client {
+                do {
+                    replacement = try client.makeClient(loaded.config.genauth)
+                } catch {
+                    logger.error(
+                        "config rejected: [genauth]: \(error.message ?? error.description); still running on the previous config",
+                        metadata: ["event": "config_rejected"])
+                    events.ready(await engine.status())
+                    return
+                }
             }
             if let appLocks {
                 do {
                     try appLocks.hold(exactly: loaded.config.apps.map(\.id))
                 } catch {
+                    try? await replacement?.shutdown()
                     logger.error(
                         "config rejected: \(error); still running on the previous config", metadata: ["event": "config_rejected"])
                     events.ready(await engine.status())
@@ -200,11 +224,13 @@ public final class RotationService: Service, Sendable {
                 }
             }
             let before = Set(current.apps.map(\.id))
+            if let replacement { client?.replace(with: replacement) }
             await engine.apply(loaded.config)
             events.configApplied(loaded.config)
             let after = Set(loaded.config.apps.map(\.id))
+            let genauth = GenAuthClientConfiguration(loaded.config.genauth)
             logger.notice(
-                "config reloaded: \(after.count) apps, \(after.subtracting(before).count) added, \(before.subtracting(after).count) removed",
+                "config reloaded: \(after.count) apps, \(after.subtracting(before).count) added, \(before.subtracting(after).count) removed; GenAuth \(genauth.host) (\(genauth.flavour.rawValue)) with access key \(genauth.accessKeyId) from \(loaded.config.genauth.accessKeySecretSource)",
                 metadata: ["event": "config_reloaded"])
         } catch {
             for diagnostic in error.diagnostics {

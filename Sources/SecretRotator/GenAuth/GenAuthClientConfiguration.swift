@@ -53,3 +53,13 @@ public struct GenAuthClientConfiguration: Sendable {
         return value
     }
 }
+
+extension GenAuthClientConfiguration {
+    /// The client settings of a loaded `[genauth]` table (every key but `requests_per_second`,
+    /// which the engine's rate limiter applies).
+    public init(_ settings: GenAuthSettings) {
+        self.init(
+            host: settings.host, flavour: settings.flavour, accessKeyId: settings.accessKeyID,
+            accessKeySecret: settings.accessKeySecret, requestTimeout: settings.requestTimeout, caFile: settings.caFile)
+    }
+}

@@ -1,19 +1,32 @@
+import Synchronization
+
 /// The global API budget (`requests_per_second`): callers wait for their slot, so apps that
-/// fall due together are spread out instead of hitting GenAuth in one burst.
-public actor RequestRateLimiter {
-    private var schedule: SlotSchedule
+/// fall due together are spread out instead of hitting GenAuth in one burst. A reload sets a
+/// new rate (`setRate`), used from the next slot handed out.
+public final class RequestRateLimiter: Sendable {
+    private let schedule: Mutex<SlotSchedule>
 
     public init(requestsPerSecond: Double) {
-        schedule = SlotSchedule(requestsPerSecond: requestsPerSecond, start: ContinuousClock.now)
+        schedule = Mutex(SlotSchedule(requestsPerSecond: requestsPerSecond, start: ContinuousClock.now))
     }
 
+    /// Waits for the caller's slot (returns at once when the budget has room).
     public func acquire() async {
         let now = ContinuousClock.now
-        let slot = schedule.reserve(now: now)
+        let slot = schedule.withLock { $0.reserve(now: now) }
         if slot > now {
             try? await QuietSleep.sleep(until: slot)
         }
     }
+
+    /// Slots handed out from now on are `1 / requestsPerSecond` apart; slots already handed
+    /// out keep their time.
+    public func setRate(requestsPerSecond: Double) {
+        schedule.withLock { $0.setRate(requestsPerSecond: requestsPerSecond) }
+    }
+
+    /// The time between two slots now (tests read it after a reload).
+    var spacing: Duration { schedule.withLock { $0.spacing } }
 }
 
 /// The decision behind `RequestRateLimiter`, without a clock so it is tested without waiting:
@@ -22,11 +35,11 @@ public actor RequestRateLimiter {
 struct SlotSchedule {
     typealias Instant = ContinuousClock.Instant
 
-    let spacing: Duration
+    private(set) var spacing: Duration
     private var nextSlot: Instant
 
     init(requestsPerSecond: Double, start: Instant) {
-        spacing = .nanoseconds(Int64(1_000_000_000 / max(requestsPerSecond, 0.001)))
+        spacing = Self.spacing(requestsPerSecond)
         nextSlot = start
     }
 
@@ -35,5 +48,17 @@ struct SlotSchedule {
         let slot = max(now, nextSlot)
         nextSlot = slot.advanced(by: spacing)
         return slot
+    }
+
+    /// A new rate: the next free slot moves to one new spacing after the last slot handed out
+    /// (a lower rate holds the next caller back at once; a higher one lets it go sooner).
+    mutating func setRate(requestsPerSecond: Double) {
+        let new = Self.spacing(requestsPerSecond)
+        nextSlot = nextSlot.advanced(by: new - spacing)
+        spacing = new
+    }
+
+    private static func spacing(_ requestsPerSecond: Double) -> Duration {
+        .nanoseconds(Int64(1_000_000_000 / max(requestsPerSecond, 0.001)))
     }
 }

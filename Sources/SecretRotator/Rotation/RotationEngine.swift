@@ -130,6 +130,9 @@ public actor RotationEngine {
         Dictionary(config.apps.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
+    /// The time between two GenAuth calls the budget allows now (`requests_per_second`).
+    var requestSpacing: Duration { limiter.spacing }
+
     /// Entries in the due-date heap, live and stale (tests check it stays bounded).
     var dueOrderCount: Int { dueOrder.count }
 
@@ -188,11 +191,14 @@ public actor RotationEngine {
     }
 
     /// Applies a reloaded config: added apps start from their records (or fresh), removed apps
-    /// are no longer scheduled (their records stay for a later re-add), and every output is
-    /// compared again, so an added output or a changed mode is applied at once.
+    /// are no longer scheduled (their records stay for a later re-add), every output is
+    /// compared again, so an added output or a changed mode is applied at once, and the API
+    /// budget takes the new `requests_per_second`. The GenAuth client itself is the caller's
+    /// to replace (`ReloadableGenAuthClient`).
     public func apply(_ newConfig: RotatorConfig) {
         config = newConfig
         policy = EnginePolicy(config: newConfig)
+        limiter.setRate(requestsPerSecond: newConfig.genauth.requestsPerSecond)
         for app in newConfig.apps where states[app.id] == nil {
             load(app)
         }
