@@ -84,7 +84,8 @@ def main():
     parser.add_argument("--apps", type=int, default=20, help="apps of each kind")
     parser.add_argument("--max-bytes-per-step", type=float, default=None)
     parser.add_argument("--timeout", type=float, default=900, help="seconds the whole soak may take")
-    parser.add_argument("--wrap", default="", help="a command to run the daemon under, e.g. 'heaptrack -o FILE'")
+    parser.add_argument("--wrap", default="",
+                        help="a command to run the daemon under, e.g. 'heaptrack -o FILE' (RssAnon is then the wrapper's)")
     args = parser.parse_args()
     if not (0 < args.baseline < args.steps) or args.apps < 1:
         parser.error("need 0 < --baseline < --steps and --apps >= 1")
@@ -94,7 +95,8 @@ def main():
     children = []
 
     def spawn(argv, **kwargs):
-        process = subprocess.Popen(argv, preexec_fn=die_with_parent, **kwargs)
+        # Its own process group, so a --wrap program's child (the daemon) is stopped with it.
+        process = subprocess.Popen(argv, preexec_fn=die_with_parent, start_new_session=True, **kwargs)
         children.append(process)
         return process
 
@@ -178,13 +180,14 @@ def main():
         return 1
     finally:
         for process in children:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
         subprocess.run(["rm", "-rf", work], check=False)
 
 
