@@ -143,6 +143,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // To tamper with the state database as a crash or an operator could.
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // swift-log's own test handler: tests assert on an entry's `event` metadata.
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                // The mock's HTTPS certificates in the reload tests.
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             // Read by the test through #filePath; not a resource of the bundle.
             exclude: ["Rotation/AppTransitionsTable.txt"],

@@ -283,7 +283,12 @@ public enum AppTransitions {
                 clearFailure(&next)
                 return Transition(state: next, actions: [.report(.hookDone(version: version, detail: detail))])
             }
-            return fail(next, Failure(.local, "hook failed (\(detail)); it will be retried without rotating again"), context)
+            // Its own event (and journal MESSAGE_ID): a consumer left on a dead secret is found
+            // by "hook failed", not among the rotation failures.
+            let failure = Failure(
+                .local, "on_rotate hook failed (\(detail)); it will be retried without rotating again",
+                fields: ["event": JournalEvent.hookFailed.rawValue, "version": "\(version)"])
+            return fail(next, failure, context)
         }
     }
 

@@ -60,6 +60,20 @@ public struct HookOutcome: Sendable, Equatable {
         }
     }
 
+    /// What a failure's log MESSAGE says: the status and the first non-empty line of `output`
+    /// (already redacted by the caller), at most `lineLimit` characters, e.g. `exited with
+    /// status 1: Failed to reload-or-restart billing.service: Access denied`. The whole output
+    /// stays in the entry's HOOK_OUTPUT field.
+    public static func failureDetail(status: Status, output: String, lineLimit: Int = 200) -> String {
+        let lines = output.split(whereSeparator: \.isNewline).lazy.map { text in
+            var line = text.drop(while: \.isWhitespace)
+            while line.last?.isWhitespace == true { line.removeLast() }
+            return line
+        }
+        guard let line = lines.first(where: { !$0.isEmpty }) else { return status.description }
+        return "\(status): \(line.count > lineLimit ? String(line.prefix(lineLimit)) + "…" : line)"
+    }
+
     public var status: Status
     /// stdout and stderr combined, for the log: all of it, or its last `HookRunner.outputLimit`
     /// bytes when there was more.

@@ -870,7 +870,9 @@ public actor RotationEngine {
         // nor the piece of it a cut leaves (the runner keeps the output's last 64 KiB, the log
         // its last 2,000 characters: a secret across either edge showed its second half).
         let output = redacted(outcome.output, app: app, keepingLast: 2_000)
-        let detail = outcome.succeeded ? output : "\(outcome.status)"
+        // A failure's MESSAGE says why: the exit status and the first line the hook printed
+        // (e.g. systemctl's "Interactive authentication required."), not only HOOK_OUTPUT.
+        let detail = outcome.succeeded ? output : HookOutcome.failureDetail(status: outcome.status, output: output)
         if !outcome.succeeded && !output.isEmpty {
             appLogger(app).warning("hook output", metadata: ["hook_output": "\(output)", "version": "\(version)"])
         }

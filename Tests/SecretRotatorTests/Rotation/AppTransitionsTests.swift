@@ -94,7 +94,8 @@ import Testing
             case .runHook(let version): "hook(\(version))"
             case .report(let report):
                 switch report {
-                case .failed(_, _, let delay, let permanent): "failed(\(DurationSyntax.format(delay))\(permanent ? ",permanent" : ""))"
+                case .failed(let failure, _, let delay, let permanent):
+                    "failed(\(DurationSyntax.format(delay))\(permanent ? ",permanent" : "")\(failure.fields["event"].map { ",\($0)" } ?? ""))"
                 default: "report(\(String(describing: report).prefix(while: { $0 != "(" })))"
                 }
             }

@@ -1,0 +1,57 @@
+import InMemoryLogging
+import Logging
+import Testing
+
+@testable import SecretRotator
+
+/// A hook that fails says why where an operator looks: its own event (`hook_failed`, whose
+/// journal MESSAGE_ID the catalog explains), not the rotation-failure one, and the first line
+/// the hook printed in MESSAGE, e.g. systemctl refused by polkit under the hardened unit.
+@Suite struct HookFailureLogTests {
+    /// Fails every run with `output`, as `systemctl` does without a polkit grant.
+    struct PrintingFailingHookRunner: HookRunning {
+        let output: String
+        func run(_ invocation: HookInvocation) async -> HookOutcome {
+            HookOutcome(status: .exited(1), output: output)
+        }
+    }
+
+    static let polkitRefusal = """
+
+        Failed to reload-or-restart billing.service: Interactive authentication required.
+        See system logs and 'systemctl status billing.service' for details.
+
+        """
+
+    @Test func aFailedHookIsLoggedAsHookFailedWithItsFirstLine() async throws {
+        try await withEngineFixture { harness, fixture in
+            let handler = InMemoryLogHandler()
+            var logger = Logger(label: "secret-rotator.engine") { _ in handler }
+            logger.logLevel = .trace
+            let config = fixture.config(hook: ["/bin/true"])
+            let engine = RotationEngine(
+                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+                hooks: PrintingFailingHookRunner(output: Self.polkitRefusal), now: { fixture.clock.now }, logger: logger)
+            try await engine.start()
+            await engine.runDue()
+            let failures = handler.entries.filter { $0.metadata["event"] == "hook_failed" }
+            #expect(failures.count == 2, "one per app: \(handler.entries.map { "\($0.metadata["event"] ?? "-") \($0.message)" })")
+            for entry in failures {
+                #expect(entry.level == .error)
+                #expect("\(entry.message)".contains("exited with status 1: Failed to reload-or-restart billing.service: Interactive authentication required."))
+                #expect(!"\(entry.message)".contains("See system logs"), "only the first line")
+                #expect(entry.metadata["version"] == "1")
+            }
+            #expect(!handler.entries.contains { $0.metadata["event"] == "rotation_failed" }, "a hook failure is not a rotation failure")
+            #expect(JournalEvent(rawValue: "hook_failed")?.messageID == "d1a755e7b7d647b38ff22027679b68aa")
+        }
+    }
+
+    @Test func theDetailIsTheStatusAndTheFirstNonEmptyLine() {
+        #expect(HookOutcome.failureDetail(status: .exited(3), output: "") == "exited with status 3")
+        #expect(HookOutcome.failureDetail(status: .exited(3), output: " \n\t\n") == "exited with status 3")
+        #expect(HookOutcome.failureDetail(status: .timedOut, output: "  waiting for lock  \nmore") == "timed out (its process group was terminated): waiting for lock")
+        let long = String(repeating: "x", count: 500)
+        #expect(HookOutcome.failureDetail(status: .exited(1), output: long, lineLimit: 10) == "exited with status 1: xxxxxxxxxx…")
+    }
+}
