@@ -36,6 +36,8 @@ public final class GenAuthMockState: Sendable {
         var issuedSecrets: [String] = []
         /// Access key secrets replaced by `replaceAccessKeySecret`: still secrets for a leak check.
         var retiredAccessKeySecrets: [String] = []
+        /// `/oidc/token` calls per app id (`MockClientCredentials`).
+        var clientCredentials: [String: ClientCredentialsCalls] = [:]
     }
 
     private let inner: Mutex<Inner>
@@ -101,6 +103,36 @@ public final class GenAuthMockState: Sendable {
 
     public func clearRequestLog() {
         inner.withLock { $0.log.removeAll() }
+    }
+
+    /// How often an app's backend asked `/oidc/token` for a token with the current secret
+    /// (`accepted`) and with any other (`refused`): a consumer's view of a rotation.
+    public struct ClientCredentialsCalls: Sendable, Equatable {
+        public var accepted = 0
+        public var refused = 0
+        public init(accepted: Int = 0, refused: Int = 0) {
+            self.accepted = accepted
+            self.refused = refused
+        }
+    }
+
+    /// The `/oidc/token` counters of `appId` (zero when it never called).
+    public func clientCredentialsCalls(appId: String) -> ClientCredentialsCalls {
+        inner.withLock { $0.clientCredentials[appId] ?? ClientCredentialsCalls() }
+    }
+
+    /// Answers `POST /oidc/token` and counts it; never logged in the request log.
+    func answerClientCredentials(_ request: MockHTTPRequest) -> MockHTTPResponse {
+        inner.withLock { state in
+            let (response, outcome) = MockClientCredentials.answer(request) { state.apps[$0]?.secret }
+            switch outcome {
+            case .accepted(let appId): state.clientCredentials[appId, default: ClientCredentialsCalls()].accepted += 1
+            case .refused(let appId?) where state.apps[appId] != nil:
+                state.clientCredentials[appId, default: ClientCredentialsCalls()].refused += 1
+            case .refused, .malformed: break
+            }
+            return response
+        }
     }
 
     /// Accepts one more access key (or replaces the one with the same id), e.g. a key an

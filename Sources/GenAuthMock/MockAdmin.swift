@@ -13,7 +13,7 @@ enum MockAdmin {
         let route = String(request.path.dropFirst(prefix.count))
         switch (request.method, route) {
         case ("GET", "apps"):
-            let apps = state.snapshot().apps.map(appJSON)
+            let apps = state.snapshot().apps.map { appJSON($0, state: state) }
             return .json(.object([("apps", .array(apps))]))
         case ("POST", "apps"):
             guard let body = MockJSON.parse(request.body), let appId = body["appId"]?.stringValue, !appId.isEmpty else {
@@ -24,7 +24,7 @@ enum MockAdmin {
         case ("GET", let r) where r.hasPrefix("apps/"):
             let appId = MockHTTPRequest.percentDecode(String(r.dropFirst("apps/".count)))
             guard let app = state.snapshot().apps.first(where: { $0.appId == appId }) else { return error(404, "no such app") }
-            return .json(appJSON(app))
+            return .json(appJSON(app, state: state))
         case ("GET", "requests"):
             return encoded(["requests": state.requestLog()])
         case ("DELETE", "requests"):
@@ -86,10 +86,14 @@ enum MockAdmin {
         }
     }
 
-    private static func appJSON(_ app: MockSeed.App) -> MockJSON {
-        .object([
+    /// One app for the admin API; `clientCredentialsAccepted`/`Refused` count its backend's
+    /// `/oidc/token` calls with the current secret and with any other.
+    private static func appJSON(_ app: MockSeed.App, state: GenAuthMockState) -> MockJSON {
+        let calls = state.clientCredentialsCalls(appId: app.appId)
+        return .object([
             ("appId", .string(app.appId)), ("appName", .string(app.appName ?? app.appId)),
             ("secret", .string(app.secret ?? "")), ("rotationCount", .int(app.rotationCount ?? 0)),
+            ("clientCredentialsAccepted", .int(calls.accepted)), ("clientCredentialsRefused", .int(calls.refused)),
         ])
     }
 

@@ -47,6 +47,10 @@ final class MockRequestHandler: ChannelInboundHandler {
             write(MockAdmin.handle(request, state: state), keepAlive: keepAlive, version: version, context: context)
             return
         }
+        if request.path == MockClientCredentials.path {
+            write(state.answerClientCredentials(request), keepAlive: keepAlive, version: version, context: context)
+            return
+        }
         let fault = state.begin(request)
         logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.path)", "fault": "\(fault?.name ?? "-")"])
         switch fault {

@@ -19,16 +19,23 @@ struct GenAuthMockCommand: AsyncParsableCommand {
             GET /api/v3/list-applications with the official response envelopes. The official \
             SDKs work against it with host="http://127.0.0.1:PORT".
 
+            The app side a consumer calls with its secret: POST /oidc/token with \
+            grant_type=client_credentials, the app id and secret as client_id/client_secret \
+            form fields or HTTP Basic (RFC 6749 2.3.1); only the current secret gets a token, \
+            any other 401 {"error":"invalid_client"}. Counted per app, not logged.
+
             Without --seed it serves user pool 62a1b2c3d4e5f60718293a4b, access key \
             mock-access-key-id / mock-access-key-secret, and apps 62a1b2c3d4e5f60718293a01 \
             and 62a1b2c3d4e5f60718293a02 (random initial secrets).
 
             Admin API (JSON; it exposes secrets, so keep the mock on loopback):
-              GET    /__admin/apps            apps: secret, rotationCount
+              GET    /__admin/apps            apps: secret, rotationCount,
+                                              clientCredentialsAccepted/Refused
               GET    /__admin/apps/APPID      one app
               POST   /__admin/apps            add {"appId","appName"?,"secret"?}
               GET    /__admin/requests        request log (method, path,
-                                              header names, body keys)
+                                              header names, body keys,
+                                              accessKeyId of token requests)
               DELETE /__admin/requests        clear the log
               GET    /__admin/faults          pending faults
               POST   /__admin/faults          inject a fault (below)
