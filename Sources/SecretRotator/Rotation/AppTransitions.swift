@@ -75,6 +75,12 @@ public enum AppTransitions {
         /// Every output now holds `version` (obtained at `obtainedAt`).
         case outputsWritten(version: Int, obtainedAt: Date, fingerprint: String, origin: SecretOrigin)
         case outputsFailed(Failure)
+        /// An inspection found outputs that differ from the held secret. `contentChanged`: a
+        /// repair would replace what an output holds (its content, or a missing file);
+        /// `recordConfirmed`: GenAuth confirmed the held record since this process started
+        /// (it answered that secret, or a read found it current). A restored or stale record
+        /// is not, and its secret may be dead while the output holds the live one.
+        case outputsDrifted(contentChanged: Bool, recordConfirmed: Bool)
         /// Outputs that had drifted were rewritten from the held secret.
         case driftRepaired(causes: [String], contentChanged: Bool)
         case hookFinished(version: Int, succeeded: Bool, detail: String)
@@ -90,6 +96,11 @@ public enum AppTransitions {
         /// GenAuth confirmed the secret the outputs hold: keep it as the held secret if it is not yet.
         case keepConfirmedSecret
         case runHook(version: Int)
+        /// Rewrite the drifted outputs from the held secret (no API call).
+        case repairOutputs
+        /// Read GenAuth's current secret (purpose `.verify`) before any output content is
+        /// replaced from a record GenAuth has not confirmed: its answer wins (invariant 10).
+        case confirmRecord
         /// Something for the log.
         case report(Report)
     }
@@ -106,6 +117,9 @@ public enum AppTransitions {
         case changedUpstream(purpose: ReadPurpose)
         case confirmed(purpose: ReadPurpose)
         case repaired(causes: [String])
+        /// Drift that would replace content was found, and the held record is not confirmed:
+        /// GenAuth is read first, the outputs are left as they are until it answers.
+        case repairAwaitsConfirmation
         case hookDone(version: Int, detail: String)
         case failed(Failure, attempt: Int, retryIn: Duration, permanent: Bool)
     }
@@ -265,6 +279,18 @@ public enum AppTransitions {
 
         case .outputsFailed(let failure), .journalFailed(let failure):
             return fail(next, failure, context)
+
+        case .outputsDrifted(let contentChanged, let recordConfirmed):
+            // Never write what GenAuth may no longer hold: a repair that replaces content
+            // (a restored state directory, a record older than the outputs) waits for a read.
+            // A mode, owner or group repair writes no secret, so it needs none.
+            if contentChanged && !recordConfirmed && state.version > 0 {
+                // While a refresh's outcome is unknown no read decides anything (invariant 10):
+                // its reconcile reads GenAuth once that is safe, and the outputs wait for it.
+                if state.intent == .refresh { return Transition(state: next, actions: [.report(.repairAwaitsConfirmation)]) }
+                return Transition(state: next, actions: [.report(.repairAwaitsConfirmation), .confirmRecord])
+            }
+            return Transition(state: next, actions: [.repairOutputs])
 
         case .driftRepaired(let causes, let contentChanged):
             next.lastRepair = AppState.Repair(at: now, causes: causes)

@@ -38,6 +38,17 @@ public actor RotationEngine {
     private var heldVersions: [String: Int] = [:]
     /// Apps whose outputs a pass asked to compare with the held secret.
     private var outputsCheckDue: Set<String> = []
+    /// The fingerprint of each app's secret that GenAuth confirmed since this process started
+    /// (it answered that secret, or a read found it current). A record loaded from disk is not
+    /// in here until then: it may be a restored backup whose secret GenAuth killed since, so a
+    /// repair that would write it over an output's content reads GenAuth first.
+    private var confirmedRecords: [String: String] = [:]
+    /// Drift an inspection found, kept for the `repairOutputs` action that rewrites it.
+    private struct PendingRepair {
+        var record: CurrentSecret
+        var document: SecretDocument
+        var drifted: [(OutputSpec, OutputDrift)]
+    }
     /// Apps an operator asked to rotate or fetch now (`rotate`/`fetch` commands).
     private var requested: [String: RotationPlanner.Step] = [:]
     /// Apps whose next step may run once despite a pending backoff (an operator asked).
@@ -617,7 +628,9 @@ public actor RotationEngine {
 
     /// Feeds one event to the app's transitions: commits the new state (durable first), adopts
     /// it, then performs its actions. `secret` is the value an `adoptSecret` action keeps.
-    private func transition(_ app: AppConfig, _ event: AppTransitions.Event, secret: SecretValue? = nil) async {
+    private func transition(
+        _ app: AppConfig, _ event: AppTransitions.Event, secret: SecretValue? = nil, repair: PendingRepair? = nil
+    ) async {
         let old = states[app.id] ?? AppState(appID: app.id)
         let context = AppTransitions.Context(
             now: now(), policy: policy, hasHook: app.onRotate != nil, draw: random.next())
@@ -641,11 +654,13 @@ public actor RotationEngine {
         states[app.id] = result.state
         if result.state != old { metrics.appStateChanged(app, state: result.state) }
         for action in result.actions {
-            await perform(action, app, secret: secret)
+            await perform(action, app, secret: secret, repair: repair)
         }
     }
 
-    private func perform(_ action: AppTransitions.Action, _ app: AppConfig, secret: SecretValue? = nil) async {
+    private func perform(
+        _ action: AppTransitions.Action, _ app: AppConfig, secret: SecretValue? = nil, repair: PendingRepair? = nil
+    ) async {
         switch action {
         case .sendRefresh:
             await sendRefresh(app)
@@ -653,6 +668,7 @@ public actor RotationEngine {
             guard let secret else { return }
             await adopt(secret, version: version, origin: origin, app: app)
         case .keepConfirmedSecret:
+            if let confirmed = states[app.id]?.secretFingerprint { confirmedRecords[app.id] = confirmed }
             guard heldVersions[app.id] == nil, let secret, let state = states[app.id] else { return }
             let record = CurrentSecret(
                 appID: app.id, version: state.version, obtainedAt: state.secretObtainedAt ?? now(), secret: secret)
@@ -665,6 +681,11 @@ public actor RotationEngine {
             }
         case .runHook(let version):
             await runHook(app, version: version)
+        case .repairOutputs:
+            guard let repair else { return }
+            await repairOutputs(app, repair)
+        case .confirmRecord:
+            await read(app, purpose: .verify)
         case .report(let report):
             log(report, app)
         }
@@ -722,6 +743,8 @@ public actor RotationEngine {
         let record = CurrentSecret(appID: app.id, version: version, obtainedAt: obtainedAt, secret: secret)
         var journalError: StateDirectoryError?
         heldVersions[app.id] = version
+        // GenAuth just answered this secret.
+        confirmedRecords[app.id] = record.fingerprint
         do {
             try await stateDirectory.commit(StateChanges(secrets: [record]))
             unsavedSecrets[app.id] = nil
@@ -828,9 +851,20 @@ public actor RotationEngine {
         let log = appLogger(app)
         for (spec, drift) in drifted {
             log.warning(
-                "output drifted (\(drift.cause)); rewriting it from the held secret, without calling GenAuth",
+                "output drifted (\(drift.cause))",
                 metadata: ["target_path": "\(spec.path)", "cause": "\(drift.cause)", "event": "output_drift"])
         }
+        let contentChanged = drifted.contains { $0.1.changesContent }
+        await transition(
+            app, .outputsDrifted(contentChanged: contentChanged, recordConfirmed: confirmedRecords[app.id] == record.fingerprint),
+            repair: PendingRepair(record: record, document: document, drifted: drifted))
+    }
+
+    /// Rewrites drifted outputs from the held secret, without calling GenAuth (the transitions
+    /// asked for it: nothing of the secret changes, or GenAuth confirmed the record).
+    private func repairOutputs(_ app: AppConfig, _ repair: PendingRepair) async {
+        let (record, document, drifted) = (repair.record, repair.document, repair.drifted)
+        let writer = writer
         let repairs = drifted.map(\.0)
         let report = await onFileIO(default: Self.notRun(document, repairs)) { writer.write(document, to: repairs) }
         guard report.allWritten else {
@@ -1062,6 +1096,10 @@ public actor RotationEngine {
                 metadata: ["event": "changed_upstream"])
         case .confirmed(let purpose):
             log.debug("GenAuth confirms the secret on disk", metadata: ["purpose": "\(purpose.rawValue)"])
+        case .repairAwaitsConfirmation:
+            log.notice(
+                "outputs differ from the held secret, which GenAuth has not confirmed since start-up (a restored or older record may hold a secret GenAuth killed); reading GenAuth's current secret first, the outputs keep what they hold until it answers",
+                metadata: ["event": "repair_awaits_confirmation"])
         case .repaired(let causes):
             metrics.outputsRepaired(app, causes: causes)
             log.notice(

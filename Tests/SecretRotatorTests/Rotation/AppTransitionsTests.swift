@@ -57,6 +57,9 @@ import Testing
         ("written.rotated", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .rotated)),
         ("written.fetched", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .fetched)),
         ("outputsFailed", .outputsFailed(.init(.local, "EROFS"))),
+        ("drifted.content.unconfirmed", .outputsDrifted(contentChanged: true, recordConfirmed: false)),
+        ("drifted.content.confirmed", .outputsDrifted(contentChanged: true, recordConfirmed: true)),
+        ("drifted.mode.unconfirmed", .outputsDrifted(contentChanged: false, recordConfirmed: false)),
         ("repaired.content", .driftRepaired(causes: ["missing"], contentChanged: true)),
         ("repaired.mode", .driftRepaired(causes: ["mode"], contentChanged: false)),
         ("hook.ok", .hookFinished(version: 3, succeeded: true, detail: "")),
@@ -92,6 +95,8 @@ import Testing
             case .adoptSecret(let version, let origin): "adopt(\(version),\(origin.rawValue))"
             case .keepConfirmedSecret: "keep"
             case .runHook(let version): "hook(\(version))"
+            case .repairOutputs: "repair"
+            case .confirmRecord: "confirm"
             case .report(let report):
                 switch report {
                 case .failed(let failure, _, let delay, let permanent):
