@@ -254,8 +254,10 @@ final class StopFlag: Sendable {
 
 extension RotationService.Events {
     /// Reports to systemd: READY once config, lock, journal and schedule are loaded (before any
-    /// rotation), STATUS on every change, WATCHDOG from the scheduler loop, RELOADING/READY
-    /// around SIGHUP, STOPPING (and more time) when shutdown begins.
+    /// rotation), STATUS at every turn of the loop (the notifier sends at most one a second),
+    /// WATCHDOG from the scheduler loop (sent only when systemd asked for a watchdog),
+    /// RELOADING/READY around SIGHUP, STOPPING (and more time) when shutdown begins. None of
+    /// them waits for systemd to read.
     public static func systemd(_ notifier: Notifier) -> Self {
         var events = Self()
         events.ready = { report in notifier.ready(status: report.summary(now: Date())) }
