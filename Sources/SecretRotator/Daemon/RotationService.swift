@@ -98,7 +98,9 @@ public final class RotationService: Service, Sendable {
         events.ready(await engine.status())
         logger.info("started", metadata: ["config": "\(configPath)"])
         var lastFullCheck = ContinuousClock.now
-        while !stopping.isSet {
+        // A cancelled task (not a graceful stop) also ends the loop: its waits return at once,
+        // so going on would spin.
+        while !stopping.isSet && !Task.isCancelled {
             await feedWatchdog()
             if ContinuousClock.now - lastFullCheck >= Self.wallClockRecheck {
                 // The level-triggered pass: every output is compared with its held secret.
@@ -109,6 +111,7 @@ public final class RotationService: Service, Sendable {
             let next = await engine.startDue()
             events.status(await engine.status())
             if stopping.isSet { break }
+            // nil: nothing can start before a step finishes (its poke wakes us) or no apps.
             var sleep = maximumSleep
             if let next {
                 let seconds = max(0, next.timeIntervalSinceNow)
@@ -121,9 +124,11 @@ public final class RotationService: Service, Sendable {
         // the next start), so a stop never waits for a trickling answer until systemd's
         // TimeoutStopSec= kills us mid-write.
         let deadline = ContinuousClock.now.advanced(by: Self.stopGrace)
-        while await engine.hasRunningSteps, ContinuousClock.now < deadline {
+        while await engine.hasRunningSteps, !Task.isCancelled {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { break }
             // Poked whenever a step finishes.
-            await wake.wait(upTo: .milliseconds(100))
+            await wake.wait(upTo: left)
         }
         let drained = !(await engine.hasRunningSteps)
         if !drained {
@@ -275,8 +280,10 @@ final class StopFlag: Sendable {
 
 extension RotationService.Events {
     /// Reports to systemd: READY once config, lock, journal and schedule are loaded (before any
-    /// rotation), STATUS on every change, WATCHDOG from the scheduler loop, RELOADING/READY
-    /// around SIGHUP, STOPPING (and more time) when shutdown begins.
+    /// rotation), STATUS at every turn of the loop (the notifier sends at most one a second),
+    /// WATCHDOG from the scheduler loop (sent only when systemd asked for a watchdog),
+    /// RELOADING/READY around SIGHUP, STOPPING (and more time) when shutdown begins. None of
+    /// them waits for systemd to read.
     public static func systemd(_ notifier: Notifier) -> Self {
         var events = Self()
         events.ready = { report in notifier.ready(status: report.summary(now: Date())) }

@@ -355,7 +355,8 @@ public actor RotationEngine {
     }
 
     /// Starts every step that is due now, within `max_concurrent`, without waiting for any of
-    /// them; returns when the earliest app not started falls due (nil: no apps).
+    /// them; returns when to call again, as `nextWake()` does (nil: not before a step
+    /// finishes, which calls the `onWorkFinished` handler, or no apps at all).
     @discardableResult
     public func startDue() -> Date? {
         startDueSteps { _ in true }
@@ -364,7 +365,9 @@ public actor RotationEngine {
 
     /// Runs until no app has a step due now (at most `maxStepsPerApp` steps each, so a caller
     /// like `run --once` makes one attempt per app and then reports its backoff). Returns when
-    /// the earliest app falls due.
+    /// the earliest app falls due; an app that used up its steps and is still due is left out
+    /// of that date (a caller waking for it "now" would loop through the same steps at once),
+    /// and is started again by the next call.
     @discardableResult
     public func runDue(maxStepsPerApp: Int = 8) async -> Date? {
         var steps: [String: Int] = [:]
@@ -375,7 +378,7 @@ public actor RotationEngine {
             if running.isEmpty { break }
             await withCheckedContinuation { finishWaiters.append($0) }
         }
-        return nextWake()
+        return nextWake(skippingDue: Set(steps.lazy.filter { $0.value >= maxStepsPerApp }.map(\.key)))
     }
 
     private var busySlots: Int { running.count - inHook.count }
@@ -481,14 +484,34 @@ public actor RotationEngine {
         running.values.min().map { ContinuousClock.now - $0 }
     }
 
+    /// When a scheduler should call `startDue` again: the due date of the earliest idle app
+    /// (clamped to now), or nil when nothing can start before a step finishes (every
+    /// `max_concurrent` slot is busy; the finishing step calls the `onWorkFinished` handler)
+    /// or there are no apps. Never a date that only a finishing step could make actionable:
+    /// with every slot busy, "now" for a due app made the daemon's loop spin at 100 % of a
+    /// core until a slot freed.
     public func nextWake() -> Date? {
+        nextWake(skippingDue: [])
+    }
+
+    /// `nextWake()`, leaving out the apps in `held` while they are due (not once they wait).
+    private func nextWake(skippingDue held: Set<String>) -> Date? {
         let now = now()
         planUnplanned()
-        // Stale entries at the top go; the first live one is the earliest idle app.
-        while let top = dueOrder.min, running[top.appID] != nil || dueCache[top.appID] != top.due || appIndex[top.appID] == nil {
-            dueOrder.removeMin()
+        if busySlots >= config.defaults.maxConcurrent { return nil }
+        var skipped: [DueEntry] = []
+        defer { for entry in skipped { dueOrder.insert(entry) } }
+        while let top = dueOrder.min {
+            // Stale entries at the top go; the first live one is the earliest idle app.
+            if running[top.appID] != nil || dueCache[top.appID] != top.due || appIndex[top.appID] == nil {
+                dueOrder.removeMin()
+            } else if top.due <= now, held.contains(top.appID) {
+                skipped.append(dueOrder.removeMin())
+            } else {
+                return max(top.due, now)
+            }
         }
-        return dueOrder.min.map { max($0.due, now) }
+        return nil
     }
 
     public func status() -> StatusReport {

@@ -54,47 +54,73 @@ import Testing
 
 /// sd_notify against a real AF_UNIX datagram socket standing in for systemd's.
 @Suite(.serialized) struct NotifierTests {
-    @Test func sendsReadyStatusReloadingAndStopping() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sr-notify-\(UUID().uuidString.prefix(8))").path
-        let socket = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        #expect(socket >= 0)
-        defer {
-            close(socket)
-            unlink(path)
-        }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        // sun_path holds 108 bytes with the NUL; a long $TMPDIR would make copyBytes trap.
-        try #require(path.utf8.count < MemoryLayout.size(ofValue: address.sun_path), "socket path too long: \(path)")
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: Array(path.utf8) + [0])
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        #expect(bound == 0)
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-
-        setenv("NOTIFY_SOCKET", path, 1)
-        defer { unsetenv("NOTIFY_SOCKET") }
-        func receive() -> String {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(socket, &buffer, buffer.count, 0)
-            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
-        }
+    @Test(.timeLimit(.minutes(1))) func sendsReadyStatusReloadingAndStopping() throws {
+        let listener = try NotifySocketListener()
+        defer { listener.close() }
         let notifier = Notifier()
+        defer { notifier.shutDown() }
         notifier.ready(status: "3 apps · 0 failing\nsecond line")
-        #expect(receive() == "READY=1\nSTATUS=3 apps · 0 failing second line")
+        #expect(listener.receive() == "READY=1\nSTATUS=3 apps · 0 failing second line")
         notifier.reloading()
-        let reloading = receive()
+        let reloading = listener.receive()
         #expect(reloading.hasPrefix("RELOADING=1\nMONOTONIC_USEC="))
-        notifier.watchdog()
-        #expect(receive() == "WATCHDOG=1")
+        #expect(reloading.hasSuffix("\nSTATUS=reloading the config"))
         notifier.stopping()
-        #expect(receive() == "STOPPING=1\nSTATUS=stopping")
+        #expect(listener.receive() == "STOPPING=1\nSTATUS=stopping")
         notifier.extendTimeout(by: .seconds(90))
-        #expect(receive() == "EXTEND_TIMEOUT_USEC=90000000")
+        #expect(listener.receive() == "EXTEND_TIMEOUT_USEC=90000000")
+    }
+
+    /// Without WATCHDOG_USEC nothing asks for pings, so none is sent; with it, they are. The
+    /// datagrams arrive in order, so the first one after the pings tells which were sent.
+    @Test(.timeLimit(.minutes(1))) func watchdogOnlyWhenSystemdAsksForIt() throws {
+        do {
+            let listener = try NotifySocketListener()
+            defer { listener.close() }
+            let notifier = Notifier()
+            defer { notifier.shutDown() }
+            #expect(notifier.watchdogInterval == nil)
+            for _ in 0..<3 { notifier.watchdog() }
+            notifier.stopping()
+            #expect(listener.receive() == "STOPPING=1\nSTATUS=stopping")
+        }
+        do {
+            let listener = try NotifySocketListener(watchdogUSec: 30_000_000)
+            defer { listener.close() }
+            let notifier = Notifier()
+            defer { notifier.shutDown() }
+            #expect(notifier.watchdogInterval == .seconds(15))
+            // The loop may ping once per turn; within a quarter interval one ping stands for all.
+            for _ in 0..<3 { notifier.watchdog() }
+            notifier.stopping()
+            #expect(listener.receive() == "WATCHDOG=1")
+            #expect(listener.receive() == "STOPPING=1\nSTATUS=stopping")
+        }
+    }
+
+    /// A service manager that stops reading: its socket's queue is full, so a blocking send
+    /// waits for as long as it does not read. Every call still returns at once (the time limit
+    /// bounds the test; the old synchronous sd_notify hung in the first call), and what the
+    /// full queue could not keep is counted.
+    @Test(.timeLimit(.minutes(1))) func callsReturnWhenTheListenerNeverReads() throws {
+        let listener = try NotifySocketListener(watchdogUSec: 30_000_000)
+        defer { listener.close() }
+        try #require(listener.fill(), "the listener's receive queue could not be filled")
+        let notifier = Notifier()
+        notifier.ready(status: "20 apps")
+        for round in 0..<200 {
+            notifier.status("round \(round)")
+            notifier.watchdog()
+            notifier.reloading()
+            notifier.ready(status: "round \(round)")
+        }
+        notifier.stopping()
+        notifier.extendTimeout(by: .seconds(90))
+        #expect(notifier.droppedNotifications > 0)
+        // The sending thread is blocked in sendmsg until the listener goes away; it ends
+        // before the environment changes (it reads NOTIFY_SOCKET at every send).
+        listener.stopListening()
+        notifier.shutDown()
     }
 
     @Test func withoutSystemdItIsANoOp() {
@@ -103,5 +129,84 @@ import Testing
         let notifier = Notifier()
         #expect(notifier.watchdogInterval == nil)
         notifier.ready(status: "x")
+        notifier.watchdog()
+        #expect(notifier.droppedNotifications == 0)
+    }
+}
+
+/// The coalescing rule on its own, with the time given by the test (nothing waits).
+@Suite struct NotificationQueueTests {
+    private let start = ContinuousClock.now
+
+    private func at(_ milliseconds: Int) -> ContinuousClock.Instant { start.advanced(by: .milliseconds(milliseconds)) }
+
+    @Test func statusAtMostOnceASecondLatestWins() {
+        var queue = NotificationQueue(watchdogSpacing: nil)
+        queue.status("a", now: at(0))
+        #expect(queue.next(now: at(0)) == .send("STATUS=a"))
+        #expect(queue.next(now: at(0)) == .idle)
+        queue.status("b", now: at(100))
+        queue.status("c", now: at(300))
+        #expect(queue.next(now: at(300)) == .wait(until: at(1_000)))
+        queue.status("d", now: at(900))
+        #expect(queue.next(now: at(999)) == .wait(until: at(1_000)))
+        #expect(queue.next(now: at(1_000)) == .send("STATUS=d"))
+        #expect(queue.next(now: at(1_000)) == .idle)
+        #expect(queue.superseded == 2)
+        // After a quiet spell a new text goes out at once.
+        queue.status("e", now: at(5_000))
+        #expect(queue.next(now: at(5_000)) == .send("STATUS=e"))
+    }
+
+    @Test func lifecycleMessagesCarryTheirStatusAtOnce() {
+        var queue = NotificationQueue(watchdogSpacing: nil)
+        queue.status("a", now: at(0))
+        #expect(queue.next(now: at(0)) == .send("STATUS=a"))
+        queue.status("b", now: at(100))
+        queue.lifecycle("RELOADING=1", status: "reloading the config", now: at(200))
+        queue.lifecycle("READY=1", status: "3 apps", now: at(300))
+        #expect(queue.next(now: at(300)) == .send("RELOADING=1\nSTATUS=reloading the config"))
+        #expect(queue.next(now: at(300)) == .send("READY=1\nSTATUS=3 apps"))
+        // "b" is older than READY's status: it never goes out.
+        #expect(queue.next(now: at(300)) == .idle)
+        // The second counts from READY's status.
+        queue.status("c", now: at(400))
+        #expect(queue.next(now: at(400)) == .wait(until: at(1_300)))
+        queue.lifecycle("STOPPING=1", status: "stopping", endsStatus: true, now: at(500))
+        #expect(queue.next(now: at(500)) == .send("STOPPING=1\nSTATUS=stopping"))
+        queue.status("d", now: at(3_000))
+        #expect(queue.next(now: at(3_000)) == .idle, "nothing replaces \"stopping\"")
+    }
+
+    @Test func watchdogOnlyWhenAskedForAndSpaced() {
+        var without = NotificationQueue(watchdogSpacing: nil)
+        let sentWithout = without.watchdog(now: at(0))
+        #expect(!sentWithout)
+        #expect(without.next(now: at(0)) == .idle)
+
+        var queue = NotificationQueue(watchdogSpacing: .seconds(5))
+        let first = queue.watchdog(now: at(0))
+        let early = queue.watchdog(now: at(4_999))
+        #expect(first)
+        #expect(!early, "dropped, not sent later")
+        #expect(queue.next(now: at(5_000)) == .send("WATCHDOG=1"))
+        #expect(queue.next(now: at(5_000)) == .idle)
+        let later = queue.watchdog(now: at(5_000))
+        #expect(later)
+        #expect(queue.next(now: at(5_000)) == .send("WATCHDOG=1"))
+    }
+
+    @Test func fullQueueDropsTheOldestAndCountsIt() {
+        var queue = NotificationQueue(watchdogSpacing: nil, capacity: 2)
+        queue.lifecycle("EXTEND_TIMEOUT_USEC=1", now: at(0))
+        queue.lifecycle("EXTEND_TIMEOUT_USEC=2", now: at(0))
+        queue.lifecycle("EXTEND_TIMEOUT_USEC=3", now: at(0))
+        #expect(queue.dropped == 1)
+        #expect(queue.next(now: at(0)) == .send("EXTEND_TIMEOUT_USEC=2"))
+        #expect(queue.next(now: at(0)) == .send("EXTEND_TIMEOUT_USEC=3"))
+        // Statuses never fill it: one text waits, the latest.
+        for index in 0..<100 { queue.status("\(index)", now: at(index)) }
+        #expect(queue.dropped == 1)
+        #expect(queue.next(now: at(100)) == .send("STATUS=99"))
     }
 }
