@@ -38,8 +38,9 @@ public final class ReloadableGenAuthClient: SecretAPI, Sendable {
     }
 
     private let current: Mutex<Generation>
-    /// Shut-downs of replaced clients, awaited by `shutdown()`.
-    private let retiring = Mutex<[Task<Void, Never>]>([])
+    /// Shut-downs of replaced clients still in progress, and who waits for them (`shutdown()`).
+    /// A count, not the tasks: a daemon reloaded for months keeps nothing per reload.
+    private let retiring = Mutex<(inProgress: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
     private let metrics: RotatorMetrics
     private let logger: Logger
 
@@ -78,7 +79,14 @@ public final class ReloadableGenAuthClient: SecretAPI, Sendable {
         let generation = current.withLock { $0 }
         _ = generation.retire()
         try await generation.client.shutdown()
-        for task in retiring.withLock({ $0 }) { await task.value }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = retiring.withLock { value -> Bool in
+                if value.inProgress == 0 { return true }
+                value.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
     }
 
     public func refreshApplicationSecret(appId: String) async throws(GenAuthError) -> SecretValue {
@@ -107,14 +115,20 @@ public final class ReloadableGenAuthClient: SecretAPI, Sendable {
     }
 
     private func shutDownLater(_ client: GenAuthClient) {
-        let logger = logger
-        let task = Task {
+        retiring.withLock { $0.inProgress += 1 }
+        Task { [self] in
             do {
                 try await client.shutdown()
             } catch {
                 logger.warning("the replaced GenAuth client did not shut down cleanly: \(error)")
             }
+            let waiters = self.retiring.withLock { value -> [CheckedContinuation<Void, Never>] in
+                value.inProgress -= 1
+                guard value.inProgress == 0 else { return [] }
+                defer { value.waiters = [] }
+                return value.waiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
-        retiring.withLock { $0.append(task) }
     }
 }

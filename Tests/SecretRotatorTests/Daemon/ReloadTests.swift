@@ -160,6 +160,32 @@ import Testing
         }
     }
 
+    /// A call in flight when a reload replaces the client finishes on the old one (a refresh cut
+    /// off would become an unknown outcome); the old client is shut down after it, and
+    /// `shutdown()` waits for that.
+    @Test func aReplacedClientFinishesItsCallThenShutsDown() async throws {
+        try await withGenAuthHarness { harness in
+            let settings = GenAuthSettings(
+                host: harness.server.baseURL, flavour: .genauth, accessKeyID: harness.seed.accessKeys[0].accessKeyId,
+                accessKeySecret: SecretValue(harness.seed.accessKeys[0].accessKeySecret), accessKeySecretSource: .inline,
+                requestTimeout: .seconds(10), caFile: nil, requestsPerSecond: 100)
+            let reloadable = ReloadableGenAuthClient(try GenAuthClient(configuration: GenAuthClientConfiguration(settings)))
+            let app = GenAuthHarness.appId
+            harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: app, count: 1, fault: .delay(milliseconds: 500)))
+            let inFlight = Task { try await reloadable.getApplicationSecret(appId: app) }
+            #expect(await waitForGenAuth { harness.state.requestLog().contains { $0.path.hasSuffix("get-application-secret") } })
+            let old = reloadable.client
+            reloadable.replace(with: try reloadable.makeClient(settings))
+            #expect(reloadable.client !== old)
+            let secret = try await inFlight.value
+            #expect(secret.exposed == harness.state.currentSecret(appId: app))
+            let next = try await reloadable.getApplicationSecret(appId: app)
+            #expect(next == secret, "the new client answers the next call")
+            try await reloadable.shutdown()
+            await #expect(throws: GenAuthError.self) { _ = try await old.getApplicationSecret(appId: app) }
+        }
+    }
+
     @Test func aNewRateMovesTheNextFreeSlot() {
         let start = ContinuousClock.now
         var schedule = SlotSchedule(requestsPerSecond: 10, start: start)
