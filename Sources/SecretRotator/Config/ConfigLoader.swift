@@ -158,6 +158,10 @@ public struct ConfigLoader: Sendable {
                     message: "TOML syntax error: \(error)")
             ])
         }
+        // TOMLKit frees no parsed document (its TOMLTable has no deinit): emptying each root when
+        // the load is done frees its tree, most of what every load and reload leaked.
+        var parsed = [root]
+        defer { for document in parsed { document.clear() } }
         if root.isEmpty {
             // The packaged conffile is the annotated example with every line commented out:
             // one clear sentence instead of "missing [genauth]" plus "no [[app]]".
@@ -174,9 +178,10 @@ public struct ConfigLoader: Sendable {
         var appsSinks: [DiagnosticCollector] = []
         for file in appsFiles {
             switch Self.appReaders(of: file) {
-            case .success(let (fileSink, readers)):
+            case .success(let (fileSink, readers, fileRoot)):
                 appsSinks.append(fileSink)
                 appReaders += readers
+                parsed.append(fileRoot)
             case .failure(let error):
                 throw ConfigError(diagnostics: sink.diagnostics + error.diagnostics)
             }
@@ -230,7 +235,9 @@ public struct ConfigLoader: Sendable {
 
     /// The `[[app]]` tables of one apps.d file, with the collector its diagnostics go to, or
     /// the error that makes the file unreadable as TOML.
-    private static func appReaders(of file: AppsFile) -> Result<(DiagnosticCollector, [TableReader]), ConfigError> {
+    /// The `[[app]]` readers of one apps.d file, and its parsed document, which the caller
+    /// empties (`clear()`) once the load is done: the readers point into it.
+    private static func appReaders(of file: AppsFile) -> Result<(DiagnosticCollector, [TableReader], TOMLTable), ConfigError> {
         if let violation = ConfigInputLimits.check(file.text) {
             return .failure(ConfigError(diagnostics: [
                 ConfigDiagnostic(
@@ -261,7 +268,7 @@ public struct ConfigLoader: Sendable {
         if readers.isEmpty && !root.contains(key: "app") {
             sink.warning("app", "no [[app]] entries in this apps.d file")
         }
-        return .success((sink, readers))
+        return .success((sink, readers, root))
     }
 
     /// The same file by name, by resolved path, or by (device, inode) when both exist.
