@@ -991,7 +991,8 @@ public actor RotationEngine {
         guard !text.isEmpty, let secret = heldSecret(app)?.secretValue.exposed, !secret.isEmpty else {
             return String(text.suffix(limit))
         }
-        let whole = Self.droppingSecretTail(text, of: secret).replacingOccurrences(of: secret, with: "<redacted>")
+        // Every piece of 8 characters or more, in any case: a hook may split or uppercase it.
+        let whole = SecretRedaction.redacting(secret, in: Self.droppingSecretTail(text, of: secret))
         return Self.droppingSecretTail(String(whole.suffix(limit)), of: secret)
     }
 

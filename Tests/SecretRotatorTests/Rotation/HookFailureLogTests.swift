@@ -1,3 +1,4 @@
+import Foundation
 import InMemoryLogging
 import Logging
 import Testing
@@ -45,6 +46,49 @@ import Testing
             #expect(!handler.entries.contains { $0.metadata["event"] == "rotation_failed" }, "a hook failure is not a rotation failure")
             #expect(JournalEvent(rawValue: "hook_failed")?.messageID == "d1a755e7b7d647b38ff22027679b68aa")
         }
+    }
+
+    /// Reads the secret from the output it is given, as a hook checking its config would, and
+    /// fails printing it in pieces: halves on two lines, uppercased, behind a carriage return.
+    struct LeakingHookRunner: HookRunning {
+        func run(_ invocation: HookInvocation) async -> HookOutcome {
+            let path = invocation.environment["ROTATOR_OUTPUTS"]?.split(separator: "\n").first.map(String.init) ?? ""
+            let secret = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            let half = secret.count / 2
+            let output = "key \(secret.prefix(half).uppercased())\r\(secret.dropFirst(half))\nrejected \(secret.prefix(12))\n"
+            return HookOutcome(status: .exited(2), output: output)
+        }
+    }
+
+    @Test func noPieceOfTheSecretReachesTheLog() async throws {
+        try await withEngineFixture { harness, fixture in
+            let handler = InMemoryLogHandler()
+            var logger = Logger(label: "secret-rotator.engine") { _ in handler }
+            logger.logLevel = .trace
+            let config = fixture.config(hook: ["/bin/true"])
+            let engine = RotationEngine(
+                config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+                hooks: LeakingHookRunner(), now: { fixture.clock.now }, logger: logger)
+            try await engine.start()
+            await engine.runDue()
+            #expect(handler.entries.contains { $0.metadata["event"] == "hook_failed" })
+            let logged = handler.entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n").lowercased()
+            for id in fixture.appIDs {
+                let secret = try #require(harness.state.currentSecret(appId: id)).lowercased()
+                let pieces = (0...(secret.count - 8)).map { String(Array(secret)[$0..<($0 + 8)]) }
+                #expect(!pieces.contains { logged.contains($0) }, "a piece of \(id)'s secret was logged")
+            }
+        }
+    }
+
+    @Test func redactionFindsPiecesInAnyCase() {
+        let secret = "0123456789abcdef0123456789ABCDEF"
+        #expect(SecretRedaction.redacting(secret, in: "k=\(secret)!") == "k=<redacted>!")
+        #expect(SecretRedaction.redacting(secret, in: "K=\(secret.uppercased())") == "K=<redacted>")
+        #expect(SecretRedaction.redacting(secret, in: "a 0123456789AB\ncdef0123 b") == "a <redacted>\n<redacted> b")
+        #expect(SecretRedaction.redacting(secret, in: "short 0123456 stays") == "short 0123456 stays", "7 characters are not a piece")
+        #expect(SecretRedaction.redacting("short", in: "short") == "short")
+        #expect(SecretRedaction.redacting(secret, in: "") == "")
     }
 
     @Test func theDetailIsTheStatusAndTheFirstNonEmptyLine() {
