@@ -186,21 +186,25 @@ public final class RotationService: Service, Sendable {
                 logger.warning("\(warning.description)", metadata: ["event": "config_warning"])
             }
             let current = await engine.config
+            // What a running daemon keeps from its start, all named at once so one restart applies
+            // them all: the lock and the records stay where it started (moving them under a running
+            // daemon would let a second one start on the old directory), and the lease, election
+            // and watch belong to the cluster settings they started with.
+            var needRestart: [String] = []
             if loaded.config.defaults.stateDirectory != current.defaults.stateDirectory {
-                // The lock and the records stay where the daemon started: moving them under a
-                // running daemon would let a second one start on the old directory.
-                logger.error(
-                    "config rejected: state_directory changed from \(current.defaults.stateDirectory) to \(loaded.config.defaults.stateDirectory); a running daemon keeps its state directory, restart it to move (still running on the previous config)",
-                    metadata: ["event": "config_rejected"])
-                events.ready(await engine.status())
-                return
+                needRestart.append(
+                    "state_directory changed from \(current.defaults.stateDirectory) to \(loaded.config.defaults.stateDirectory)")
             }
-            if loaded.config.cluster != current.cluster {
-                // The lease, the election and the watch belong to the settings they started with.
-                let keys = ClusterSettings.changedKeys(from: current.cluster, to: loaded.config.cluster)
+            let clusterKeys = ClusterSettings.changedKeys(from: current.cluster, to: loaded.config.cluster)
+            if clusterKeys == ["[cluster]"] {
+                needRestart.append(current.cluster == nil ? "[cluster] was added" : "[cluster] was removed")
+            } else if !clusterKeys.isEmpty {
+                needRestart.append("[cluster] \(clusterKeys.joined(separator: ", ")) changed")
+            }
+            if !needRestart.isEmpty {
                 logger.error(
-                    "config rejected: [cluster] \(keys.joined(separator: ", ")) changed; a running daemon keeps its cluster settings, restart it to apply them (still running on the previous config)",
-                    metadata: ["event": "config_rejected", "key": "\(keys.joined(separator: ","))"])
+                    "config rejected: \(needRestart.joined(separator: "; ")); a running daemon cannot apply this, restart it (still running on the previous config)",
+                    metadata: ["event": "config_rejected"])
                 events.ready(await engine.status())
                 return
             }

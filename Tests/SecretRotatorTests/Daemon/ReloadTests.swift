@@ -190,11 +190,29 @@ import Testing
         let start = ContinuousClock.now
         var schedule = SlotSchedule(requestsPerSecond: 10, start: start)
         #expect(schedule.reserve(now: start) == start)
-        schedule.setRate(requestsPerSecond: 1)
+        schedule.setRate(requestsPerSecond: 1, now: start)
         #expect(schedule.reserve(now: start) == start.advanced(by: .seconds(1)), "a lower rate holds the next caller back at once")
-        schedule.setRate(requestsPerSecond: 4)
-        #expect(schedule.reserve(now: start) == start.advanced(by: .milliseconds(1_250)))
+        // The slot at 1 s is not reached yet: given up (its caller takes a new one), so the next
+        // free slot is one new spacing from now.
+        schedule.setRate(requestsPerSecond: 4, now: start)
+        #expect(schedule.reserve(now: start) == start.advanced(by: .milliseconds(250)))
         #expect(schedule.spacing == .milliseconds(250))
+        // Slots far ahead (a slow rate handed them out) are given up when the rate goes up.
+        var slow = SlotSchedule(requestsPerSecond: 0.01, start: start)
+        for _ in 0..<5 { _ = slow.reserve(now: start) }
+        slow.setRate(requestsPerSecond: 50, now: start)
+        #expect(slow.reserve(now: start) == start.advanced(by: .milliseconds(20)))
+    }
+
+    /// A caller asleep until a slot of a slow rate wakes when a reload raises the rate.
+    @Test func aRaisedRateReleasesCallersAlreadyWaiting() async {
+        let limiter = RequestRateLimiter(requestsPerSecond: 0.001)
+        await limiter.acquire()  // the first slot is now; the next is 1,000 s away
+        let waiting = Task { await limiter.acquire() }
+        // Whether the waiter has reserved yet or not, the raised rate lets it through.
+        limiter.setRate(requestsPerSecond: 1_000)
+        await waiting.value
+        #expect(limiter.spacing == .milliseconds(1))
     }
 
     @Test func aRefusedClusterChangeNamesItsKeys() {

@@ -61,7 +61,7 @@ import Glibc
             .write(to: URL(fileURLWithPath: harness.configPath))
         kill(daemon.processIdentifier, SIGHUP)
         #expect(await waitForGenAuth(timeout: .seconds(30)) { log(daemonLog).contains("state_directory changed") })
-        #expect(log(daemonLog).contains("restart it to move"))
+        #expect(log(daemonLog).contains("a running daemon cannot apply this, restart it"))
         #expect(daemon.isRunning)
         #expect(!FileManager.default.fileExists(atPath: moved))
         #expect(StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == daemon.processIdentifier)

@@ -88,6 +88,9 @@ import Testing
                 (#"{"grant_type":"client_credentials"}"#, nil, "application/json", 400, "invalid_request"),
                 ("grant_type=client_credentials", nil, "application/x-www-form-urlencoded", 401, "invalid_client"),
                 ("grant_type=client_credentials&client_id=no-such-app&client_secret=\(secret)", nil, "application/x-www-form-urlencoded", 401, "invalid_client"),
+                ("grant_type=client_credentials&client_id=\(app)&client_secret=\(secret)&client_secret=wrong", nil, "application/x-www-form-urlencoded", 400, "invalid_request"),
+                ("grant_type=client_credentials&client_id=\(app)&client_secret=\(secret)%zz", nil, "application/x-www-form-urlencoded", 400, "invalid_request"),
+                ("grant_type=client_credentials&client_id=\(app)&client_secret=\(secret)%+B", nil, "application/x-www-form-urlencoded", 400, "invalid_request"),
             ]
             for (form, basic, contentType, status, error) in cases {
                 let answer = try await Self.call(harness, form: form, basic: basic, contentType: contentType)
