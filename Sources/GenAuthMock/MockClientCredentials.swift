@@ -40,7 +40,7 @@ enum MockClientCredentials {
         guard contentType.hasPrefix("application/x-www-form-urlencoded") else {
             return (error(400, "invalid_request", "the body must be application/x-www-form-urlencoded"), .malformed)
         }
-        guard let form = strictForm(String(decoding: request.body, as: UTF8.self)) else {
+        guard let form = MockHTTPRequest.parseForm(String(decoding: request.body, as: UTF8.self)) else {
             return (error(400, "invalid_request", "the body is not valid form encoding"), .malformed)
         }
         // RFC 6749 §3.2: a parameter is sent at most once.
@@ -79,47 +79,9 @@ enum MockClientCredentials {
         guard let header, header.count > 6, header.prefix(6).lowercased() == "basic " else { return nil }
         guard let data = Data(base64Encoded: String(header.dropFirst(6)).trimmingSpaces),
             let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":"),
-            let id = strictDecode(String(text[..<colon])), let secret = strictDecode(String(text[text.index(after: colon)...]))
+            let id = MockHTTPRequest.strictPercentDecode(String(text[..<colon])), let secret = MockHTTPRequest.strictPercentDecode(String(text[text.index(after: colon)...]))
         else { return ("", "") }
         return (id, secret)
-    }
-
-    /// `application/x-www-form-urlencoded` pairs, or nil when a `%` is not followed by two hex
-    /// digits (a lenient decoder would accept what the client never meant to send).
-    static func strictForm(_ body: String) -> [(name: String, value: String)]? {
-        var pairs: [(name: String, value: String)] = []
-        for pair in body.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = strictDecode(String(parts[0])), let value = strictDecode(parts.count > 1 ? String(parts[1]) : "")
-            else { return nil }
-            pairs.append((name, value))
-        }
-        return pairs
-    }
-
-    /// Percent-decoding with `+` as a space; nil for a `%` without two hex digits after it.
-    static func strictDecode(_ text: String) -> String? {
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            switch byte {
-            case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
-            case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
-                bytes.append(high << 4 | low)
-            default: bytes.append(byte)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     private static func invalidClient(basic: Bool) -> MockHTTPResponse {

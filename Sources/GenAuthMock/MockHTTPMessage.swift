@@ -25,29 +25,58 @@ public struct MockHTTPRequest: Sendable {
     }
 
     static func parseQuery(_ query: String) -> [(name: String, value: String)] {
-        query.split(separator: "&").map { pair in
+        rawPairs(query).map { (percentDecode($0.name), percentDecode($0.value)) }
+    }
+
+    /// An `application/x-www-form-urlencoded` body, or nil when any part is not valid
+    /// percent-encoding (`strictPercentDecode`).
+    static func parseForm(_ body: String) -> [(name: String, value: String)]? {
+        var pairs: [(name: String, value: String)] = []
+        for pair in rawPairs(body) {
+            guard let name = strictPercentDecode(pair.name), let value = strictPercentDecode(pair.value) else { return nil }
+            pairs.append((name, value))
+        }
+        return pairs
+    }
+
+    /// `a=b&c` as (name, value) pairs, still encoded.
+    private static func rawPairs(_ text: String) -> [(name: String, value: String)] {
+        text.split(separator: "&").map { pair in
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = percentDecode(String(kv[0]))
-            let value = kv.count > 1 ? percentDecode(String(kv[1])) : ""
-            return (name, value)
+            return (String(kv[0]), kv.count > 1 ? String(kv[1]) : "")
         }
     }
 
+    /// Percent-decoding with `+` as a space, lenient: text with a `%` not followed by two hex
+    /// digits (or not UTF-8 once decoded) is kept as it came, never partly decoded.
     static func percentDecode(_ s: String) -> String {
+        strictPercentDecode(s) ?? s
+    }
+
+    /// Percent-decoding with `+` as a space; nil for a `%` without two hex digits after it or
+    /// bytes that are not UTF-8 (where a client must be refused, not guessed at).
+    static func strictPercentDecode(_ text: String) -> String? {
         var bytes: [UInt8] = []
-        var iterator = Array(s.utf8).makeIterator()
+        var iterator = Array(text.utf8).makeIterator()
         while let byte = iterator.next() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), let hi = iterator.next(), let lo = iterator.next(),
-                let value = UInt8(String(decoding: [hi, lo], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
+            switch byte {
+            case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+                bytes.append(high << 4 | low)
+            default: bytes.append(byte)
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }
 
