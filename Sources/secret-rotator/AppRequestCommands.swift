@@ -135,7 +135,13 @@ struct AppRequest {
                     }
                     return false
                 }
-                if state.consecutiveFailures > old.consecutiveFailures {
+                // A retry of the hook of the version already written is not the rotation asked
+                // for (the daemon keeps the request until its refresh runs): keep waiting. A
+                // refresh that started marks the rotation owed until it is done, so its failure
+                // still answers.
+                let hookRetry = state.version == old.version && state.intent == nil && !state.rotationOwed
+                    && state.hookDoneVersion < state.version
+                if state.consecutiveFailures > old.consecutiveFailures, !(kind == .rotate && hookRetry) {
                     progress.failed(
                         "\(app.name): attempt failed (the daemon keeps retrying with backoff): \(state.lastError ?? "unknown error")")
                     failed.append(app.name)
