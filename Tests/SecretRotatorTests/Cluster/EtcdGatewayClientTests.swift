@@ -130,6 +130,9 @@ import Testing
             cluster.freeze(0)
             defer { cluster.freeze(0, false) }
             #expect(await ended.value, "the watch on a frozen member ends with an error")
+            // If it was etcd's raft leader, the others elect one first (about 2 s, no answers):
+            // calls move on to them, and answer once they have a leader.
+            #expect(await waitFor(seconds: 10) { (try? await client.range(prefix: "/t/")) != nil })
             #expect(try await client.put("/t/apps/x", value: [1], ifModRevision: 0))
         }
     }
