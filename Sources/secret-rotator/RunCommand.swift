@@ -82,6 +82,8 @@ struct RunCommand: AsyncParsableCommand {
                     client: client, logger: logger)
                 let group = service.serviceGroup(logger: logger)
                 try await group.run()
+                // STOPPING=1 goes out from the notifier's own thread: let it leave before exit.
+                notifier.flush(upTo: .seconds(2))
             }
         } catch let error as StateDirectoryError {
             // The database could not be opened or prepared (a link, a directory, ENOSPC, EROFS):

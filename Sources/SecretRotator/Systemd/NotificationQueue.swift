@@ -83,6 +83,9 @@ struct NotificationQueue {
         return true
     }
 
+    /// Whether a message is waiting to go out at once (a coalesced status text does not count).
+    var hasMessages: Bool { !messages.isEmpty }
+
     /// Takes the next notification to send at `now`, if any.
     mutating func next(now: Instant) -> Next {
         if !messages.isEmpty { return .send(messages.removeFirst()) }

@@ -41,6 +41,13 @@ final class NotificationSender: Sendable {
     /// Status texts replaced by a later one before they were sent.
     var superseded: Int { core.state.withLock { $0.queue.superseded } }
 
+    /// Waits until every message submitted so far has been handed to the service manager (a
+    /// coalesced status text excepted), at most `timeout`: before the process exits, so the last
+    /// STOPPING=1 is not lost with the thread. Returns at once when nothing is waiting.
+    func flush(upTo timeout: Duration) {
+        core.flush(upTo: timeout)
+    }
+
     /// Ends the thread and waits for it: once the send in progress (if any) returns, nothing
     /// more is sent. For tests that change `NOTIFY_SOCKET` afterwards.
     func shutDown() {
@@ -54,6 +61,10 @@ final class NotificationSender: Sendable {
             var queue: NotificationQueue
             var closed = false
             var threadRunning = false
+            /// A send is in progress (taken from the queue, not yet returned).
+            var sending = false
+            /// `flush` callers, told when nothing is left to send at once.
+            var flushWaiters: [Semaphore] = []
         }
 
         let state: Mutex<State>
@@ -104,6 +115,18 @@ final class NotificationSender: Sendable {
             wakeup.signal()
         }
 
+        func flush(upTo timeout: Duration) {
+            let waiter = Semaphore()
+            let pending = state.withLock { state -> Bool in
+                guard state.threadRunning, !state.closed, state.sending || state.queue.hasMessages else { return false }
+                state.flushWaiters.append(waiter)
+                return true
+            }
+            guard pending else { return }
+            wakeup.signal()
+            waiter.wait(timeout: timeout)
+        }
+
         func waitForEnd() {
             guard state.withLock({ $0.threadRunning }) else { return }
             ended.wait(timeout: nil)
@@ -114,9 +137,17 @@ final class NotificationSender: Sendable {
         private func run() {
             defer { ended.signal() }
             while true {
-                let next = state.withLock { state -> NotificationQueue.Next? in
-                    state.closed ? nil : state.queue.next(now: .now)
+                let (next, drained) = state.withLock { state -> (NotificationQueue.Next?, [Semaphore]) in
+                    let next = state.closed ? nil : state.queue.next(now: .now)
+                    if case .send = next {
+                        state.sending = true
+                        return (next, [])
+                    }
+                    state.sending = false
+                    defer { state.flushWaiters = [] }
+                    return (next, state.flushWaiters)
                 }
+                for waiter in drained { waiter.signal() }
                 switch next {
                 case nil: return
                 case .send(let message): send(message)

@@ -78,6 +78,12 @@ public struct Notifier: Sendable {
         sender?.submit { $0.lifecycle("EXTEND_TIMEOUT_USEC=\(microseconds)", now: $1) }
     }
 
+    /// Waits, at most `timeout`, until what was submitted has been sent: call it before the
+    /// process exits, or its last STOPPING=1 may never leave the sending thread.
+    public func flush(upTo timeout: Duration) {
+        sender?.flush(upTo: timeout)
+    }
+
     /// Notifications dropped because PID 1 did not read them and the queue was full.
     public var droppedNotifications: Int { sender?.dropped ?? 0 }
 

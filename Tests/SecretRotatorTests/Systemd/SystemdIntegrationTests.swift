@@ -123,6 +123,23 @@ import Testing
         notifier.shutDown()
     }
 
+    /// What was submitted before the process exits is sent: `flush` returns once STOPPING=1
+    /// has been handed to the socket (the daemon's exit raced the sending thread and systemd
+    /// never saw STOPPING=1).
+    @Test(.timeLimit(.minutes(1))) func flushSendsWhatWasSubmittedBeforeExit() throws {
+        let listener = try NotifySocketListener()
+        defer { listener.close() }
+        let notifier = Notifier()
+        defer { notifier.shutDown() }
+        notifier.ready(status: "1 app")
+        notifier.stopping()
+        notifier.flush(upTo: .seconds(30))
+        notifier.shutDown()
+        #expect(listener.receive() == "READY=1\nSTATUS=1 app")
+        #expect(listener.receive() == "STOPPING=1\nSTATUS=stopping")
+        notifier.flush(upTo: .seconds(30))  // nothing left: returns at once
+    }
+
     @Test func withoutSystemdItIsANoOp() {
         unsetenv("NOTIFY_SOCKET")
         unsetenv("WATCHDOG_USEC")
