@@ -68,10 +68,21 @@ public enum ClusterRecordCoding {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
-            try container.encode(Self.style.format(date))
+            try container.encode(Self.format(date))
         }
         encoder.outputFormatting = [.sortedKeys]
         return (try? Array(encoder.encode(value))) ?? []
+    }
+
+    /// `date` in UTC to the nearest millisecond, e.g. `2027-01-15T08:00:00.135Z`. The format
+    /// style truncates the binary fraction, and a parsed `.135` is stored as 0.13499…, so a
+    /// notice written again came out a millisecond early (the answer fuzzer found it).
+    static func format(_ date: Date) -> String {
+        let milliseconds = (date.timeIntervalSince1970 * 1000).rounded()
+        let seconds = (milliseconds / 1000).rounded(.down)
+        let fraction = String(Int(milliseconds - seconds * 1000))
+        let whole = Date.ISO8601FormatStyle().format(Date(timeIntervalSince1970: seconds))
+        return "\(whole.dropLast()).\(String(repeating: "0", count: max(0, 3 - fraction.count)))\(fraction)Z"
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) -> T? {

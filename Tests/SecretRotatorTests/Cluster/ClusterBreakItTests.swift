@@ -8,6 +8,18 @@ import Testing
 @Suite struct ClusterBreakItTests {
     /// `run --once` on a `[cluster]` host: refused with 78 and a sentence, not a trap on a
     /// client built first and never shut down (exit 132 on the debug build).
+    /// The answer fuzzer's reproducer: a notice's `rotated_at` with milliseconds survives a
+    /// round trip exactly (it came back a millisecond early).
+    @Test func aNoticeDateSurvivesARoundTrip() throws {
+        let body = Array(#"{"host":"web-1","rotated_at":"2027-01-15T08:00:00.135Z","version":3}"#.utf8)
+        let notice = try #require(ClusterRecordCoding.decode(RotationNotice.self, from: body))
+        let again = try #require(ClusterRecordCoding.decode(RotationNotice.self, from: ClusterRecordCoding.encode(notice)))
+        #expect(again.rotatedAt == notice.rotatedAt)
+        #expect(String(decoding: ClusterRecordCoding.encode(notice), as: UTF8.self).contains("2027-01-15T08:00:00.135Z"))
+        #expect(ClusterRecordCoding.format(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(ClusterRecordCoding.format(Date(timeIntervalSince1970: 1.9996)) == "1970-01-01T00:00:02.000Z")
+    }
+
     @Test func runOnceWithClusterIsRefusedCleanly() throws {
         let directory = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
