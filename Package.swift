@@ -58,11 +58,15 @@ let package = Package(
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // statx(2) attributes (immutable, append-only, mount point) for the output pre-flight.
         .target(name: "CLinuxFiles"),
+        // sd-bus (libsystemd): reload or restart a consumer unit and read its state back. In C
+        // because sd-bus's message API is variadic, which Swift cannot call.
+        .target(name: "CSystemdBus", linkerSettings: [.linkedLibrary("systemd")]),
         .target(
             name: "SecretRotator",
             dependencies: [
                 "CSystemd",
                 "CLinuxFiles",
+                "CSystemdBus",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -296,6 +296,9 @@ build_package() { # NAME DESCRIPTION-FILE EXTRA-DEPENDS BINARY...
         printf 'Maintainer: %s\n' "$maintainer"
         printf 'Installed-Size: %s\n' "$installed_size"
         printf 'Depends: %s\n' "$depends"
+        # polkitd: consumers are reloaded over D-Bus as the daemon's own user; the rule the
+        # unit generates (secret-rotator polkit-rule) is what lets it, and only polkitd reads it.
+        [[ $name == secret-rotator ]] && printf 'Recommends: polkitd\n'
         printf 'Section: admin\n'
         printf 'Priority: optional\n'
         cat "$description"

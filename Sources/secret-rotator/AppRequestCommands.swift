@@ -135,12 +135,12 @@ struct AppRequest {
                     }
                     return false
                 }
-                // A retry of the hook of the version already written is not the rotation asked
+                // A retry of the hook (or of consumer notifications) of the version already written is not the rotation asked
                 // for (the daemon keeps the request until its refresh runs): keep waiting. A
                 // refresh that started marks the rotation owed until it is done, so its failure
                 // still answers.
                 let hookRetry = state.version == old.version && state.intent == nil && !state.rotationOwed
-                    && state.hookDoneVersion < state.version
+                    && (state.hookDoneVersion < state.version || state.consumersDoneVersion < state.version)
                 if state.consecutiveFailures > old.consecutiveFailures, !(kind == .rotate && hookRetry) {
                     progress.failed(
                         "\(app.name): attempt failed (the daemon keeps retrying with backoff): \(state.lastError ?? "unknown error")")

@@ -24,7 +24,7 @@ struct SecretRotatorCommand: AsyncParsableCommand {
         version: "secret-rotator \(SecretRotatorVersion.current)",
         subcommands: [
             RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, CheckConfigCommand.self,
-            DemoCommand.self,
+            DemoCommand.self, PolkitRuleCommand.self,
         ]
     )
 

@@ -32,10 +32,12 @@ struct StatusCommand: ParsableCommand {
             Exit status (the worst app decides): 0 every app healthy, 1 an app's last attempt \
             failed (its secret is still valid), 2 an app is overdue or has never obtained a \
             secret, 3 an output is missing or not as configured, 4 the state or an output could \
-            not be read, 64 bad arguments or an unknown app, 77 the state directory cannot be \
+            not be read, 5 a consumer unit is not confirmed on the current secret after \
+            consumer_grace (it may use a secret GenAuth killed; a stopped unit is "not running", \
+            not a problem), 64 bad arguments or an unknown app, 77 the state directory cannot be \
             read (run as root or the daemon's user), 78 invalid config.
             With --nagios: one line and the Monitoring Plugins codes 0 OK, 1 WARNING (failing), \
-            2 CRITICAL (overdue, never obtained, outputs), 3 UNKNOWN (anything else).
+            2 CRITICAL (overdue, never obtained, outputs, consumers), 3 UNKNOWN (anything else).
             """)
 
     @OptionGroup var configOption: ConfigOption

@@ -147,10 +147,18 @@ struct AppsSection {
                     trailingNewline: true, allowWorldReadable: false, allowUnsafeDirectory: false, inDropDirectory: true))
         }
 
+        let consumers = ConsumerSettings.units(reader, sink: sink)
+        let consumerAction = ConsumerSettings.action(reader, sink: sink) ?? defaults.consumerAction
+        let consumerGrace = ConsumerSettings.grace(reader, sink: sink) ?? defaults.consumerGrace
+
         guard let id, let name else { return nil }
-        return AppConfig(
+        var app = AppConfig(
             id: id, name: name, action: action, interval: interval, jitter: jitter, firstStart: firstStart,
             onRotate: onRotate, hookTimeout: hookTimeout, outputs: outputs)
+        app.consumers = consumers
+        app.consumerAction = consumerAction
+        app.consumerGrace = consumerGrace
+        return app
     }
 
     static func dropPath(directory: String, file: String) -> String {

@@ -33,6 +33,10 @@ public struct ConfigPlan: Encodable, Sendable {
         /// `file:line` of its `[[app]]` table: the main config or a file of apps.d.
         let source: String?
         let outputs: [Output]
+        /// Consumer units told over D-Bus after each rotation, with the action and grace.
+        let consumers: [String]
+        let consumerAction: String
+        let consumerGrace: String
     }
 
     public struct Output: Encodable, Sendable {
@@ -105,7 +109,9 @@ public struct ConfigPlan: Encodable, Sendable {
                         template: output.templatePath, mode: output.mode.description, owner: output.owner?.description,
                         group: output.group?.description, trailingNewline: output.trailingNewline,
                         dropDirectory: output.inDropDirectory)
-                })
+                },
+                consumers: app.consumers, consumerAction: app.consumerAction.description,
+                consumerGrace: DurationSyntax.format(app.consumerGrace))
         }
     }
 
@@ -156,6 +162,10 @@ public struct ConfigPlan: Encodable, Sendable {
                 if output.dropDirectory { detail += "  [drop directory]" }
                 if output.format == "raw" && !output.trailingNewline { detail += "  no trailing newline" }
                 lines.append(detail)
+            }
+            if !app.consumers.isEmpty {
+                lines.append(
+                    "    consumers \(app.consumers.joined(separator: ", "))  (\(app.consumerAction) over D-Bus; reported after \(app.consumerGrace))")
             }
         }
         return lines.joined(separator: "\n")

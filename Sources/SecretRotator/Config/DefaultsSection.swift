@@ -80,6 +80,8 @@ struct DefaultsSection {
                 settings.verifyInterval = verifyInterval
             }
         }
+        if let action = ConsumerSettings.action(reader, sink: sink) { settings.consumerAction = action }
+        if let grace = ConsumerSettings.grace(reader, sink: sink) { settings.consumerGrace = grace }
         return settings
     }
 

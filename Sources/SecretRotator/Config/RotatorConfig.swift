@@ -82,6 +82,11 @@ public struct DefaultSettings: Sendable {
     /// How often each `rotate` app's current secret is read from GenAuth and compared with the
     /// one on disk (a changed one is adopted); `.zero` turns the check off. Default 1 hour.
     public var verifyInterval: Duration = .seconds(3_600)
+    /// What consumer units are asked to do after a rotation (`consumer_action`).
+    public var consumerAction: ConsumerAction = .reloadOrRestart
+    /// How long a consumer may stay unconfirmed on an older secret before `status` reports it
+    /// (`consumer_grace`). Default 1 minute: a notification takes milliseconds, a retry seconds.
+    public var consumerGrace: Duration = .seconds(60)
 }
 
 public struct AppConfig: Sendable {
@@ -98,6 +103,11 @@ public struct AppConfig: Sendable {
     /// Where the app was configured: the main file or one of apps.d/*.toml (check-config
     /// shows it; diagnostics about the app point there). Nil for configs built in code.
     public var source: AppSource? = nil
+    /// systemd units (`billing.service`) that use the secret: told over D-Bus once it is
+    /// durable on every output, then checked to have picked it up (`consumers`).
+    public var consumers: [String] = []
+    public var consumerAction: ConsumerAction = .reloadOrRestart
+    public var consumerGrace: Duration = .seconds(60)
 }
 
 /// The file and table an `[[app]]` was read from.

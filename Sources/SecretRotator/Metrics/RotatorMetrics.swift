@@ -43,6 +43,13 @@ public final class RotatorMetrics: Sendable {
         public static let outputRepairs = "secret_rotator_output_repairs_total"
         /// Counter, per app, label `result` (`success`, `failure`): `on_rotate` hook runs.
         public static let hookRuns = "secret_rotator_hook_runs_total"
+        /// Counter, per app, labels `unit` (a consumer, e.g. `billing.service`) and `outcome`
+        /// (`confirmed`, `signalled`, `not_running`, `failed`): each consumer told of a secret
+        /// over D-Bus, and what systemd showed afterwards (`ConsumerPickup`).
+        public static let consumerNotifications = "secret_rotator_consumer_notifications_total"
+        /// Gauge, per app, label `unit`: Unix time (s) systemd last showed the consumer reloaded
+        /// or restarted after a new secret was written (or the signal sent); absent until then.
+        public static let consumerLastConfirmed = "secret_rotator_consumer_last_confirmed_timestamp_seconds"
         /// Counter, labels `endpoint` (the V3 operation, e.g. `refresh-application-secret`) and
         /// `outcome` (`APIRequestOutcome`): every HTTP exchange with GenAuth, token fetches and
         /// the one retry after a refused token included.
@@ -225,6 +232,30 @@ public final class RotatorMetrics: Sendable {
             guard state.tracked?.contains(app.id) ?? true else { return }
             Self.counter(Name.hookRuns, ("result", succeeded ? "success" : "failure"), app: app, in: &state, factory: factory)
                 .increment()
+        }
+    }
+
+    /// Consumers of `app` were told of a secret at `at`; `outcomes` is what systemd showed.
+    public func consumersNotified(_ app: AppConfig, _ outcomes: [ConsumerOutcome], at: Date) {
+        guard let factory, !outcomes.isEmpty else { return }
+        changing { state in
+            guard state.tracked?.contains(app.id) ?? true else { return }
+            for outcome in outcomes {
+                let word = outcome.state.rawValue.replacingOccurrences(of: " ", with: "_")
+                let key = Name.consumerNotifications + "\u{0}" + outcome.unit + "\u{0}" + word
+                let counter = state.apps[app.id]?.counters[key] ?? Counter(
+                    label: Name.consumerNotifications,
+                    dimensions: [("app", app.name), ("app_id", app.id), ("unit", outcome.unit), ("outcome", word)], factory: factory)
+                state.apps[app.id, default: AppSeries(name: app.name)].counters[key] = counter
+                counter.increment()
+                guard outcome.state == .confirmed || outcome.state == .signalled else { continue }
+                let gaugeKey = Name.consumerLastConfirmed + "\u{0}" + outcome.unit
+                let gauge = state.apps[app.id]?.gauges[gaugeKey] ?? Gauge(
+                    label: Name.consumerLastConfirmed, dimensions: [("app", app.name), ("app_id", app.id), ("unit", outcome.unit)],
+                    factory: factory)
+                state.apps[app.id, default: AppSeries(name: app.name)].gauges[gaugeKey] = gauge
+                gauge.record(at.timeIntervalSince1970)
+            }
         }
     }
 

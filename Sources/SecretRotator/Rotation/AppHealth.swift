@@ -33,6 +33,9 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         /// here), a leader that does not list it, or no watch (followed by polling only).
         /// WARNING: the secret on disk is still valid; overdue catches what lasts too long.
         case cluster(String)
+        /// A consumer unit has not been confirmed on the app's current version for longer than
+        /// `consumer_grace`: GenAuth killed the secret it may still hold.
+        case consumerBehind(unit: String, version: Int, since: Date, detail: String?)
 
         public var verdict: Verdict {
             switch self {
@@ -40,6 +43,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .outputBad: .outputs
             case .neverObtained, .overdue: .overdue
             case .failing, .cluster: .failing
+            case .consumerBehind: .consumers
             case .unresolvedRefresh(_, let stale): stale ? .overdue : .failing
             }
         }
@@ -54,6 +58,8 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .failing(let attempts, let lastError):
                 "failing: \(attempts) failed attempt\(attempts == 1 ? "" : "s"); last error: \(lastError ?? "unknown")"
             case .cluster(let problem): "cluster: \(problem)"
+            case .consumerBehind(let unit, let version, let since, let detail):
+                "consumer \(unit) is not confirmed on version \(version) (written \(since.formatted(.iso8601)))\(detail.map { ": \($0)" } ?? "")"
             case .unresolvedRefresh(let since, _):
                 "a refresh's outcome is unknown\(since.map { " since \($0.formatted(.iso8601))" } ?? ""): the outputs may hold a secret GenAuth has already replaced, until the daemon reconciles it"
             }
@@ -82,15 +88,19 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         case outputs = 3
         /// The state could not be read, or an output could not be inspected.
         case unknown = 4
+        /// A consumer unit is not confirmed on the current secret past its grace period: the
+        /// service may be using a secret GenAuth has killed.
+        case consumers = 5
 
-        /// 0 ok, 1 failing, 2 unknown, 3 overdue, 4 outputs.
+        /// 0 ok, 1 failing, 2 unknown, 3 overdue, 4 consumers, 5 outputs.
         public var severity: Int {
             switch self {
             case .ok: 0
             case .failing: 1
             case .unknown: 2
             case .overdue: 3
-            case .outputs: 4
+            case .consumers: 4
+            case .outputs: 5
             }
         }
 
@@ -104,6 +114,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .overdue: "overdue"
             case .outputs: "outputs"
             case .unknown: "unknown"
+            case .consumers: "consumers"
             }
         }
 
@@ -114,7 +125,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             switch self {
             case .ok: (0, "OK")
             case .failing: (1, "WARNING")
-            case .overdue, .outputs: (2, "CRITICAL")
+            case .overdue, .outputs, .consumers: (2, "CRITICAL")
             case .unknown: (3, "UNKNOWN")
             }
         }
@@ -163,6 +174,11 @@ public struct AppHealth: Sendable, Encodable, Equatable {
                 findings.append(.unresolvedRefresh(since: app.unfinishedSince, stale: stale))
             }
             if let cluster { findings += clusterFindings(app, cluster) }
+            for behind in app.consumersBehind {
+                if now.timeIntervalSince(behind.since) > RotationPlanner.seconds(app.consumerGrace) {
+                    findings.append(.consumerBehind(unit: behind.unit, version: app.version, since: behind.since, detail: behind.detail))
+                }
+            }
         }
         return AppHealth(findings: findings)
     }

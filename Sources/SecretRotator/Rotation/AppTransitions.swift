@@ -84,6 +84,9 @@ public enum AppTransitions {
         /// Outputs that had drifted were rewritten from the held secret.
         case driftRepaired(causes: [String], contentChanged: Bool)
         case hookFinished(version: Int, succeeded: Bool, detail: String)
+        /// The consumer units were told of `version` over D-Bus; `outcomes` is what systemd
+        /// showed for each (`ConsumerPickup`), in the config's order.
+        case consumersNotified(version: Int, outcomes: [ConsumerOutcome])
         /// A record could not be made durable; the step fails and nothing new is adopted.
         case journalFailed(Failure)
     }
@@ -96,6 +99,9 @@ public enum AppTransitions {
         /// GenAuth confirmed the secret the outputs hold: keep it as the held secret if it is not yet.
         case keepConfirmedSecret
         case runHook(version: Int)
+        /// Tell every consumer unit of `version` (reload or restart over D-Bus), then check
+        /// that each picked it up; answered by `consumersNotified`.
+        case notifyConsumers(version: Int)
         /// Rewrite the drifted outputs from the held secret (no API call).
         case repairOutputs
         /// Read GenAuth's current secret (purpose `.verify`) before any output content is
@@ -121,6 +127,8 @@ public enum AppTransitions {
         /// GenAuth is read first, the outputs are left as they are until it answers.
         case repairAwaitsConfirmation
         case hookDone(version: Int, detail: String)
+        /// Consumers that picked up `version` (or were not running); failures come as `failed`.
+        case consumersSettled(version: Int, outcomes: [ConsumerOutcome])
         case failed(Failure, attempt: Int, retryIn: Duration, permanent: Bool)
     }
 
@@ -130,12 +138,15 @@ public enum AppTransitions {
         public var now: Date
         public var policy: EnginePolicy
         public var hasHook: Bool
+        /// The app names consumer units (`consumers`): a new secret is announced to them.
+        public var hasConsumers: Bool
         public var draw: UInt64
 
-        public init(now: Date, policy: EnginePolicy, hasHook: Bool, draw: UInt64) {
+        public init(now: Date, policy: EnginePolicy, hasHook: Bool, hasConsumers: Bool = false, draw: UInt64) {
             self.now = now
             self.policy = policy
             self.hasHook = hasHook
+            self.hasConsumers = hasConsumers
             self.draw = draw
         }
     }
@@ -269,6 +280,13 @@ public enum AppTransitions {
                     // secret. A `fetch` after such a loss rotated a second time.
                     next.rotationOwed = false
                 }
+                // Consumers first: GenAuth has killed the secret they hold, and a unit told over
+                // D-Bus is the shortest way back; a hook may be slow or fail on its own.
+                if context.hasConsumers {
+                    actions.append(.notifyConsumers(version: version))
+                } else {
+                    next.consumersDoneVersion = version
+                }
                 if context.hasHook {
                     actions.append(.runHook(version: version))
                 } else {
@@ -298,6 +316,9 @@ public enum AppTransitions {
             var actions: [Action] = [.report(.repaired(causes: causes))]
             // A consumer may have read the wrong content (or none): reload it as after a rotation.
             // A mode, owner or group repair changes nothing a consumer has read.
+            if contentChanged && context.hasConsumers && state.version > 0 {
+                actions.append(.notifyConsumers(version: state.version))
+            }
             if contentChanged && context.hasHook && state.version > 0 {
                 actions.append(.runHook(version: state.version))
             }
@@ -315,6 +336,37 @@ public enum AppTransitions {
                 .local, "on_rotate hook failed (\(detail)); it will be retried without rotating again",
                 fields: ["event": JournalEvent.hookFailed.rawValue, "version": "\(version)"])
             return fail(next, failure, context)
+
+        case .consumersNotified(let version, let outcomes):
+            for outcome in outcomes {
+                let old = next.consumers.first { $0.unit == outcome.unit }
+                let confirmed = outcome.state == .confirmed || outcome.state == .signalled
+                let record = ConsumerRecord(
+                    unit: outcome.unit, version: version, state: outcome.state, lastNotified: now,
+                    lastConfirmed: confirmed ? now : old?.lastConfirmed, detail: outcome.detail)
+                if let index = next.consumers.firstIndex(where: { $0.unit == outcome.unit }) {
+                    next.consumers[index] = record
+                } else {
+                    next.consumers.append(record)
+                }
+            }
+            let settled = outcomes.filter { $0.state != .failed }
+            var actions: [Action] = settled.isEmpty ? [] : [.report(.consumersSettled(version: version, outcomes: settled))]
+            guard let failed = outcomes.first(where: { $0.state == .failed }) else {
+                next.consumersDoneVersion = max(state.consumersDoneVersion, min(version, state.version))
+                clearFailure(&next)
+                return Transition(state: next, actions: actions)
+            }
+            // Its own event (and MESSAGE_ID): a consumer left on a dead secret. Retried with the
+            // one backoff, never by rotating again (that would kill the secret it lacks).
+            let count = outcomes.count - settled.count
+            let failure = Failure(
+                .local,
+                "consumer \(failed.unit)\(count > 1 ? " and \(count - 1) more" : "") not on version \(version): \(failed.detail ?? "no reason given"); it will be told again without rotating",
+                fields: ["event": JournalEvent.consumerFailed.rawValue, "version": "\(version)", "unit": failed.unit])
+            let failing = fail(next, failure, context)
+            actions += failing.actions
+            return Transition(state: failing.state, actions: actions)
         }
     }
 

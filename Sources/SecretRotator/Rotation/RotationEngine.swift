@@ -21,6 +21,8 @@ public actor RotationEngine {
     private let stateDirectory: StateDirectory
     private let writer: OutputWriter
     private let hooks: any HookRunning
+    /// systemd, for consumer units (`consumers`): told over D-Bus, then checked.
+    private let units: any SystemdUnitManaging
     /// Blocking file I/O (outputs, their pre-flight and inspection) runs here, off the actor
     /// and off the cooperative pool: an fsync of one app no longer holds back the others, and
     /// concurrent writes let the file system group their journal commits.
@@ -115,6 +117,7 @@ public actor RotationEngine {
     public init(
         config: RotatorConfig, api: any SecretAPI, stateDirectory: StateDirectory,
         writer: OutputWriter = OutputWriter(), hooks: any HookRunning = HookRunner(),
+        units: any SystemdUnitManaging = SystemdBusUnits(),
         fileIO: NIOThreadPool = RotationEngine.sharedFileIO,
         now: @escaping @Sendable () -> Date = { Date() },
         random: any RandomNumberGenerator & Sendable = SystemRandomNumberGenerator(),
@@ -127,6 +130,7 @@ public actor RotationEngine {
         self.stateDirectory = stateDirectory
         self.writer = writer
         self.hooks = hooks
+        self.units = units
         self.fileIO = fileIO
         self.now = now
         self.random = random
@@ -629,6 +633,7 @@ public actor RotationEngine {
         case .fetch: await read(app, purpose: .fetch)
         case .writeOutputs(let version): await writeHeld(app, version: version)
         case .runHook(let version): await runHook(app, version: version)
+        case .notifyConsumers(let version): await notifyConsumers(app, version: version, onlyUnsettled: true)
         case .inspectOutputs: await inspectOutputs(app)
         case .wait: return
         }
@@ -656,7 +661,7 @@ public actor RotationEngine {
     ) async {
         let old = states[app.id] ?? AppState(appID: app.id)
         let context = AppTransitions.Context(
-            now: now(), policy: policy, hasHook: app.onRotate != nil, draw: random.next())
+            now: now(), policy: policy, hasHook: app.onRotate != nil, hasConsumers: !app.consumers.isEmpty, draw: random.next())
         let result = AppTransitions.apply(event, to: old, context: context)
         if result.state != old {
             do {
@@ -704,6 +709,8 @@ public actor RotationEngine {
             }
         case .runHook(let version):
             await runHook(app, version: version)
+        case .notifyConsumers(let version):
+            await notifyConsumers(app, version: version, onlyUnsettled: false)
         case .repairOutputs:
             guard let repair else { return }
             await repairOutputs(app, repair)
@@ -936,6 +943,38 @@ public actor RotationEngine {
         await transition(app, .hookFinished(version: version, succeeded: outcome.succeeded, detail: detail))
     }
 
+    /// Tells the app's consumer units of `version` over D-Bus, all at once, and feeds what
+    /// systemd showed for each back as one event. `onlyUnsettled`: a retry tells only the units
+    /// that have not settled on `version`; after a write or a repair every unit is told.
+    private func notifyConsumers(_ app: AppConfig, version: Int, onlyUnsettled: Bool) async {
+        let records = states[app.id]?.consumers ?? []
+        let targets = app.consumers.filter { unit in
+            !onlyUnsettled || !(records.first { $0.unit == unit }?.isSettled(at: version) ?? false)
+        }
+        // Like a hook, the wait for systemd holds no max_concurrent slot: a unit that takes its
+        // whole start timeout must not hold back other apps' API work.
+        inHook.insert(app.id)
+        slotFreed()
+        let notifiedAt = now()
+        let units = units
+        let action = app.consumerAction
+        let timeout = app.hookTimeout
+        let outcomes = await withTaskGroup(of: (Int, ConsumerOutcome).self) { group in
+            for (index, unit) in targets.enumerated() {
+                group.addTask {
+                    let report = await units.notify(unit: unit, action: action, timeout: timeout)
+                    return (index, ConsumerPickup.judge(report, action: action, unit: unit, notifiedAt: notifiedAt))
+                }
+            }
+            var collected: [(Int, ConsumerOutcome)] = []
+            for await outcome in group { collected.append(outcome) }
+            return collected.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        inHook.remove(app.id)
+        metrics.consumersNotified(app, outcomes, at: now())
+        await transition(app, .consumersNotified(version: version, outcomes: outcomes))
+    }
+
     // MARK: - Helpers
 
     /// Runs blocking file I/O on `fileIO`; `fallback` if the pool is shut down (process exit).
@@ -1129,6 +1168,19 @@ public actor RotationEngine {
             log.notice(
                 "outputs repaired (\(causes.joined(separator: ", "))) from the held secret",
                 metadata: ["event": "output_repaired", "cause": "\(causes.joined(separator: ","))"])
+        case .consumersSettled(let version, let outcomes):
+            for outcome in outcomes {
+                let metadata: Logger.Metadata = [
+                    "event": "\(outcome.state == .notRunning ? JournalEvent.consumerNotRunning.rawValue : JournalEvent.consumerConfirmed.rawValue)",
+                    "unit": "\(outcome.unit)", "version": "\(version)", "detail": "\(outcome.detail ?? "")",
+                ]
+                switch outcome.state {
+                case .notRunning:
+                    log.notice("consumer \(outcome.unit) was not running; it reads version \(version) when it starts", metadata: metadata)
+                default:
+                    log.info("consumer \(outcome.unit) is on version \(version) (\(outcome.detail ?? outcome.state.rawValue))", metadata: metadata)
+                }
+            }
         case .hookDone(let version, let output):
             var metadata: Logger.Metadata = ["version": "\(version)"]
             if !output.isEmpty { metadata["hook_output"] = "\(output)" }

@@ -15,7 +15,7 @@ import Foundation
 /// 4. outputs are compared with the held secret when a pass asks for it (level-triggered);
 /// 5. a rotation that was started and failed is retried, then the schedule (a due rotation
 ///    goes before an owed hook, so a failing hook never stops rotations);
-/// 6. an owed hook;
+/// 6. owed consumer notifications, then an owed hook;
 /// 7. verification: rotate (or fetch for `follow`), and verification against GenAuth.
 public enum RotationPlanner {
     public enum Step: Sendable, Equatable {
@@ -25,6 +25,8 @@ public enum RotationPlanner {
         case reconcile
         /// All outputs hold `version` but its hook has not completed.
         case runHook(version: Int)
+        /// All outputs hold `version` but a consumer unit has not settled on it: tell those again.
+        case notifyConsumers(version: Int)
         /// Compare every output with the held secret and repair drift (no API call).
         case inspectOutputs
         /// Read GenAuth's current secret and adopt it if it changed (settle check after a
@@ -49,6 +51,7 @@ public enum RotationPlanner {
             case .writeOutputs: "write_outputs"
             case .reconcile: "reconcile"
             case .runHook: "run_hook"
+            case .notifyConsumers: "notify_consumers"
             case .inspectOutputs: "inspect_outputs"
             case .verify: "verify"
             case .fetch: "fetch"
@@ -89,11 +92,12 @@ public enum RotationPlanner {
             // A started rotation that failed is retried as soon as the backoff allows.
             return .refresh
         }
-        let hookOwed = app.onRotate != nil && state.version > 0 && state.hookDoneVersion < state.version
-        if hookOwed && state.consecutiveFailures == 0 {
-            // A hook never tried (the process died between recording the version and running
-            // it) runs before a due rotation: consumers are told of every secret they were given.
-            return .runHook(version: state.version)
+        let followUp = owedFollowUp(app: app, state: state)
+        if let followUp, state.consecutiveFailures == 0 {
+            // A notification or hook never tried (the process died between recording the
+            // version and running it) runs before a due rotation: consumers are told of every
+            // secret they were given.
+            return followUp
         }
         let due = dueDate(app: app, state: state)
         if due <= now {
@@ -104,8 +108,8 @@ public enum RotationPlanner {
             }
             return app.action == .follow ? .fetch : .refresh
         }
-        if hookOwed {
-            return .runHook(version: state.version)
+        if let followUp {
+            return followUp
         }
         if state.version > 0 && facts.heldVersion == nil {
             // A state from before Engine v2 (or a lost secret record): learn the secret, or
@@ -117,6 +121,19 @@ public enum RotationPlanner {
             return .wait(until: min(due, verify))
         }
         return .wait(until: due)
+    }
+
+    /// What is owed after a version reached every output: consumer units not yet settled on it
+    /// (they hold a dead secret), then the `on_rotate` hook. Nil when nothing is.
+    public static func owedFollowUp(app: AppConfig, state: AppState) -> Step? {
+        guard state.version > 0 else { return nil }
+        if !app.consumers.isEmpty && state.consumersDoneVersion < state.version {
+            return .notifyConsumers(version: state.version)
+        }
+        if app.onRotate != nil && state.hookDoneVersion < state.version {
+            return .runHook(version: state.version)
+        }
+        return nil
     }
 
     /// A refresh whose answer was lost may still be applied by GenAuth after our deadline, so

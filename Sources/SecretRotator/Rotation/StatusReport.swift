@@ -36,6 +36,13 @@ public struct StatusReport: Sendable, Encodable {
         /// When the app's scheduled rotation (or, for `follow`, its poll) falls due, however
         /// late: what "overdue" is measured from. Nil before the first secret.
         public let scheduledDue: Date?
+        /// Each consumer unit as last seen (`consumers` in the config order; a unit never told
+        /// yet has state "pending").
+        public let consumers: [Consumer]
+        /// Consumer units not settled on `version`, since when (the secret's write): what
+        /// `AppHealth` reports once `consumerGrace` has passed.
+        public let consumersBehind: [Behind]
+        public let consumerGrace: Duration
         /// The monitoring verdict (`AppHealth`); set by `StatusReport.read`, empty otherwise.
         public internal(set) var health = AppHealth(findings: [])
 
@@ -60,6 +67,39 @@ public struct StatusReport: Sendable, Encodable {
             self.hasSecret = hasSecret
             scheduledDue = state.version > 0 ? RotationPlanner.dueDate(app: effective ?? app, state: state) : nil
             self.problems = problems
+            consumers = app.consumers.map { unit in
+                let record = state.consumers.first { $0.unit == unit }
+                return Consumer(
+                    unit: unit, state: record.map { $0.version < state.version ? "pending" : $0.state.rawValue } ?? "pending",
+                    version: record?.version, lastNotified: record?.lastNotified, lastConfirmed: record?.lastConfirmed,
+                    detail: record?.detail)
+            }
+            consumersBehind = state.version == 0 ? [] : app.consumers.compactMap { unit in
+                let record = state.consumers.first { $0.unit == unit }
+                if let record, record.isSettled(at: state.version) { return nil }
+                // Settled for the app as a whole (a version before consumers were recorded).
+                if record == nil && state.consumersDoneVersion >= state.version { return nil }
+                return Behind(unit: unit, since: state.secretObtainedAt ?? .distantPast, detail: record?.detail)
+            }
+            consumerGrace = app.consumerGrace
+        }
+
+        /// One consumer unit in `status`.
+        public struct Consumer: Sendable, Encodable, Equatable {
+            public let unit: String
+            /// "confirmed", "signalled", "not running", "failed", or "pending" (not yet told of
+            /// the current version).
+            public let state: String
+            public let version: Int?
+            public let lastNotified: Date?
+            public let lastConfirmed: Date?
+            public let detail: String?
+        }
+
+        public struct Behind: Sendable, Encodable, Equatable {
+            public let unit: String
+            public let since: Date
+            public let detail: String?
         }
 
         public var needsAttention: Bool { consecutiveFailures > 0 || !problems.isEmpty || health.verdict != .ok }
@@ -193,7 +233,7 @@ public struct StatusReport: Sendable, Encodable {
                 switch finding {
                 case .outputBad, .outputUnchecked, .neverObtained, .overdue, .unresolvedRefresh(_, true):
                     lines.append("\(app.name): \(finding)")
-                case .cluster:
+                case .cluster, .consumerBehind:
                     lines.append("\(app.name): \(finding)")
                 case .stateUnreadable, .failing, .unresolvedRefresh(_, false):
                     break  // told below, with what the daemon does about it
@@ -208,6 +248,12 @@ public struct StatusReport: Sendable, Encodable {
             }
             if let call = app.unfinishedCall {
                 lines.append("\(app.name): an interrupted \(call) call; the next step reconciles it with GenAuth")
+            }
+            for consumer in app.consumers where consumer.state != "confirmed" && consumer.state != "signalled" {
+                // "not running" is not a failure: nothing holds the old secret.
+                if consumer.state == "pending" && app.consumersBehind.isEmpty { continue }
+                lines.append(
+                    "\(app.name): consumer \(consumer.unit) \(consumer.state)\(consumer.detail.map { " (\($0))" } ?? "")")
             }
             if let owed = app.hookOwedVersion {
                 lines.append("\(app.name): on_rotate hook for version \(owed) has not completed yet")

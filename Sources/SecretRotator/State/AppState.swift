@@ -63,6 +63,11 @@ public struct AppState: Codable, Sendable, Equatable {
     /// When the outputs' secret was last found to be GenAuth's current one by `verify`.
     public var lastVerified: Date?
     public var lastRepair: Repair?
+    /// The highest version every consumer unit was told of and settled on (confirmed,
+    /// signalled or not running); lower than `version` means a notification is owed.
+    public var consumersDoneVersion: Int = 0
+    /// Per consumer unit: last notified, last confirmed, state (`ConsumerRecord`).
+    public var consumers: [ConsumerRecord] = []
 
     public init(appID: String) {
         self.appID = appID
@@ -71,7 +76,7 @@ public struct AppState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case appID, version, consecutiveFailures, nextAttempt, lastError, intent, intentStartedAt, unchangedReads, rotationOwed
         case hookDoneVersion, secretFingerprint, settleCheckDue, lastVerified, lastRepair, lastChecked
-        case secretObtainedAt
+        case secretObtainedAt, consumersDoneVersion, consumers
     }
 
     /// Named `lastSuccess` in JSON records before Engine v2; the meaning (when the secret was
@@ -102,6 +107,8 @@ public struct AppState: Codable, Sendable, Equatable {
         settleCheckDue = try c.decodeIfPresent(Date.self, forKey: .settleCheckDue)
         lastVerified = try c.decodeIfPresent(Date.self, forKey: .lastVerified)
         lastRepair = try c.decodeIfPresent(Repair.self, forKey: .lastRepair)
+        consumersDoneVersion = try c.decodeIfPresent(Int.self, forKey: .consumersDoneVersion) ?? 0
+        consumers = try c.decodeIfPresent([ConsumerRecord].self, forKey: .consumers) ?? []
     }
 }
 

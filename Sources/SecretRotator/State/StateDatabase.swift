@@ -182,6 +182,13 @@ final class StateDatabase: Sendable {
                 t.column("row", .text).notNull()
             }
         }
+        migrator.registerMigration("v2: consumers") { db in
+            try db.alter(table: AppState.databaseTableName) { t in
+                t.add(column: "consumersDoneVersion", .integer).notNull().defaults(to: 0)
+                // JSON: [ConsumerRecord].
+                t.add(column: "consumers", .text)
+            }
+        }
         return migrator
     }()
 
