@@ -18,6 +18,7 @@ import Testing
         var healthy = AppState(appID: "a")
         healthy.version = 2
         healthy.hookDoneVersion = 2
+        healthy.consumersDoneVersion = 2
         healthy.secretFingerprint = "F2"
         healthy.secretObtainedAt = t0.addingTimeInterval(-100)
         var inFlight = healthy
@@ -33,9 +34,18 @@ import Testing
         var hookOwed = healthy
         hookOwed.version = 3
         hookOwed.secretFingerprint = "F3"
+        // Version 3 is on every output; one consumer took it, the other was refused.
+        var consumersOwed = hookOwed
+        consumersOwed.consumersDoneVersion = 2
+        consumersOwed.consecutiveFailures = 1
+        consumersOwed.nextAttempt = t0
+        consumersOwed.consumers = [
+            ConsumerRecord(unit: "billing.service", version: 3, state: .confirmed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: t0.addingTimeInterval(-5), detail: "reloaded"),
+            ConsumerRecord(unit: "worker.service", version: 3, state: .failed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: nil, detail: "refused"),
+        ]
         return [
             ("fresh", fresh), ("healthy", healthy), ("inFlight", inFlight), ("confirming", confirming),
-            ("failing", failing), ("hookOwed", hookOwed),
+            ("failing", failing), ("hookOwed", hookOwed), ("consumersOwed", consumersOwed),
         ]
     }()
 
@@ -65,6 +75,18 @@ import Testing
         ("hook.ok", .hookFinished(version: 3, succeeded: true, detail: "")),
         ("hook.failed", .hookFinished(version: 3, succeeded: false, detail: "exited(1)")),
         ("journalFailed", .journalFailed(.init(.local, "ENOSPC"))),
+        (
+            "consumers.ok",
+            .consumersNotified(
+                version: 3,
+                outcomes: [.init(unit: "billing.service", state: .confirmed, detail: "reloaded"), .init(unit: "worker.service", state: .notRunning)])
+        ),
+        (
+            "consumers.failed",
+            .consumersNotified(
+                version: 3,
+                outcomes: [.init(unit: "billing.service", state: .confirmed), .init(unit: "worker.service", state: .failed, detail: "refused")])
+        ),
     ]
 
     /// One line per pair: what changed in the state, then the actions (reports by kind only).
@@ -87,6 +109,11 @@ import Testing
         note("settle", before.settleCheckDue, after.settleCheckDue, time(after.settleCheckDue))
         note("owed", before.rotationOwed, after.rotationOwed, "\(after.rotationOwed)")
         note("hook", before.hookDoneVersion, after.hookDoneVersion, "\(after.hookDoneVersion)")
+        note("consumersDone", before.consumersDoneVersion, after.consumersDoneVersion, "\(after.consumersDoneVersion)")
+        note(
+            "consumers", before.consumers, after.consumers,
+            after.consumers.map { "\($0.unit.prefix(while: { $0 != "." })):\($0.state.rawValue.replacingOccurrences(of: " ", with: "_"))@\($0.version)" }
+                .joined(separator: "+"))
         note("fp", before.secretFingerprint, after.secretFingerprint, after.secretFingerprint ?? "-")
         note("repair", before.lastRepair, after.lastRepair, after.lastRepair?.causes.joined(separator: "+") ?? "-")
         let actions = result.actions.map { action -> String in
@@ -95,6 +122,7 @@ import Testing
             case .adoptSecret(let version, let origin): "adopt(\(version),\(origin.rawValue))"
             case .keepConfirmedSecret: "keep"
             case .runHook(let version): "hook(\(version))"
+            case .notifyConsumers(let version): "notify(\(version))"
             case .repairOutputs: "repair"
             case .confirmRecord: "confirm"
             case .report(let report):
@@ -108,8 +136,10 @@ import Testing
         return "\(changes.isEmpty ? "=" : changes.joined(separator: " ")) | \(actions.joined(separator: " "))"
     }
 
-    static func apply(_ event: AppTransitions.Event, _ state: AppState, hook: Bool = true) -> AppTransitions.Transition {
-        AppTransitions.apply(event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, draw: 42))
+    static func apply(_ event: AppTransitions.Event, _ state: AppState, hook: Bool = true, consumers: Bool = true)
+        -> AppTransitions.Transition
+    {
+        AppTransitions.apply(event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, hasConsumers: consumers, draw: 42))
     }
 
     /// Break-it pass: a refresh applied but unanswered, its intent then cleared by a failed
@@ -148,8 +178,8 @@ import Testing
     @Test func invariantsHoldForEveryPair() {
         for (stateName, state) in Self.states {
             for (eventName, event) in Self.events {
-                for hook in [true, false] {
-                    let result = Self.apply(event, state, hook: hook)
+                for (hook, consumers) in [(true, true), (false, false), (true, false), (false, true)] {
+                    let result = Self.apply(event, state, hook: hook, consumers: consumers)
                     let key = "\(stateName) + \(eventName)"
                     // A refresh is only sent with its intent in the very state committed before it.
                     if result.actions.contains(.sendRefresh) {
@@ -169,6 +199,15 @@ import Testing
                     // Without a hook configured no hook is ever owed or run.
                     if !hook {
                         #expect(!result.actions.contains { if case .runHook = $0 { true } else { false } }, "\(key)")
+                    }
+                    // Without consumers none is ever told; with them, every new version is.
+                    let notifies = result.actions.contains { if case .notifyConsumers = $0 { true } else { false } }
+                    if !consumers { #expect(!notifies, "\(key)") }
+                    if consumers, result.state.version > state.version { #expect(notifies, "\(key)") }
+                    // A consumer notification never rotates, nor writes anything.
+                    if case .consumersNotified = event {
+                        #expect(result.actions.allSatisfy { if case .report = $0 { true } else { false } }, "\(key)")
+                        #expect(result.state.version == state.version && result.state.intent == state.intent, "\(key)")
                     }
                 }
             }
