@@ -1,0 +1,128 @@
+import Foundation
+import InMemoryLogging
+import Logging
+import Testing
+
+@testable import SecretRotator
+
+/// The engine tells consumer units of every new version, over the `SystemdUnitManaging` seam,
+/// keeps what systemd showed, retries a failure with the one backoff and never rotates for it.
+@Suite struct ConsumerEngineTests {
+    static func config(_ fixture: EngineFixture) -> RotatorConfig {
+        var config = fixture.config()
+        config.apps[0].consumers = ["billing.service", "worker.service"]
+        config.apps[0].consumerGrace = .seconds(30)
+        return config
+    }
+
+    static func engine(_ harness: GenAuthHarness, _ fixture: EngineFixture, units: FakeSystemdUnits, handler: InMemoryLogHandler)
+        -> RotationEngine
+    {
+        var logger = Logger(label: "secret-rotator.engine") { _ in handler }
+        logger.logLevel = .trace
+        let config = config(fixture)
+        return RotationEngine(
+            config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
+            units: units, now: { fixture.clock.now }, logger: logger)
+    }
+
+    @Test func everyNewVersionIsAnnouncedToEachConsumerAndConfirmed() async throws {
+        try await withEngineFixture { harness, fixture in
+            let units = FakeSystemdUnits(clock: { fixture.clock.now })
+            units.set("worker.service", .reloads)
+            let handler = InMemoryLogHandler()
+            let engine = Self.engine(harness, fixture, units: units, handler: handler)
+            try await engine.start()
+            await engine.runDue()
+            #expect(units.calls == [.init(unit: "billing.service", action: .reloadOrRestart), .init(unit: "worker.service", action: .reloadOrRestart)])
+            let state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.consumersDoneVersion == 1)
+            #expect(state.consumers.map(\.state) == [.confirmed, .confirmed])
+            #expect(state.consumers.map(\.detail) == ["restarted", "reloaded"])
+            let confirmed = handler.entries.filter { $0.metadata["event"] == "consumer_confirmed" }
+            #expect(confirmed.count == 2 && confirmed.allSatisfy { $0.metadata["version"] == "1" })
+            // The other app names no consumer: nothing is asked for it.
+            #expect(units.calls.count == 2)
+            // A rotation tells them again, of the new version.
+            fixture.clock.advance(seconds: 3_601)
+            await engine.runDue()
+            #expect(units.calls.count == 4)
+            #expect(try #require(await engine.state(of: GenAuthHarness.appId)).consumersDoneVersion == 2)
+            fixture.expectInvariant()
+        }
+    }
+
+    @Test func aRefusedConsumerIsRetriedWithTheBackoffWithoutRotatingAgain() async throws {
+        try await withEngineFixture { harness, fixture in
+            let units = FakeSystemdUnits(clock: { fixture.clock.now })
+            units.set("worker.service", .refuses("Interactive authentication required."))
+            let handler = InMemoryLogHandler()
+            let engine = Self.engine(harness, fixture, units: units, handler: handler)
+            try await engine.start()
+            await engine.runDue()
+            let failed = handler.entries.filter { $0.metadata["event"] == "consumer_failed" }
+            #expect(failed.count == 1)
+            #expect("\(failed.first?.message ?? "")".contains("Interactive authentication required."))
+            #expect(failed.first?.metadata["unit"] == "worker.service")
+            #expect(!handler.entries.contains { $0.metadata["event"] == "rotation_failed" })
+            var state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.consumersDoneVersion == 0 && state.consecutiveFailures == 1)
+            #expect(state.consumers.map(\.state) == [.confirmed, .failed])
+
+            // Status reports it once the grace has passed, not before.
+            let stateDirectory = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
+            let early = StatusReport.read(config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now)
+            #expect(early.verdict == .failing, "within consumer_grace it is a failing attempt, not yet a consumer problem")
+            let late = StatusReport.read(
+                config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now.addingTimeInterval(31))
+            #expect(late.verdict == .consumers && late.verdict.rawValue == 5 && late.verdict.pluginState.word == "CRITICAL")
+            #expect(late.render(now: fixture.clock.now).contains("consumer worker.service failed"))
+
+            // The retry (after the backoff) tells only the unit that did not settle, and rotates nothing.
+            units.set("worker.service", .restarts)
+            let refreshes = fixture.refreshRequests(GenAuthHarness.appId)
+            await fixture.runDaemonTime(engine, seconds: 60)
+            #expect(units.calls.map(\.unit) == ["billing.service", "worker.service", "worker.service"])
+            #expect(fixture.refreshRequests(GenAuthHarness.appId) == refreshes, "no rotation for a consumer")
+            state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.consumersDoneVersion == 1 && state.consecutiveFailures == 0)
+            let healed = StatusReport.read(config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now)
+            #expect(healed.verdict == .ok)
+        }
+    }
+
+    @Test func aStoppedConsumerIsNotRunningNotAProblem() async throws {
+        try await withEngineFixture { harness, fixture in
+            let units = FakeSystemdUnits(clock: { fixture.clock.now })
+            units.set("worker.service", .stopped)
+            let handler = InMemoryLogHandler()
+            let engine = Self.engine(harness, fixture, units: units, handler: handler)
+            try await engine.start()
+            await engine.runDue()
+            #expect(handler.entries.contains { $0.metadata["event"] == "consumer_not_running" && $0.metadata["unit"] == "worker.service" })
+            let state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.consumersDoneVersion == 1 && state.consecutiveFailures == 0)
+            let stateDirectory = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
+            let report = StatusReport.read(
+                config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now.addingTimeInterval(3_000))
+            #expect(report.apps[0].health.findings.allSatisfy { if case .consumerBehind = $0 { false } else { true } })
+            #expect(report.render(now: fixture.clock.now).contains("consumer worker.service not running"))
+        }
+    }
+
+    /// A consumer whose job reported done but whose unit never restarted after the write is
+    /// not taken as picked up (a merged job, a unit that ignores reloads).
+    @Test func aDoneJobWithoutARestartIsAFailure() async throws {
+        try await withEngineFixture { harness, fixture in
+            let units = FakeSystemdUnits(clock: { fixture.clock.now })
+            units.set("billing.service", .ignores)
+            let handler = InMemoryLogHandler()
+            let engine = Self.engine(harness, fixture, units: units, handler: handler)
+            try await engine.start()
+            await engine.runDue()
+            let state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.consumers.first?.state == .failed)
+            #expect(handler.entries.contains { $0.metadata["event"] == "consumer_failed" && $0.metadata["unit"] == "billing.service" })
+        }
+    }
+}
