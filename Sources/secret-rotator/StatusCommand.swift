@@ -134,7 +134,7 @@ struct StatusCommand: ParsableCommand {
     static func summary(_ report: StatusReport) -> String {
         let verdicts = report.apps.map(\.health.verdict)
         var parts: [String] = []
-        for verdict in [AppHealth.Verdict.ok, .failing, .overdue, .outputs, .unknown] {
+        for verdict in AppHealth.Verdict.listed {
             let count = verdicts.filter { $0 == verdict }.count
             if count > 0 { parts.append("\(count) \(verdict.word)") }
         }
@@ -226,10 +226,7 @@ struct MonitoringPluginLine {
         message = message.split(whereSeparator: \.isNewline).joined(separator: " ").replacingOccurrences(of: "|", with: "/")
         let count = { (verdict: AppHealth.Verdict) in report.apps.filter { $0.health.verdict == verdict }.count }
         let oldest = report.apps.compactMap(\.secretObtainedAt).map { max(0, Int(now.timeIntervalSince($0))) }.max()
-        var perfdata = [
-            "apps=\(report.apps.count);;;0", "ok=\(count(.ok));;;0", "failing=\(count(.failing));;;0",
-            "overdue=\(count(.overdue));;;0", "outputs=\(count(.outputs));;;0", "unknown=\(count(.unknown));;;0",
-        ]
+        var perfdata = ["apps=\(report.apps.count);;;0"] + AppHealth.Verdict.listed.map { "\($0.word)=\(count($0));;;0" }
         if let oldest { perfdata.append("oldest_secret_age=\(oldest)s;;;0") }
         text = "SECRET-ROTATOR \(word) - \(message) | \(perfdata.joined(separator: " "))"
     }

@@ -106,6 +106,9 @@ public struct AppHealth: Sendable, Encodable, Equatable {
 
         public static func < (lhs: Self, rhs: Self) -> Bool { lhs.severity < rhs.severity }
 
+        /// Every verdict in the order summaries and perfdata list them.
+        public static let listed: [Verdict] = [.ok, .failing, .overdue, .consumers, .outputs, .unknown]
+
         /// One word for JSON and the table: ok, failing, overdue, outputs, unknown.
         public var word: String {
             switch self {
