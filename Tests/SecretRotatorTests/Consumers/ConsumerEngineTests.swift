@@ -62,7 +62,8 @@ import Testing
             await engine.runDue()
             let failed = handler.entries.filter { $0.metadata["event"] == "consumer_failed" }
             #expect(failed.count == 1)
-            #expect("\(failed.first?.message ?? "")".contains("Interactive authentication required."))
+            let message = "\(failed.first?.message ?? "")"
+            #expect(message.contains("Interactive authentication required."))
             #expect(failed.first?.metadata["unit"] == "worker.service")
             #expect(!handler.entries.contains { $0.metadata["event"] == "rotation_failed" })
             var state = try #require(await engine.state(of: GenAuthHarness.appId))
