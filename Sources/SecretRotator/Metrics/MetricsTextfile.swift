@@ -14,7 +14,7 @@ import SystemPackage
 /// node_exporter's textfile collector reads the file and exports it with its own
 /// `node_textfile_mtime_seconds`, so a file that stopped being refreshed is detectable.
 ///
-/// Owns a `PrometheusCollectorRegistry` (per instance, never the process-wide default) and the
+/// Owns a `ShardedPrometheusRegistry` (per instance, never the process-wide default) and the
 /// `RotatorMetrics` over it, which the engine and the GenAuth client report to. `run()` writes
 /// the registry in the Prometheus text format after every change and at least every
 /// `refreshInterval` (60 s): bursts are coalesced, as one write is in flight at most and a
@@ -29,7 +29,7 @@ import SystemPackage
 public final class MetricsTextfile: Sendable {
     /// What the engine and the client report to; its values are what the file shows.
     public let metrics: RotatorMetrics
-    private let registry: PrometheusCollectorRegistry
+    private let registry: ShardedPrometheusRegistry
     private let target: Mutex<String?>
     /// Failure kinds already logged since the last good write (once per kind).
     private let reported = Mutex<Set<String>>([])
@@ -56,11 +56,9 @@ public final class MetricsTextfile: Sendable {
         fileIO: NIOThreadPool = RotationEngine.sharedFileIO, now: @escaping @Sendable () -> Date = { Date() },
         logger: Logger = Logger(label: "secret-rotator.metrics")
     ) {
-        let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.durationHistogramBuckets = RotatorMetrics.durationBuckets
+        let registry = ShardedPrometheusRegistry(durationBuckets: RotatorMetrics.durationBuckets)
         self.registry = registry
-        self.metrics = RotatorMetrics(factory: factory)
+        self.metrics = RotatorMetrics(factory: registry.factory)
         self.target = Mutex(path)
         self.fileIO = fileIO
         self.refreshInterval = refreshInterval
@@ -93,7 +91,7 @@ public final class MetricsTextfile: Sendable {
     /// The registry in the Prometheus text exposition format (version 0.0.4), ages refreshed to now.
     public func render() -> [UInt8] {
         metrics.refreshAges(now: now())
-        return registry.emitToBuffer()
+        return registry.emit()
     }
 
     /// Renders and writes the file once, if a path is set. Returns whether the file now holds

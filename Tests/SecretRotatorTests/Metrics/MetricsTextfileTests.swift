@@ -271,3 +271,56 @@ struct MetricsFixture {
         metrics.exposureWindow(.milliseconds(1))
     }
 }
+
+/// The registry is split into shards of `ShardedPrometheusRegistry.appsPerShard` apps (each new
+/// series in swift-prometheus copies its family); the file must still hold every family once.
+@Suite struct ShardedRegistryTests {
+    @Test func manyAppsRenderAsOneFamilyEach() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("m.prom").path
+        let textfile = MetricsTextfile(path: path)
+        let count = ShardedPrometheusRegistry.appsPerShard * 3 + 5
+        let apps = (0..<count).map { index in
+            AppConfig(
+                id: "app-\(index)", name: "app\(index)", action: .rotate, interval: .seconds(3_600), jitter: .zero,
+                firstStart: .fetch, onRotate: index.isMultiple(of: 2) ? ["/bin/true"] : nil, hookTimeout: .seconds(10), outputs: [])
+        }
+        textfile.metrics.track(apps: apps)
+        for (index, app) in apps.enumerated() {
+            var state = AppState(appID: app.id)
+            state.version = index + 1
+            state.secretObtainedAt = Date(timeIntervalSince1970: 1_800_000_000 + Double(index))
+            textfile.metrics.appStateChanged(app, state: state)
+        }
+        textfile.metrics.apiRequest(endpoint: "refresh-application-secret", outcome: .ok, duration: .milliseconds(3))
+        let text = String(decoding: textfile.render(), as: UTF8.self)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        let types = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }
+        #expect(Set(types).count == types.count, "a family's TYPE line appears once")
+        #expect(types.count >= 8)
+        // Each family's lines are contiguous: once another family starts, it never comes back.
+        var seen: Set<Substring> = []
+        var current: Substring = ""
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let name = line.prefix { $0 != "{" && $0 != " " }
+            // A histogram's samples (_bucket, _sum, _count) belong to its family.
+            var family = name
+            for suffix in ["_bucket", "_sum", "_count"] where family.hasSuffix(suffix) && !family.hasSuffix("_total") {
+                family = family.dropLast(suffix.count)
+            }
+            if family != current {
+                #expect(!seen.contains(family), "\(family) is split")
+                seen.insert(current)
+                current = family
+            }
+        }
+        let parsed = try ParsedMetrics.parse(file: path)
+        for (index, app) in apps.enumerated() {
+            #expect(
+                parsed.value(RotatorMetrics.Name.lastSuccess, ["app": app.name, "app_id": app.id])
+                    == 1_800_000_000 + Double(index))
+        }
+        #expect(parsed.value(RotatorMetrics.Name.apiRequests, ["endpoint": "refresh-application-secret", "outcome": "ok"]) == 1)
+    }
+}
