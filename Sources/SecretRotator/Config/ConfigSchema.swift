@@ -8,11 +8,11 @@ public enum ConfigSchema {
     ]
     public static let defaults = [
         "interval", "jitter", "max_concurrent", "retry", "directory", "mode", "owner", "group",
-        "state_directory", "hook_timeout", "first_start", "verify_interval",
+        "state_directory", "hook_timeout", "first_start", "verify_interval", "window",
     ]
     public static let retry = ["initial", "max", "multiplier"]
     public static let app = [
-        "id", "name", "action", "interval", "jitter", "first_start", "on_rotate", "hook_timeout", "output",
+        "id", "name", "action", "interval", "jitter", "first_start", "on_rotate", "hook_timeout", "window", "output",
     ]
     public static let output = [
         "path", "format", "env_key", "template", "mode", "owner", "group", "trailing_newline",

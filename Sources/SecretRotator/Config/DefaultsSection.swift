@@ -80,6 +80,9 @@ struct DefaultsSection {
                 settings.verifyInterval = verifyInterval
             }
         }
+        if let window = reader.window("window") {
+            settings.window = window
+        }
         return settings
     }
 

@@ -82,6 +82,8 @@ public struct DefaultSettings: Sendable {
     /// How often each `rotate` app's current secret is read from GenAuth and compared with the
     /// one on disk (a changed one is adopted); `.zero` turns the check off. Default 1 hour.
     public var verifyInterval: Duration = .seconds(3_600)
+    /// When scheduled rotations may start, for apps that set no `window` of their own; nil: any time.
+    public var window: RotationWindow? = nil
 }
 
 public struct AppConfig: Sendable {
@@ -95,6 +97,9 @@ public struct AppConfig: Sendable {
     public var onRotate: [String]?
     public var hookTimeout: Duration
     public var outputs: [OutputConfig]
+    /// When its scheduled rotations may start (its own `window`, else `[defaults]`'s); nil:
+    /// whenever they fall due. Only scheduled rotations of a `rotate` app wait for it.
+    public var window: RotationWindow? = nil
     /// Where the app was configured: the main file or one of apps.d/*.toml (check-config
     /// shows it; diagnostics about the app point there). Nil for configs built in code.
     public var source: AppSource? = nil
