@@ -463,7 +463,7 @@ public actor RotationEngine {
     public func settle(appID: String, maxSteps: Int = 8) async -> Bool {
         for _ in 0..<maxSteps {
             guard let app = config.apps.first(where: { $0.id == appID }), running[appID] == nil else { return false }
-            if case .wait = plan(for: app).step { break }
+            if plan(for: app).step.waitingUntil != nil { break }
             let failuresBefore = states[appID]?.consecutiveFailures ?? 0
             running[appID] = .now
             await work(appID: appID)
@@ -519,9 +519,10 @@ public actor RotationEngine {
             apps: config.apps.map { app in
                 let state = states[app.id] ?? AppState(appID: app.id)
                 let held = heldVersions[app.id]
+                let step = plan(for: app).step
                 return StatusReport.App(
                     app: app, state: state, pendingVersion: held.flatMap { $0 > state.version ? $0 : nil },
-                    nextDue: plan(for: app).step.due(now: now()), hasSecret: held != nil)
+                    nextDue: step.due(now: now()), hasSecret: held != nil, waitingForWindow: step.isWindowWait)
             })
     }
 
@@ -549,11 +550,11 @@ public actor RotationEngine {
                 }
                 switch planned {
                 case .refresh, .fetch, .verify: return (.wait(until: until), false)
-                case .wait(let due): return (.wait(until: min(due, until)), false)
+                case .wait(let due), .waitForWindow(let due): return (.wait(until: min(due, until)), false)
                 default: return (planned, false)
                 }
             }
-            if !recovering, !inBackoff, case .wait = planned { return (.fetch, false) }
+            if !recovering, !inBackoff, planned.waitingUntil != nil { return (.fetch, false) }
             if !recovering, !inBackoff, planned == .refresh { return (.fetch, false) }
         }
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
@@ -592,7 +593,7 @@ public actor RotationEngine {
         defer { finished(appID) }
         guard let app = config.apps.first(where: { $0.id == appID }) else { return }
         let (step, isRequest) = plan(for: app)
-        if case .wait = step { return }
+        if step.waitingUntil != nil { return }
         // A request and a backoff override are used up only by the step that runs.
         if isRequest { requested[app.id] = nil }
         backoffOverride.remove(app.id)
@@ -630,7 +631,7 @@ public actor RotationEngine {
         case .writeOutputs(let version): await writeHeld(app, version: version)
         case .runHook(let version): await runHook(app, version: version)
         case .inspectOutputs: await inspectOutputs(app)
-        case .wait: return
+        case .wait, .waitForWindow: return
         }
     }
 
