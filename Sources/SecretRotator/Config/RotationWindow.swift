@@ -29,6 +29,8 @@ public struct RotationWindow: Sendable, Equatable, CustomStringConvertible {
     /// Minutes after midnight, 0...1440; not after `startMinute` means the window ends on the next day.
     public let endMinute: Int
     public let timeZone: TimeZone
+    /// The zone as the config names it ("UTC" when omitted); Foundation reports UTC as "GMT".
+    public let zoneName: String
 
     static let dayNames = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     static let example = "\"Mon..Fri 02:00-04:00 Europe/Berlin\""
@@ -42,7 +44,7 @@ public struct RotationWindow: Sendable, Equatable, CustomStringConvertible {
 
     /// The canonical form: `"Mon..Fri 02:00-04:00 Europe/Berlin"`, `"* 22:00-02:00 UTC"`.
     public var description: String {
-        "\(Self.describeDays(days)) \(Self.clock(startMinute))-\(Self.clock(endMinute)) \(timeZone.identifier)"
+        "\(Self.describeDays(days)) \(Self.clock(startMinute))-\(Self.clock(endMinute)) \(zoneName)"
     }
 
     /// Parses the config value.
@@ -68,15 +70,11 @@ public struct RotationWindow: Sendable, Equatable, CustomStringConvertible {
         }
         let days = timeIndex == 1 ? try parseDays(fields[0]) : Array(repeating: true, count: 7)
         let (start, end) = try parseTimes(fields[timeIndex])
-        var zone = TimeZone(secondsFromGMT: 0) ?? TimeZone.current
-        if fields.count == timeIndex + 2 {
-            let name = fields[timeIndex + 1]
-            guard let named = TimeZone(identifier: name) else {
-                throw ValueSyntaxError("unknown time zone \"\(name)\"; give an IANA name such as \"Europe/Berlin\" or \"UTC\"")
-            }
-            zone = named
+        let name = fields.count == timeIndex + 2 ? fields[timeIndex + 1] : "UTC"
+        guard let zone = TimeZone(identifier: name) else {
+            throw ValueSyntaxError("unknown time zone \"\(name)\"; give an IANA name such as \"Europe/Berlin\" or \"UTC\"")
         }
-        return RotationWindow(days: days, startMinute: start, endMinute: end, timeZone: zone)
+        return RotationWindow(days: days, startMinute: start, endMinute: end, timeZone: zone, zoneName: name)
     }
 
     /// The window that contains `date`, or else the next one to open.
@@ -110,7 +108,7 @@ public struct RotationWindow: Sendable, Equatable, CustomStringConvertible {
         let parts = calendar.dateComponents([.weekday, .hour, .minute], from: date)
         let weekday = ((parts.weekday ?? 1) - 1 + 7) % 7
         let minutes = (parts.hour ?? 0) * 60 + (parts.minute ?? 0)
-        return "\(Self.dayNames[weekday]) \(Self.clock(minutes)) \(timeZone.identifier)"
+        return "\(Self.dayNames[weekday]) \(Self.clock(minutes)) \(zoneName)"
     }
 
     // MARK: - Private

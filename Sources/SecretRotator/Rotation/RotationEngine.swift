@@ -519,10 +519,10 @@ public actor RotationEngine {
             apps: config.apps.map { app in
                 let state = states[app.id] ?? AppState(appID: app.id)
                 let held = heldVersions[app.id]
-                let step = plan(for: app).step
                 return StatusReport.App(
                     app: app, state: state, pendingVersion: held.flatMap { $0 > state.version ? $0 : nil },
-                    nextDue: step.due(now: now()), hasSecret: held != nil, waitingForWindow: step.isWindowWait)
+                    nextDue: plan(for: app).step.due(now: now()), hasSecret: held != nil,
+                    waitingForWindow: RotationPlanner.isHeldByWindow(app: effective(app), state: state, now: now()))
             })
     }
 

@@ -57,12 +57,6 @@ public enum RotationPlanner {
             }
         }
 
-        /// Whether this is the scheduled rotation waiting for the app's window.
-        public var isWindowWait: Bool {
-            if case .waitForWindow = self { return true }
-            return false
-        }
-
         /// A short name for logs and status ("write_outputs", "reconcile", ...).
         public var name: String {
             switch self {
@@ -188,6 +182,13 @@ public enum RotationPlanner {
         let opening = window.nextOpening(atOrAfter: now)
         if opening.start <= now { return scheduled }
         return opening.start.addingTimeInterval(windowSpread(app: app, opening: opening))
+    }
+
+    /// Whether the scheduled rotation is due by its interval at `now` but waits for the window
+    /// (whatever the next step is: a verification may come first).
+    public static func isHeldByWindow(app: AppConfig, state: AppState, now: Date) -> Bool {
+        guard heldWindow(app: app, state: state) != nil, !state.rotationOwed else { return false }
+        return dueDate(app: app, state: state) <= now && rotationStart(app: app, state: state, now: now) > now
     }
 
     /// The window that holds back this app's scheduled rotations: only a `rotate` app's, and

@@ -43,14 +43,15 @@ public struct StatusReport: Sendable, Encodable {
         public let nextWindowOpening: Date?
         /// When that opening closes.
         public let nextWindowClosing: Date?
-        /// The scheduled rotation is due by its interval but waits for the window to open.
+        /// The scheduled rotation is due by its interval but waits for the window to open
+        /// (`RotationPlanner.isHeldByWindow`).
         public let waitingForWindow: Bool
         /// The monitoring verdict (`AppHealth`); set by `StatusReport.read`, empty otherwise.
         public internal(set) var health = AppHealth(findings: [])
 
         /// - Parameters:
         ///   - now: the clock the next window opening is found from; nil leaves it out.
-        ///   - waitingForWindow: the planner's step is `.waitForWindow`.
+        ///   - waitingForWindow: `RotationPlanner.isHeldByWindow` for the app as scheduled.
         init(
             app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, hasSecret: Bool, problems: [String] = [],
             scheduleAs effective: AppConfig? = nil, now: Date? = nil, waitingForWindow: Bool = false
@@ -150,7 +151,7 @@ public struct StatusReport: Sendable, Encodable {
                 var entry = App(
                     app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now),
                     hasSecret: found.secret != nil, problems: found.problems, scheduleAs: effective, now: now,
-                    waitingForWindow: step.isWindowWait)
+                    waitingForWindow: RotationPlanner.isHeldByWindow(app: effective, state: state, now: now))
                 var outputFindings: [AppHealth.Finding] = []
                 if checkOutputs, let secret = found.secret {
                     outputFindings = Self.inspectOutputs(app, secret: secret, writer: writer, as: outputWriter)
