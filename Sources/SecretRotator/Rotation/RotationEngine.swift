@@ -78,6 +78,8 @@ public actor RotationEngine {
     private var unplanned: Set<String> = []
     /// Each configured app's position in `config.apps`.
     private var appIndex: [String: Int] = [:]
+    /// The start each app's window wait was last logged with: one line per wait, not per plan.
+    private var windowWaitLogged: [String: Date] = [:]
 
     private struct DueEntry: Comparable {
         let due: Date
@@ -422,7 +424,14 @@ public actor RotationEngine {
     /// When the app's planned step falls due (`.distantPast`: at once), from the cache when known.
     private func dueDate(_ app: AppConfig) -> Date {
         if let cached = dueCache[app.id] { return cached }
-        let due = plan(for: app).step.due(now: .distantPast)
+        let step = plan(for: app).step
+        if case .waitForWindow(let until) = step, windowWaitLogged[app.id] != until {
+            windowWaitLogged[app.id] = until
+            appLogger(app).info(
+                "the scheduled rotation waits for the app's window \(app.window?.description ?? "?"): it starts at \(until.formatted(.iso8601))",
+                metadata: ["event": "rotation_waits_for_window", "starts_at": "\(until.formatted(.iso8601))"])
+        }
+        let due = step.due(now: .distantPast)
         dueCache[app.id] = due
         if let index = appIndex[app.id] { dueOrder.insert(DueEntry(due: due, index: index, appID: app.id)) }
         // Stale entries of far-off dates would pile up (every 5-minute re-check plans each app

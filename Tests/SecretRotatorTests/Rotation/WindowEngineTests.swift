@@ -31,6 +31,9 @@ import Testing
             #expect(harness.state.rotationCount(appId: id) == 0, "due by its interval, but outside the window")
             #expect(wake == (try utc("2030-03-18T03:00:00Z")))
             #expect(await engine.status().apps.allSatisfy(\.waitingForWindow))
+            let waits = harness.capture.all.filter { $0.contains("rotation_waits_for_window") }
+            #expect(waits.count == 2, "one line per app and wait: \(waits)")
+            #expect(waits.allSatisfy { $0.contains("* 03:00-04:00 UTC") && $0.contains("2030-03-18T03:00:00Z") })
 
             await fixture.runDaemonTime(engine, seconds: fixture.clock.now.distance(to: try utc("2030-03-18T04:00:00Z")))
             #expect(harness.state.rotationCount(appId: id) == 1)
