@@ -26,7 +26,7 @@ struct PlanCommand: ParsableCommand {
             on time. A retried rotation and a first start are not held to the window; neither \
             is an operator's `rotate`, which is not shown. Steps already due are shown at the \
             current time. At most \(RotationForecast.perAppLimit) entries per app, and \
-            \(PlanCommand.printLimit) lines without --json.
+            \(PlanCommand.printLimit) lines without --json (polls are left out first).
 
             Exit status: 0 the plan was printed, 64 bad arguments, 78 invalid config.
             """)
@@ -82,7 +82,15 @@ struct PlanCommand: ParsableCommand {
         guard !forecast.entries.isEmpty else {
             return "Nothing falls due in the next \(Plural.count(days, "day")) (\(horizon))."
         }
-        let rows = forecast.entries.prefix(printLimit).map { entry in
+        // Rotations are what the plan is for: when the lines would overflow, the polls of
+        // follow apps (which change no secret) go first, so no rotation hides behind them.
+        var shown = forecast.entries
+        var polls = 0
+        if shown.count > printLimit {
+            polls = shown.filter { $0.kind == .poll }.count
+            shown.removeAll { $0.kind == .poll }
+        }
+        let rows = shown.prefix(printLimit).map { entry in
             [
                 entry.at.formatted(.iso8601), entry.local ?? "-", entry.app, entry.appID, entry.kind.rawValue,
                 entry.reason, entry.consumers.isEmpty ? "-" : entry.consumers.joined(separator: ", "),
@@ -93,8 +101,11 @@ struct PlanCommand: ParsableCommand {
         lines.append("")
         let rotations = forecast.entries.filter { $0.kind == .rotate }.count
         lines.append("\(Plural.count(forecast.entries.count, "step")) (\(Plural.count(rotations, "rotation"))) in the next \(Plural.count(days, "day")) (\(horizon)).")
-        if forecast.entries.count > printLimit {
-            lines.append("\(forecast.entries.count - printLimit) more not shown; use --json for all, or fewer --days.")
+        if polls > 0 {
+            lines.append("\(Plural.count(polls, "poll")) of follow apps not shown, to keep the rotations in view; --json lists them.")
+        }
+        if shown.count > printLimit {
+            lines.append("\(shown.count - printLimit) more not shown; use --json for all, or fewer --days.")
         }
         if !forecast.truncatedApps.isEmpty {
             lines.append(

@@ -96,8 +96,11 @@ public struct RotationForecast: Sendable, Encodable {
             kind = .rotate
             reason = "retry"
         } else {
-            at = max(now, RotationPlanner.rotationStart(app: app, state: state, now: now))
-            if state.consecutiveFailures > 0, let retry = state.nextAttempt { at = max(at, retry) }
+            // A pending backoff (a failed verification, say) comes first; the window is then
+            // asked about the time the backoff ends.
+            var from = now
+            if state.consecutiveFailures > 0, let retry = state.nextAttempt { from = max(now, retry) }
+            at = max(from, RotationPlanner.rotationStart(app: app, state: state, now: from))
             kind = scheduledKind
             reason = "scheduled"
         }

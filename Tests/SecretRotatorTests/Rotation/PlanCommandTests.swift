@@ -145,6 +145,38 @@ import Testing
         #expect(text.stdout.contains("in the next 3 days"))
     }
 
+    /// A follow app polling every minute would fill the printed lines: its polls are left out
+    /// of the text, never a rotation.
+    @Test func manyPollsDoNotHideRotations() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("rotator.toml").path
+        try ConfigFixtures.write(
+            """
+            [genauth]
+            access_key_id = "ak-plan"
+            [defaults]
+            directory = "\(directory.path)/drop"
+            state_directory = "\(directory.path)/state"
+            [[app]]
+            id = "app-poll"
+            name = "mirror"
+            action = "follow"
+            interval = "1m"
+            [[app]]
+            id = "app-daily"
+            name = "daily"
+            interval = "1d"
+            """, to: URL(fileURLWithPath: path))
+        let result = try CLI.run(["plan", "--config", path, "--days", "5"], environment: [ConfigSchema.accessKeySecretVariable: "unused"])
+        #expect(result.status == 0, "\(result.stderr)")
+        // Never ran: a first fetch now, then one rotation a day.
+        #expect(result.stdout.split(separator: "\n").filter { $0.contains(" daily ") }.count == 6, "\(result.stdout)")
+        #expect(!result.stdout.contains(" mirror  app-poll  poll"))
+        #expect(result.stdout.contains("999 polls of follow apps not shown"), "\(result.stdout.suffix(400))")
+        #expect(result.stdout.contains("Only the first 1000 steps are listed for mirror."))
+    }
+
     @Test func badArgumentsExit64BadConfigExits78AndHelpExplains() throws {
         let directory = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
