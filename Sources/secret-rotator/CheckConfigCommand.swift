@@ -16,10 +16,11 @@ struct CheckConfigCommand: AsyncParsableCommand {
             beside it in name order; owners, groups and the access key secret source resolved), \
             reports every problem with file:line:column and key, and prints the resolved plan: \
             apps with the file each came from, ids, actions, intervals, jitter, outputs with \
-            format, mode, owner and group, hooks and consumers. It also checks the host: every hook \
-            program resolves to an executable, every consumer unit is known to systemd (asked \
-            over D-Bus, read-only; a unit that does not exist is an error, no system bus a \
-            warning), and every output's directory exists (or, for \
+            format, mode, owner and group, hooks, consumers, and each rotation window with its \
+            next opening. It also checks the host: every hook program resolves to an \
+            executable, every consumer unit is known to systemd (asked over D-Bus, read-only; \
+            a unit that does not exist is an error, no system bus a warning), and every \
+            output's directory exists (or, for \
             the drop directory, can be created) and is writable by the daemon's user (the state \
             directory's owner). Nothing on disk is changed and the access key secret is never \
             printed. A systemd credential can only be read inside the unit: from a shell (no \

@@ -23,7 +23,7 @@ struct SecretRotatorCommand: AsyncParsableCommand {
             """,
         version: "secret-rotator \(SecretRotatorVersion.current)",
         subcommands: [
-            RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, CheckConfigCommand.self,
+            RunCommand.self, RotateCommand.self, FetchCommand.self, StatusCommand.self, PlanCommand.self, CheckConfigCommand.self,
             DemoCommand.self, PolkitRuleCommand.self,
         ]
     )

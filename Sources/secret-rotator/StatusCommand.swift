@@ -27,7 +27,9 @@ struct StatusCommand: ParsableCommand {
             An app is healthy when it has a secret, every output holds it as configured, its \
             last attempt did not fail, and its next step is not overdue by more than the grace \
             period (--grace; default 10 % of the app's interval, at least 10m). A stopped \
-            daemon shows as overdue once its apps fall due.
+            daemon shows as overdue once its apps fall due. An app with a rotation window \
+            falls due at its window's next opening (plus its jitter spread), so waiting for the \
+            window is not overdue; the next opening is shown.
 
             Exit status (the worst app decides): 0 every app healthy, 1 an app's last attempt \
             failed (its secret is still valid), 2 an app is overdue or has never obtained a \

@@ -129,6 +129,16 @@ struct AppsSection {
             }
         }
 
+        var window = defaults.window
+        if let own = reader.window("window") {
+            window = own
+            if own != nil && action == .follow {
+                sink.warning(
+                    reader.keyPath("window"),
+                    "action = \"follow\" never rotates and its polls do not wait for a window, so this window has no effect; remove it")
+            }
+        }
+
         var outputs: [OutputConfig] = []
         if let outputReaders = reader.tableArray("output") {
             if outputReaders.isEmpty {
@@ -154,7 +164,7 @@ struct AppsSection {
         guard let id, let name else { return nil }
         var app = AppConfig(
             id: id, name: name, action: action, interval: interval, jitter: jitter, firstStart: firstStart,
-            onRotate: onRotate, hookTimeout: hookTimeout, outputs: outputs)
+            onRotate: onRotate, hookTimeout: hookTimeout, outputs: outputs, window: window)
         app.consumers = consumers
         app.consumerAction = consumerAction
         app.consumerGrace = consumerGrace

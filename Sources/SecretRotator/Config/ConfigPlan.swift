@@ -1,3 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
 /// What the daemon will do with a config, as `check-config` shows it: a table for people and
 /// JSON for machines. Built only from validated values and never from the access key secret,
 /// of which it names the source.
@@ -37,6 +43,10 @@ public struct ConfigPlan: Encodable, Sendable {
         let consumers: [String]
         let consumerAction: String
         let consumerGrace: String
+        /// The rotation window in canonical form, nil without one.
+        let window: String?
+        /// Its next opening (or the one open now), ISO 8601 UTC.
+        let nextWindowOpening: String?
     }
 
     public struct Output: Encodable, Sendable {
@@ -75,7 +85,8 @@ public struct ConfigPlan: Encodable, Sendable {
     /// `[cluster]`, nil without it (issue 12).
     let cluster: Cluster?
 
-    public init(_ loaded: LoadedConfig) {
+    /// - Parameter now: the clock each app's next window opening is found from.
+    public init(_ loaded: LoadedConfig, now: Date = Date()) {
         let config = loaded.config
         self.config = config.sourcePath
         self.valid = true
@@ -98,7 +109,9 @@ public struct ConfigPlan: Encodable, Sendable {
                 host: settings.host, group: settings.group, tls: settings.caFile != nil || settings.certFile != nil)
         }
         apps = config.apps.map { app in
-            App(
+            // A follow app's polls never wait, whatever [defaults] says.
+            let window = app.action == .rotate ? app.window : nil
+            return App(
                 id: app.id, name: app.name, action: app.action.rawValue, interval: DurationSyntax.format(app.interval),
                 jitter: DurationSyntax.format(app.jitter), firstStart: app.firstStart.rawValue, onRotate: app.onRotate,
                 hookTimeout: DurationSyntax.format(app.hookTimeout),
@@ -111,7 +124,9 @@ public struct ConfigPlan: Encodable, Sendable {
                         dropDirectory: output.inDropDirectory)
                 },
                 consumers: app.consumers, consumerAction: app.consumerAction.description,
-                consumerGrace: DurationSyntax.format(app.consumerGrace))
+                consumerGrace: DurationSyntax.format(app.consumerGrace),
+                window: window?.description,
+                nextWindowOpening: window.map { $0.nextOpening(atOrAfter: now).start.formatted(.iso8601) })
         }
     }
 
@@ -154,6 +169,9 @@ public struct ConfigPlan: Encodable, Sendable {
         lines.append(table.removeFirst())
         for (app, row) in zip(apps, table) {
             lines.append(row)
+            if let window = app.window {
+                lines.append("    window \(window); next opening \(app.nextWindowOpening ?? "-")")
+            }
             for output in app.outputs {
                 var detail = "    -> \(output.path)  \(output.format)"
                 if let envKey = output.envKey { detail += "(\(envKey))" }

@@ -8,11 +8,11 @@ public enum ConfigSchema {
     ]
     public static let defaults = [
         "interval", "jitter", "max_concurrent", "retry", "directory", "mode", "owner", "group",
-        "state_directory", "hook_timeout", "first_start", "verify_interval", "consumer_action", "consumer_grace",
+        "state_directory", "hook_timeout", "first_start", "verify_interval", "window", "consumer_action", "consumer_grace",
     ]
     public static let retry = ["initial", "max", "multiplier"]
     public static let app = [
-        "id", "name", "action", "interval", "jitter", "first_start", "on_rotate", "hook_timeout", "output",
+        "id", "name", "action", "interval", "jitter", "first_start", "on_rotate", "hook_timeout", "window", "output",
         "consumers", "consumer_action", "consumer_grace",
     ]
     public static let output = [

@@ -82,6 +82,9 @@ struct DefaultsSection {
         }
         if let action = ConsumerSettings.action(reader, sink: sink) { settings.consumerAction = action }
         if let grace = ConsumerSettings.grace(reader, sink: sink) { settings.consumerGrace = grace }
+        if let window = reader.window("window") {
+            settings.window = window
+        }
         return settings
     }
 

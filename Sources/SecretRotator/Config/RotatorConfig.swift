@@ -87,6 +87,8 @@ public struct DefaultSettings: Sendable {
     /// How long a consumer may stay unconfirmed on an older secret before `status` reports it
     /// (`consumer_grace`). Default 1 minute: a notification takes milliseconds, a retry seconds.
     public var consumerGrace: Duration = .seconds(60)
+    /// When scheduled rotations may start, for apps that set no `window` of their own; nil: any time.
+    public var window: RotationWindow? = nil
 }
 
 public struct AppConfig: Sendable {
@@ -100,6 +102,9 @@ public struct AppConfig: Sendable {
     public var onRotate: [String]?
     public var hookTimeout: Duration
     public var outputs: [OutputConfig]
+    /// When its scheduled rotations may start (its own `window`, else `[defaults]`'s); nil:
+    /// whenever they fall due. Only scheduled rotations of a `rotate` app wait for it.
+    public var window: RotationWindow? = nil
     /// Where the app was configured: the main file or one of apps.d/*.toml (check-config
     /// shows it; diagnostics about the app point there). Nil for configs built in code.
     public var source: AppSource? = nil

@@ -161,6 +161,18 @@ final class TableReader {
         }
     }
 
+    /// A rotation window (`RotationWindow.parse`): nil when absent or invalid (reported with
+    /// the key), `.some(nil)` for "always", which switches an inherited window off.
+    func window(_ key: String) -> RotationWindow?? {
+        guard let text = string(key, example: RotationWindow.example) else { return nil }
+        do {
+            return .some(try RotationWindow.parse(text))
+        } catch {
+            sink.error(keyPath(key), error.message)
+            return nil
+        }
+    }
+
     func choice<Choice: RawRepresentable & CaseIterable>(_ key: String, as type: Choice.Type) -> Choice?
     where Choice.RawValue == String {
         let allowed = Choice.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")

@@ -27,7 +27,8 @@ public final class RotatorMetrics: Sendable {
         /// Gauge, per app: Unix time (s) the secret on the outputs was obtained; 0 before the first.
         public static let lastSuccess = "secret_rotator_last_success_timestamp_seconds"
         /// Gauge, per app: Unix time (s) the next rotation (a `follow` app: the next poll) is
-        /// scheduled, interval and jitter included, a backoff not; 0 when due at once (no secret yet).
+        /// scheduled, interval, jitter and the app's window included, a backoff not; 0 when due
+        /// at once (no secret yet).
         public static let nextRotation = "secret_rotator_next_rotation_timestamp_seconds"
         /// Gauge, per app: failed steps in a row (the engine's `consecutiveFailures`, persisted).
         public static let consecutiveFailures = "secret_rotator_consecutive_failures"
@@ -172,7 +173,7 @@ public final class RotatorMetrics: Sendable {
     public func appStateChanged(_ app: AppConfig, state appState: AppState) {
         guard let factory else { return }
         let obtained = appState.secretObtainedAt
-        let due = RotationPlanner.dueDate(app: app, state: appState)
+        let due = RotationPlanner.scheduledDate(app: app, state: appState)
         changing { state in
             guard state.tracked?.contains(app.id) ?? true else { return }
             Self.gauge(Name.lastSuccess, app: app, in: &state, factory: factory)

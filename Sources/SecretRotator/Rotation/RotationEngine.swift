@@ -80,6 +80,8 @@ public actor RotationEngine {
     private var unplanned: Set<String> = []
     /// Each configured app's position in `config.apps`.
     private var appIndex: [String: Int] = [:]
+    /// The start each app's window wait was last logged with: one line per wait, not per plan.
+    private var windowWaitLogged: [String: Date] = [:]
 
     private struct DueEntry: Comparable {
         let due: Date
@@ -426,7 +428,14 @@ public actor RotationEngine {
     /// When the app's planned step falls due (`.distantPast`: at once), from the cache when known.
     private func dueDate(_ app: AppConfig) -> Date {
         if let cached = dueCache[app.id] { return cached }
-        let due = plan(for: app).step.due(now: .distantPast)
+        let step = plan(for: app).step
+        if case .waitForWindow(let until) = step, windowWaitLogged[app.id] != until {
+            windowWaitLogged[app.id] = until
+            appLogger(app).info(
+                "the scheduled rotation waits for the app's window \(app.window?.description ?? "?"): it starts at \(until.formatted(.iso8601))",
+                metadata: ["event": "rotation_waits_for_window", "starts_at": "\(until.formatted(.iso8601))"])
+        }
+        let due = step.due(now: .distantPast)
         dueCache[app.id] = due
         if let index = appIndex[app.id] { dueOrder.insert(DueEntry(due: due, index: index, appID: app.id)) }
         // Stale entries of far-off dates would pile up (every 5-minute re-check plans each app
@@ -467,7 +476,7 @@ public actor RotationEngine {
     public func settle(appID: String, maxSteps: Int = 8) async -> Bool {
         for _ in 0..<maxSteps {
             guard let app = config.apps.first(where: { $0.id == appID }), running[appID] == nil else { return false }
-            if case .wait = plan(for: app).step { break }
+            if plan(for: app).step.waitingUntil != nil { break }
             let failuresBefore = states[appID]?.consecutiveFailures ?? 0
             running[appID] = .now
             await work(appID: appID)
@@ -525,7 +534,8 @@ public actor RotationEngine {
                 let held = heldVersions[app.id]
                 return StatusReport.App(
                     app: app, state: state, pendingVersion: held.flatMap { $0 > state.version ? $0 : nil },
-                    nextDue: plan(for: app).step.due(now: now()), hasSecret: held != nil)
+                    nextDue: plan(for: app).step.due(now: now()), hasSecret: held != nil,
+                    waitingForWindow: RotationPlanner.isHeldByWindow(app: effective(app), state: state, now: now()))
             })
     }
 
@@ -553,11 +563,11 @@ public actor RotationEngine {
                 }
                 switch planned {
                 case .refresh, .fetch, .verify: return (.wait(until: until), false)
-                case .wait(let due): return (.wait(until: min(due, until)), false)
+                case .wait(let due), .waitForWindow(let due): return (.wait(until: min(due, until)), false)
                 default: return (planned, false)
                 }
             }
-            if !recovering, !inBackoff, case .wait = planned { return (.fetch, false) }
+            if !recovering, !inBackoff, planned.waitingUntil != nil { return (.fetch, false) }
             if !recovering, !inBackoff, planned == .refresh { return (.fetch, false) }
         }
         // A first fetch also goes first: it gives a later reconcile a secret to compare with.
@@ -596,7 +606,7 @@ public actor RotationEngine {
         defer { finished(appID) }
         guard let app = config.apps.first(where: { $0.id == appID }) else { return }
         let (step, isRequest) = plan(for: app)
-        if case .wait = step { return }
+        if step.waitingUntil != nil { return }
         // A request and a backoff override are used up only by the step that runs.
         if isRequest { requested[app.id] = nil }
         backoffOverride.remove(app.id)
@@ -635,7 +645,7 @@ public actor RotationEngine {
         case .runHook(let version): await runHook(app, version: version)
         case .notifyConsumers(let version): await notifyConsumers(app, version: version, onlyUnsettled: true)
         case .inspectOutputs: await inspectOutputs(app)
-        case .wait: return
+        case .wait, .waitForWindow: return
         }
     }
 

@@ -17,6 +17,10 @@ import Foundation
 ///    goes before an owed hook, so a failing hook never stops rotations);
 /// 6. owed consumer notifications, then an owed hook;
 /// 7. verification: rotate (or fetch for `follow`), and verification against GenAuth.
+///
+/// Only the scheduled rotation of a `rotate` app that already has a secret waits for the app's
+/// `window` (`rotationStart`): recovery, retries of a started rotation, hooks, verification,
+/// polls and a first start (which must produce a secret) never do.
 public enum RotationPlanner {
     public enum Step: Sendable, Equatable {
         /// The held secret (`version`) is not yet on every output: write it (no API call), then hooks.
@@ -38,11 +42,21 @@ public enum RotationPlanner {
         case refresh
         /// Nothing to do until then.
         case wait(until: Date)
+        /// The scheduled rotation waits for the app's window: nothing to do until then (the
+        /// engine treats it as `wait`; the name tells status and logs why).
+        case waitForWindow(until: Date)
 
         /// When this step falls due: at once, unless it is to wait.
         public func due(now: Date) -> Date {
-            if case .wait(let until) = self { return until }
-            return now
+            waitingUntil ?? now
+        }
+
+        /// The end of a wait (`wait` or `waitForWindow`), nil for a step that runs.
+        public var waitingUntil: Date? {
+            switch self {
+            case .wait(let until), .waitForWindow(let until): until
+            default: nil
+            }
         }
 
         /// A short name for logs and status ("write_outputs", "reconcile", ...).
@@ -57,6 +71,7 @@ public enum RotationPlanner {
             case .fetch: "fetch"
             case .refresh: "refresh"
             case .wait: "wait"
+            case .waitForWindow: "wait_window"
             }
         }
     }
@@ -99,7 +114,7 @@ public enum RotationPlanner {
             // secret they were given.
             return followUp
         }
-        let due = dueDate(app: app, state: state)
+        let due = rotationStart(app: app, state: state, now: now)
         if due <= now {
             // A due rotation goes before a hook that failed: the new version's hook supersedes
             // the old one, and a failing hook must never stop rotations.
@@ -116,11 +131,13 @@ public enum RotationPlanner {
             // drift could never be repaired. The next rotation also gives a held secret.
             return .verify
         }
+        // Held back by the window (not merely by the interval): the wait says so.
+        let heldByWindow = due > dueDate(app: app, state: state)
         if let verify = verifyDate(app: app, state: state, policy: policy) {
             if verify <= now { return .verify }
-            return .wait(until: min(due, verify))
+            if verify < due { return .wait(until: verify) }
         }
-        return .wait(until: due)
+        return heldByWindow ? .waitForWindow(until: due) : .wait(until: due)
     }
 
     /// What is owed after a version reached every output: consumer units not yet settled on it
@@ -157,6 +174,55 @@ public enum RotationPlanner {
         guard let base else { return .distantPast }
         let offset = ScheduleJitter.offset(appID: app.id, jitter: app.jitter)
         return base.addingTimeInterval(seconds(app.interval + offset))
+    }
+
+    /// The scheduled rotation as the window allows it, from the config and the state alone (so
+    /// `status` can judge "overdue" by it): `dueDate`, or, when that falls outside the app's
+    /// window, the next opening plus the app's spread (`windowSpread`). Equals `dueDate` for
+    /// apps the window does not hold back (no window, `follow`, no secret yet).
+    public static func scheduledDate(app: AppConfig, state: AppState) -> Date {
+        let due = dueDate(app: app, state: state)
+        guard let window = heldWindow(app: app, state: state), due != .distantPast else { return due }
+        let opening = window.nextOpening(atOrAfter: due)
+        if opening.start <= due { return due }
+        return opening.start.addingTimeInterval(windowSpread(app: app, opening: opening))
+    }
+
+    /// When the scheduled rotation may start, asked at `now`: `scheduledDate`, unless that has
+    /// passed while no window is open (the daemon was stopped through it), then the next
+    /// opening plus the spread. At or before `now` means at once.
+    public static func rotationStart(app: AppConfig, state: AppState, now: Date) -> Date {
+        let scheduled = scheduledDate(app: app, state: state)
+        guard scheduled <= now, scheduled != .distantPast, let window = heldWindow(app: app, state: state) else {
+            return scheduled
+        }
+        let opening = window.nextOpening(atOrAfter: now)
+        if opening.start <= now { return scheduled }
+        return opening.start.addingTimeInterval(windowSpread(app: app, opening: opening))
+    }
+
+    /// Whether the scheduled rotation is due by its interval at `now` but waits for the window
+    /// (whatever the next step is: a verification may come first).
+    public static func isHeldByWindow(app: AppConfig, state: AppState, now: Date) -> Bool {
+        guard heldWindow(app: app, state: state) != nil, !state.rotationOwed else { return false }
+        return dueDate(app: app, state: state) <= now && rotationStart(app: app, state: state, now: now) > now
+    }
+
+    /// The window that holds back this app's scheduled rotations: only a `rotate` app's, and
+    /// only once it has a secret (a first start must produce one, whatever the hour).
+    public static func heldWindow(app: AppConfig, state: AppState) -> RotationWindow? {
+        guard app.action == .rotate, state.version > 0 else { return nil }
+        return app.window
+    }
+
+    /// Seconds after an opening at which the app starts: its `ScheduleJitter` offset, scaled
+    /// down to the opening's length when the jitter is longer, so a fleet whose rotations all
+    /// waited for one window does not start in one burst, and every start is inside it.
+    static func windowSpread(app: AppConfig, opening: DateInterval) -> TimeInterval {
+        let jitter = seconds(app.jitter)
+        guard jitter > 0 else { return 0 }
+        let offset = seconds(ScheduleJitter.offset(appID: app.id, jitter: app.jitter))
+        return jitter <= opening.duration ? offset : offset * opening.duration / jitter
     }
 
     /// When a `rotate` app's secret is next read back from GenAuth: the settle check after a

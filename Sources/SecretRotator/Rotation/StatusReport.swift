@@ -43,12 +43,25 @@ public struct StatusReport: Sendable, Encodable {
         /// `AppHealth` reports once `consumerGrace` has passed.
         public let consumersBehind: [Behind]
         public let consumerGrace: Duration
+        /// The app's rotation window in canonical form (`RotationWindow.description`), nil
+        /// without one (or for a `follow` app, whose polls never wait).
+        public let window: String?
+        /// The window's next opening (or the one open now), nil without a window.
+        public let nextWindowOpening: Date?
+        /// When that opening closes.
+        public let nextWindowClosing: Date?
+        /// The scheduled rotation is due by its interval but waits for the window to open
+        /// (`RotationPlanner.isHeldByWindow`).
+        public let waitingForWindow: Bool
         /// The monitoring verdict (`AppHealth`); set by `StatusReport.read`, empty otherwise.
         public internal(set) var health = AppHealth(findings: [])
 
+        /// - Parameters:
+        ///   - now: the clock the next window opening is found from; nil leaves it out.
+        ///   - waitingForWindow: `RotationPlanner.isHeldByWindow` for the app as scheduled.
         init(
             app: AppConfig, state: AppState, pendingVersion: Int?, nextDue: Date?, hasSecret: Bool, problems: [String] = [],
-            scheduleAs effective: AppConfig? = nil
+            scheduleAs effective: AppConfig? = nil, now: Date? = nil, waitingForWindow: Bool = false
         ) {
             id = app.id
             name = app.name
@@ -65,7 +78,8 @@ public struct StatusReport: Sendable, Encodable {
             unfinishedCall = state.intent?.rawValue
             unfinishedSince = state.intent == nil ? nil : state.intentStartedAt
             self.hasSecret = hasSecret
-            scheduledDue = state.version > 0 ? RotationPlanner.dueDate(app: effective ?? app, state: state) : nil
+            // The window-aware date: an app waiting for its window is not overdue before it opens.
+            scheduledDue = state.version > 0 ? RotationPlanner.scheduledDate(app: effective ?? app, state: state) : nil
             self.problems = problems
             consumers = app.consumers.map { unit in
                 let record = state.consumers.first { $0.unit == unit }
@@ -82,6 +96,12 @@ public struct StatusReport: Sendable, Encodable {
                 return Behind(unit: unit, since: state.secretObtainedAt ?? .distantPast, detail: record?.detail)
             }
             consumerGrace = app.consumerGrace
+            let window = app.action == .rotate ? app.window : nil
+            self.window = window?.description
+            let opening = now.flatMap { now in window?.nextOpening(atOrAfter: now) }
+            nextWindowOpening = opening?.start
+            nextWindowClosing = opening?.end
+            self.waitingForWindow = waitingForWindow
         }
 
         /// One consumer unit in `status`.
@@ -158,9 +178,7 @@ public struct StatusReport: Sendable, Encodable {
         let cluster = config.cluster == nil ? nil : ClusterStatus.read(stateDirectory: stateDirectory.path)
         var report = StatusReport(
             apps: config.apps.map { app in
-                // A candidate that does not lead follows (Architecture §8): its schedule is a poll's.
-                var effective = app
-                if config.cluster != nil, app.action == .rotate, cluster?.role != .leader { effective.action = .follow }
+                let effective = scheduledApp(app, config: config, cluster: cluster)
                 var found = inspected.apps[app.id] ?? StateDirectory.Inspection()
                 if !inspected.problems.isEmpty {
                     // Not "version 0, never, ok": the records could not be read at all.
@@ -172,7 +190,8 @@ public struct StatusReport: Sendable, Encodable {
                 let pending = found.secretVersion.flatMap { $0 > state.version ? $0 : nil }
                 var entry = App(
                     app: app, state: state, pendingVersion: pending, nextDue: step.due(now: now),
-                    hasSecret: found.secret != nil, problems: found.problems, scheduleAs: effective)
+                    hasSecret: found.secret != nil, problems: found.problems, scheduleAs: effective, now: now,
+                    waitingForWindow: RotationPlanner.isHeldByWindow(app: effective, state: state, now: now))
                 var outputFindings: [AppHealth.Finding] = []
                 if checkOutputs, let secret = found.secret {
                     outputFindings = Self.inspectOutputs(app, secret: secret, writer: writer, as: outputWriter)
@@ -185,6 +204,16 @@ public struct StatusReport: Sendable, Encodable {
         report.cluster = cluster
         report.stateDirectoryProblems = inspected.problems + stateDirectory.capacityProblems()
         return report
+    }
+
+    /// The app as this host schedules it: a fleet's candidate that does not lead follows
+    /// (Architecture §8), so its schedule is a poll's.
+    ///
+    /// - Parameter cluster: the daemon's last `cluster.json`; nil when unread or absent.
+    public static func scheduledApp(_ app: AppConfig, config: RotatorConfig, cluster: ClusterStatus?) -> AppConfig {
+        var effective = app
+        if config.cluster != nil, app.action == .rotate, cluster?.role != .leader { effective.action = .follow }
+        return effective
     }
 
     /// Each output against the held secret, as the daemon's level-triggered check compares
@@ -254,6 +283,11 @@ public struct StatusReport: Sendable, Encodable {
                 if consumer.state == "pending" && app.consumersBehind.isEmpty { continue }
                 lines.append(
                     "\(app.name): consumer \(consumer.unit) \(consumer.state)\(consumer.detail.map { " (\($0))" } ?? "")")
+            }
+            if let window = app.window, let opening = app.nextWindowOpening {
+                let when = opening <= now ? "open now, until \(Self.timestamp(app.nextWindowClosing ?? opening))" : "next opens \(Self.relative(opening, now: now)) (\(Self.timestamp(opening)))"
+                let waiting = app.waitingForWindow ? "; the due rotation waits for it" : ""
+                lines.append("\(app.name): window \(window), \(when)\(waiting)")
             }
             if let owed = app.hookOwedVersion {
                 lines.append("\(app.name): on_rotate hook for version \(owed) has not completed yet")

@@ -33,6 +33,29 @@ import Testing
         """
     }
 
+    /// `window` is a per-app key there too: its own, the main file's default, or none; a bad
+    /// one names its own file and line.
+    @Test func windowIsReadFromAppsDWithTheDefaultFromTheMainFile() throws {
+        let withDefault = main().replacingOccurrences(of: "[defaults]\n", with: "[defaults]\nwindow = \"Sat 01:00-02:00\"\n")
+        let (directory, path) = try layout(main: withDefault, files: [
+            "10-billing.toml": "[[app]]\nid = \"billing-1\"\nname = \"billing\"\nwindow = \"Mon..Fri 02:00-04:00 Europe/Berlin\"\n",
+            "20-search.toml": "[[app]]\nid = \"search-1\"\nname = \"search\"\nwindow = \"always\"\n",
+        ])
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = try ConfigLoader(environment: [:]).load(path: path).config
+        #expect(config.apps.map { $0.window?.description } == ["Sat 01:00-02:00 UTC", "Mon..Fri 02:00-04:00 Europe/Berlin", nil])
+
+        let bad = directory.appendingPathComponent("apps.d/30-bad.toml")
+        try ConfigFixtures.write("[[app]]\nid = \"bad-1\"\n\nwindow = \"Mon 02:00-04:00 Mars/Olympus\"\n", to: bad, mode: 0o644)
+        do {
+            _ = try ConfigLoader(environment: [:]).load(path: path)
+            Issue.record("a bad window in apps.d was accepted")
+        } catch {
+            let found = error.errors.first { $0.keyPath == "app[0].window" }
+            #expect(found?.file == bad.path && found?.line == 4, "\(error.errors)")
+        }
+    }
+
     @Test func appsAreReadInNameOrderAfterTheMainFileWithTheirSource() throws {
         let (directory, path) = try layout(main: main(), files: [
             "20-search.toml": "[[app]]\nid = \"search-1\"\nname = \"search\"\n",

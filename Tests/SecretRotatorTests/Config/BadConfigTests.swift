@@ -263,6 +263,24 @@ private let missingTemplateFile = "/nonexistent/secret-rotator/test.tmpl"
         BadConfigCase(
             name: "requests_per_second zero", toml: "[genauth]\naccess_key_id = \"ak\"\nrequests_per_second = 0\n",
             keyPath: "genauth.requests_per_second", line: 3, fragment: "more than 0 and at most 1000"),
+        BadConfigCase(
+            name: "window with an unknown day", toml: head + "window = \"Mon..Fry 02:00-04:00\"\n", keyPath: "app[0].window",
+            line: 6, fragment: "unknown day \"Fry\"; use Mon, Tue"),
+        BadConfigCase(
+            name: "window with a bad time", toml: head + "window = \"Mon 25:00-04:00\"\n", keyPath: "app[0].window", line: 6,
+            fragment: "\"25:00\" is not a time of day"),
+        BadConfigCase(
+            name: "window with an unknown time zone", toml: head + "window = \"02:00-04:00 Europe/Berln\"\n",
+            keyPath: "app[0].window", line: 6, fragment: "unknown time zone \"Europe/Berln\""),
+        BadConfigCase(
+            name: "zero-length window", toml: head + "window = \"* 02:00-02:00\"\n", keyPath: "app[0].window", line: 6,
+            fragment: "zero-length"),
+        BadConfigCase(
+            name: "empty default window", toml: head + "[defaults]\nwindow = \"\"\n", keyPath: "defaults.window", line: 7,
+            fragment: "empty window; give one such as \"Mon..Fri 02:00-04:00 Europe/Berlin\", or \"always\""),
+        BadConfigCase(
+            name: "window as a table", toml: head + "window = { from = \"02:00\" }\n", keyPath: "app[0].window", line: 6,
+            fragment: "expected a string such as \"Mon..Fri 02:00-04:00 Europe/Berlin\""),
     ]
 
     @Test(arguments: cases)

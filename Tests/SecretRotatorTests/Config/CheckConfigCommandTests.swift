@@ -158,6 +158,48 @@ enum CLI {
         #expect(result.stderr.contains("/nonexistent/sr/rotator.toml: error: cannot open /nonexistent/sr/rotator.toml: ENOENT"))
     }
 
+    /// Each app's window (its own, or [defaults]' unless switched off) and its next opening.
+    @Test func showsEachAppsWindowAndNextOpening() throws {
+        let drop = try ConfigFixtures.temporaryDirectory().path
+        defer { try? FileManager.default.removeItem(atPath: drop) }
+        let (directory, path) = try writeConfig(
+            """
+            [genauth]
+            access_key_id = "ak-cli"
+            [defaults]
+            directory = "\(drop)"
+            state_directory = "\(drop)/state"
+            window = "sat,sun 22:00-02:00 Europe/Berlin"
+            [[app]]
+            id = "app-window-1"
+            name = "billing"
+            window = "Mon..Fri 02:00-04:00 UTC"
+            [[app]]
+            id = "app-window-2"
+            name = "search"
+            [[app]]
+            id = "app-window-3"
+            name = "always"
+            window = "always"
+            """)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let environment = [ConfigSchema.accessKeySecretVariable: "unused"]
+        let result = try CLI.run(["check-config", "--config", path], environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("window Mon..Fri 02:00-04:00 UTC; next opening 20"), "\(result.stdout)")
+        #expect(result.stdout.contains("window Sat,Sun 22:00-02:00 Europe/Berlin; next opening 20"), "\(result.stdout)")
+        #expect(result.stdout.components(separatedBy: "    window ").count == 3, "the app with \"always\" has none")
+
+        let json = try CLI.run(["check-config", "--json", "--config", path], environment: environment)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let apps = try #require(object["apps"] as? [[String: Any]])
+        #expect(apps.map { $0["window"] as? String } == ["Mon..Fri 02:00-04:00 UTC", "Sat,Sun 22:00-02:00 Europe/Berlin", nil])
+        let opening = try #require(apps[0]["nextWindowOpening"] as? String)
+        let date = try Date(opening, strategy: .iso8601)
+        #expect(date > Date().addingTimeInterval(-4 * 3_600) && date < Date().addingTimeInterval(4 * 86_400))
+        #expect(try RotationWindow.parse("Mon..Fri 02:00-04:00 UTC")?.contains(date) == true)
+    }
+
     @Test func helpExplainsAndBadArgumentsExit64() throws {
         let help = try CLI.run(["check-config", "--help"])
         #expect(help.status == 0)
