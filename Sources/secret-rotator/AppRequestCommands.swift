@@ -49,7 +49,8 @@ struct AppRequest {
         } else {
             // Standalone: this process calls GenAuth, so now the key must be readable.
             let keyed = try options.loadConfig()
-            try await standalone(keyed, targets: targets.compactMap { keyed.app(named: $0.id) }, stateDirectory: stateDirectory)
+            let lookup = AppLookup(keyed.apps)
+            try await standalone(keyed, targets: targets.compactMap { lookup.app(named: $0.id) }, stateDirectory: stateDirectory)
         }
     }
 

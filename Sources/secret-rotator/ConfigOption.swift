@@ -102,8 +102,10 @@ enum AppSelection {
     /// the closest configured name, for exit 64.
     static func resolve(_ names: [String], in config: RotatorConfig) -> Result<[AppConfig], ValidationMessage> {
         var apps: [AppConfig] = []
+        var chosen: Set<String> = []
+        let lookup = AppLookup(config.apps)
         for name in names {
-            guard let app = config.app(named: name) else {
+            guard let app = lookup.app(named: name) else {
                 let known = config.apps.map(\.name)
                 var message = "no app named or with id \"\(name)\" in \(config.sourcePath)"
                 if let guess = KeySuggester.suggestion(for: name, among: known) {
@@ -113,7 +115,7 @@ enum AppSelection {
                 }
                 return .failure(ValidationMessage(text: message))
             }
-            if !apps.contains(where: { $0.id == app.id }) { apps.append(app) }
+            if chosen.insert(app.id).inserted { apps.append(app) }
         }
         return .success(apps)
     }

@@ -488,7 +488,7 @@ public actor FleetCoordinator: RotationFence {
             return
         }
         guard notice.host != settings.host else { return }
-        guard let app = await engine.config.apps.first(where: { $0.id == appID }) else { return }
+        guard let app = await engine.app(withID: appID) else { return }
         let received = now()
         lastNotices[appID] = ClusterStatus.Notice(
             version: notice.version, rotatedAt: notice.rotatedAt, host: notice.host, receivedAt: received)

@@ -12,8 +12,29 @@ public struct RotatorConfig: Sendable {
     /// `[cluster]`; nil when the table is absent (a single host, Architecture §8).
     public var cluster: ClusterSettings? = nil
 
+    /// The app with this name, else with this id. O(N): for one lookup; many go through
+    /// `AppLookup`.
     public func app(named nameOrID: String) -> AppConfig? {
         apps.first { $0.name == nameOrID } ?? apps.first { $0.id == nameOrID }
+    }
+}
+
+/// Apps by name and by id, built once in O(N): resolving M names costs O(M), not O(N·M)
+/// (`rotate` with thousands of names, a request directory with thousands of files).
+public struct AppLookup: Sendable {
+    private let byName: [String: Int]
+    private let byID: [String: Int]
+    private let apps: [AppConfig]
+
+    public init(_ apps: [AppConfig]) {
+        self.apps = apps
+        byName = Dictionary(apps.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+        byID = Dictionary(apps.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// As `RotatorConfig.app(named:)`: a name first, then an id.
+    public func app(named nameOrID: String) -> AppConfig? {
+        (byName[nameOrID] ?? byID[nameOrID]).map { apps[$0] }
     }
 }
 

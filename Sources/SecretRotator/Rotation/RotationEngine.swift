@@ -80,6 +80,8 @@ public actor RotationEngine {
     private var unplanned: Set<String> = []
     /// Each configured app's position in `config.apps`.
     private var appIndex: [String: Int] = [:]
+    /// Apps by name and id, for operators' requests (each O(1), so `rotate --all` is O(N)).
+    private var lookup = AppLookup([])
     /// The start each app's window wait was last logged with: one line per wait, not per plan.
     private var windowWaitLogged: [String: Date] = [:]
 
@@ -140,7 +142,14 @@ public actor RotationEngine {
         self.logger = logger
         self.limiter = RequestRateLimiter(requestsPerSecond: config.genauth.requestsPerSecond)
         self.appIndex = Self.indices(of: config)
+        self.lookup = AppLookup(config.apps)
         self.unplanned = Set(config.apps.map(\.id))
+    }
+
+    /// The configured app with this id: O(1) through `appIndex`, as every step looks its app
+    /// up (a scan of the config per step made a pass over N apps O(N²)).
+    public func app(withID appID: String) -> AppConfig? {
+        appIndex[appID].map { config.apps[$0] }
     }
 
     private static func indices(of config: RotatorConfig) -> [String: Int] {
@@ -172,11 +181,11 @@ public actor RotationEngine {
     /// aside and reported, never dropped silently. Every output is checked at the first pass.
     public func start() throws(StateDirectoryError) {
         for corrupt in try stateDirectory.prepare(now: now()) {
-            reportCorrupt(corrupt, app: config.apps.first { $0.id == corrupt.appID })
+            reportCorrupt(corrupt, app: app(withID: corrupt.appID))
         }
         let loaded = stateDirectory.loadAll(appIDs: config.apps.map(\.id), now: now())
         for corrupt in loaded.corrupt {
-            reportCorrupt(corrupt, app: config.apps.first { $0.id == corrupt.appID })
+            reportCorrupt(corrupt, app: app(withID: corrupt.appID))
         }
         for app in config.apps {
             states[app.id] = loaded.states[app.id] ?? AppState(appID: app.id)
@@ -225,6 +234,7 @@ public actor RotationEngine {
         dueCache = [:]
         dueOrder = Heap()
         appIndex = Self.indices(of: newConfig)
+        lookup = AppLookup(newConfig.apps)
         unplanned = Set(newConfig.apps.map(\.id).filter { running[$0] == nil })
         publishAllStates()
         sweepOutputDirectories()
@@ -260,7 +270,7 @@ public actor RotationEngine {
     /// Asks for a rotation (`.refresh`) or a fetch of an app. A pending backoff is overridden
     /// once, and the log says so. Returns false for an unknown app.
     public func request(_ step: RotationPlanner.Step, forApp nameOrID: String) -> Bool {
-        guard let app = config.app(named: nameOrID) else { return false }
+        guard let app = lookup.app(named: nameOrID) else { return false }
         if step == .refresh, effective(app).action == .follow, app.action == .rotate, leadershipSuspended {
             appLogger(app).notice(
                 "this host leads, but etcd has not confirmed its lease lately; the rotation runs once it does",
@@ -475,7 +485,7 @@ public actor RotationEngine {
     /// standalone `rotate` and `fetch`). Returns whether the app ended healthy.
     public func settle(appID: String, maxSteps: Int = 8) async -> Bool {
         for _ in 0..<maxSteps {
-            guard let app = config.apps.first(where: { $0.id == appID }), running[appID] == nil else { return false }
+            guard let app = app(withID: appID), running[appID] == nil else { return false }
             if plan(for: app).step.waitingUntil != nil { break }
             let failuresBefore = states[appID]?.consecutiveFailures ?? 0
             running[appID] = .now
@@ -604,7 +614,7 @@ public actor RotationEngine {
 
     private func work(appID: String) async {
         defer { finished(appID) }
-        guard let app = config.apps.first(where: { $0.id == appID }) else { return }
+        guard let app = app(withID: appID) else { return }
         let (step, isRequest) = plan(for: app)
         if step.waitingUntil != nil { return }
         // A request and a backoff override are used up only by the step that runs.
