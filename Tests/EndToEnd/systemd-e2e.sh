@@ -297,9 +297,9 @@ not_enabled() {
 }
 check "package does not enable or start the service before it is configured" not_enabled
 catalog_installed() {
-    [[ $(cx journalctl --list-catalog | grep -c ' secret-rotator: ') -eq 7 ]]
+    [[ $(cx journalctl --list-catalog | grep -c ' secret-rotator: ') -eq 10 ]]
 }
-check "journalctl --list-catalog has the 7 secret-rotator entries" catalog_installed
+check "journalctl --list-catalog has the 10 secret-rotator entries" catalog_installed
 
 step "man pages, completions and the shipped rotator.toml"
 man_renders() { # PAGE: rc 0, a NAME section. (groff's warnings are lintian's groff-message,
@@ -1141,11 +1141,12 @@ consumer_map=$(for app in "${!consumer_of[@]}"; do printf '%s\t%s\n' "$app" "${c
     jq -R -s -c 'split("\n") | map(select(. != "") | split("\t") | {key: .[0], value: .[1]}) | from_entries')
 consumer_rotations() { # -> "APP_ID VERSION UNIT" of each rotation measured, and whether it was confirmed
     journal_after "$cursor_measure" >"$work/consumer-journal.json" || return 1
-    jq -r -s --argjson units "$consumer_map" --arg end "$measure_ended" '
+    jq -r -s --argjson units "$consumer_map" --arg until "$measure_ended" '
         [.[] | select(.SYSLOG_IDENTIFIER == "secret-rotator" and ($units[.APP_ID // ""] != null))] as $d |
         ($d | map(select(.EVENT == "consumer_confirmed")) | map("\(.APP_ID) \(.VERSION) \(.UNIT)")) as $confirmed |
-        $d[] | select(.EVENT == "rotated" and ((.__REALTIME_TIMESTAMP | tonumber) <= ($end | tonumber))) |
-        "\(.APP_ID) \(.VERSION) \($units[.APP_ID]) \(if ($confirmed | index("\(.APP_ID) \(.VERSION) \($units[.APP_ID])")) then "confirmed" else "unconfirmed" end)"' \
+        $d[] | select(.EVENT == "rotated" and ((.__REALTIME_TIMESTAMP | tonumber) <= ($until | tonumber))) |
+        "\(.APP_ID) \(.VERSION) \($units[.APP_ID])" as $key |
+        "\($key) \(if ($confirmed | any(.[]; . == $key)) then "confirmed" else "unconfirmed" end)"' \
         "$work/consumer-journal.json"
 }
 every_rotation_confirmed() {
