@@ -10,7 +10,10 @@
 # restart of a hung (SIGSTOPped) daemon, stop, systemd-analyze verify/security, and dpkg
 # install/upgrade/purge; lintian on both .debs, the installed man pages and bash completion,
 # the shipped (fully commented) rotator.toml refused with "no settings", and `rotate` from a
-# root shell reaching the daemon that alone holds the credential.
+# root shell reaching the daemon that alone holds the credential. Consumers told over D-Bus:
+# the generated polkit rule, real consumer units calling the mock's token endpoint every 10 ms
+# (the outage per rotation is printed, a figure, not a check), what polkit refuses the daemon's
+# user, a consumer whose reload fails in `status` and the journal, and no secret on the bus.
 #
 # Runs as root on a host whose PID 1 need not be systemd. Installs what it needs.
 # Environment:
