@@ -1232,7 +1232,7 @@ check "each consumer loaded its file for every measured rotation and was accepte
 say "consumer outage per rotation (first refused call to the first accepted one; figures, not checked; target p50 <= 50 ms, p99 <= 250 ms): ${outage_line#outage_ms }"
 say "of which the burst apps' consumers (8 told at once): $(sed -n 's/^outage_ms_burst //p' "$work/consumer-outage.txt")"
 consumers_current() {
-    local unit pid1s
+    local unit
     # The mock accepts only the current secret: a consumer whose last event is "accepted" holds it.
     consumer_events "$cursor_measure" >"$work/consumer-last.json" || return 1
     for unit in "${consumer_units[@]}"; do
