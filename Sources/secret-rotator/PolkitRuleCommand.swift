@@ -59,7 +59,11 @@ struct PolkitRuleCommand: ParsableCommand {
         let target = install ? PolkitRule.defaultPath : write
         let loaded: LoadedConfig
         do {
-            loaded = try ConfigLoader(accessKeySecretNeeded: false).load(path: configOption.path)
+            // Never read the access key secret: the rule does not need it, and under the unit
+            // (ExecStartPre=+, ExecReload=+) $CREDENTIALS_DIRECTORY names a credential owned by
+            // the daemon's user, which this root process refuses (or that does not exist yet at
+            // ExecStartPre=): the config was judged invalid and the rule removed at every start.
+            loaded = try ConfigLoader.withoutAccessKeySecret().load(path: configOption.path)
         } catch {
             for diagnostic in error.errors { StandardError.write(diagnostic.description) }
             if let target, FileManager.default.fileExists(atPath: target) {

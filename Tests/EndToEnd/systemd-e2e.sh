@@ -10,7 +10,10 @@
 # restart of a hung (SIGSTOPped) daemon, stop, systemd-analyze verify/security, and dpkg
 # install/upgrade/purge; lintian on both .debs, the installed man pages and bash completion,
 # the shipped (fully commented) rotator.toml refused with "no settings", and `rotate` from a
-# root shell reaching the daemon that alone holds the credential.
+# root shell reaching the daemon that alone holds the credential. Consumers told over D-Bus:
+# the generated polkit rule, real consumer units calling the mock's token endpoint every 10 ms
+# (the outage per rotation is printed, a figure, not a check), what polkit refuses the daemon's
+# user, a consumer whose reload fails in `status` and the journal, and no secret on the bus.
 #
 # Runs as root on a host whose PID 1 need not be systemd. Installs what it needs.
 # Environment:
@@ -102,9 +105,10 @@ export DEBIAN_FRONTEND=noninteractive
 # binutils: build-deb.sh (dpkg-shlibdeps, strip); pkg-config: the CSystemd module;
 # jq/curl/python3: talking to the mock; libsqlite3-dev: the state database (GRDB);
 # lintian: the package check; man-db and groff-base: `man -l` on the installed pages (the
-# container's /usr is the host's, so they are there too).
+# container's /usr is the host's, so they are there too); polkitd and dbus: the daemon tells
+# consumer units over the system bus, and polkitd applies the rule the unit generates for that.
 packages=(systemd systemd-container libsystemd-dev libsqlite3-dev pkg-config dpkg-dev binutils util-linux jq curl python3
-    lintian man-db groff-base)
+    lintian man-db groff-base polkitd dbus)
 if ! apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}" >/dev/null; then
     apt-get update -qq   # a fresh machine may have stale lists
     apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}" >/dev/null
@@ -296,9 +300,9 @@ not_enabled() {
 }
 check "package does not enable or start the service before it is configured" not_enabled
 catalog_installed() {
-    [[ $(cx journalctl --list-catalog | grep -c ' secret-rotator: ') -eq 7 ]]
+    [[ $(cx journalctl --list-catalog | grep -c ' secret-rotator: ') -eq 10 ]]
 }
-check "journalctl --list-catalog has the 7 secret-rotator entries" catalog_installed
+check "journalctl --list-catalog has the 10 secret-rotator entries" catalog_installed
 
 step "man pages, completions and the shipped rotator.toml"
 man_renders() { # PAGE: rc 0, a NAME section. (groff's warnings are lintian's groff-message,
@@ -358,13 +362,17 @@ check "systemd-analyze verify: rc 0, nothing on stderr" verify_clean
 # --- 6. the mock API ---------------------------------------------------------------------------------
 step "genauth-mock as a transient unit"
 app_ids=(e2e0000000000000000000a1 e2e0000000000000000000a2 e2e0000000000000000000a3 e2e0000000000000000000a4)
+# Eight more apps for the consumer section's `rotate --all` burst, each with its own consumer.
+burst_ids=()
+for index in 1 2 3 4 5 6 7 8; do burst_ids+=("e2e0000000000000000000b$index"); done
 access_key_id=e2e-access-key-id
 access_key_secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 cx_write /etc/e2e/mock-seed.json 0600 <<EOF
 {"userPoolId": "e2e00000000000000000pool",
  "accessKeys": [{"accessKeyId": "$access_key_id", "accessKeySecret": "$access_key_secret"}],
  "apps": [{"appId": "${app_ids[0]}", "appName": "billing"}, {"appId": "${app_ids[1]}", "appName": "reports"},
-          {"appId": "${app_ids[2]}", "appName": "search"}, {"appId": "${app_ids[3]}", "appName": "ledger"}],
+          {"appId": "${app_ids[2]}", "appName": "search"}, {"appId": "${app_ids[3]}", "appName": "ledger"}$(
+    for index in "${!burst_ids[@]}"; do printf ',\n          {"appId": "%s", "appName": "burst%d"}' "${burst_ids[$index]}" $((index + 1)); done)],
  "tokenExpiresIn": 7200}
 EOF
 cx systemd-run --quiet --unit=genauth-mock -p Type=exec -p RuntimeDirectory=genauth-mock \
@@ -421,6 +429,9 @@ RestartSec=1s
 TimeoutStartSec=20s
 TimeoutStopSec=20s
 EOF
+# The consumer section sets billing_interval, billing_extra, ledger_extra and extra_apps (TOML
+# lines); every other caller leaves them empty.
+billing_interval=3s billing_extra="" ledger_extra="" extra_apps=""
 write_config() { # NUMBER-OF-APPS [EXTRA-DEFAULTS-LINE]
     cat <<EOF
 # end-to-end test config
@@ -442,7 +453,8 @@ ${2:-}
 [[app]]
 id = "${app_ids[0]}"
 name = "billing"
-interval = "3s"
+interval = "$billing_interval"
+$billing_extra
 on_rotate = ["${hook_argv[0]}", "${hook_argv[1]}", "${hook_argv[2]}"]
 
 [[app]]
@@ -473,8 +485,10 @@ id = "${app_ids[3]}"
 name = "ledger"
 interval = "3s"
 first_start = "rotate"
+$ledger_extra
 EOF
     fi
+    [[ -z $extra_apps ]] || printf '%s\n' "$extra_apps"
 }
 cx systemctl daemon-reload
 # The key is in place, the config is still the shipped one: the unit must fail at once with
@@ -912,6 +926,367 @@ check "operator-edited rotator.toml left alone on upgrade" config_kept
 upgrade_restarted() { wait_for 20 state_running && [[ $(prop MainPID) != "$pid_before" ]]; }
 check "upgrade restarted the running daemon (try-restart)" upgrade_restarted
 check "outputs equal the mock's secrets after the upgrade" wait_for 20 outputs_match_mock
+
+# --- 12b. consumers notified over D-Bus ------------------------------------------------------------
+step "consumers notified over D-Bus (polkit rule, consumer units, outage per rotation)"
+# The daemon, under the shipped unit, tells consumer units over the system bus; polkitd decides
+# with the rule the unit's ExecStartPre=+/ExecReload=+ generates. The consumers are real
+# services that load their secret file at start and on SIGHUP and call the mock's token
+# endpoint every 10 ms with what they hold: the mock accepts only the current secret, so a
+# consumer left on an old one is refused exactly as GenAuth would refuse it.
+consumer_program=/usr/local/libexec/e2e-consumer
+cx_write "$consumer_program" 0755 <<'EOF'
+#!/usr/bin/python3
+# An app's backend: loads its secret file at start and on SIGHUP and calls genauth-mock's
+# POST /oidc/token (client_secret_post) every 10 ms with the secret it holds. It logs each
+# load and each change between accepted and refused, with the CLOCK_REALTIME microsecond of
+# the event (for a call: when it was sent); never the secret.
+import http.client, os, signal, time, urllib.parse
+
+unit, app, path, port = (os.environ[key] for key in ("E2E_UNIT", "E2E_APP_ID", "E2E_SECRET_FILE", "E2E_MOCK_PORT"))
+reload_asked = True
+
+
+def on_hup(signum, frame):
+    global reload_asked
+    reload_asked = True
+
+
+def now_us():
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) // 1000
+
+
+def log(event, at):
+    print(f"e2e-consumer unit={unit} event={event} t={at}", flush=True)
+
+
+signal.signal(signal.SIGHUP, on_hup)
+connection, accepted_before, secret = None, None, ""
+while True:
+    if reload_asked:
+        reload_asked = False
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().strip()
+        log("loaded", now_us())
+    body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": app, "client_secret": secret})
+    at = now_us()
+    try:
+        if connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=2)
+        connection.request("POST", "/oidc/token", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        answer = connection.getresponse()
+        answer.read()
+        accepted = answer.status == 200
+    except (OSError, http.client.HTTPException):
+        if connection is not None:
+            connection.close()
+        connection = None
+        time.sleep(0.01)
+        continue
+    if accepted != accepted_before:
+        accepted_before = accepted
+        log("accepted" if accepted else "refused", at)
+    time.sleep(0.01)
+EOF
+consumer_unit() { # DESCRIPTION ENVIRONMENT-FILE
+    cat <<EOF
+[Unit]
+Description=$1
+[Service]
+Type=exec
+DynamicUser=yes
+SupplementaryGroups=secret-readers
+EnvironmentFile=$2
+Environment=E2E_UNIT=%n E2E_MOCK_PORT=$port
+ExecStart=$consumer_program
+ExecReload=/bin/kill -HUP \$MAINPID
+EOF
+}
+# PID 1 reads the environment files as root: /etc/e2e may stay private.
+printf 'E2E_APP_ID=%s\nE2E_SECRET_FILE=/var/lib/secret-rotator/secrets/billing\n' "${app_ids[0]}" |
+    cx_write /etc/e2e/consumers/billing.env 0600
+consumer_units=(billing.service)
+declare -A consumer_of=(["${app_ids[0]}"]=billing.service)
+extra_apps=""
+for index in "${!burst_ids[@]}"; do
+    name=burst$((index + 1))
+    printf 'E2E_APP_ID=%s\nE2E_SECRET_FILE=/var/lib/secret-rotator/secrets/%s\n' "${burst_ids[$index]}" "$name" |
+        cx_write "/etc/e2e/consumers/$name.env" 0600
+    consumer_units+=("consumer@$name.service")
+    consumer_of[${burst_ids[$index]}]=consumer@$name.service
+    extra_apps+=$'\n'"[[app]]"$'\n'"id = \"${burst_ids[$index]}\""$'\n'"name = \"$name\""$'\n'"interval = \"10m\""
+    extra_apps+=$'\n'"consumers = [\"consumer@$name.service\"]"$'\n'
+done
+consumer_unit "e2e consumer of billing's secret" /etc/e2e/consumers/billing.env | cx_write /etc/systemd/system/billing.service 0644
+consumer_unit "e2e consumer of %i's secret" /etc/e2e/consumers/%i.env | cx_write /etc/systemd/system/consumer@.service 0644
+# A consumer whose reload fails, and a unit no config names (the least-privilege checks).
+cx_write /etc/systemd/system/e2e-broken-reload.service 0644 <<'EOF'
+[Unit]
+Description=e2e consumer whose reload always fails
+[Service]
+Type=exec
+DynamicUser=yes
+ExecStart=/bin/sleep infinity
+ExecReload=/bin/false
+EOF
+cx_write /etc/systemd/system/e2e-unnamed.service 0644 <<'EOF'
+[Unit]
+Description=e2e unit that no config names
+[Service]
+Type=exec
+DynamicUser=yes
+ExecStart=/bin/sleep infinity
+EOF
+cx systemctl daemon-reload
+cx systemctl start e2e-broken-reload.service e2e-unnamed.service || say "e2e-broken-reload and e2e-unnamed did not start"
+# Every message on the system bus from here on, for the no-secret check below.
+cx systemd-run --quiet --unit=e2e-dbus-monitor -p Type=exec -p StandardOutput=file:/run/e2e-dbus-monitor.txt \
+    /usr/bin/busctl monitor --system || say "busctl monitor did not start"
+
+billing_interval=1s
+billing_extra='consumers = ["billing.service"]'
+ledger_extra=$'consumers = ["e2e-broken-reload.service"]\nconsumer_grace = "2s"'
+write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
+cursor_consumers=$(journal_cursor)
+cx systemctl reload "$unit" || true
+consumers_reloaded() { reloaded_entry "$cursor_consumers" && state_running; }
+check "reload with consumers named: config reloaded, running" wait_for 20 consumers_reloaded
+
+rule_file=/etc/polkit-1/rules.d/60-secret-rotator.rules
+rule_installed() {
+    local attributes
+    attributes=$(cx stat -c '%a %U %G' "$rule_file" 2>/dev/null) || { say "no $rule_file"; return 1; }
+    say "$rule_file: $attributes; $(cx grep -c '' "$rule_file") lines; grants:"
+    cx sed -n 's/^ *\("[^"]*": \[.*\]\),\{0,1\}$/   \1/p' "$rule_file"
+    [[ $attributes == "644 root root" ]] &&
+        cx grep -q '"billing.service": \["reload-or-try-restart"\]' "$rule_file" &&
+        cx grep -q '"consumer@burst8.service": \["reload-or-try-restart"\]' "$rule_file" &&
+        cx grep -q '"e2e-broken-reload.service": \["reload-or-try-restart"\]' "$rule_file" &&
+        ! cx grep -q 'e2e-unnamed' "$rule_file"
+}
+check "ExecReload=+ wrote $rule_file (0644 root:root) granting reload-or-try-restart on exactly the named units" rule_installed
+
+burst_outputs_written() {
+    local index
+    for index in "${!burst_ids[@]}"; do cx test -s "/var/lib/secret-rotator/secrets/burst$((index + 1))" || return 1; done
+}
+wait_for 30 burst_outputs_written || say "the burst apps' outputs did not all appear within 30 s"
+cx systemctl start "${consumer_units[@]}" || true
+consumer_events() { # CURSOR -> the consumers' own lines as JSON
+    journal_after "$1" | jq -c 'select((.MESSAGE | type) == "string" and (.MESSAGE | startswith("e2e-consumer ")))'
+}
+consumers_accepted() {
+    local events unit
+    events=$(consumer_events "$cursor_consumers") || return 1
+    for unit in "${consumer_units[@]}"; do
+        jq -r .MESSAGE <<<"$events" | grep "unit=$unit event=" | tail -n 1 | grep -q 'event=accepted' || return 1
+    done
+}
+consumers_up() {
+    local unit states=""
+    for unit in "${consumer_units[@]}"; do states+=" $(cx systemctl is-active "$unit" 2>/dev/null || true)"; done
+    say "consumer units:$states"
+    wait_for 30 consumers_accepted
+}
+check "billing.service and 8 consumer@ instances (DynamicUser, SupplementaryGroups=secret-readers) read their outputs and are accepted by the mock" consumers_up
+
+step "least privilege: what the daemon's user may ask systemd"
+as_daemon_user() { # METHOD UNIT: busctl call as secret-rotator with no_new_privs, in a unit of its own
+    local rc=0
+    cx systemd-run --quiet --uid=secret-rotator -p NoNewPrivileges=yes --wait --pipe -- \
+        busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager \
+        "$1" ss "$2" replace </dev/null >"$work/busctl.out" 2>&1 || rc=$?
+    say "as secret-rotator: $1 $2: rc $rc: $(tr '\n' ' ' <"$work/busctl.out")"
+    return "$rc"
+}
+refused_as_daemon_user() { # refused by polkit, not failed for another reason
+    ! as_daemon_user "$@" && grep -q -E 'Access denied|Interactive authentication required' "$work/busctl.out"
+}
+main_pid_of() { cx systemctl show -P MainPID "$1"; }
+billing_pid=$(main_pid_of billing.service)
+unnamed_pid=$(main_pid_of e2e-unnamed.service)
+check "polkit grants secret-rotator ReloadOrTryRestartUnit billing.service (polkitd loaded the generated rule)" \
+    as_daemon_user ReloadOrTryRestartUnit billing.service
+cx journalctl -u polkit.service --no-pager -q -o cat | grep -i -E 'rules|error' | sed -n '1,6s/^/   polkitd: /p' || true
+check "refused: RestartUnit of a unit the config does not name (e2e-unnamed.service)" \
+    refused_as_daemon_user RestartUnit e2e-unnamed.service
+check "refused: StartUnit billing.service (the rule grants only reload-or-try-restart)" \
+    refused_as_daemon_user StartUnit billing.service
+check "refused: StopUnit billing.service" refused_as_daemon_user StopUnit billing.service
+check "refused: RestartUnit billing.service" refused_as_daemon_user RestartUnit billing.service
+untouched() {
+    say "MainPID billing.service $billing_pid -> $(main_pid_of billing.service), e2e-unnamed.service $unnamed_pid -> $(main_pid_of e2e-unnamed.service)"
+    [[ $(main_pid_of billing.service) == "$billing_pid" && $(main_pid_of e2e-unnamed.service) == "$unnamed_pid" &&
+        $(cx systemctl is-active billing.service) == active ]]
+}
+check "after the refused calls both units run with the same MainPID" untouched
+
+step "rotations reaching the consumers: billing every second, three rotate --all bursts"
+measure_started=$(cx date +%s%6N)
+cursor_measure=$(journal_cursor)
+billing_before=$(rotation_count "${app_ids[0]}")
+bursts_ok=0
+billing_rotated() { [[ $(rotation_count "${app_ids[0]}") -ge $1 ]]; }
+for burst in 1 2 3; do
+    rc=0
+    out=$(cx timeout 60 env SECRET_ROTATOR_MINIMUM_INTERVAL=1s secret-rotator rotate --all --yes --timeout 45s \
+        --config /etc/secret-rotator/rotator.toml 2>&1) || rc=$?
+    say "rotate --all --yes ($burst): rc $rc; $(grep -c '' <<<"$out") line(s): $(tail -n 1 <<<"$out")"
+    ((rc == 0)) && bursts_ok=$((bursts_ok + 1))
+    wait_for 30 billing_rotated $((billing_before + 10 * burst)) || say "billing rotated fewer than $((10 * burst)) times"
+done
+measure_ended=$(cx date +%s%6N)
+say "billing rotated $(($(rotation_count "${app_ids[0]}") - billing_before)) times in $(awk -v a="$measure_started" -v b="$measure_ended" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') s"
+check "three rotate --all --yes bursts over 12 apps: exit 0 each" test "$bursts_ok" -eq 3
+# The rotations to account for: every new version of billing and of the burst apps written
+# between the start and the end of the measurement, each with its consumer.
+consumer_map=$(for app in "${!consumer_of[@]}"; do printf '%s\t%s\n' "$app" "${consumer_of[$app]}"; done |
+    jq -R -s -c 'split("\n") | map(select(. != "") | split("\t") | {key: .[0], value: .[1]}) | from_entries')
+consumer_rotations() { # -> "APP_ID VERSION UNIT" of each rotation measured, and whether it was confirmed
+    journal_after "$cursor_measure" >"$work/consumer-journal.json" || return 1
+    jq -r -s --argjson units "$consumer_map" --arg until "$measure_ended" '
+        [.[] | select(.SYSLOG_IDENTIFIER == "secret-rotator" and ($units[.APP_ID // ""] != null))] as $d |
+        ($d | map(select(.EVENT == "consumer_confirmed")) | map("\(.APP_ID) \(.VERSION) \(.UNIT)")) as $confirmed |
+        $d[] | select(.EVENT == "rotated" and ((.__REALTIME_TIMESTAMP | tonumber) <= ($until | tonumber))) |
+        "\(.APP_ID) \(.VERSION) \($units[.APP_ID])" as $key |
+        "\($key) \(if ($confirmed | any(.[]; . == $key)) then "confirmed" else "unconfirmed" end)"' \
+        "$work/consumer-journal.json"
+}
+every_rotation_confirmed() {
+    consumer_rotations >"$work/consumer-rotations.txt" || return 1
+    [[ -s $work/consumer-rotations.txt ]] && ! grep -q ' unconfirmed$' "$work/consumer-rotations.txt"
+}
+consumers_reached() {
+    local total billing burst
+    wait_for 20 every_rotation_confirmed || true
+    total=$(grep -c '' "$work/consumer-rotations.txt") || true
+    billing=$(grep -c " billing.service " "$work/consumer-rotations.txt") || true
+    burst=$(grep -c " consumer@" "$work/consumer-rotations.txt") || true
+    say "$total rotations measured ($billing of billing, $burst of the burst apps); unconfirmed: $(grep -c ' unconfirmed$' "$work/consumer-rotations.txt" || true)"
+    grep ' unconfirmed$' "$work/consumer-rotations.txt" | sed -n '1,5s/^/   /p'
+    every_rotation_confirmed && ((billing >= 30 && burst >= 24))
+}
+check "every rotation (>= 30 of billing, 3 x 8 burst apps) has the daemon's consumer_confirmed for its version and unit" consumers_reached
+# The consumer's own view: the outage per rotation and whether it reloaded for it.
+python3 - "$work/consumer-journal.json" "$work/consumer-rotations.txt" >"$work/consumer-outage.txt" <<'PY' ||
+import json, re, sys
+
+rotation_times, events = {}, {}
+with open(sys.argv[1], encoding="utf-8") as journal:
+    for line in journal:
+        entry = json.loads(line)
+        message = entry.get("MESSAGE")
+        if entry.get("SYSLOG_IDENTIFIER") == "secret-rotator" and entry.get("EVENT") == "rotated":
+            rotation_times[(entry.get("APP_ID"), entry.get("VERSION"))] = int(entry["__REALTIME_TIMESTAMP"])
+        elif isinstance(message, str) and message.startswith("e2e-consumer "):
+            fields = dict(re.findall(r"(\w+)=(\S+)", message))
+            events.setdefault(fields["unit"], []).append((int(fields["t"]), fields["event"]))
+outages, unreached, refused_count = {"all": [], "burst": []}, [], 0
+# An event within 0.5 s of the daemon's entry is this rotation's: the scheduler keeps one
+# app's rotations >= 1 s apart, but an operator's rotate may follow a scheduled one within
+# 0.2 s, so the refused call nearest to the entry is this rotation's, not the first in reach.
+window = 500_000
+with open(sys.argv[2], encoding="utf-8") as rotations:
+    for line in rotations:
+        app, version, unit, _ = line.split()
+        at = rotation_times[(app, version)]
+        mine = sorted(events.get(unit, []))
+        refused = [t for t, event in mine if event == "refused" and abs(t - at) <= window]
+        if refused:
+            refused_at = min(refused, key=lambda t: abs(t - at))
+            accepted = [t for t, event in mine if event == "accepted" and t > refused_at]
+            loads = [t for t, event in mine if event == "loaded" and accepted and refused_at < t <= accepted[0]]
+            if not loads:
+                unreached.append(f"{unit} version {version} (refused, no reload before the next accepted call)")
+                continue
+            refused_count += 1
+            outage = (accepted[0] - refused_at) / 1000
+        else:
+            # No call fell into the outage: the gap from the daemon's entry to the reload.
+            loads = [t for t, event in mine if event == "loaded" and at - 50_000 <= t <= at + window]
+            if not loads:
+                unreached.append(f"{unit} version {version}")
+                continue
+            outage = max(0, loads[0] - at) / 1000
+        outages["all"].append(outage)
+        if unit.startswith("consumer@"):
+            outages["burst"].append(outage)
+for kind, figures in outages.items():
+    figures.sort()
+    def rank(p):
+        return figures[min(len(figures) - 1, max(0, -(-len(figures) * p // 100) - 1))]
+    if figures:
+        print(f"outage_ms{'' if kind == 'all' else '_' + kind} rotations={len(figures)} refused_windows={refused_count if kind == 'all' else '-'} "
+              f"p50={rank(50):.1f} p99={rank(99):.1f} max={figures[-1]:.1f}")
+for item in unreached:
+    print(f"unreached {item}")
+PY
+    say "the outage analysis failed"
+sed 's/^/   /' "$work/consumer-outage.txt"
+outage_line=$(grep '^outage_ms ' "$work/consumer-outage.txt" || true)
+consumers_reloaded_each() {
+    [[ -n $outage_line ]] && ! grep -q '^unreached ' "$work/consumer-outage.txt" &&
+        [[ $(sed -n 's/.* rotations=\([0-9]*\) .*/\1/p' <<<"$outage_line") -eq $(grep -c '' "$work/consumer-rotations.txt") ]]
+}
+check "each consumer loaded its file for every measured rotation and was accepted again after it" consumers_reloaded_each
+say "consumer outage per rotation (first refused call to the first accepted one; figures, not checked; target p50 <= 50 ms, p99 <= 250 ms): ${outage_line#outage_ms }"
+say "of which the burst apps' consumers (8 told at once): $(sed -n 's/^outage_ms_burst //p' "$work/consumer-outage.txt")"
+consumers_current() {
+    local unit
+    # The mock accepts only the current secret: a consumer whose last event is "accepted" holds it.
+    consumer_events "$cursor_measure" >"$work/consumer-last.json" || return 1
+    for unit in "${consumer_units[@]}"; do
+        jq -r .MESSAGE "$work/consumer-last.json" | grep "unit=$unit event=" | grep -v 'event=loaded' | tail -n 1 |
+            grep -q 'event=accepted' || { say "$unit's last call was not accepted"; return 1; }
+    done
+}
+check "every consumer's last call is accepted: it holds the mock's current secret" wait_for 10 consumers_current
+
+step "a consumer whose reload fails"
+status_names_broken() {
+    local rc=0
+    cx env SECRET_ROTATOR_MINIMUM_INTERVAL=1s secret-rotator status --config /etc/secret-rotator/rotator.toml \
+        >"$work/status-consumer.txt" 2>&1 || rc=$?
+    [[ $rc -eq 5 ]] && grep -q 'e2e-broken-reload.service' "$work/status-consumer.txt"
+}
+broken_reported() {
+    local rc=0
+    # Bounded by the grace (2 s) plus ledger's interval (3 s), with room for a loaded machine.
+    wait_for 15 status_names_broken || rc=1
+    grep 'e2e-broken-reload' "$work/status-consumer.txt" | sed -n '1,3s/^/   /p'
+    return "$rc"
+}
+check "secret-rotator status exits 5 and names e2e-broken-reload.service (ExecReload=/bin/false, consumer_grace 2s)" broken_reported
+broken_in_journal() {
+    daemon_after "$cursor_consumers" | jq -e -s '
+        any(.[]; .EVENT == "consumer_failed" and .UNIT == "e2e-broken-reload.service")' >/dev/null
+}
+check "journal: EVENT=consumer_failed UNIT=e2e-broken-reload.service" wait_for 10 broken_in_journal
+daemon_after "$cursor_consumers" | jq -r 'select(.EVENT == "consumer_failed") | .MESSAGE' | sed -n '1,2s/^/   /p'
+
+step "no secret on the system bus"
+cx systemctl stop e2e-dbus-monitor.service || true
+cx cat /run/e2e-dbus-monitor.txt >"$work/dbus-monitor.txt" 2>/dev/null || true
+no_secret_on_bus() {
+    # Positive control: the monitor saw the daemon's own calls.
+    grep -a -q 'ReloadOrTryRestartUnit' "$work/dbus-monitor.txt" && grep -a -q 'billing.service' "$work/dbus-monitor.txt" ||
+        { say "the bus monitor did not record the daemon's calls: the search would find nothing"; return 1; }
+    cx curl -sf "$mock_url/__admin/issued" >"$work/bus-issued.json" || { say "GET /__admin/issued failed"; return 1; }
+    { jq -r '.apps[].secrets[]' "$work/mock-secrets.json" && jq -r '.tokens[], .secrets[], .accessKeySecrets[]' "$work/bus-issued.json" &&
+        printf '%s\n' "$access_key_secret"; } | sort -u >"$work/bus-secrets.txt" || return 1
+    say "$(wc -c <"$work/dbus-monitor.txt") bytes of bus messages ($(grep -a -c 'ReloadOrTryRestartUnit' "$work/dbus-monitor.txt") ReloadOrTryRestartUnit), $(wc -l <"$work/bus-secrets.txt") secret values searched"
+    ! grep -a -F -q -f "$work/bus-secrets.txt" "$work/dbus-monitor.txt"
+}
+check "busctl monitor --system during the rotations: no secret the mock issued, no token, not the access key secret" no_secret_on_bus
+
+# Back to the 4 apps without consumers, the consumers stopped, for the steps that follow.
+cx systemctl stop "${consumer_units[@]}" e2e-broken-reload.service e2e-unnamed.service || true
+billing_interval=3s billing_extra="" ledger_extra="" extra_apps=""
+write_config 4 | cx_write /etc/secret-rotator/rotator.toml 0644
+cursor_restore=$(journal_cursor)
+cx systemctl reload "$unit" || true
+restored() { reloaded_entry "$cursor_restore" && state_running; }
+wait_for 20 restored || say "the daemon did not report the restored config"
 
 # --- 13. stop ----------------------------------------------------------------------------------------
 step "systemctl stop"
