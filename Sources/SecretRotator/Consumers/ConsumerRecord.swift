@@ -30,14 +30,22 @@ public struct ConsumerRecord: Codable, Sendable, Equatable {
     public var lastConfirmed: Date?
     /// Why it failed, or what systemd showed; free of secrets (unit names and D-Bus errors only).
     public var detail: String?
+    /// Since when it has failed without a pickup in between: the first failed notification
+    /// of the streak. A consumer that fails at every rotation stays behind from there, however
+    /// often the app rotates (measured from each new version, it never looked late).
+    public var failingSince: Date?
 
-    public init(unit: String, version: Int, state: State, lastNotified: Date?, lastConfirmed: Date?, detail: String?) {
+    public init(
+        unit: String, version: Int, state: State, lastNotified: Date?, lastConfirmed: Date?, detail: String?,
+        failingSince: Date? = nil
+    ) {
         self.unit = unit
         self.version = version
         self.state = state
         self.lastNotified = lastNotified
         self.lastConfirmed = lastConfirmed
         self.detail = detail
+        self.failingSince = failingSince
     }
 
     /// Whether the unit needs nothing more for `version`.

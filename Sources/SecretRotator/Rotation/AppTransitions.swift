@@ -341,9 +341,10 @@ public enum AppTransitions {
             for outcome in outcomes {
                 let old = next.consumers.first { $0.unit == outcome.unit }
                 let confirmed = outcome.state == .confirmed || outcome.state == .signalled
+                let failing = outcome.state == .failed ? (old?.state == .failed ? old?.failingSince ?? now : now) : nil
                 let record = ConsumerRecord(
                     unit: outcome.unit, version: version, state: outcome.state, lastNotified: now,
-                    lastConfirmed: confirmed ? now : old?.lastConfirmed, detail: outcome.detail)
+                    lastConfirmed: confirmed ? now : old?.lastConfirmed, detail: outcome.detail, failingSince: failing)
                 if let index = next.consumers.firstIndex(where: { $0.unit == outcome.unit }) {
                     next.consumers[index] = record
                 } else {

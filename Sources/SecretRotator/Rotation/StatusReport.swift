@@ -93,7 +93,10 @@ public struct StatusReport: Sendable, Encodable {
                 if let record, record.isSettled(at: state.version) { return nil }
                 // Settled for the app as a whole (a version before consumers were recorded).
                 if record == nil && state.consumersDoneVersion >= state.version { return nil }
-                return Behind(unit: unit, since: state.secretObtainedAt ?? .distantPast, detail: record?.detail)
+                // Behind since the secret it lacks was written, or since the first failure of a
+                // streak: a consumer failing at every rotation is late however often it rotates.
+                let written = state.secretObtainedAt ?? .distantPast
+                return Behind(unit: unit, since: min(record?.failingSince ?? written, written), detail: record?.detail)
             }
             consumerGrace = app.consumerGrace
             let window = app.action == .rotate ? app.window : nil

@@ -92,6 +92,30 @@ import Testing
         }
     }
 
+    /// A consumer that fails at every rotation is late from its first failure: measured from
+    /// each new version, an app rotating more often than consumer_grace never showed it.
+    @Test func aConsumerFailingAtEveryRotationIsReportedFromItsFirstFailure() async throws {
+        try await withEngineFixture { harness, fixture in
+            let units = FakeSystemdUnits(clock: { fixture.clock.now })
+            units.set("worker.service", .jobFails("failed"))
+            let handler = InMemoryLogHandler()
+            let engine = Self.engine(harness, fixture, units: units, handler: handler)
+            try await engine.start()
+            await engine.runDue()
+            let firstFailure = fixture.clock.now
+            fixture.clock.advance(seconds: 20)
+            #expect(await engine.request(.refresh, forApp: GenAuthHarness.appId))
+            await engine.runDue()
+            let state = try #require(await engine.state(of: GenAuthHarness.appId))
+            #expect(state.version == 2, "rotated again within the grace")
+            #expect(state.consumers.last?.failingSince == firstFailure)
+            let stateDirectory = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
+            let report = StatusReport.read(
+                config: Self.config(fixture), stateDirectory: stateDirectory, now: firstFailure.addingTimeInterval(31))
+            #expect(report.verdict == .consumers, "31 s after its first failure, though version 2 is 11 s old")
+        }
+    }
+
     @Test func aStoppedConsumerIsNotRunningNotAProblem() async throws {
         try await withEngineFixture { harness, fixture in
             let units = FakeSystemdUnits(clock: { fixture.clock.now })

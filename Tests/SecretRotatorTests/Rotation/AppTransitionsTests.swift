@@ -41,7 +41,9 @@ import Testing
         consumersOwed.nextAttempt = t0
         consumersOwed.consumers = [
             ConsumerRecord(unit: "billing.service", version: 3, state: .confirmed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: t0.addingTimeInterval(-5), detail: "reloaded"),
-            ConsumerRecord(unit: "worker.service", version: 3, state: .failed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: nil, detail: "refused"),
+            ConsumerRecord(
+                unit: "worker.service", version: 3, state: .failed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: nil, detail: "refused",
+                failingSince: t0.addingTimeInterval(-5)),
         ]
         return [
             ("fresh", fresh), ("healthy", healthy), ("inFlight", inFlight), ("confirming", confirming),
@@ -112,7 +114,10 @@ import Testing
         note("consumersDone", before.consumersDoneVersion, after.consumersDoneVersion, "\(after.consumersDoneVersion)")
         note(
             "consumers", before.consumers, after.consumers,
-            after.consumers.map { "\($0.unit.prefix(while: { $0 != "." })):\($0.state.rawValue.replacingOccurrences(of: " ", with: "_"))@\($0.version)" }
+            after.consumers.map {
+                "\($0.unit.prefix(while: { $0 != "." })):\($0.state.rawValue.replacingOccurrences(of: " ", with: "_"))@\($0.version)"
+                    + ($0.failingSince.map { "~\(time($0))" } ?? "")
+            }
                 .joined(separator: "+"))
         note("fp", before.secretFingerprint, after.secretFingerprint, after.secretFingerprint ?? "-")
         note("repair", before.lastRepair, after.lastRepair, after.lastRepair?.causes.joined(separator: "+") ?? "-")
