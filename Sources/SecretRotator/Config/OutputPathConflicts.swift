@@ -55,6 +55,11 @@ struct OutputPathConflicts {
         }
 
         var seen: [OutputKey: String] = [:]
+        // Once per directory, not per output: thousands of apps share the drop directory, and
+        // walking it again for each cost about 30 system calls per app at start-up and in
+        // every `status`. One check sees one moment of the file system either way.
+        var areas: [String: String?] = [:]
+        var directories: [String: Result<FileIdentity, OutputError>] = [:]
         for (appIndex, app) in apps.enumerated() {
             let sink = app.source.flatMap { sinks[$0.file] } ?? sink
             let appKey = app.source?.keyPath ?? "app[\(appIndex)]"
@@ -81,7 +86,14 @@ struct OutputPathConflicts {
                 }
                 guard let (parent, name) = AtomicFileWriter.split(output.path) else { continue }
 
-                if let area = Self.daemonArea(parent, state: stateIdentity, locks: lockIdentities) {
+                let area: String?
+                if let known = areas[parent] {
+                    area = known
+                } else {
+                    area = Self.daemonArea(parent, state: stateIdentity, locks: lockIdentities)
+                    areas[parent] = area
+                }
+                if let area {
                     // By identity: a bind mount or another spelling of the state directory.
                     sink.error(keyPath, "output \(output.path) is inside \(area), which only the daemon writes; write outputs elsewhere")
                     continue
@@ -94,7 +106,11 @@ struct OutputPathConflicts {
                 }
 
                 let directory: FileIdentity?
-                switch SafeDirectory.identity(of: parent, allowUnsafe: output.allowUnsafeDirectory, daemonUser: daemonUser) {
+                let directoryKey = "\(output.allowUnsafeDirectory ? 1 : 0)/\(parent)"
+                let walked = directories[directoryKey]
+                    ?? SafeDirectory.identity(of: parent, allowUnsafe: output.allowUnsafeDirectory, daemonUser: daemonUser)
+                directories[directoryKey] = walked
+                switch walked {
                 case .success(let identity):
                     directory = identity
                 case .failure(let error) where error.code == .unsafeDirectory:
