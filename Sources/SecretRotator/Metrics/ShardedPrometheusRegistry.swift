@@ -132,39 +132,32 @@ public final class ShardedPrometheusRegistry: Sendable {
     private struct Factory: MetricsFactory {
         let registry: ShardedPrometheusRegistry
 
-        func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        /// Makes the series in its app's shard and remembers the shard for `destroy*`.
+        private func routed<Handler>(_ dimensions: [(String, String)], _ make: (PrometheusMetricsFactory) -> Handler) -> Handler {
             let (index, shard) = registry.shard(for: dimensions)
-            let handler = shard.makeCounter(label: label, dimensions: dimensions)
-            registry.remember(handler, shard: index)
+            let handler = make(shard)
+            registry.remember(handler as AnyObject, shard: index)
             return handler
+        }
+
+        func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+            routed(dimensions) { $0.makeCounter(label: label, dimensions: dimensions) }
         }
 
         func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
-            let (index, shard) = registry.shard(for: dimensions)
-            let handler = shard.makeFloatingPointCounter(label: label, dimensions: dimensions)
-            registry.remember(handler, shard: index)
-            return handler
+            routed(dimensions) { $0.makeFloatingPointCounter(label: label, dimensions: dimensions) }
         }
 
         func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-            let (index, shard) = registry.shard(for: dimensions)
-            let handler = shard.makeRecorder(label: label, dimensions: dimensions, aggregate: aggregate)
-            registry.remember(handler, shard: index)
-            return handler
+            routed(dimensions) { $0.makeRecorder(label: label, dimensions: dimensions, aggregate: aggregate) }
         }
 
         func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-            let (index, shard) = registry.shard(for: dimensions)
-            let handler = shard.makeMeter(label: label, dimensions: dimensions)
-            registry.remember(handler, shard: index)
-            return handler
+            routed(dimensions) { $0.makeMeter(label: label, dimensions: dimensions) }
         }
 
         func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-            let (index, shard) = registry.shard(for: dimensions)
-            let handler = shard.makeTimer(label: label, dimensions: dimensions)
-            registry.remember(handler, shard: index)
-            return handler
+            routed(dimensions) { $0.makeTimer(label: label, dimensions: dimensions) }
         }
 
         func destroyCounter(_ handler: any CounterHandler) { registry.takeShard(of: handler)?.destroyCounter(handler) }

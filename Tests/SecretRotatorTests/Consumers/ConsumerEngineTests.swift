@@ -26,14 +26,23 @@ import Testing
             units: units, now: { fixture.clock.now }, logger: logger)
     }
 
+    /// A started engine over this fixture whose consumer units answer as `behaviours` say, after
+    /// its first pass (every app fetched, its consumers told), with every log entry kept.
+    static func firstPass(
+        _ harness: GenAuthHarness, _ fixture: EngineFixture, _ behaviours: [String: FakeSystemdUnits.Behaviour]
+    ) async throws -> (engine: RotationEngine, units: FakeSystemdUnits, log: InMemoryLogHandler) {
+        let units = FakeSystemdUnits(clock: { fixture.clock.now })
+        for (unit, behaviour) in behaviours { units.set(unit, behaviour) }
+        let handler = InMemoryLogHandler()
+        let engine = Self.engine(harness, fixture, units: units, handler: handler)
+        try await engine.start()
+        await engine.runDue()
+        return (engine, units, handler)
+    }
+
     @Test func everyNewVersionIsAnnouncedToEachConsumerAndConfirmed() async throws {
         try await withEngineFixture { harness, fixture in
-            let units = FakeSystemdUnits(clock: { fixture.clock.now })
-            units.set("worker.service", .reloads)
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, units: units, handler: handler)
-            try await engine.start()
-            await engine.runDue()
+            let (engine, units, handler) = try await Self.firstPass(harness, fixture, ["worker.service": .reloads])
             #expect(units.calls == [.init(unit: "billing.service", action: .reloadOrRestart), .init(unit: "worker.service", action: .reloadOrRestart)])
             let state = try #require(await engine.state(of: GenAuthHarness.appId))
             #expect(state.consumersDoneVersion == 1)
@@ -54,12 +63,7 @@ import Testing
 
     @Test func aRefusedConsumerIsRetriedWithTheBackoffWithoutRotatingAgain() async throws {
         try await withEngineFixture { harness, fixture in
-            let units = FakeSystemdUnits(clock: { fixture.clock.now })
-            units.set("worker.service", .refuses("Interactive authentication required."))
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, units: units, handler: handler)
-            try await engine.start()
-            await engine.runDue()
+            let (engine, units, handler) = try await Self.firstPass(harness, fixture, ["worker.service": .refuses("Interactive authentication required.")])
             let failed = handler.entries.filter { $0.metadata["event"] == "consumer_failed" }
             #expect(failed.count == 1)
             let message = "\(failed.first?.message ?? "")"
@@ -96,12 +100,7 @@ import Testing
     /// each new version, an app rotating more often than consumer_grace never showed it.
     @Test func aConsumerFailingAtEveryRotationIsReportedFromItsFirstFailure() async throws {
         try await withEngineFixture { harness, fixture in
-            let units = FakeSystemdUnits(clock: { fixture.clock.now })
-            units.set("worker.service", .jobFails("failed"))
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, units: units, handler: handler)
-            try await engine.start()
-            await engine.runDue()
+            let (engine, _, _) = try await Self.firstPass(harness, fixture, ["worker.service": .jobFails("failed")])
             let firstFailure = fixture.clock.now
             fixture.clock.advance(seconds: 20)
             #expect(await engine.request(.refresh, forApp: GenAuthHarness.appId))
@@ -118,12 +117,7 @@ import Testing
 
     @Test func aStoppedConsumerIsNotRunningNotAProblem() async throws {
         try await withEngineFixture { harness, fixture in
-            let units = FakeSystemdUnits(clock: { fixture.clock.now })
-            units.set("worker.service", .stopped)
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, units: units, handler: handler)
-            try await engine.start()
-            await engine.runDue()
+            let (engine, _, handler) = try await Self.firstPass(harness, fixture, ["worker.service": .stopped])
             #expect(handler.entries.contains { $0.metadata["event"] == "consumer_not_running" && $0.metadata["unit"] == "worker.service" })
             let state = try #require(await engine.state(of: GenAuthHarness.appId))
             #expect(state.consumersDoneVersion == 1 && state.consecutiveFailures == 0)
@@ -139,12 +133,7 @@ import Testing
     /// not taken as picked up (a merged job, a unit that ignores reloads).
     @Test func aDoneJobWithoutARestartIsAFailure() async throws {
         try await withEngineFixture { harness, fixture in
-            let units = FakeSystemdUnits(clock: { fixture.clock.now })
-            units.set("billing.service", .ignores)
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, units: units, handler: handler)
-            try await engine.start()
-            await engine.runDue()
+            let (engine, _, handler) = try await Self.firstPass(harness, fixture, ["billing.service": .ignores])
             let state = try #require(await engine.state(of: GenAuthHarness.appId))
             #expect(state.consumers.first?.state == .failed)
             #expect(handler.entries.contains { $0.metadata["event"] == "consumer_failed" && $0.metadata["unit"] == "billing.service" })
