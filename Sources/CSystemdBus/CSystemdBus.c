@@ -46,9 +46,10 @@ static int read_unit(sd_bus *bus, const char *unit, sr_unit_report *report) {
     // `systemctl show` does), so LoadState answers "not-found" for a unit that does not exist.
     int r = sd_bus_path_encode(SR_PATH "/unit", unit, &path);
     if (r < 0) return r;
-    const char *names[3] = {"LoadState", "ActiveState", "SubState"};
-    char *targets[3] = {report->load_state, report->active_state, report->sub_state};
-    for (int i = 0; i < 3; i++) {
+    const char *names[4] = {"LoadState", "ActiveState", "SubState", "Id"};
+    char *targets[4] = {report->load_state, report->active_state, report->sub_state, report->id};
+    size_t sizes[4] = {sizeof report->load_state, sizeof report->active_state, sizeof report->sub_state, sizeof report->id};
+    for (int i = 0; i < 4; i++) {
         char *value = NULL;
         r = sd_bus_get_property_string(bus, SR_DEST, path, "org.freedesktop.systemd1.Unit", names[i], &error, &value);
         if (r < 0) {
@@ -57,7 +58,7 @@ static int read_unit(sd_bus *bus, const char *unit, sr_unit_report *report) {
             free(path);
             return r;
         }
-        copy_string(targets[i], 32, value);
+        copy_string(targets[i], sizes[i], value);
         free(value);
     }
     int can_reload = 0;
@@ -133,10 +134,20 @@ int sr_unit_notify(const char *unit, const char *method, int signal, uint64_t ti
         copy_string(report->error_message, sizeof report->error_message, strerror(-r));
         return r;
     }
+    // Every call on this connection is bounded by the caller's timeout, not sd-bus's default 25 s.
+    sd_bus_set_method_call_timeout(bus, timeout_usec > 0 ? timeout_usec : 1);
     uint64_t deadline = monotonic_usec() + timeout_usec;
     if (strcmp(method, "KillUnit") == 0) {
         r = sd_bus_call_method(bus, SR_DEST, SR_PATH, SR_MANAGER, "KillUnit", &error, NULL, "ssi", unit, "main", signal);
-        if (r < 0) goto failed;
+        if (r < 0) {
+            // Keep why, and read the unit anyway: "No main process to kill" is a stopped unit.
+            keep_error(report, &error, r);
+            sd_bus_error_free(&error);
+            int refused = r;
+            (void)read_unit(bus, unit, report);
+            sd_bus_flush_close_unref(bus);
+            return refused;
+        }
         goto inspect;
     }
     // The match goes in before the job is queued, so its JobRemoved cannot be missed; the

@@ -65,12 +65,13 @@ struct CheckConfigCommand: AsyncParsableCommand {
             throw ExitCode(78)
         }
         let units = await ConsumerUnitCheck.run(loaded.config, units: SystemdBusUnits())
-        for warning in units.warnings { StandardError.write(warning) }
-        if !units.errors.isEmpty {
-            for error in units.errors { StandardError.write(error) }
+        let unitErrors = units.diagnostics.filter { $0.severity == .error }
+        if !unitErrors.isEmpty {
+            fail(units.diagnostics, errors: unitErrors)
             throw ExitCode(78)
         }
-        let plan = ConfigPlan(loaded)
+        for warning in units.warnings { StandardError.write(warning) }
+        let plan = ConfigPlan(loaded, extraWarnings: units.diagnostics)
         if !online {
             print(json ? try Self.encode(plan) : plan.renderTable())
             return

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SecretRotator
+import SystemPackage
 
 #if canImport(Glibc)
 import Glibc
@@ -28,12 +29,14 @@ struct PolkitRuleCommand: ParsableCommand {
             Without --write the rule is printed. With --write the file is replaced atomically \
             (0644; polkitd reloads it by itself). The shipped unit runs \
             `secret-rotator polkit-rule --write` as root before every start and reload. When \
-            polkitd is not installed (no /etc/polkit-1/rules.d) nothing is written and a \
+            polkitd is not installed (no /etc/polkit-1/rules.d) --install writes nothing and a \
             warning says so: install polkitd (the package recommends it). When the config is \
-            invalid the rule is removed, so it never grants what an old config named.
+            invalid the rule is left as it is (the daemon keeps running the config it was made \
+            from, or refuses to start) and the exit status is 78.
 
-            Exit status: 0 written or printed (or polkitd absent), 73 the rule cannot be \
-            written (EX_CANTCREAT), 78 invalid config (the rule was removed).
+            Exit status: 0 written or printed (or, with --install, polkitd absent), 73 the rule \
+            cannot be written (EX_CANTCREAT), 78 invalid config or unknown --user (the rule is \
+            left unchanged).
             """)
 
     @OptionGroup var configOption: ConfigOption
@@ -57,6 +60,13 @@ struct PolkitRuleCommand: ParsableCommand {
 
     func run() throws {
         let target = install ? PolkitRule.defaultPath : write
+        guard let account = getpwnam(user) else {
+            StandardError.write("secret-rotator: --user: no user \"\(user)\" on this host (the unit's User= creates it: sysusers)")
+            throw ExitCode(78)
+        }
+        // Trust the files the daemon trusts: root's and its user's (a config owned by the
+        // daemon's user is the daemon's to read, and root running this must not refuse it).
+        ConfigLoader.judgeFiles(asDaemonUser: account.pointee.pw_uid)
         let loaded: LoadedConfig
         do {
             // Never read the access key secret: the rule does not need it, and under the unit
@@ -66,10 +76,10 @@ struct PolkitRuleCommand: ParsableCommand {
             loaded = try ConfigLoader.withoutAccessKeySecret().load(path: configOption.path)
         } catch {
             for diagnostic in error.errors { StandardError.write(diagnostic.description) }
-            if let target, FileManager.default.fileExists(atPath: target) {
-                try? FileManager.default.removeItem(atPath: target)
-                StandardError.write("removed \(target): with an invalid config it grants nothing")
-            }
+            // The rule stays as it is: on a reload with a broken config the daemon keeps the
+            // config in force, which the rule was made from (removing it left every consumer
+            // refused), and on a start the daemon refuses the config and runs nothing.
+            if target != nil { StandardError.write("secret-rotator: the polkit rule was left unchanged") }
             throw ExitCode(78)
         }
         let text = PolkitRule.text(user: user, apps: loaded.config.apps, source: configOption.path)
@@ -77,24 +87,31 @@ struct PolkitRuleCommand: ParsableCommand {
             print(text, terminator: "")
             return
         }
+        let units = Set(loaded.config.apps.flatMap(\.consumers)).count
         let directory = target.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         var info = stat()
         guard stat(directory.isEmpty ? "." : directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            let units = loaded.config.apps.reduce(0) { $0 + $1.consumers.count }
+            guard install else {
+                StandardError.write("secret-rotator: cannot write \(target): \(directory) is not a directory")
+                throw ExitCode(73)
+            }
             if units > 0 {
                 StandardError.write(
-                    "warning: \(directory) does not exist (polkitd is not installed): the daemon's user cannot reload its \(units) consumer unit(s); install polkitd")
+                    "warning: \(directory) does not exist (polkitd is not installed): the daemon's user cannot reload its \(units) consumer unit\(units == 1 ? "" : "s"); install polkitd")
             }
             return
         }
-        do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: target), options: .atomic)
-            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: target)
+        // Written as the outputs are (AtomicFileWriter): a temp file given its mode by its own
+        // descriptor, fsynced, renamed over the target, never following a link on the way; the
+        // rules directory belongs to polkitd, trusted beside root.
+        let polkitd = getpwnam("polkitd").map { UserID(rawValue: $0.pointee.pw_uid) }
+        let options = AtomicWriteOptions(mode: FilePermissions(rawValue: 0o644), trustedOwner: polkitd)
+        do throws(OutputError) {
+            try AtomicFileWriter().write(Array(text.utf8), to: target, options: options)
         } catch {
-            StandardError.write("cannot write \(target): \(error.localizedDescription)")
+            StandardError.write("secret-rotator: cannot write \(target): \(error)")
             throw ExitCode(73)
         }
-        let units = Set(loaded.config.apps.flatMap(\.consumers)).count
         print("wrote \(target): user \(user) may manage \(units) consumer unit\(units == 1 ? "" : "s")")
     }
 }

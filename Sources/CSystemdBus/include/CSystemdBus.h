@@ -13,6 +13,9 @@ typedef struct {
     /// "active", "reloading", "inactive", "failed", "activating", "deactivating".
     char active_state[32];
     char sub_state[32];
+    /// The unit's primary name (org.freedesktop.systemd1.Unit.Id): differs from the name asked
+    /// about when that is an alias; systemd asks polkit about this one.
+    char id[256];
     /// The queued job's result from JobRemoved: "done", "canceled", "timeout", "failed",
     /// "dependency", "skipped"; "" when no job was queued (KillUnit) or none was seen.
     char job_result[32];
@@ -30,6 +33,7 @@ typedef struct {
     char error_message[256];
 } sr_unit_report;
 
+/// Every D-Bus call made is bounded by `timeout_usec` (sd_bus_set_method_call_timeout).
 /// Queues `method` ("ReloadOrTryRestartUnit", "TryRestartUnit", "ReloadUnit", "RestartUnit")
 /// for `unit` with mode "replace" on the system bus, waits for the job's JobRemoved signal
 /// (at most `timeout_usec`), then reads the unit's state into `report`. With method

@@ -1,3 +1,4 @@
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -94,7 +95,7 @@ enum ConfigFileReader {
                 let mode = UInt16(status.st_mode & 0o7777)
                 let sticky = mode & UInt16(S_ISVTX) != 0
                 let isLast = directory == parentDirectory(of: candidate)
-                if status.st_uid != 0 && status.st_uid != geteuid() || (mode & 0o022 != 0 && (isLast || !sticky)) {
+                if status.st_uid != 0 && status.st_uid != daemonUID || (mode & 0o022 != 0 && (isLast || !sticky)) {
                     if let problem = trustProblem(owner: status.st_uid, mode: mode & 0o777, what: "the directory \(directory) of \(what)") {
                         return problem
                     }
@@ -139,9 +140,20 @@ enum ConfigFileReader {
         return resolved
     }
 
-    /// nil when `owner` is root or our effective uid and `mode` gives no write to group or others.
+    /// The daemon's user, whose files are trusted besides root's: this process's effective uid,
+    /// unless a root helper that prepares for the daemon (`polkit-rule`, run by the unit as
+    /// root) names the user the daemon will run as, so both trust the same files.
+    static var daemonUID: uid_t { daemonUIDOverride.withLock { $0 } ?? geteuid() }
+    private static let daemonUIDOverride = Mutex<uid_t?>(nil)
+
+    /// Judges files as the daemon running as `uid` will (see `daemonUID`).
+    static func trustFiles(asUser uid: uid_t) {
+        daemonUIDOverride.withLock { $0 = uid }
+    }
+
+    /// nil when `owner` is root or the daemon's user and `mode` gives no write to group or others.
     static func trustProblem(owner: uid_t, mode: UInt16, what: String) -> String? {
-        let me = geteuid()
+        let me = daemonUID
         if owner != 0 && owner != me {
             return "refusing \(what): owned by uid \(owner), not by root or by the daemon's user (uid \(me)); whoever owns it decides what the daemon runs and writes"
         }

@@ -35,6 +35,12 @@ public struct ConfigLoader: Sendable {
         self.accessKeySecretNeeded = accessKeySecretNeeded
     }
 
+    /// Judges the config's files (owner rule) as the daemon running as `uid` will: for a root
+    /// helper that prepares for the daemon (`polkit-rule`), which must trust the same files.
+    public static func judgeFiles(asDaemonUser uid: uid_t) {
+        ConfigFileReader.trustFiles(asUser: uid)
+    }
+
     /// A loader that never reads the access key secret; see `accessKeySecretIgnored`.
     public static func withoutAccessKeySecret(environment: [String: String] = ProcessEnvironment.current) -> ConfigLoader {
         var loader = ConfigLoader(environment: environment, accessKeySecretNeeded: false)

@@ -85,12 +85,14 @@ public struct ConfigPlan: Encodable, Sendable {
     /// `[cluster]`, nil without it (issue 12).
     let cluster: Cluster?
 
-    /// - Parameter now: the clock each app's next window opening is found from.
-    public init(_ loaded: LoadedConfig, now: Date = Date()) {
+    /// - Parameters:
+    ///   - now: the clock each app's next window opening is found from.
+    ///   - extraWarnings: found beyond the loader (check-config's look at consumer units).
+    public init(_ loaded: LoadedConfig, now: Date = Date(), extraWarnings: [ConfigDiagnostic] = []) {
         let config = loaded.config
         self.config = config.sourcePath
         self.valid = true
-        self.warnings = loaded.warnings.map(\.description)
+        self.warnings = (loaded.warnings + extraWarnings).map(\.description)
         let api = config.genauth
         genauth = GenAuth(
             host: api.host, flavour: api.flavour.rawValue, accessKeyId: api.accessKeyID,

@@ -20,6 +20,14 @@ public enum ConsumerPickup {
         if report.errno == -ETIMEDOUT {
             return ConsumerOutcome(unit: unit, state: .failed, detail: "systemd gave no result for the \(action) job in time")
         }
+        if case .signal = action, report.errorName == "org.freedesktop.systemd1.NoSuchProcess" {
+            // systemd's answer to a signal for a unit without a main process: it is stopped.
+            return ConsumerOutcome(unit: unit, state: .notRunning, detail: "unit has no main process (\(report.activeState.isEmpty ? "stopped" : report.activeState))")
+        }
+        if report.errno != 0 && report.errorName.isEmpty {
+            // No D-Bus answer at all: the system bus (or systemd on it) could not be reached.
+            return ConsumerOutcome(unit: unit, state: .failed, detail: "cannot reach systemd over the system bus: \(report.errorDescription)")
+        }
         if report.errno != 0 {
             return ConsumerOutcome(unit: unit, state: .failed, detail: "systemd refused \(action): \(report.errorDescription)")
         }

@@ -20,6 +20,8 @@ public struct UnitReport: Sendable, Equatable {
     /// "active", "reloading", "inactive", "failed", ...
     public var activeState: String = ""
     public var subState: String = ""
+    /// The unit's primary name; another than the one asked about means that one is an alias.
+    public var id: String = ""
     /// The job's result from `JobRemoved` ("done", "failed", ...); "" when no job was queued.
     public var jobResult: String = ""
     /// `ExecMainStartTimestamp`: when the main process last started.
@@ -103,6 +105,7 @@ public struct SystemdBusUnits: SystemdUnitManaging {
         report.loadState = string(&raw.load_state)
         report.activeState = string(&raw.active_state)
         report.subState = string(&raw.sub_state)
+        report.id = string(&raw.id)
         report.jobResult = string(&raw.job_result)
         report.errorName = string(&raw.error_name)
         report.errorMessage = string(&raw.error_message)

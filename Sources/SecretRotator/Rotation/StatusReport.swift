@@ -42,7 +42,9 @@ public struct StatusReport: Sendable, Encodable {
         /// Consumer units not settled on `version`, since when (the secret's write): what
         /// `AppHealth` reports once `consumerGrace` has passed.
         public let consumersBehind: [Behind]
-        public let consumerGrace: Duration
+        /// `consumer_grace` in seconds (JSON has no duration type).
+        public let consumerGraceSeconds: Double
+        public var consumerGrace: Duration { .milliseconds(Int64((consumerGraceSeconds * 1000).rounded())) }
         /// The app's rotation window in canonical form (`RotationWindow.description`), nil
         /// without one (or for a `follow` app, whose polls never wait).
         public let window: String?
@@ -98,7 +100,7 @@ public struct StatusReport: Sendable, Encodable {
                 let written = state.secretObtainedAt ?? .distantPast
                 return Behind(unit: unit, since: min(record?.failingSince ?? written, written), detail: record?.detail)
             }
-            consumerGrace = app.consumerGrace
+            consumerGraceSeconds = RotationPlanner.seconds(app.consumerGrace)
             let window = app.action == .rotate ? app.window : nil
             self.window = window?.description
             let opening = now.flatMap { now in window?.nextOpening(atOrAfter: now) }
@@ -281,8 +283,14 @@ public struct StatusReport: Sendable, Encodable {
             if let call = app.unfinishedCall {
                 lines.append("\(app.name): an interrupted \(call) call; the next step reconciles it with GenAuth")
             }
+            let late = Set(app.health.findings.compactMap { finding -> String? in
+                if case .consumerBehind(let unit, _, _, _) = finding { return unit }
+                return nil
+            })
             for consumer in app.consumers where consumer.state != "confirmed" && consumer.state != "signalled" {
-                // "not running" is not a failure: nothing holds the old secret.
+                // "not running" is not a failure: nothing holds the old secret. A late one was
+                // told above, with its finding.
+                if late.contains(consumer.unit) { continue }
                 if consumer.state == "pending" && app.consumersBehind.isEmpty { continue }
                 lines.append(
                     "\(app.name): consumer \(consumer.unit) \(consumer.state)\(consumer.detail.map { " (\($0))" } ?? "")")

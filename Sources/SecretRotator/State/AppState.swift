@@ -108,7 +108,9 @@ public struct AppState: Codable, Sendable, Equatable {
         lastVerified = try c.decodeIfPresent(Date.self, forKey: .lastVerified)
         lastRepair = try c.decodeIfPresent(Repair.self, forKey: .lastRepair)
         consumersDoneVersion = try c.decodeIfPresent(Int.self, forKey: .consumersDoneVersion) ?? 0
-        consumers = try c.decodeIfPresent([ConsumerRecord].self, forKey: .consumers) ?? []
+        // What each consumer was last told is bookkeeping for `status`: an unreadable column
+        // loses only that (its units show as pending), not the whole record with the version.
+        consumers = (try? c.decodeIfPresent([ConsumerRecord].self, forKey: .consumers)) ?? []
     }
 }
 

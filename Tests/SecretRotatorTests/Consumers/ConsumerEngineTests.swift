@@ -81,7 +81,10 @@ import Testing
             let late = StatusReport.read(
                 config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now.addingTimeInterval(31))
             #expect(late.verdict == .consumers && late.verdict.rawValue == 5 && late.verdict.pluginState.word == "CRITICAL")
-            #expect(late.render(now: fixture.clock.now).contains("consumer worker.service failed"))
+            let text = late.render(now: fixture.clock.now)
+            #expect(text.contains("consumer worker.service is not confirmed on version 1"))
+            #expect(text.components(separatedBy: "app0: consumer worker.service").count == 2, "told once: \(text)")
+            #expect(early.render(now: fixture.clock.now).contains("consumer worker.service failed"))
 
             // The retry (after the backoff) tells only the unit that did not settle, and rotates nothing.
             units.set("worker.service", .restarts)
