@@ -89,6 +89,9 @@ public enum AppTransitions {
         case consumersNotified(version: Int, outcomes: [ConsumerOutcome])
         /// A record could not be made durable; the step fails and nothing new is adopted.
         case journalFailed(Failure)
+        /// GenAuth answered a call again after transient failures (any app's call): an app
+        /// waiting on a transient backoff may retry at `retryAt` (its slot in the request budget).
+        case apiRecovered(retryAt: Date)
     }
 
     public enum Action: Sendable, Equatable {
@@ -126,6 +129,8 @@ public enum AppTransitions {
         /// Drift that would replace content was found, and the held record is not confirmed:
         /// GenAuth is read first, the outputs are left as they are until it answers.
         case repairAwaitsConfirmation
+        /// A transient backoff was cut short because GenAuth answers again.
+        case retryPulledForward(to: Date)
         case hookDone(version: Int, detail: String)
         /// Consumers that picked up `version` (or were not running); failures come as `failed`.
         case consumersSettled(version: Int, outcomes: [ConsumerOutcome])
@@ -324,6 +329,17 @@ public enum AppTransitions {
             }
             return Transition(state: next, actions: actions)
 
+        case .apiRecovered(let retryAt):
+            // Only a transient failure's backoff is cut short: the outage it waited out is over.
+            // A permanent or forbidden failure will not heal because GenAuth answers others, a
+            // Retry-After is the server's own time, a local failure is not GenAuth's. The failure
+            // count stays, so a retry that fails again takes the next step of the one backoff.
+            guard state.consecutiveFailures > 0, state.lastFailureKind == .transient, let pending = state.nextAttempt,
+                pending > retryAt
+            else { return Transition(state: next, actions: []) }
+            next.nextAttempt = retryAt
+            return Transition(state: next, actions: [.report(.retryPulledForward(to: retryAt))])
+
         case .hookFinished(let version, let succeeded, let detail):
             if succeeded {
                 next.hookDoneVersion = max(state.hookDoneVersion, version)
@@ -374,6 +390,18 @@ public enum AppTransitions {
         state.consecutiveFailures = 0
         state.nextAttempt = nil
         state.lastError = nil
+        state.lastFailureKind = nil
+    }
+
+    /// The durable kind of a failure's backoff (`AppState.FailureKind`). A lost answer of a
+    /// read is transient (a read changes nothing); a refresh's lost answer never backs off.
+    static func failureKind(_ failure: Failure) -> AppState.FailureKind {
+        switch failure.kind {
+        case .transient, .outcomeUnknown: failure.retryAfter == nil ? .transient : .throttled
+        case .permanent: .permanent
+        case .forbidden: .forbidden
+        case .local, .notLeader: .local
+        }
     }
 
     /// The one backoff (Architecture, invariant 11): every failing step of an app waits here.
@@ -389,6 +417,7 @@ public enum AppTransitions {
             : backoff.delay(afterFailures: next.consecutiveFailures, retryAfter: failure.retryAfter, using: &random)
         next.nextAttempt = context.now.addingTimeInterval(RotationPlanner.seconds(delay))
         next.lastError = failure.message
+        next.lastFailureKind = failureKind(failure)
         return Transition(
             state: next,
             actions: [.report(.failed(failure, attempt: next.consecutiveFailures, retryIn: delay, permanent: permanent))])
