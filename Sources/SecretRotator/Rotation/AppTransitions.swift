@@ -89,6 +89,14 @@ public enum AppTransitions {
         case consumersNotified(version: Int, outcomes: [ConsumerOutcome])
         /// A record could not be made durable; the step fails and nothing new is adopted.
         case journalFailed(Failure)
+        /// The held secret is newer than the outputs (`RotationPlanner.Step.writeOutputs`) and is
+        /// about to replace what they hold. `recordConfirmed`: GenAuth answered or confirmed it
+        /// since this process started; `obtainedAfterIntent`: it was received after the
+        /// refresh intent the state records was started, i.e. it is that refresh's answer.
+        case heldSecretDue(recordConfirmed: Bool, obtainedAfterIntent: Bool)
+        /// GenAuth's current secret, read to confirm a held secret before it is written;
+        /// `matchesHeld`: it is the held secret.
+        case heldSecretRead(matchesHeld: Bool)
         /// GenAuth answered a call again after transient failures (any app's call): an app
         /// waiting on a transient backoff may retry at `retryAt` (its slot in the request budget).
         case apiRecovered(retryAt: Date)
@@ -107,6 +115,11 @@ public enum AppTransitions {
         case notifyConsumers(version: Int)
         /// Rewrite the drifted outputs from the held secret (no API call).
         case repairOutputs
+        /// Write the held secret (newer than the outputs) to every output (no API call).
+        case writeHeldSecret
+        /// Read GenAuth's current secret to confirm the held secret before it is written;
+        /// answered by `heldSecretRead` (or `readFailed`, purpose `.verify`).
+        case confirmHeldSecret
         /// Read GenAuth's current secret (purpose `.verify`) before any output content is
         /// replaced from a record GenAuth has not confirmed: its answer wins (invariant 10).
         case confirmRecord
@@ -129,6 +142,12 @@ public enum AppTransitions {
         /// Drift that would replace content was found, and the held record is not confirmed:
         /// GenAuth is read first, the outputs are left as they are until it answers.
         case repairAwaitsConfirmation
+        /// A held secret newer than the outputs is neither confirmed since start-up nor the
+        /// answer to our recorded refresh: GenAuth is read before it is written.
+        case heldWriteAwaitsConfirmation
+        /// GenAuth holds another secret than the held one: the held secret is dead and is
+        /// never written; GenAuth's secret is adopted instead.
+        case heldSecretSuperseded
         /// A transient backoff was cut short because GenAuth answers again.
         case retryPulledForward(to: Date)
         case hookDone(version: Int, detail: String)
@@ -328,6 +347,32 @@ public enum AppTransitions {
                 actions.append(.runHook(version: state.version))
             }
             return Transition(state: next, actions: actions)
+
+        case .heldSecretDue(let recordConfirmed, let obtainedAfterIntent):
+            // Invariant 10 for recovery: a held secret replaces what the outputs hold only when
+            // it is provably GenAuth's newest, i.e. GenAuth answered it in this process, or it is
+            // the answer to the refresh this record says was in flight (a crash right after
+            // the answer was kept). Anything else (a restored backup, a secret adopted before a
+            // crash) may have been killed since: GenAuth is read first.
+            if recordConfirmed || (state.intent == .refresh && obtainedAfterIntent) {
+                return Transition(state: next, actions: [.writeHeldSecret])
+            }
+            return Transition(state: next, actions: [.report(.heldWriteAwaitsConfirmation), .confirmHeldSecret])
+
+        case .heldSecretRead(let matchesHeld):
+            if matchesHeld {
+                return Transition(state: next, actions: [.writeHeldSecret])
+            }
+            // The held secret is dead: GenAuth's answer takes its place (the same next
+            // version, as the dead one never reached an output); an app's first secret is a
+            // fetch, as a first verify read's would be.
+            next.settleCheckDue = nil
+            return Transition(
+                state: next,
+                actions: [
+                    .report(.heldSecretSuperseded),
+                    .adoptSecret(version: state.version + 1, origin: state.version == 0 ? .fetched : .changedUpstream),
+                ])
 
         case .apiRecovered(let retryAt):
             // Only a transient failure's backoff is cut short: the outage it waited out is over.

@@ -749,6 +749,12 @@ public actor RotationEngine {
             await repairOutputs(app, repair)
         case .confirmRecord:
             await read(app, purpose: .verify)
+        case .writeHeldSecret:
+            guard let held = heldSecret(app), held.version == heldVersions[app.id] else { return }
+            await writeHeldRecord(held, app: app)
+        case .confirmHeldSecret:
+            guard let held = heldSecret(app) else { return }
+            await confirmHeld(held, app: app)
         case .report(let report):
             log(report, app)
         }
@@ -795,6 +801,24 @@ public actor RotationEngine {
             let failure = Self.failure(error)
             genAuthFailed(failure)
             await transition(app, .readFailed(failure, purpose: purpose))
+        }
+    }
+
+    /// Reads GenAuth's current secret before a held secret that is not provably its newest
+    /// replaces what the outputs hold: the held one is written only if GenAuth still holds it,
+    /// otherwise GenAuth's secret is adopted. A failed read leaves the outputs as they are.
+    private func confirmHeld(_ held: CurrentSecret, app: AppConfig) async {
+        await limiter.acquire()
+        do {
+            let secret = try await api.getApplicationSecret(appId: app.id)
+            let fingerprint = SecretFingerprint.of(secret)
+            if fingerprint == held.fingerprint { confirmedRecords[app.id] = fingerprint }
+            await transition(app, .heldSecretRead(matchesHeld: fingerprint == held.fingerprint), secret: secret)
+            await genAuthAnswered()
+        } catch {
+            let failure = Self.failure(error)
+            genAuthFailed(failure)
+            await transition(app, .readFailed(failure, purpose: .verify))
         }
     }
 
@@ -885,13 +909,22 @@ public actor RotationEngine {
         await write(record, app: app, origin: origin, journalError: journalError)
     }
 
-    /// Resumes a held secret that is not yet on every output (after a crash or a failed write).
+    /// Resumes a held secret that is not yet on every output (after a crash or a failed write),
+    /// once the transitions judge it provably GenAuth's newest (else GenAuth is read first).
     private func writeHeld(_ app: AppConfig, version: Int) async {
         let held = heldSecret(app)
         guard let record = held, record.version == version else {
             heldVersions[app.id] = held?.version
             return
         }
+        let state = states[app.id] ?? AppState(appID: app.id)
+        let afterIntent = state.intent == .refresh && record.obtainedAt >= (state.intentStartedAt ?? .distantFuture)
+        await transition(
+            app, .heldSecretDue(recordConfirmed: confirmedRecords[app.id] == record.fingerprint, obtainedAfterIntent: afterIntent))
+    }
+
+    /// Writes the held secret `record` to every output (the transitions decided it may).
+    private func writeHeldRecord(_ record: CurrentSecret, app: AppConfig) async {
         var journalError: StateDirectoryError?
         if unsavedSecrets[app.id] != nil {
             // Kept only in memory so far: make it durable first, as an adoption would have.
@@ -1259,6 +1292,14 @@ public actor RotationEngine {
             log.notice(
                 "outputs differ from the held secret, which GenAuth has not confirmed since start-up (a restored or older record may hold a secret GenAuth killed); reading GenAuth's current secret first, the outputs keep what they hold until it answers",
                 metadata: ["event": "repair_awaits_confirmation"])
+        case .heldWriteAwaitsConfirmation:
+            log.notice(
+                "a held secret newer than the outputs is not confirmed by GenAuth since start-up and is not the answer to a refresh in flight (a restored or older record may hold a secret GenAuth killed); reading GenAuth's current secret first, the outputs keep what they hold until it answers",
+                metadata: ["event": "held_write_awaits_confirmation"])
+        case .heldSecretSuperseded:
+            log.warning(
+                "GenAuth no longer holds the held secret, so it was not written; GenAuth's current secret is adopted instead",
+                metadata: ["event": "held_secret_superseded"])
         case .retryPulledForward(let at):
             log.debug(
                 "GenAuth answers again: the retry after a transient failure moved to \(at.formatted(.iso8601))",

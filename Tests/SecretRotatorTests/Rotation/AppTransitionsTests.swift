@@ -77,6 +77,11 @@ import Testing
         ("hook.ok", .hookFinished(version: 3, succeeded: true, detail: "")),
         ("hook.failed", .hookFinished(version: 3, succeeded: false, detail: "exited(1)")),
         ("journalFailed", .journalFailed(.init(.local, "ENOSPC"))),
+        ("heldDue.confirmed", .heldSecretDue(recordConfirmed: true, obtainedAfterIntent: false)),
+        ("heldDue.refreshAnswer", .heldSecretDue(recordConfirmed: false, obtainedAfterIntent: true)),
+        ("heldDue.unconfirmed", .heldSecretDue(recordConfirmed: false, obtainedAfterIntent: false)),
+        ("heldRead.same", .heldSecretRead(matchesHeld: true)),
+        ("heldRead.dead", .heldSecretRead(matchesHeld: false)),
         ("apiRecovered", .apiRecovered(retryAt: t0.addingTimeInterval(5))),
         (
             "consumers.ok",
@@ -129,6 +134,8 @@ import Testing
             case .notifyConsumers(let version): "notify(\(version))"
             case .repairOutputs: "repair"
             case .confirmRecord: "confirm"
+            case .writeHeldSecret: "writeHeld"
+            case .confirmHeldSecret: "confirmHeld"
             case .report(let report):
                 switch report {
                 case .failed(let failure, _, let delay, let permanent):
