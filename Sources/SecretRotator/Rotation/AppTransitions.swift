@@ -379,8 +379,11 @@ public enum AppTransitions {
             // A permanent or forbidden failure will not heal because GenAuth answers others, a
             // Retry-After is the server's own time, a local failure is not GenAuth's. The failure
             // count stays, so a retry that fails again takes the next step of the one backoff.
+            // A wait no longer than the backoff's first step (`retry.initial`) is already as
+            // short as any retry gets: a single blip (one 503 while other calls succeed) keeps it.
+            let firstStep = RotationPlanner.seconds(context.policy.retry.initial)
             guard state.consecutiveFailures > 0, state.lastFailureKind == .transient, let pending = state.nextAttempt,
-                pending > retryAt
+                pending > retryAt, pending.timeIntervalSince(context.now) > firstStep
             else { return Transition(state: next, actions: []) }
             next.nextAttempt = retryAt
             return Transition(state: next, actions: [.report(.retryPulledForward(to: retryAt))])

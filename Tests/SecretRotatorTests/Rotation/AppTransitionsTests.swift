@@ -183,6 +183,9 @@ import Testing
             // Never later than the backoff it had.
             state.nextAttempt = Self.t0.addingTimeInterval(1)
             #expect(Self.apply(.apiRecovered(retryAt: retryAt), state).state == state, "\(kind)")
+            // Nor a wait no longer than the first step (retry.initial, 2 s): a single blip.
+            state.nextAttempt = Self.t0.addingTimeInterval(2)
+            #expect(Self.apply(.apiRecovered(retryAt: Self.t0.addingTimeInterval(0.001)), state).state == state, "\(kind)")
             // A failure after the pulled-forward retry takes the next step of the backoff.
             var pulled = result.state
             pulled.nextAttempt = retryAt
