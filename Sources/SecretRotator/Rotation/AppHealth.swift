@@ -18,6 +18,12 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         case outputUnchecked(path: String, reason: String)
         /// An output is missing, holds other content, or has another mode, owner or group.
         case outputBad(path: String, drift: String)
+        /// An output holds other content than the saved record, and the record is what is
+        /// behind: the daemon wrote a secret GenAuth answered but could not save its record
+        /// (a full or read-only state directory; a refresh recorded as in flight whose answer
+        /// is on the outputs but not in the record). The output most likely holds the live
+        /// secret; the daemon saves the record once the state directory takes writes.
+        case recordNotSaved(path: String)
         /// No secret was ever obtained for the app (never ran, or every attempt failed).
         case neverObtained
         /// The scheduled rotation (or poll) was due more than the grace period ago: the daemon is
@@ -41,6 +47,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             switch self {
             case .stateUnreadable, .outputUnchecked: .unknown
             case .outputBad: .outputs
+            case .recordNotSaved: .failing
             case .neverObtained, .overdue: .overdue
             case .failing, .cluster: .failing
             case .consumerBehind: .consumers
@@ -53,6 +60,8 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .stateUnreadable(let reason): "state unreadable: \(reason)"
             case .outputUnchecked(let path, let reason): "output \(path) could not be checked: \(reason)"
             case .outputBad(let path, let drift): "output \(path) is not as configured: \(drift)"
+            case .recordNotSaved(let path):
+                "the state record could not be saved: output \(path) holds a newer secret than the record (written after GenAuth answered); the daemon will save the record once the state directory takes writes"
             case .neverObtained: "no secret obtained yet"
             case .overdue(let since): "overdue: its scheduled rotation was due at \(since.formatted(.iso8601))"
             case .failing(let attempts, let lastError):
@@ -171,7 +180,10 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             if app.consecutiveFailures > 0 {
                 findings.append(.failing(attempts: app.consecutiveFailures, lastError: app.lastError))
             }
-            if app.unfinishedCall == AppState.Intent.refresh.rawValue {
+            // An unsaved record of a refresh's answer explains the recorded intent: the refresh
+            // was answered, its outcome is not unknown.
+            let answeredUnsaved = outputFindings.contains { if case .recordNotSaved = $0 { true } else { false } }
+            if app.unfinishedCall == AppState.Intent.refresh.rawValue, !answeredUnsaved {
                 let limit = min(grace, unresolvedRefreshLimit)
                 let stale = app.unfinishedSince.map { now.timeIntervalSince($0) > Double(limit.components.seconds) } ?? true
                 findings.append(.unresolvedRefresh(since: app.unfinishedSince, stale: stale))

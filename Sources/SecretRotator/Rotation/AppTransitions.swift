@@ -89,6 +89,17 @@ public enum AppTransitions {
         case consumersNotified(version: Int, outcomes: [ConsumerOutcome])
         /// A record could not be made durable; the step fails and nothing new is adopted.
         case journalFailed(Failure)
+        /// The held secret is newer than the outputs (`RotationPlanner.Step.writeOutputs`) and is
+        /// about to replace what they hold. `recordConfirmed`: GenAuth answered or confirmed it
+        /// since this process started; `obtainedAfterIntent`: it was received after the
+        /// refresh intent the state records was started, i.e. it is that refresh's answer.
+        case heldSecretDue(recordConfirmed: Bool, obtainedAfterIntent: Bool)
+        /// GenAuth's current secret, read to confirm a held secret before it is written;
+        /// `matchesHeld`: it is the held secret.
+        case heldSecretRead(matchesHeld: Bool)
+        /// GenAuth answered a call again after transient failures (any app's call): an app
+        /// waiting on a transient backoff may retry at `retryAt` (its slot in the request budget).
+        case apiRecovered(retryAt: Date)
     }
 
     public enum Action: Sendable, Equatable {
@@ -104,6 +115,11 @@ public enum AppTransitions {
         case notifyConsumers(version: Int)
         /// Rewrite the drifted outputs from the held secret (no API call).
         case repairOutputs
+        /// Write the held secret (newer than the outputs) to every output (no API call).
+        case writeHeldSecret
+        /// Read GenAuth's current secret to confirm the held secret before it is written;
+        /// answered by `heldSecretRead` (or `readFailed`, purpose `.verify`).
+        case confirmHeldSecret
         /// Read GenAuth's current secret (purpose `.verify`) before any output content is
         /// replaced from a record GenAuth has not confirmed: its answer wins (invariant 10).
         case confirmRecord
@@ -126,6 +142,14 @@ public enum AppTransitions {
         /// Drift that would replace content was found, and the held record is not confirmed:
         /// GenAuth is read first, the outputs are left as they are until it answers.
         case repairAwaitsConfirmation
+        /// A held secret newer than the outputs is neither confirmed since start-up nor the
+        /// answer to our recorded refresh: GenAuth is read before it is written.
+        case heldWriteAwaitsConfirmation
+        /// GenAuth holds another secret than the held one: the held secret is dead and is
+        /// never written; GenAuth's secret is adopted instead.
+        case heldSecretSuperseded
+        /// A transient backoff was cut short because GenAuth answers again.
+        case retryPulledForward(to: Date)
         case hookDone(version: Int, detail: String)
         /// Consumers that picked up `version` (or were not running); failures come as `failed`.
         case consumersSettled(version: Int, outcomes: [ConsumerOutcome])
@@ -324,6 +348,46 @@ public enum AppTransitions {
             }
             return Transition(state: next, actions: actions)
 
+        case .heldSecretDue(let recordConfirmed, let obtainedAfterIntent):
+            // Invariant 10 for recovery: a held secret replaces what the outputs hold only when
+            // it is provably GenAuth's newest, i.e. GenAuth answered it in this process, or it is
+            // the answer to the refresh this record says was in flight (a crash right after
+            // the answer was kept). Anything else (a restored backup, a secret adopted before a
+            // crash) may have been killed since: GenAuth is read first.
+            if recordConfirmed || (state.intent == .refresh && obtainedAfterIntent) {
+                return Transition(state: next, actions: [.writeHeldSecret])
+            }
+            return Transition(state: next, actions: [.report(.heldWriteAwaitsConfirmation), .confirmHeldSecret])
+
+        case .heldSecretRead(let matchesHeld):
+            if matchesHeld {
+                return Transition(state: next, actions: [.writeHeldSecret])
+            }
+            // The held secret is dead: GenAuth's answer takes its place (the same next
+            // version, as the dead one never reached an output); an app's first secret is a
+            // fetch, as a first verify read's would be.
+            next.settleCheckDue = nil
+            return Transition(
+                state: next,
+                actions: [
+                    .report(.heldSecretSuperseded),
+                    .adoptSecret(version: state.version + 1, origin: state.version == 0 ? .fetched : .changedUpstream),
+                ])
+
+        case .apiRecovered(let retryAt):
+            // Only a transient failure's backoff is cut short: the outage it waited out is over.
+            // A permanent or forbidden failure will not heal because GenAuth answers others, a
+            // Retry-After is the server's own time, a local failure is not GenAuth's. The failure
+            // count stays, so a retry that fails again takes the next step of the one backoff.
+            // A wait no longer than the backoff's first step (`retry.initial`) is already as
+            // short as any retry gets: a single blip (one 503 while other calls succeed) keeps it.
+            let firstStep = RotationPlanner.seconds(context.policy.retry.initial)
+            guard state.consecutiveFailures > 0, state.lastFailureKind == .transient, let pending = state.nextAttempt,
+                pending > retryAt, pending.timeIntervalSince(context.now) > firstStep
+            else { return Transition(state: next, actions: []) }
+            next.nextAttempt = retryAt
+            return Transition(state: next, actions: [.report(.retryPulledForward(to: retryAt))])
+
         case .hookFinished(let version, let succeeded, let detail):
             if succeeded {
                 next.hookDoneVersion = max(state.hookDoneVersion, version)
@@ -375,6 +439,18 @@ public enum AppTransitions {
         state.consecutiveFailures = 0
         state.nextAttempt = nil
         state.lastError = nil
+        state.lastFailureKind = nil
+    }
+
+    /// The durable kind of a failure's backoff (`AppState.FailureKind`). A lost answer of a
+    /// read is transient (a read changes nothing); a refresh's lost answer never backs off.
+    static func failureKind(_ failure: Failure) -> AppState.FailureKind {
+        switch failure.kind {
+        case .transient, .outcomeUnknown: failure.retryAfter == nil ? .transient : .throttled
+        case .permanent: .permanent
+        case .forbidden: .forbidden
+        case .local, .notLeader: .local
+        }
     }
 
     /// The one backoff (Architecture, invariant 11): every failing step of an app waits here.
@@ -390,6 +466,7 @@ public enum AppTransitions {
             : backoff.delay(afterFailures: next.consecutiveFailures, retryAfter: failure.retryAfter, using: &random)
         next.nextAttempt = context.now.addingTimeInterval(RotationPlanner.seconds(delay))
         next.lastError = failure.message
+        next.lastFailureKind = failureKind(failure)
         return Transition(
             state: next,
             actions: [.report(.failed(failure, attempt: next.consecutiveFailures, retryIn: delay, permanent: permanent))])

@@ -117,6 +117,15 @@ public actor RotationEngine {
     /// first read finds can only be the old leader's last refresh, so the wait ends there.
     private var handOverCurrent: Set<String> = []
     private var workFinished: @Sendable () -> Void = {}
+    /// Apps waiting on the backoff of a transient failure (`AppState.FailureKind.transient`),
+    /// kept as each state is adopted: GenAuth's recovery visits these, never every app.
+    private var transientBackoff: Set<String> = []
+    /// Apps whose backoff a recovery already cut short in their current failure streak: a
+    /// retry that fails again waits its normal backoff, however often GenAuth flaps.
+    private var pulledForward: Set<String> = []
+    /// A GenAuth call failed transiently and none has answered since: the next answer is a
+    /// recovery (at most one per streak of answers).
+    private var genAuthFailing = false
 
     public init(
         config: RotatorConfig, api: any SecretAPI, stateDirectory: StateDirectory,
@@ -188,7 +197,7 @@ public actor RotationEngine {
             reportCorrupt(corrupt, app: app(withID: corrupt.appID))
         }
         for app in config.apps {
-            states[app.id] = loaded.states[app.id] ?? AppState(appID: app.id)
+            setState(loaded.states[app.id] ?? AppState(appID: app.id), of: app.id)
             heldVersions[app.id] = loaded.secretVersions[app.id]
         }
         publishAllStates()
@@ -230,6 +239,8 @@ public actor RotationEngine {
         }
         let ids = Set(newConfig.apps.map(\.id))
         states = states.filter { ids.contains($0.key) }
+        transientBackoff = transientBackoff.filter { ids.contains($0) }
+        pulledForward = pulledForward.filter { ids.contains($0) }
         requested = requested.filter { ids.contains($0.key) }
         dueCache = [:]
         dueOrder = Heap()
@@ -603,7 +614,7 @@ public actor RotationEngine {
     private func load(_ app: AppConfig) {
         let loaded = stateDirectory.loadState(appID: app.id, now: now())
         if let corrupt = loaded.corrupt { reportCorrupt(corrupt, app: app) }
-        states[app.id] = loaded.state ?? AppState(appID: app.id)
+        setState(loaded.state ?? AppState(appID: app.id), of: app.id)
         let secret = stateDirectory.loadSecret(appID: app.id, now: now())
         if let corrupt = secret.corrupt { reportCorrupt(corrupt, app: app) }
         heldVersions[app.id] = secret.secret?.version
@@ -674,6 +685,18 @@ public actor RotationEngine {
         workFinished()
     }
 
+    /// Adopts `state` as the app's state and keeps the set of apps in a transient backoff in
+    /// step with it (O(1)).
+    private func setState(_ state: AppState, of appID: String) {
+        states[appID] = state
+        if state.consecutiveFailures > 0 && state.lastFailureKind == .transient {
+            transientBackoff.insert(appID)
+        } else {
+            transientBackoff.remove(appID)
+        }
+        if state.consecutiveFailures == 0 { pulledForward.remove(appID) }
+    }
+
     /// Feeds one event to the app's transitions: commits the new state (durable first), adopts
     /// it, then performs its actions. `secret` is the value an `adoptSecret` action keeps.
     private func transition(
@@ -691,7 +714,7 @@ public actor RotationEngine {
                 // kept in memory (the disk cannot hold it right now).
                 let failure = AppTransitions.Failure(.local, error.description, fields: Self.fields(of: error))
                 let failed = AppTransitions.apply(.journalFailed(failure), to: old, context: context)
-                states[app.id] = failed.state
+                setState(failed.state, of: app.id)
                 metrics.appStateChanged(app, state: failed.state)
                 for action in failed.actions { await perform(action, app) }
                 return
@@ -699,7 +722,7 @@ public actor RotationEngine {
         }
         // Removed by a reload while the commit was in flight: not brought back.
         guard states[app.id] != nil else { return }
-        states[app.id] = result.state
+        setState(result.state, of: app.id)
         if result.state != old { metrics.appStateChanged(app, state: result.state) }
         for action in result.actions {
             await perform(action, app, secret: secret, repair: repair)
@@ -736,6 +759,12 @@ public actor RotationEngine {
             await repairOutputs(app, repair)
         case .confirmRecord:
             await read(app, purpose: .verify)
+        case .writeHeldSecret:
+            guard let held = heldSecret(app), held.version == heldVersions[app.id] else { return }
+            await writeHeldRecord(held, app: app)
+        case .confirmHeldSecret:
+            guard let held = heldSecret(app) else { return }
+            await confirmHeld(held, app: app)
         case .report(let report):
             log(report, app)
         }
@@ -764,8 +793,11 @@ public actor RotationEngine {
             answerArrived[app.id] = .now
             CrashPoint.reached(.refreshAnswered)
             await transition(app, .refreshAnswered(fingerprint: SecretFingerprint.of(secret)), secret: secret)
+            await genAuthAnswered()
         } catch {
-            await transition(app, .refreshFailed(Self.failure(error)))
+            let failure = Self.failure(error)
+            genAuthFailed(failure)
+            await transition(app, .refreshFailed(failure))
         }
     }
 
@@ -774,9 +806,87 @@ public actor RotationEngine {
         do {
             let secret = try await api.getApplicationSecret(appId: app.id)
             await transition(app, .secretRead(fingerprint: SecretFingerprint.of(secret), purpose: purpose), secret: secret)
+            await genAuthAnswered()
         } catch {
-            await transition(app, .readFailed(Self.failure(error), purpose: purpose))
+            let failure = Self.failure(error)
+            genAuthFailed(failure)
+            await transition(app, .readFailed(failure, purpose: purpose))
         }
+    }
+
+    /// Reads GenAuth's current secret before a held secret that is not provably its newest
+    /// replaces what the outputs hold: the held one is written only if GenAuth still holds it,
+    /// otherwise GenAuth's secret is adopted. A failed read leaves the outputs as they are.
+    private func confirmHeld(_ held: CurrentSecret, app: AppConfig) async {
+        await limiter.acquire()
+        do {
+            let secret = try await api.getApplicationSecret(appId: app.id)
+            let fingerprint = SecretFingerprint.of(secret)
+            if fingerprint == held.fingerprint { confirmedRecords[app.id] = fingerprint }
+            await transition(app, .heldSecretRead(matchesHeld: fingerprint == held.fingerprint), secret: secret)
+            await genAuthAnswered()
+        } catch {
+            let failure = Self.failure(error)
+            genAuthFailed(failure)
+            await transition(app, .readFailed(failure, purpose: .verify))
+        }
+    }
+
+    /// A GenAuth call failed: a transient failure (GenAuth unreachable, 5xx, 429, a lost
+    /// answer) starts an outage, which the next answer ends.
+    private func genAuthFailed(_ failure: AppTransitions.Failure) {
+        if failure.kind == .transient || failure.kind == .outcomeUnknown { genAuthFailing = true }
+    }
+
+    /// GenAuth answered a call. The first answer after transient failures ends the outage:
+    /// every app waiting on a transient backoff (and not yet cut short in its failure streak)
+    /// gets a retry at its own slot of the request budget, in the order their retries were
+    /// due, each with a jitter inside its slot (so hosts of a fleet do not retry in step).
+    /// Bounded work: only the apps in `transientBackoff` are visited, once per recovery.
+    private func genAuthAnswered() async {
+        guard genAuthFailing else { return }
+        genAuthFailing = false
+        let start = now()
+        let spacing = RotationPlanner.seconds(limiter.spacing)
+        let waiting = transientBackoff.subtracting(pulledForward).compactMap { id -> (String, AppState)? in
+            guard running[id] == nil, let state = states[id] else { return nil }
+            return (id, state)
+        }.sorted { ($0.1.nextAttempt ?? .distantPast, appIndex[$0.0] ?? 0) < ($1.1.nextAttempt ?? .distantPast, appIndex[$1.0] ?? 0) }
+        var changed: [(id: String, old: AppState, new: AppState)] = []
+        for (slot, (id, state)) in waiting.enumerated() {
+            let jitter = Double(random.next() % 1_000) / 1_000
+            let retryAt = start.addingTimeInterval(spacing * (Double(slot + 1) + jitter))
+            let context = AppTransitions.Context(now: start, policy: policy, hasHook: false, draw: random.next())
+            let result = AppTransitions.apply(.apiRecovered(retryAt: retryAt), to: state, context: context)
+            if result.state != state { changed.append((id, state, result.state)) }
+        }
+        guard !changed.isEmpty else { return }
+        do {
+            try await stateDirectory.commit(StateChanges(states: changed.map(\.new)))
+        } catch {
+            // Not adopted: each app keeps the backoff on disk, which is safe, only slower.
+            logger.warning(
+                "GenAuth answers again, but the earlier retries could not be recorded; apps wait out their backoff",
+                metadata: Self.metadata(Self.fields(of: error)))
+            return
+        }
+        var pulled = 0
+        var last = start
+        for entry in changed {
+            // A step that started or finished meanwhile decided for itself.
+            guard running[entry.id] == nil, states[entry.id] == entry.old, let index = appIndex[entry.id] else { continue }
+            setState(entry.new, of: entry.id)
+            pulledForward.insert(entry.id)
+            metrics.appStateChanged(config.apps[index], state: entry.new)
+            invalidate(entry.id)
+            pulled += 1
+            last = max(last, entry.new.nextAttempt ?? start)
+        }
+        guard pulled > 0 else { return }
+        logger.notice(
+            "GenAuth answers again: \(Self.count(pulled, "app")) waiting on a transient failure's backoff will be retried within \(DurationSyntax.format(.milliseconds(Int64(last.timeIntervalSince(start) * 1000)))), one request slot apart",
+            metadata: ["event": "genauth_recovered", "apps": "\(pulled)"])
+        workFinished()
     }
 
     /// A secret we now hold: kept durably as the current secret before any output changes,
@@ -809,13 +919,22 @@ public actor RotationEngine {
         await write(record, app: app, origin: origin, journalError: journalError)
     }
 
-    /// Resumes a held secret that is not yet on every output (after a crash or a failed write).
+    /// Resumes a held secret that is not yet on every output (after a crash or a failed write),
+    /// once the transitions judge it provably GenAuth's newest (else GenAuth is read first).
     private func writeHeld(_ app: AppConfig, version: Int) async {
         let held = heldSecret(app)
         guard let record = held, record.version == version else {
             heldVersions[app.id] = held?.version
             return
         }
+        let state = states[app.id] ?? AppState(appID: app.id)
+        let afterIntent = state.intent == .refresh && record.obtainedAt >= (state.intentStartedAt ?? .distantFuture)
+        await transition(
+            app, .heldSecretDue(recordConfirmed: confirmedRecords[app.id] == record.fingerprint, obtainedAfterIntent: afterIntent))
+    }
+
+    /// Writes the held secret `record` to every output (the transitions decided it may).
+    private func writeHeldRecord(_ record: CurrentSecret, app: AppConfig) async {
         var journalError: StateDirectoryError?
         if unsavedSecrets[app.id] != nil {
             // Kept only in memory so far: make it durable first, as an adoption would have.
@@ -1183,6 +1302,18 @@ public actor RotationEngine {
             log.notice(
                 "outputs differ from the held secret, which GenAuth has not confirmed since start-up (a restored or older record may hold a secret GenAuth killed); reading GenAuth's current secret first, the outputs keep what they hold until it answers",
                 metadata: ["event": "repair_awaits_confirmation"])
+        case .heldWriteAwaitsConfirmation:
+            log.notice(
+                "a held secret newer than the outputs is not confirmed by GenAuth since start-up and is not the answer to a refresh in flight (a restored or older record may hold a secret GenAuth killed); reading GenAuth's current secret first, the outputs keep what they hold until it answers",
+                metadata: ["event": "held_write_awaits_confirmation"])
+        case .heldSecretSuperseded:
+            log.warning(
+                "GenAuth no longer holds the held secret, so it was not written; GenAuth's current secret is adopted instead",
+                metadata: ["event": "held_secret_superseded"])
+        case .retryPulledForward(let at):
+            log.debug(
+                "GenAuth answers again: the retry after a transient failure moved to \(at.formatted(.iso8601))",
+                metadata: ["event": "retry_pulled_forward"])
         case .repaired(let causes):
             metrics.outputsRepaired(app, causes: causes)
             log.notice(

@@ -181,6 +181,7 @@ public struct StatusReport: Sendable, Encodable {
         let inspected = stateDirectory.inspect(appIDs: config.apps.map(\.id))
         let writer = OutputWriter()
         let cluster = config.cluster == nil ? nil : ClusterStatus.read(stateDirectory: stateDirectory.path)
+        let capacity = stateDirectory.capacityProblems()
         var report = StatusReport(
             apps: config.apps.map { app in
                 let effective = scheduledApp(app, config: config, cluster: cluster)
@@ -199,7 +200,13 @@ public struct StatusReport: Sendable, Encodable {
                     waitingForWindow: RotationPlanner.isHeldByWindow(app: effective, state: state, now: now))
                 var outputFindings: [AppHealth.Finding] = []
                 if checkOutputs, let secret = found.secret {
-                    outputFindings = Self.inspectOutputs(app, secret: secret, writer: writer, as: outputWriter)
+                    // The record, not the output, is behind when the state directory cannot take
+                    // a write, or when a refresh recorded as in flight left no newer held secret:
+                    // the daemon writes GenAuth's answer to the outputs even when it cannot save
+                    // it, and a crash before that save leaves the outputs untouched.
+                    let recordBehind = !capacity.isEmpty || (state.intent == .refresh && pending == nil)
+                    outputFindings = Self.inspectOutputs(
+                        app, secret: secret, writer: writer, as: outputWriter, recordMayBeBehind: recordBehind)
                 }
                 entry.health = AppHealth.judge(
                     entry, outputFindings: outputFindings, now: now,
@@ -207,7 +214,7 @@ public struct StatusReport: Sendable, Encodable {
                 return entry
             })
         report.cluster = cluster
-        report.stateDirectoryProblems = inspected.problems + stateDirectory.capacityProblems()
+        report.stateDirectoryProblems = inspected.problems + capacity
         return report
     }
 
@@ -224,8 +231,11 @@ public struct StatusReport: Sendable, Encodable {
     /// Each output against the held secret, as the daemon's level-triggered check compares
     /// them; read only. A held secret newer than the app's record (not yet on every output)
     /// makes the old outputs differ: that is reported, since a reader sees the old secret.
+    /// `recordMayBeBehind`: the saved record may be older than what the daemon wrote (see
+    /// `AppHealth.Finding.recordNotSaved`), so other content is reported as that.
     public static func inspectOutputs(
-        _ app: AppConfig, secret: CurrentSecret, writer: OutputWriter = OutputWriter(), as identity: WriterIdentity? = nil
+        _ app: AppConfig, secret: CurrentSecret, writer: OutputWriter = OutputWriter(), as identity: WriterIdentity? = nil,
+        recordMayBeBehind: Bool = false
     ) -> [AppHealth.Finding] {
         let document = SecretDocument(
             secret: secret.secretValue, appId: app.id, appName: app.name, version: secret.version, rotatedAt: secret.obtainedAt)
@@ -239,6 +249,8 @@ public struct StatusReport: Sendable, Encodable {
                 case nil: break
                 case .unreadable(let errno)?:
                     findings.append(.outputUnchecked(path: output.path, reason: "\(errno)"))
+                case .content? where recordMayBeBehind:
+                    findings.append(.recordNotSaved(path: output.path))
                 case let drift?:
                     findings.append(.outputBad(path: output.path, drift: drift.description))
                 }
@@ -265,7 +277,7 @@ public struct StatusReport: Sendable, Encodable {
         for app in apps {
             for finding in app.health.findings {
                 switch finding {
-                case .outputBad, .outputUnchecked, .neverObtained, .overdue, .unresolvedRefresh(_, true):
+                case .outputBad, .outputUnchecked, .neverObtained, .overdue, .unresolvedRefresh(_, true), .recordNotSaved:
                     lines.append("\(app.name): \(finding)")
                 case .cluster, .consumerBehind:
                     lines.append("\(app.name): \(finding)")
@@ -278,10 +290,11 @@ public struct StatusReport: Sendable, Encodable {
                     "\(app.name): \(app.consecutiveFailures) failed attempt\(app.consecutiveFailures == 1 ? "" : "s"); last error: \(app.lastError ?? "unknown")")
             }
             if let pending = app.pendingVersion {
-                lines.append("\(app.name): version \(pending) is received but not yet on every output; the next step finishes it")
+                lines.append("\(app.name): version \(pending) was received but is not yet on every output; the daemon will write it at its next step")
             }
-            if let call = app.unfinishedCall {
-                lines.append("\(app.name): an interrupted \(call) call; the next step reconciles it with GenAuth")
+            let unsaved = app.health.findings.contains { if case .recordNotSaved = $0 { true } else { false } }
+            if let call = app.unfinishedCall, !unsaved {
+                lines.append("\(app.name): an interrupted \(call) call; the daemon will reconcile it with GenAuth at its next step")
             }
             let late = Set(app.health.findings.compactMap { finding -> String? in
                 if case .consumerBehind(let unit, _, _, _) = finding { return unit }
@@ -304,11 +317,13 @@ public struct StatusReport: Sendable, Encodable {
                 lines.append("\(app.name): on_rotate hook for version \(owed) has not completed yet")
             }
             for problem in app.problems {
-                lines.append("\(app.name): \(problem); the daemon moves it aside at its next start")
+                lines.append("\(app.name): \(problem); the daemon will move it aside at its next start")
             }
             if let repair = app.lastRepair {
+                // What the daemon did, and when: `status` itself never changes anything.
+                let when = Self.relative(repair.at, now: now)
                 lines.append(
-                    "\(app.name): outputs repaired \(Self.relative(repair.at, now: now)) (\(repair.causes.joined(separator: ", ")))")
+                    "\(app.name): the daemon last repaired its outputs \(when == "now" ? "just now" : when) (\(repair.causes.joined(separator: ", ")))")
             }
         }
         lines.append(contentsOf: stateDirectoryProblems)

@@ -31,6 +31,22 @@ public struct AppState: Codable, Sendable, Equatable {
         }
     }
 
+    /// What kind of failure the current backoff follows (`consecutiveFailures` > 0), so the
+    /// engine can tell an outage that ended from a failure that will not heal by itself.
+    public enum FailureKind: String, Codable, Sendable {
+        /// GenAuth unreachable or answering 5xx/429 without a Retry-After (also a read whose
+        /// answer was lost): retried soon once GenAuth answers any call again.
+        case transient
+        /// Transient, but the server named its own time (`Retry-After`): that time is kept.
+        case throttled
+        /// Will not heal soon (bad credentials, unknown app): waits its long backoff.
+        case permanent
+        /// GenAuth refused to let us read or rotate (403): waits its long backoff.
+        case forbidden
+        /// Our own side failed (an output, a hook, a consumer, the state directory).
+        case local
+    }
+
     public var appID: String
     /// The version every output holds (counts secrets written; `version` in json outputs and hooks).
     public var version: Int = 0
@@ -44,6 +60,9 @@ public struct AppState: Codable, Sendable, Equatable {
     public var nextAttempt: Date?
     /// The last failure, already free of secrets, for status output.
     public var lastError: String?
+    /// The kind of the failure `nextAttempt` waits after; nil when nothing failed, and in
+    /// records from before it was kept (those keep their backoff).
+    public var lastFailureKind: FailureKind?
     public var intent: Intent?
     /// When the refresh in `intent` was sent (or about to be).
     public var intentStartedAt: Date?
@@ -76,7 +95,7 @@ public struct AppState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case appID, version, consecutiveFailures, nextAttempt, lastError, intent, intentStartedAt, unchangedReads, rotationOwed
         case hookDoneVersion, secretFingerprint, settleCheckDue, lastVerified, lastRepair, lastChecked
-        case secretObtainedAt, consumersDoneVersion, consumers
+        case secretObtainedAt, consumersDoneVersion, consumers, lastFailureKind
     }
 
     /// Named `lastSuccess` in JSON records before Engine v2; the meaning (when the secret was
@@ -97,6 +116,8 @@ public struct AppState: Codable, Sendable, Equatable {
         consecutiveFailures = try c.decodeIfPresent(Int.self, forKey: .consecutiveFailures) ?? 0
         nextAttempt = try c.decodeIfPresent(Date.self, forKey: .nextAttempt)
         lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        // An unknown word (a newer version's kind) is read as no kind: the backoff is kept.
+        lastFailureKind = try? c.decodeIfPresent(FailureKind.self, forKey: .lastFailureKind)
         intent = try c.decodeIfPresent(Intent.self, forKey: .intent)
         if intent == .fetch { intent = nil }
         intentStartedAt = try c.decodeIfPresent(Date.self, forKey: .intentStartedAt)

@@ -189,6 +189,12 @@ final class StateDatabase: Sendable {
                 t.add(column: "consumers", .text)
             }
         }
+        migrator.registerMigration("v3: last failure kind") { db in
+            try db.alter(table: AppState.databaseTableName) { t in
+                // AppState.FailureKind's raw value; NULL when nothing failed.
+                t.add(column: "lastFailureKind", .text)
+            }
+        }
         return migrator
     }()
 
@@ -334,6 +340,7 @@ public struct StateChanges: Sendable {
 }
 
 extension AppState.Intent: DatabaseValueConvertible {}
+extension AppState.FailureKind: DatabaseValueConvertible {}
 
 extension AppState: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "app_state"

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import Synchronization
 import Testing
 
 @testable import SecretRotator
@@ -58,5 +59,97 @@ import Testing
         let newHooks = harness.hookVersions(0).subtracting(hooksBefore)
         let version = try #require(harness.savedState(0)).version
         #expect(newHooks.isSubset(of: [version]), "a hook ran only for the live secret's version, not for the restored one: \(newHooks.sorted())")
+    }
+}
+
+/// The held-write path (a held secret newer than the outputs, `writeOutputs`) obeys the same
+/// rule: a held secret not provably GenAuth's newest is confirmed with one read before it
+/// replaces an output's content, and a dead one is never written nor announced to a hook.
+@Suite struct RestoredHeldSecretTests {
+    /// Records what app0's output holds whenever a hook runs (a hook follows every write of a
+    /// new version), so a write of the dead secret cannot go unseen.
+    final class OutputAtHookRunner: HookRunning {
+        let path: String
+        private let seen = Mutex<[String]>([])
+        init(path: String) { self.path = path }
+        var outputs: [String] { seen.withLock { $0 } }
+        func run(_ invocation: HookInvocation) async -> HookOutcome {
+            let content = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            seen.withLock { $0.append(content.trimmingCharacters(in: .newlines)) }
+            return HookOutcome(status: .exited(0), output: "")
+        }
+    }
+
+    /// A state directory restored from a backup taken between keeping version 3 and writing
+    /// it (state at version 2, held version 3), while GenAuth has moved on to version 4 and
+    /// the output holds it: zero writes of version 3's secret, and GenAuth is read first.
+    @Test func aRestoredHeldSecretOlderThanGenAuthsIsNeverWritten() async throws {
+        try await withEngineFixture { harness, fixture in
+            let app = GenAuthHarness.appId
+            let config = fixture.config(hook: ["/bin/true"])
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            let engine = fixture.engine(config: config)
+            try await engine.start()
+            await engine.runDue()
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue()
+            let stateAtTwo = try #require(store.loadState(appID: app, now: fixture.clock.now).state)
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue()
+            let dead = try #require(store.loadSecret(appID: app, now: fixture.clock.now).secret)
+            #expect(dead.version == 3 && stateAtTwo.version == 2)
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue()
+            let live = try #require(harness.state.currentSecret(appId: app))
+            #expect(fixture.outputSecret(0) == live && live != dead.secretValue.exposed)
+
+            // The backup is put back; a new process starts on it.
+            try store.saveState(stateAtTwo)
+            try store.saveSecret(dead)
+            let hooks = OutputAtHookRunner(path: fixture.directory.appendingPathComponent("drop/app0").path)
+            let mark = harness.state.requestLog().map(\.sequence).max() ?? 0
+            let restarted = fixture.engine(config: config, hooks: hooks)
+            try await restarted.start()
+            await restarted.runDue()
+
+            #expect(fixture.outputSecret(0) == live, "the output holds GenAuth's current secret")
+            #expect(!hooks.outputs.contains(dead.secretValue.exposed), "a hook ran after the dead secret was written")
+            #expect(hooks.outputs.allSatisfy { $0 == live })
+            let calls = harness.state.requestLog().filter { $0.sequence > mark && $0.appId == app }.map(\.path)
+            #expect(calls.first == "/api/v3/get-application-secret" && !calls.contains { $0.hasSuffix("refresh-application-secret") }, "\(calls)")
+            #expect(harness.state.currentSecret(appId: app) == live, "nothing was rotated to get there")
+            fixture.expectInvariant()
+        }
+    }
+
+    /// A crash right after our refresh's answer was kept (intent recorded, the held secret
+    /// received after it): that secret is GenAuth's newest and is written without a read.
+    @Test func ourRefreshsKeptAnswerIsWrittenWithoutARead() async throws {
+        try await withEngineFixture { harness, fixture in
+            let app = GenAuthHarness.appId
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            let engine = fixture.engine(config: config)
+            try await engine.start()
+            await engine.runDue()
+            var inFlight = try #require(store.loadState(appID: app, now: fixture.clock.now).state)
+            inFlight.intent = .refresh
+            inFlight.intentStartedAt = fixture.clock.now
+            inFlight.rotationOwed = true
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue()
+            let answer = try #require(store.loadSecret(appID: app, now: fixture.clock.now).secret)
+            // As a crash between keeping the answer and writing the outputs leaves it.
+            try store.saveState(inFlight)
+            try FileManager.default.removeItem(at: fixture.directory.appendingPathComponent("drop/app0"))
+            let mark = harness.state.requestLog().map(\.sequence).max() ?? 0
+            let restarted = fixture.engine(config: config)
+            try await restarted.start()
+            await restarted.runDue()
+            #expect(fixture.outputSecret(0) == answer.secretValue.exposed)
+            let calls = harness.state.requestLog().filter { $0.sequence > mark && $0.appId == app }
+            #expect(calls.isEmpty, "no read, no refresh: \(calls.map(\.path))")
+            fixture.expectInvariant()
+        }
     }
 }

@@ -29,8 +29,9 @@ import Testing
         confirming.unchangedReads = 1
         var failing = healthy
         failing.consecutiveFailures = 2
-        failing.nextAttempt = t0
+        failing.nextAttempt = t0.addingTimeInterval(300)
         failing.lastError = "earlier failure"
+        failing.lastFailureKind = .transient
         var hookOwed = healthy
         hookOwed.version = 3
         hookOwed.secretFingerprint = "F3"
@@ -39,6 +40,7 @@ import Testing
         consumersOwed.consumersDoneVersion = 2
         consumersOwed.consecutiveFailures = 1
         consumersOwed.nextAttempt = t0
+        consumersOwed.lastFailureKind = .local
         consumersOwed.consumers = [
             ConsumerRecord(unit: "billing.service", version: 3, state: .confirmed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: t0.addingTimeInterval(-5), detail: "reloaded"),
             ConsumerRecord(
@@ -77,6 +79,12 @@ import Testing
         ("hook.ok", .hookFinished(version: 3, succeeded: true, detail: "")),
         ("hook.failed", .hookFinished(version: 3, succeeded: false, detail: "exited(1)")),
         ("journalFailed", .journalFailed(.init(.local, "ENOSPC"))),
+        ("heldDue.confirmed", .heldSecretDue(recordConfirmed: true, obtainedAfterIntent: false)),
+        ("heldDue.refreshAnswer", .heldSecretDue(recordConfirmed: false, obtainedAfterIntent: true)),
+        ("heldDue.unconfirmed", .heldSecretDue(recordConfirmed: false, obtainedAfterIntent: false)),
+        ("heldRead.same", .heldSecretRead(matchesHeld: true)),
+        ("heldRead.dead", .heldSecretRead(matchesHeld: false)),
+        ("apiRecovered", .apiRecovered(retryAt: t0.addingTimeInterval(5))),
         (
             "consumers.ok",
             .consumersNotified(
@@ -105,6 +113,7 @@ import Testing
         note("reads", before.unchangedReads, after.unchangedReads, "\(after.unchangedReads)")
         note("fails", before.consecutiveFailures, after.consecutiveFailures, "\(after.consecutiveFailures)")
         note("next", before.nextAttempt, after.nextAttempt, time(after.nextAttempt))
+        note("kind", before.lastFailureKind, after.lastFailureKind, after.lastFailureKind?.rawValue ?? "-")
         note("obtained", before.secretObtainedAt, after.secretObtainedAt, time(after.secretObtainedAt))
         note("checked", before.lastChecked, after.lastChecked, time(after.lastChecked))
         note("verified", before.lastVerified, after.lastVerified, time(after.lastVerified))
@@ -130,6 +139,8 @@ import Testing
             case .notifyConsumers(let version): "notify(\(version))"
             case .repairOutputs: "repair"
             case .confirmRecord: "confirm"
+            case .writeHeldSecret: "writeHeld"
+            case .confirmHeldSecret: "confirmHeld"
             case .report(let report):
                 switch report {
                 case .failed(let failure, _, let delay, let permanent):
@@ -159,6 +170,56 @@ import Testing
             context: .init(now: Self.t0, policy: Self.policy, hasHook: false, draw: 42))
         #expect(result.state.rotationOwed == false)
         #expect(result.state.version == 4)
+    }
+
+    /// GenAuth answering again cuts short only a transient failure's backoff, never to a later
+    /// time, and keeps the failure count (a retry that fails again takes the next step).
+    @Test func apiRecoveryCutsOnlyATransientBackoff() {
+        let retryAt = Self.t0.addingTimeInterval(5)
+        for kind in [AppState.FailureKind.transient, .throttled, .permanent, .forbidden, .local] {
+            var state = AppState(appID: "a")
+            state.version = 2
+            state.consecutiveFailures = 6
+            state.nextAttempt = Self.t0.addingTimeInterval(369)
+            state.lastFailureKind = kind
+            let result = Self.apply(.apiRecovered(retryAt: retryAt), state)
+            #expect(result.state.nextAttempt == (kind == .transient ? retryAt : state.nextAttempt), "\(kind)")
+            #expect(result.state.consecutiveFailures == 6, "\(kind)")
+            // Never later than the backoff it had.
+            state.nextAttempt = Self.t0.addingTimeInterval(1)
+            #expect(Self.apply(.apiRecovered(retryAt: retryAt), state).state == state, "\(kind)")
+            // Nor a wait no longer than the first step (retry.initial, 2 s): a single blip.
+            state.nextAttempt = Self.t0.addingTimeInterval(2)
+            #expect(Self.apply(.apiRecovered(retryAt: Self.t0.addingTimeInterval(0.001)), state).state == state, "\(kind)")
+            // A failure after the pulled-forward retry takes the next step of the backoff.
+            var pulled = result.state
+            pulled.nextAttempt = retryAt
+            let again = AppTransitions.apply(
+                .readFailed(.init(.transient, "503"), purpose: .fetch), to: pulled,
+                context: .init(now: retryAt, policy: Self.policy, hasHook: false, draw: 42))
+            #expect(again.state.consecutiveFailures == 7)
+        }
+        // A record from before the kind was kept keeps its backoff.
+        var legacy = AppState(appID: "a")
+        legacy.consecutiveFailures = 3
+        legacy.nextAttempt = Self.t0.addingTimeInterval(100)
+        #expect(Self.apply(.apiRecovered(retryAt: retryAt), legacy).state == legacy)
+    }
+
+    /// A failure's durable kind: what decides whether GenAuth's recovery cuts its backoff short.
+    @Test func failureKindsAreKept() {
+        let cases: [(AppTransitions.Failure, AppState.FailureKind)] = [
+            (.init(.transient, "503"), .transient),
+            (.init(.outcomeUnknown, "read timed out"), .transient),
+            (.init(.transient, "429", retryAfter: .seconds(30)), .throttled),
+            (.init(.permanent, "app not found"), .permanent),
+            (.init(.forbidden, "403"), .forbidden),
+            (.init(.local, "ENOSPC"), .local),
+        ]
+        for (failure, kind) in cases {
+            let result = Self.apply(.readFailed(failure, purpose: .fetch), Self.states[1].1)
+            #expect(result.state.lastFailureKind == kind, "\(failure.message)")
+        }
     }
 
     @Test func everyPairMatchesTheTable() throws {

@@ -53,13 +53,60 @@ import Testing
             #expect(app1.needsAttention && app0.needsAttention)
             let text = report.render(now: now)
             #expect(text.contains("app1: 3 failed attempts; last error: GenAuth refused the request (HTTP 403)"))
-            #expect(text.contains("app0: version 3 is received but not yet on every output"))
+            #expect(text.contains("app0: version 3 was received but is not yet on every output"))
             #expect(text.contains("app0: on_rotate hook for version 2 has not completed yet"))
             #expect(text.contains("in 1m30s"))
             let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
             for secret in [secretInFlight] + harness.state.everyIssuedSecret() {
                 #expect(!text.contains(secret) && !json.contains(secret))
             }
+        }
+    }
+
+    /// After a state directory that could not take a write (ENOSPC) during a rotation: the
+    /// refresh was answered and its secret written to the output, but neither the secret nor
+    /// the state could be saved, so the record still says version 1 with the refresh in
+    /// flight. `status` names that (the record could not be saved), not "content differs" nor
+    /// an unknown refresh outcome, and exits 1 (failing), not 3 (outputs): the output holds
+    /// the live secret. Its words say what the daemon did or will do, never what `status` does.
+    @Test func anUnsavedRecordIsNamedAndNotReportedAsDrift() async throws {
+        try await withEngineFixture { harness, fixture in
+            let config = fixture.config()
+            let store = StateDirectory(path: config.defaults.stateDirectory)
+            let engine = fixture.engine(config: config)
+            try await engine.start()
+            await engine.runDue()
+            let app = GenAuthHarness.appId
+            var saved = try #require(store.loadState(appID: app, now: fixture.clock.now).state)
+            let savedSecret = try #require(store.loadSecret(appID: app, now: fixture.clock.now).secret)
+            #expect(await engine.request(.refresh, forApp: "app0"))
+            await engine.runDue()
+            #expect(fixture.outputSecret(0) == harness.state.currentSecret(appId: app))
+            // What the disk kept: the intent, committed before the refresh; nothing after it.
+            saved.intent = .refresh
+            saved.intentStartedAt = fixture.clock.now
+            saved.rotationOwed = true
+            saved.lastRepair = AppState.Repair(at: fixture.clock.now, causes: ["mode"])
+            try store.saveState(saved)
+            try store.saveSecret(savedSecret)
+
+            let report = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now, checkOutputs: true)
+            let text = report.render(now: fixture.clock.now)
+            #expect(report.apps[0].health.findings.contains(.recordNotSaved(path: config.apps[0].outputs[0].path)), "\(report.apps[0].health.findings)")
+            #expect(report.apps[0].health.verdict == .failing)
+            #expect(text.contains("the state record could not be saved"), "\(text)")
+            #expect(!text.contains("content differs"), "\(text)")
+            #expect(!text.contains("outcome is unknown") && !text.contains("interrupted refresh"), "\(text)")
+            #expect(text.contains("app0: the daemon last repaired its outputs just now (mode)"), "\(text)")
+            #expect(!text.contains("outputs repaired"), "reads as if status repaired them: \(text)")
+
+            // Without a refresh in flight, other content is drift as before.
+            saved.intent = nil
+            saved.intentStartedAt = nil
+            try store.saveState(saved)
+            let drift = StatusReport.read(config: config, stateDirectory: store, now: fixture.clock.now, checkOutputs: true)
+            #expect(drift.apps[0].health.verdict == .outputs)
+            #expect(drift.render(now: fixture.clock.now).contains("content differs"))
         }
     }
 
