@@ -142,7 +142,11 @@ struct AppRequest {
                 // still answers.
                 let hookRetry = state.version == old.version && state.intent == nil && !state.rotationOwed
                     && (state.hookDoneVersion < state.version || state.consumersDoneVersion < state.version)
-                if state.consecutiveFailures > old.consecutiveFailures, !(kind == .rotate && hookRetry) {
+                // While the refresh is in flight (its intent recorded) nothing answers yet: a
+                // failure counted then is an earlier step's (a hook retried just before the
+                // refresh started, seen only now), and the refresh's own failure clears the intent.
+                let refreshInFlight = kind == .rotate && state.intent == .refresh
+                if state.consecutiveFailures > old.consecutiveFailures, !refreshInFlight, !(kind == .rotate && hookRetry) {
                     progress.failed(
                         "\(app.name): attempt failed (the daemon keeps retrying with backoff): \(state.lastError ?? "unknown error")")
                     failed.append(app.name)
