@@ -160,6 +160,9 @@ struct AppsSection {
         let consumers = ConsumerSettings.units(reader, sink: sink)
         let consumerAction = ConsumerSettings.action(reader, sink: sink) ?? defaults.consumerAction
         let consumerGrace = ConsumerSettings.grace(reader, sink: sink) ?? defaults.consumerGrace
+        for key in ["consumer_action", "consumer_grace"] where reader.contains(key) && consumers.isEmpty {
+            sink.warning(reader.keyPath(key), "this app names no consumers, so \(key) has no effect; add consumers = [\"x.service\"] or remove it")
+        }
 
         guard let id, let name else { return nil }
         var app = AppConfig(

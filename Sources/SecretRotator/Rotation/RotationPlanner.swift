@@ -144,7 +144,10 @@ public enum RotationPlanner {
     /// (they hold a dead secret), then the `on_rotate` hook. Nil when nothing is.
     public static func owedFollowUp(app: AppConfig, state: AppState) -> Step? {
         guard state.version > 0 else { return nil }
-        if !app.consumers.isEmpty && state.consumersDoneVersion < state.version {
+        // A failed unit that the config no longer names still holds the app in its backoff:
+        // the step then tells nobody and settles the version (the failure ends with it).
+        let staleFailure = app.consumers.isEmpty && state.consumers.contains { $0.state == .failed }
+        if (!app.consumers.isEmpty || staleFailure) && state.consumersDoneVersion < state.version {
             return .notifyConsumers(version: state.version)
         }
         if app.onRotate != nil && state.hookDoneVersion < state.version {

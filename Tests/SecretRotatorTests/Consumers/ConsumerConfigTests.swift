@@ -69,6 +69,18 @@ import Testing
         #expect(match?.message.contains(words) == true, "\(diagnostics.map(\.description))")
     }
 
+    @Test func aConsumerActionWithoutConsumersIsAWarning() {
+        let diagnostics = ConfigFixtures.diagnostics(
+            """
+            [genauth]
+            access_key_id = "ak"
+            [[app]]
+            id = "a1"
+            consumer_action = "restart"
+            """)
+        #expect(diagnostics.contains { $0.severity == .warning && $0.keyPath == "app[0].consumer_action" && $0.message.contains("no effect") })
+    }
+
     @Test func aLongUnitNameIsRefused() {
         let name = String(repeating: "x", count: 260) + ".service"
         #expect(ConsumerSettings.unitNameProblem(name)?.contains("255-byte") == true)

@@ -118,6 +118,32 @@ import Testing
         }
     }
 
+    /// A failing consumer removed from the config no longer holds the app in its failure: the
+    /// next step settles the version (the break-it pass found the app failing until its next
+    /// rotation).
+    @Test func aFailingConsumerRemovedFromTheConfigEndsTheFailure() async throws {
+        try await withEngineFixture { harness, fixture in
+            let (engine, units, _) = try await Self.firstPass(harness, fixture, ["worker.service": .refuses("no")])
+            #expect(try #require(await engine.state(of: GenAuthHarness.appId)).consecutiveFailures == 1)
+            for remaining in [["billing.service"], []] {
+                var config = Self.config(fixture)
+                config.apps[0].consumers = remaining
+                await engine.apply(config)
+                await fixture.runDaemonTime(engine, seconds: 60)
+                let state = try #require(await engine.state(of: GenAuthHarness.appId))
+                #expect(state.consecutiveFailures == 0 && state.consumersDoneVersion == state.version, "\(remaining)")
+                if remaining.isEmpty { break }
+                // Fail again, for the second round (no consumers at all).
+                config.apps[0].consumers = ["billing.service", "worker.service"]
+                await engine.apply(config)
+                _ = await engine.request(.refresh, forApp: GenAuthHarness.appId)
+                await engine.runDue()
+                #expect(try #require(await engine.state(of: GenAuthHarness.appId)).consecutiveFailures == 1)
+            }
+            #expect(units.calls.filter { $0.unit == "worker.service" }.count == 2, "a removed unit is not told")
+        }
+    }
+
     @Test func aStoppedConsumerIsNotRunningNotAProblem() async throws {
         try await withEngineFixture { harness, fixture in
             let (engine, _, handler) = try await Self.firstPass(harness, fixture, ["worker.service": .stopped])
