@@ -104,6 +104,8 @@ let package = Package(
             dependencies: [
                 "SecretRotator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // The demo's consumer check calls the mock's token endpoint; already linked.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

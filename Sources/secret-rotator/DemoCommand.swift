@@ -1,4 +1,6 @@
 import ArgumentParser
+import AsyncHTTPClient
+import NIOCore
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -22,10 +24,13 @@ struct DemoCommand: AsyncParsableCommand {
             state and drop directory, and runs the real rotation engine with intervals of a few \
             seconds, printing each rotation and where the files are. Stops at Ctrl-C or after \
             --duration, then checks that every output file holds the mock's current secret \
-            with its configured mode, and removes the temporary directory (unless --keep). \
-            Nothing outside the temporary directory is touched.
+            with its configured mode, presents the secret in each raw file to the mock's token \
+            endpoint as the app's backend would (POST /oidc/token, client credentials), and \
+            removes the temporary directory (unless --keep). Nothing outside the temporary \
+            directory is touched.
 
-            Exit status: 0 every file in sync, 1 a file differs, 64 bad arguments.
+            Exit status: 0 every file in sync and accepted, 1 a file differs or is refused, 64 \
+            bad arguments.
             """)
 
     @Option(help: ArgumentHelp("Stop after this long, e.g. 20s (default: run until Ctrl-C).", valueName: "duration"))
@@ -109,9 +114,19 @@ struct DemoCommand: AsyncParsableCommand {
                 continue
             }
             differences += StatusReport.inspectOutputs(app, secret: held).map { "\(app.name): \($0)" }
+            // The consumer's own check: the app's backend authenticates to GenAuth with the
+            // secret it read from its file (client credentials at the mock's token endpoint).
+            if let raw = app.outputs.first(where: { $0.format == .raw }) {
+                let text = (try? String(contentsOfFile: raw.path, encoding: .utf8)) ?? ""
+                let secret = text.hasSuffix("\n") ? String(text.dropLast()) : text
+                if await !Self.tokenEndpointAccepts(baseURL: mock.baseURL, appID: app.id, secret: secret) {
+                    differences.append("\(app.name): the mock's token endpoint refused the secret in \(raw.path)")
+                }
+            }
         }
         if differences.isEmpty {
-            print("every file holds the secret the mock accepts now, with its configured mode.")
+            print("every file holds the secret the mock accepts now, with its configured mode;")
+            print("a consumer reading each raw file was accepted by the mock's token endpoint (POST /oidc/token).")
         } else {
             for difference in differences { print("WARNING: \(difference)") }
         }
@@ -123,6 +138,22 @@ struct DemoCommand: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: root)
         }
         if !differences.isEmpty { throw ExitCode.failure }
+    }
+
+    /// POSTs client credentials (RFC 6749 §4.4, `client_secret_post`) to the mock's
+    /// `/oidc/token`, as a GenAuth application's backend does with its secret. Loopback only.
+    /// - Returns: whether the mock answered 200 (the secret is the app's current one).
+    static func tokenEndpointAccepts(baseURL: String, appID: String, secret: String) async -> Bool {
+        func form(_ value: String) -> String {
+            value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+        }
+        var request = HTTPClientRequest(url: baseURL + "/oidc/token")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.body = .bytes(ByteBuffer(string: "grant_type=client_credentials&client_id=\(form(appID))&client_secret=\(form(secret))"))
+        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(5)) else { return false }
+        _ = try? await response.body.collect(upTo: 64 * 1024)
+        return response.status == .ok
     }
 
     /// A real TOML config, loaded by the real loader; only the minimum interval is lowered

@@ -535,7 +535,9 @@ import Testing
         #expect(status == 0, "\(output)")
         #expect(output.contains("billing: secret fetched and written"))
         #expect(output.contains("billing: secret rotated and written"))
-        #expect(output.contains("every file holds the secret the mock accepts now, with its configured mode."))
+        #expect(output.contains("every file holds the secret the mock accepts now, with its configured mode;"))
+        // The consumer's check: each raw file's secret authenticated at the mock's token endpoint.
+        #expect(output.contains("a consumer reading each raw file was accepted by the mock's token endpoint (POST /oidc/token)."))
     }
 }
 
