@@ -18,6 +18,18 @@ import Testing
         return config
     }
 
+    /// A started engine an hour after its first start: both apps due by their interval and
+    /// held, as it is not 03:00-04:00 UTC, so nothing rotated.
+    func heldByTheWindow(_ harness: GenAuthHarness, _ fixture: EngineFixture) async throws -> RotationEngine {
+        let engine = fixture.engine(config: try config(fixture))
+        try await engine.start()
+        await engine.runDue()
+        fixture.clock.advance(seconds: 3_600)
+        await engine.runDue()
+        #expect(harness.state.rotationCount(appId: GenAuthHarness.appId) == 0)
+        return engine
+    }
+
     @Test func theEngineWaitsForTheWindowThenRotatesInsideIt() async throws {
         try await withEngineFixture { harness, fixture in
             let engine = fixture.engine(config: try config(fixture))
@@ -47,13 +59,8 @@ import Testing
     /// An operator's `rotate` goes through the request, never the schedule: no window.
     @Test func anOperatorRotateIgnoresTheWindow() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = fixture.engine(config: try config(fixture))
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await heldByTheWindow(harness, fixture)
             let id = GenAuthHarness.appId
-            fixture.clock.advance(seconds: 3_600)
-            await engine.runDue()
-            #expect(harness.state.rotationCount(appId: id) == 0)
 
             #expect(await engine.request(.refresh, forApp: "app0"))
             await engine.runDue(maxStepsPerApp: 8)
@@ -68,13 +75,8 @@ import Testing
     /// was owed from inside the window, and holding it a day would leave it failing.
     @Test func aRetriedRotationIgnoresTheWindow() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = fixture.engine(config: try config(fixture))
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await heldByTheWindow(harness, fixture)
             let id = GenAuthHarness.appId
-            fixture.clock.advance(seconds: 3_600)
-            await engine.runDue()
-            #expect(harness.state.rotationCount(appId: id) == 0)
 
             fixture.clock.set(try utc("2030-03-18T03:59:59Z"))
             harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: id, count: 1, fault: .httpStatus(503, jsonBody: false)))
