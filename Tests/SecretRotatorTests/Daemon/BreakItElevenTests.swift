@@ -12,11 +12,8 @@ import Testing
     /// The packaged layout: the daemon's user owns the state and output directories; root runs
     /// `status`. Directories were judged against root alone (every output "unsafeDirectory",
     /// exit 3); and a monitoring user got 78 for a valid config instead of 77.
-    @Test func statusFromRootJudgesTheDaemonsDirectoriesAsTheDaemonWould() async throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
-            print("skipped: needs root and setpriv")
-            return
-        }
+    @Test(.enabled(if: HostCapabilities.canRunAsAnotherUser, HostCapabilities.runAsAnotherUserReason))
+    func statusFromRootJudgesTheDaemonsDirectoriesAsTheDaemonWould() async throws {
         let harness = try await DaemonHarness(apps: 2)
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0, 1], interval: "1h", hooks: false)

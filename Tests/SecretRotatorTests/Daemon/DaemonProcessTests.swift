@@ -415,11 +415,8 @@ import Testing
 
     /// The state directory is private to the daemon's user: `status` from anyone else says so
     /// (exit 77) instead of showing apps as never rotated.
-    @Test func statusRefusesAStateDirectoryItCannotRead() async throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
-            print("skipped: needs root and setpriv to run status as another user")
-            return
-        }
+    @Test(.enabled(if: HostCapabilities.canRunAsAnotherUser, HostCapabilities.runAsAnotherUserReason))
+    func statusRefusesAStateDirectoryItCannotRead() async throws {
         let harness = try await DaemonHarness(apps: 1)
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0], interval: "1h")

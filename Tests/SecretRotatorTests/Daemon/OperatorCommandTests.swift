@@ -101,11 +101,8 @@ import Testing
 
     /// An unprivileged user whose config names a key file only root can read: status never
     /// reads the key (no 78, no credential warning).
-    @Test func statusNeverReadsTheAccessKeySecret() async throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
-            print("skipped: needs root and setpriv to run status as another user")
-            return
-        }
+    @Test(.enabled(if: HostCapabilities.canRunAsAnotherUser, HostCapabilities.runAsAnotherUserReason))
+    func statusNeverReadsTheAccessKeySecret() async throws {
         let open = FileManager.default.temporaryDirectory.appendingPathComponent("sr-status-key-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: open, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: open) }

@@ -12,7 +12,7 @@ enum TestMount {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         let mounted = (try? TestProcess.run("/usr/bin/mount", ["-t", "tmpfs", "-o", options, "tmpfs", path]))?.status == 0
         defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", ["-l", path]) } }
-        guard try proceed(mounted, "mount a tmpfs at \(path)", sourceLocation) else { return }
+        try requireMounted(mounted, "mount a tmpfs at \(path)", sourceLocation)
         try await body()
     }
 
@@ -24,19 +24,18 @@ enum TestMount {
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         let mounted = (try? TestProcess.run("/usr/bin/mount", ["--bind", source, target]))?.status == 0
         defer { if mounted { _ = try? TestProcess.run("/usr/bin/umount", [target]) } }
-        guard try proceed(mounted, "bind-mount at \(target)", sourceLocation) else { return }
+        try requireMounted(mounted, "bind-mount at \(target)", sourceLocation)
         try body()
     }
 
-    /// Whether the body may run: true when mounted; false (skip, with a note) when not, unless
-    /// CI requires real mounts, where that is a failure.
-    private static func proceed(_ mounted: Bool, _ what: String, _ sourceLocation: SourceLocation) throws -> Bool {
-        guard !mounted else { return true }
+    /// Returns when mounted. Otherwise the test is cancelled (reported as skipped, with the
+    /// reason) or, where CI requires real mounts, fails.
+    private static func requireMounted(_ mounted: Bool, _ what: String, _ sourceLocation: SourceLocation) throws {
+        guard !mounted else { return }
         try #require(
             ProcessInfo.processInfo.environment["SECRET_ROTATOR_REQUIRE_REAL_MOUNTS"] != "1", "cannot \(what)",
             sourceLocation: sourceLocation)
-        print("skipped: cannot \(what) here (not root?)")
-        return false
+        try Test.cancel("cannot \(what) here (not root?)", sourceLocation: sourceLocation)
     }
 
     /// Fills the file system holding `directory` with one file until writes fail; returns the
