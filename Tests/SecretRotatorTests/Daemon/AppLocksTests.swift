@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite struct AppLocksTests {
+@Suite(.tags(.addressSanitizer)) struct AppLocksTests {
     @Test func anAppHasOneHolderAndTakingIsAllOrNothing() throws {
         let root = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }

@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Control requests")
+@Suite("Control requests", .tags(.addressSanitizer))
 struct ControlRequestsTests {
     @Test("submit then drain: each request once, its file gone, a crashed submitter's temp file cleared by the next submit")
     func submitAndDrain() throws {

@@ -5,7 +5,7 @@ import Testing
 /// The sleep every wait of the daemon uses: it ends at its deadline or at once when cancelled.
 /// What it leaves behind per cancelled sleep is measured by Tests/Benchmarks/soak.py (memory per
 /// step), which CI bounds.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(1)), .tags(.addressSanitizer))
 struct QuietSleepTests {
     @Test func aShortSleepEnds() async throws {
         try await QuietSleep.sleep(for: .milliseconds(5))

@@ -2,7 +2,7 @@ import Testing
 
 @testable import SecretRotator
 
-@Suite struct JSONDuplicateKeysTests {
+@Suite(.tags(.addressSanitizer)) struct JSONDuplicateKeysTests {
     @Test(arguments: [
         (#"{"a":1,"a":2}"#, "a"),
         (#"{"data":{"secret":"x","secret":"y"}}"#, "secret"),

@@ -10,7 +10,7 @@ import Testing
 /// (RFC 6749 §4.4) accepts only the app's current secret, by `client_secret_post` and by
 /// `client_secret_basic` (§2.3.1), answers the OAuth 2.0 error shape otherwise (§5.2), and
 /// counts accepted and refused calls per app (admin API and `clientCredentialsCalls`).
-@Suite(.timeLimit(.minutes(1))) struct MockClientCredentialsTests {
+@Suite(.timeLimit(.minutes(1)), .tags(.addressSanitizer)) struct MockClientCredentialsTests {
     struct Answer {
         var status: UInt
         var json: [String: Any]

@@ -55,7 +55,7 @@ struct MetricsFixture {
     }
 }
 
-@Suite struct MetricsTextfileTests {
+@Suite(.tags(.addressSanitizer)) struct MetricsTextfileTests {
     typealias Name = RotatorMetrics.Name
 
     /// A refresh whose outcome is unknown showed nowhere in the metrics while `status` said

@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Atomic file writer")
+@Suite("Atomic file writer", .tags(.addressSanitizer))
 struct AtomicFileWriterTests {
     let writer = AtomicFileWriter()
     static let options0600 = AtomicWriteOptions(mode: FilePermissions(rawValue: 0o600))

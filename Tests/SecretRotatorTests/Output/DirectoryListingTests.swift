@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Directory listing")
+@Suite("Directory listing", .tags(.addressSanitizer))
 struct DirectoryListingTests {
     /// `count` distinct names whose lengths cycle through 1...255 bytes: the first byte says
     /// which round of lengths a name belongs to, so names of one length never collide.

@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Output drift inspection")
+@Suite("Output drift inspection", .tags(.addressSanitizer))
 struct OutputInspectionTests {
     static let secret = "0123456789abcdef0123456789abcdef"
     let writer = OutputWriter()

@@ -10,7 +10,7 @@ import Glibc
 
 /// The two acceptance tests for invariant 2, run one after the other: both are heavy on a
 /// 2-core machine.
-@Suite("Output stress", .serialized)
+@Suite("Output stress", .serialized, .tags(.addressSanitizer))
 struct OutputStressTests {
     /// Distinct values of very different lengths (around the page size, and far beyond it), so a
     /// non-atomic writer would be caught with a short, long or mixed read.

@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Output writer (all outputs of an app)")
+@Suite("Output writer (all outputs of an app)", .tags(.addressSanitizer))
 struct OutputWriterTests {
     static func document(_ secret: String = "0123456789abcdef0123456789abcdef", version: Int = 3) -> SecretDocument {
         SecretDocument(

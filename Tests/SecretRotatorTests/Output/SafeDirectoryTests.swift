@@ -10,7 +10,7 @@ import Glibc
 
 /// The output directory walk: no symlink anywhere on the path, no ancestor another user
 /// could change (DESIGN §11).
-@Suite struct SafeDirectoryTests {
+@Suite(.tags(.addressSanitizer)) struct SafeDirectoryTests {
     let writer = AtomicFileWriter()
     static let options = AtomicWriteOptions(mode: [.ownerRead, .ownerWrite])
 

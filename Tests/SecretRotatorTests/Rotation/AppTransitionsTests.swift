@@ -5,7 +5,7 @@ import Testing
 
 /// Every (state, event) pair the engine can produce, with the state change and the actions the
 /// transition answers; plus properties that must hold for every pair.
-@Suite struct AppTransitionsTests {
+@Suite(.tags(.addressSanitizer)) struct AppTransitionsTests {
     static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
     static let policy = EnginePolicy(
         retry: RetryPolicy(initial: .seconds(2), max: .seconds(600), multiplier: 2), settlePeriod: .seconds(15),

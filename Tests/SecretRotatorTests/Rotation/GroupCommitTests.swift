@@ -6,7 +6,7 @@ import Testing
 
 /// Issue 10: concurrent steps' state changes share a transaction, each caller returns only
 /// once its own changes are durable, and one refused change set does not fail the others.
-@Suite struct GroupCommitTests {
+@Suite(.tags(.addressSanitizer)) struct GroupCommitTests {
     /// Holds GRDB's writer queue (as a long fsync would) until `release` is called.
     private final class WriterHold: @unchecked Sendable {
         let semaphore = DispatchSemaphore(value: 0)

@@ -10,7 +10,7 @@ import Testing
 /// case: the condition arises after a first secret is on disk; the due refresh never reaches
 /// the mock; the step fails with the output named and a backoff; the outputs keep the secret
 /// GenAuth still accepts; once the condition is gone, the refresh happens.
-@Suite struct PreflightTests {
+@Suite(.tags(.addressSanitizer)) struct PreflightTests {
     private static let appID = GenAuthHarness.appId
 
     private func refreshes(_ harness: GenAuthHarness) -> Int {
@@ -209,7 +209,7 @@ import Testing
 
 /// Second break-it pass: a hook printing the secret behind 1,984 other characters showed its
 /// second half, because the log keeps the last 2,000 characters and redaction ran after the cut.
-@Suite struct HookOutputRedactionTests {
+@Suite(.tags(.addressSanitizer)) struct HookOutputRedactionTests {
     @Test func aCutThroughTheSecretLeavesNoPieceOfIt() {
         let secret = "597980b3aa9d081bb72351d739fab442"
         for cut in 1..<(secret.count - 3) {

@@ -8,7 +8,7 @@ import Testing
 /// Engine v2's promises, each a reported fault turned into a test (see the Architecture article):
 /// one backoff for every step, level-triggered outputs, schedule semantics, durable first,
 /// GenAuth's current secret wins, continuous scheduling.
-@Suite struct ReconcilerTests {
+@Suite(.tags(.addressSanitizer)) struct ReconcilerTests {
     static let app0 = GenAuthHarness.appId
     static let app1 = GenAuthHarness.otherAppId
 

@@ -136,7 +136,7 @@ func withEngineFixture(
     }
 }
 
-@Suite struct RotationEngineTests {
+@Suite(.tags(.addressSanitizer)) struct RotationEngineTests {
     /// Fetch on first start, then advance to the schedule and rotate; no extra rotations.
     @Test func firstStartFetchesThenRotatesOnSchedule() async throws {
         try await withEngineFixture { harness, fixture in

@@ -10,7 +10,7 @@ import Glibc
 /// Engine v2 first kept current secrets in `<state>/secrets/`, which is also the default drop
 /// directory (`/var/lib/secret-rotator` and `/var/lib/secret-rotator/secrets`): records sat
 /// among the outputs. They now live in `current/`, and only real records move there.
-@Suite struct StateDirectoryLayoutTests {
+@Suite(.tags(.addressSanitizer)) struct StateDirectoryLayoutTests {
     /// A record as the file-based store wrote it (JSON, dates in milliseconds since 1970).
     static func legacyJSON(_ record: CurrentSecret) throws -> Data {
         let encoder = JSONEncoder()

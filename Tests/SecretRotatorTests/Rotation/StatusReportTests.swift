@@ -6,7 +6,7 @@ import Testing
 
 /// `secret-rotator status` reads the journal the engine writes: what it shows must match what
 /// the engine would do next, it must not touch the state directory, and it never shows a secret.
-@Suite struct StatusReportTests {
+@Suite(.tags(.addressSanitizer)) struct StatusReportTests {
     @Test func showsEngineStateAndWhatNeedsALook() async throws {
         try await withEngineFixture { harness, fixture in
             let config = fixture.config(hook: ["/bin/true"])

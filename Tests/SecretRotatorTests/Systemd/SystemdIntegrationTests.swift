@@ -53,7 +53,7 @@ import Testing
 }
 
 /// sd_notify against a real AF_UNIX datagram socket standing in for systemd's.
-@Suite(.serialized) struct NotifierTests {
+@Suite(.serialized, .tags(.addressSanitizer)) struct NotifierTests {
     @Test(.timeLimit(.minutes(1))) func sendsReadyStatusReloadingAndStopping() throws {
         let listener = try NotifySocketListener()
         defer { listener.close() }
@@ -152,7 +152,7 @@ import Testing
 }
 
 /// The coalescing rule on its own, with the time given by the test (nothing waits).
-@Suite struct NotificationQueueTests {
+@Suite(.tags(.addressSanitizer)) struct NotificationQueueTests {
     private let start = ContinuousClock.now
 
     private func at(_ milliseconds: Int) -> ContinuousClock.Instant { start.advanced(by: .milliseconds(milliseconds)) }
