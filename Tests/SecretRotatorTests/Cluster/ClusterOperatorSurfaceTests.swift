@@ -4,8 +4,9 @@ import Testing
 
 @testable import SecretRotator
 
-/// The break-it pass of issue 12, each reported case as a test that fails on the old code.
-@Suite struct ClusterBreakItTests {
+/// A fleet as an operator meets it: notice records, `run --once` beside `[cluster]`, a stopped
+/// daemon's cluster state, nobody leading, a client key others can read. Each case once failed.
+@Suite struct ClusterOperatorSurfaceTests {
     /// `run --once` on a `[cluster]` host: refused with 78 and a sentence, not a trap on a
     /// client built first and never shut down (exit 132 on the debug build).
     /// The answer fuzzer's reproducer: a notice's `rotated_at` with milliseconds survives a

@@ -6,9 +6,10 @@ import Testing
 
 @testable import SecretRotator
 
-/// What a break-it pass found in issue 11's operator surface, each a test that fails on the
-/// code before its fix.
-@Suite(.serialized) struct BreakItElevenTests {
+/// The operator surface as a packaged install meets it: `status` and requests from root and
+/// monitoring users beside a daemon running as its own user, a daemon that dies while a request
+/// waits, and the monitoring formats when nothing can be judged. Each case once failed.
+@Suite(.serialized) struct OperatorSurfaceTests {
     /// The packaged layout: the daemon's user owns the state and output directories; root runs
     /// `status`. Directories were judged against root alone (every output "unsafeDirectory",
     /// exit 3); and a monitoring user got 78 for a valid config instead of 77.
