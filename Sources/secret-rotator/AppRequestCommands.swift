@@ -23,7 +23,10 @@ struct AppRequest {
     let timeout: Duration?
 
     func perform(confirm: () throws -> Void) async throws {
-        // Without the key first: a request to the daemon must not need it (issue 11).
+        // One line per app on stdout and stderr: to one pipe or file, a block-buffered stdout
+        // was flushed mid-line between stderr's lines.
+        StandardOutput.lineBuffered()
+        // Without the key first: a request to the daemon must not need it.
         let config = try options.configOption.loadConfig(with: ConfigLoader.withoutAccessKeySecret(), printWarnings: false)
         let targets = try selectTargets(config)
         if targets.isEmpty {
@@ -92,13 +95,11 @@ struct AppRequest {
         let requests = ControlRequests(stateDirectory: store)
         let ids = targets.map(\.id)
         let initial = store.inspect(appIDs: ids).apps
-        for app in targets {
-            do {
-                try requests.submit(appID: app.id, kind: kind)
-            } catch {
-                StandardError.write("secret-rotator: cannot hand the request to the daemon: \(error)")
-                throw ExitCode(73)
-            }
+        do {
+            try requests.submit(appIDs: ids, kind: kind)
+        } catch {
+            StandardError.write("secret-rotator: cannot hand the request to the daemon: \(error)")
+            throw ExitCode(73)
         }
         guard kill(pid, SIGUSR1) == 0 else {
             StandardError.write("secret-rotator: cannot signal the daemon (PID \(pid)): \(String(cString: strerror(errno)))")

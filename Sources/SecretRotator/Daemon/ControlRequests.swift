@@ -30,6 +30,57 @@ public struct ControlRequests: Sendable {
     ///
     /// - Throws: `OutputError` naming the request directory or file.
     public func submit(appID: String, kind: Kind) throws(OutputError) {
+        try submit(appIDs: [appID], kind: kind)
+    }
+
+    /// Leaves one request per app, as few files as the size bound allows: one app's request is
+    /// `<escaped app id>.<kind>` (a second one for the same app replaces it); more apps share
+    /// files of at most `batchBytes` bytes, one app id per line (ids are printable ASCII
+    /// without spaces, at most 128 bytes: `ValueRules.identifierProblem`). So `rotate --all`
+    /// over 10,000 apps writes and syncs three files, not 10,000, each into a directory that
+    /// would otherwise hold (and list, to sweep) thousands of entries.
+    ///
+    /// - Throws: `OutputError` naming the request directory or file; files written before a
+    ///   failure stay and are taken by the daemon.
+    public func submit(appIDs: [String], kind: Kind) throws(OutputError) {
+        guard !appIDs.isEmpty else { return }
+        let stateOwner = try prepareDirectory()
+        let writer = AtomicFileWriter()
+        // Writes no longer sweep, and nothing else sweeps this directory: the submitter clears
+        // the temp files of a CLI killed mid-submit, once per submit.
+        writer.sweepStaleTemporaries(inDirectory: directory)
+        let options = AtomicWriteOptions(
+            owner: stateOwner.map { UserID(rawValue: $0.uid) }, group: stateOwner.map { GroupID(rawValue: $0.gid) },
+            trustedOwner: stateOwner.map { UserID(rawValue: $0.uid) })
+        if appIDs.count == 1 {
+            let path = "\(directory)/\(StateDirectory.fileName(for: appIDs[0])).\(kind.rawValue)"
+            try writer.write(Array(appIDs[0].utf8), to: path, options: options)
+            return
+        }
+        var batch: [UInt8] = []
+        var index = 0
+        func flush() throws(OutputError) {
+            guard !batch.isEmpty else { return }
+            // The process id and a counter: unique among submitters, which run one at a time per process.
+            let path = "\(directory)/batch-\(getpid())-\(index).\(kind.rawValue)"
+            try writer.write(batch, to: path, options: options)
+            batch.removeAll(keepingCapacity: true)
+            index += 1
+        }
+        for appID in appIDs {
+            if batch.count + appID.utf8.count + 1 > Self.batchBytes { try flush() }
+            batch.append(contentsOf: appID.utf8)
+            batch.append(UInt8(ascii: "\n"))
+        }
+        try flush()
+    }
+
+    /// The largest request file a submit writes, in bytes: about 2,000 app ids of 128 bytes.
+    static let batchBytes = 256 * 1024
+
+    /// Creates `<state>/requests/` (0700) if needed; from root for a daemon running as its own
+    /// user, gives it to the state directory's owner and returns that owner.
+    private func prepareDirectory() throws(OutputError) -> (uid: uid_t, gid: gid_t)? {
         var owner = stat()
         let stateOwner: (uid: uid_t, gid: gid_t)? =
             stat(stateDirectory, &owner) == 0 && owner.st_uid != geteuid() && geteuid() == 0 ? (owner.st_uid, owner.st_gid) : nil
@@ -48,20 +99,13 @@ public struct ControlRequests: Sendable {
                 _ = chown(directory, stateOwner.uid, stateOwner.gid)
             }
         }
-        let path = "\(directory)/\(StateDirectory.fileName(for: appID)).\(kind.rawValue)"
-        let writer = AtomicFileWriter()
-        // Writes no longer sweep, and nothing else sweeps this directory: the submitter clears
-        // the temp files of a CLI killed mid-submit. The directory holds a handful of entries.
-        writer.sweepStaleTemporaries(inDirectory: directory)
-        let options = AtomicWriteOptions(
-            owner: stateOwner.map { UserID(rawValue: $0.uid) }, group: stateOwner.map { GroupID(rawValue: $0.gid) },
-            trustedOwner: stateOwner.map { UserID(rawValue: $0.uid) })
-        try writer.write(Array(appID.utf8), to: path, options: options)
+        return stateOwner
     }
 
     /// Takes every waiting request (and removes its file).
     ///
-    /// A request file is `<escaped app id>.<kind>`; hidden names (temp files of a submit in
+    /// A request file is `<name>.<kind>` holding one app id per line (a file from before
+    /// batches holds one id without a newline); hidden names (temp files of a submit in
     /// flight) and anything else are left alone. If reading the directory fails midway, the
     /// requests taken so far are returned and the rest stay for the next drain.
     public func drain() -> [(appID: String, kind: Kind)] {
@@ -73,10 +117,10 @@ public struct ControlRequests: Sendable {
                 let kind = Kind(rawValue: String(name[name.index(after: dot)...]))
             else { continue }
             let path = "\(directory)/\(name)"
-            let contents = try? SmallFile.read(path, limit: 512, followSymlinks: false)
+            let contents = try? SmallFile.read(path, limit: Self.batchBytes, followSymlinks: false)
             unlink(path)
-            if let contents {
-                requests.append((String(decoding: contents.bytes, as: UTF8.self), kind))
+            for line in contents?.bytes.split(separator: UInt8(ascii: "\n")) ?? [] {
+                requests.append((String(decoding: line, as: UTF8.self), kind))
             }
         }
         return requests

@@ -27,6 +27,28 @@ struct ControlRequestsTests {
         #expect(requests.drain().isEmpty)
     }
 
+    @Test("10,000 apps at once: a few files of at most batchBytes, each app drained exactly once")
+    func submitsManyAppsInAFewFiles() throws {
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let requests = ControlRequests(stateDirectory: StateDirectory(path: directory.path))
+        // Ids of 1 to 128 bytes, the longest the config allows.
+        let ids = (0..<10_000).map { index in "app-\(index)-" + String(repeating: "x", count: index % 120) }
+        try requests.submit(appIDs: ids, kind: .rotate)
+        let files = TestFiles.entries(requests.directory)
+        // 10,000 ids of 66 bytes on average with their newlines: 660 KB, three files of 256 KiB.
+        #expect(files.count == 3, "\(files)")
+        for file in files {
+            let size = try FileManager.default.attributesOfItem(atPath: "\(requests.directory)/\(file)")[.size] as? Int
+            #expect((size ?? .max) <= ControlRequests.batchBytes)
+        }
+        let drained = requests.drain()
+        #expect(drained.count == ids.count)
+        #expect(Set(drained.map(\.appID)) == Set(ids))
+        #expect(drained.allSatisfy { $0.kind == .rotate })
+        #expect(TestFiles.entries(requests.directory).isEmpty)
+    }
+
     @Test("drain takes every request among thousands of entries with names of 1 to 255 bytes")
     func drainsACrowdedDirectory() throws {
         let directory = try TestDirectory()
