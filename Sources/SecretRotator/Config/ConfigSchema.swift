@@ -20,10 +20,10 @@ public enum ConfigSchema {
         "allow_world_readable", "allow_unsafe_directory",
     ]
 
-    /// `[metrics]`: the node_exporter textfile (issue 11).
+    /// `[metrics]`: the node_exporter textfile.
     public static let metrics = ["textfile"]
 
-    /// `[cluster]`: the etcd cluster a fleet shares (issue 12).
+    /// `[cluster]`: the etcd cluster a fleet shares.
     public static let cluster = ["endpoints", "prefix", "lease_ttl", "host", "group", "ca_file", "cert_file", "key_file"]
 
     /// Keys whose values are secrets: no message ever quotes their value, whatever its type.
