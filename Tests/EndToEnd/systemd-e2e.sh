@@ -181,6 +181,11 @@ step "boot systemd in a container"
 for hierarchy in systemd unified; do
     [[ -d /sys/fs/cgroup/$hierarchy ]] && mkdir -p "/sys/fs/cgroup/$hierarchy/$cgroup_name"
 done
+# man-db reads /etc/manpath.config, a conffile of the host's man-db (installed above), which
+# the container's fresh /etc lacks: `man 8 secret-rotator` and systemd-analyze verify's check
+# of the unit's Documentation=man: links need it.
+etc_binds=()
+[[ -f /etc/manpath.config ]] && etc_binds+=(--bind-ro=/etc/manpath.config)
 boot_started=$(date +%s.%N)
 (
     # nspawn --keep-unit creates payload/ and supervisor/ in the cgroup it runs in: give it its own.
@@ -190,6 +195,7 @@ boot_started=$(date +%s.%N)
     exec systemd-nspawn --quiet --directory=/ --volatile=yes --boot --machine="$machine" \
         --register=no --keep-unit --private-network --console=pipe \
         --bind-ro=/etc/alternatives \
+        "${etc_binds[@]}" \
         --overlay="/usr:$work/usr-upper:/usr" \
         --bind-ro=/var/lib/dpkg:/run/host-dpkg \
         --bind-ro="$work/debs:/run/e2e/debs" \
