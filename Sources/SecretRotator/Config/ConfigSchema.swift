@@ -1,5 +1,6 @@
-/// Every key the config accepts, per table. The loader reports anything else as unknown, and a
-/// test checks that the annotated example config mentions each of them.
+/// Every key the config accepts, per table. The loader reports anything else as unknown; tests
+/// check that the annotated example config mentions each of them and that rotator.toml(5)
+/// (`packaging/man/rotator.toml.5`) has an entry for each under its table's heading.
 public enum ConfigSchema {
     public static let topLevel = ["genauth", "defaults", "app", "metrics", "cluster"]
     public static let genauth = [
