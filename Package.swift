@@ -47,9 +47,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         // The state store (issue 10): SQLite in WAL mode, Debian's libsqlite3 (apt: libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
-        // Metrics (issue 11): swift-metrics is the API the engine reports through (Counter, Gauge,
+        // Metrics: swift-metrics is the API the engine reports through (Counter, Gauge,
         // Timer, Recorder), swift-prometheus the backend whose registry renders the Prometheus text
-        // format we write as a node_exporter textfile (no listening port, DESIGN.md §10).
+        // format we write as a node_exporter textfile (no listening port; Architecture, Metrics).
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian packages with dpkg-deb (no debhelper needed):
 #   secret-rotator_VERSION_ARCH.deb       the daemon/CLI, unit, sysusers, tmpfiles, catalog,
-#                                         the commented example config, man page, completions
+#                                         the commented example config, man pages (1, 5, 8),
+#                                         the guides, completions
 #   secret-rotator-mock_VERSION_ARCH.deb  genauth-mock, the local GenAuth API for tests and demos
 # The mock is a separate package because its admin API hands out secrets: production hosts
 # install only secret-rotator. Both are native packages (version without a Debian revision)
@@ -344,6 +345,21 @@ install -m 0644 packaging/secret-rotator.service "$root/usr/lib/systemd/system/s
 install -m 0644 packaging/secret-rotator.sysusers "$root/usr/lib/sysusers.d/secret-rotator.conf"
 install -m 0644 packaging/secret-rotator.tmpfiles "$root/usr/lib/tmpfiles.d/secret-rotator.conf"
 install -m 0644 packaging/secret-rotator.catalog "$root/usr/lib/systemd/catalog/secret-rotator.catalog"
+
+# The operator's manual: secret-rotator(8) and rotator.toml(5), written by hand in mdoc
+# (DocumentationTests keeps them in step with the command tree and ConfigSchema), beside the
+# generated secret-rotator(1); and the guides, the DocC articles as text, where an operator on
+# the server looks (/usr/share/doc/secret-rotator/guides/). <doc:Name> links become Name.md.
+install -d -m 0755 "$root/usr/share/man/man5" "$root/usr/share/man/man8" "$root/usr/share/doc/secret-rotator/guides"
+gzip -9n <packaging/man/rotator.toml.5 >"$root/usr/share/man/man5/rotator.toml.5.gz"
+gzip -9n <packaging/man/secret-rotator.8 >"$root/usr/share/man/man8/secret-rotator.8.gz"
+chmod 0644 "$root/usr/share/man/man5/rotator.toml.5.gz" "$root/usr/share/man/man8/secret-rotator.8.gz"
+docc=Sources/SecretRotator/SecretRotator.docc
+for guide in Operations Consumers Fleet TrustBoundary Troubleshooting Architecture; do
+    [[ -s $docc/$guide.md ]] || die "the guide $docc/$guide.md is missing"
+    sed -E 's/<doc:([A-Za-z]+)(#[^>]*)?>/\1.md/g' "$docc/$guide.md" >"$root/usr/share/doc/secret-rotator/guides/$guide.md"
+    chmod 0644 "$root/usr/share/doc/secret-rotator/guides/$guide.md"
+done
 
 # The conffile: config/rotator.toml (the annotated example the tests load) with every setting
 # commented out, so that a fresh install holds no placeholder app ids the daemon would act on:

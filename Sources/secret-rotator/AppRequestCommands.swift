@@ -37,7 +37,7 @@ struct AppRequest {
         let stateDirectory = options.stateDirectory(for: config)
         let daemon = StateDirectoryLock.holder(stateDirectory: stateDirectory)
         if config.cluster != nil, kind == .rotate {
-            // Only the elected leader rotates (Architecture §8): a rotation from any other host,
+            // Only the elected leader rotates (Architecture, Fleet): a rotation from any other host,
             // or from outside the daemon, would kill the secret the leader's fleet holds.
             let cluster = daemon == nil ? nil : ClusterStatus.read(stateDirectory: stateDirectory)
             if cluster?.role != .leader && cluster?.resuming != true {

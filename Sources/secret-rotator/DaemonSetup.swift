@@ -35,7 +35,7 @@ struct DaemonOptions: ParsableArguments {
         }
     }
 
-    /// The fleet this daemon is part of (`[cluster]`, issue 12): an etcd client and the
+    /// The fleet this daemon is part of (`[cluster]`): an etcd client and the
     /// coordinator, with the engine already joined to it, so no refresh is ever sent without
     /// the fence. Nil without `[cluster]`. Exit 78 when the TLS files cannot be used.
     static func joinFleet(

@@ -25,7 +25,7 @@ struct RunCommand: AsyncParsableCommand {
             0, also when nothing was due; non-zero only when an app failed. Refused with \
             [cluster], where a leader holds its etcd lease between rotations.
 
-            With [cluster] (README "Running a fleet"): rotate apps are rotated only while this \
+            With [cluster] (the guide "Running a fleet"): rotate apps are rotated only while this \
             host leads the etcd election, and every refresh is fenced by a transaction on its \
             election key; every host watches for rotation notices and fetches new secrets at once.
 

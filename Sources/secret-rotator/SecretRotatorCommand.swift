@@ -30,8 +30,8 @@ struct SecretRotatorCommand: AsyncParsableCommand {
 
     /// Before the first hop to the global executor: Swift Concurrency's jobs run on NIO's event
     /// loops instead of libdispatch's default root queues, whose first worker starts
-    /// libdispatch's workqueue monitor, a 1 s timer that wakes an idle daemon every second
-    /// (issue 10 item 4). Sleeps go through `QuietSleep` for the same reason.
+    /// libdispatch's workqueue monitor, a 1 s timer that wakes an idle daemon every second.
+    /// Sleeps go through `QuietSleep` for the same reason.
     static func main() async {
         EventLoopExecutorTakeover.install()
         if let unknown = unknownSubcommand(CommandLine.arguments) {

@@ -151,7 +151,7 @@ struct StatusCommand: ParsableCommand {
         let exitStatus: Int32
         let apps: [StatusReport.App]
         let stateDirectoryProblems: [String]
-        /// `[cluster]` only: role, leader, lease, watch and last notices (issue 12).
+        /// `[cluster]` only: role, leader, lease, watch and last notices.
         let cluster: ClusterStatus?
     }
 

@@ -1,5 +1,5 @@
 /*
- * The physical reference for the benchmarks (DESIGN §9): how many durable atomic replaces
+ * The physical reference for the benchmarks (Tests/README.md, Benchmarks): how many durable atomic replaces
  * per second the file system of DIR allows with THREADS concurrent writers.
  *
  *   durable_replace DIR SECONDS [THREADS]      (THREADS defaults to 8)

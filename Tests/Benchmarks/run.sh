@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 10, DESIGN §9); see Tests/Benchmarks/README.md.
+# The benchmark suite (Tests/README.md, Benchmarks); see Tests/Benchmarks/README.md.
 #
 #   Tests/Benchmarks/run.sh [--apps N] [--smoke] [--bin DIR]
 #

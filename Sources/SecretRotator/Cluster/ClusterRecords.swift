@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// What a leader publishes at `<prefix>/apps/<app id>` after a rotation is durable on it
-/// (Architecture §8): never the secret, nor a fingerprint of it; only that it changed.
+/// (Architecture, Fleet): never the secret, nor a fingerprint of it; only that it changed.
 public struct RotationNotice: Codable, Sendable, Equatable {
     /// The fleet's count of secret changes for this app (the previous notice's plus one).
     public var version: Int

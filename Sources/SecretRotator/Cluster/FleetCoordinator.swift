@@ -12,7 +12,7 @@ import Glibc
 import Musl
 #endif
 
-/// One host's part in a fleet on etcd (issue 12, Architecture §8). Three loops:
+/// One host's part in a fleet on etcd (Architecture, Fleet). Three loops:
 ///
 /// - **Leadership** (only with `rotate` apps): grant a lease of `lease_ttl`, keep it alive every
 ///   third of the TTL, campaign with etcd's election API; while the campaign is won this host

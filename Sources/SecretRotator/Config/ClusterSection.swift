@@ -4,7 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// Reads `[cluster]` (issue 12). Checked here: endpoints are http(s) URLs of one scheme with a
+/// Reads `[cluster]`. Checked here: endpoints are http(s) URLs of one scheme with a
 /// host and port and nothing after it, the prefix is an absolute etcd key path without a
 /// trailing slash, the TTL is whole seconds from 2 s (etcd's own minimum with its default
 /// election timeout) to 5 min, TLS files are absolute, trusted and hold PEM blocks, and a

@@ -1,4 +1,4 @@
-/// `[cluster]`: the etcd cluster a fleet of rotators shares (issue 12, Architecture §8).
+/// `[cluster]`: the etcd cluster a fleet of rotators shares (Architecture, Fleet).
 /// Without the table (`RotatorConfig.cluster == nil`) nothing changes: `rotate` apps rotate,
 /// `follow` apps poll. With it, `rotate` apps become candidates of one election and only its
 /// leader rotates them; every host watches the prefix for rotation notices.

@@ -82,7 +82,7 @@ public struct ConfigPlan: Encodable, Sendable {
     let defaults: Defaults
     let apps: [App]
     let metrics: Metrics
-    /// `[cluster]`, nil without it (issue 12).
+    /// `[cluster]`, nil without it.
     let cluster: Cluster?
 
     /// - Parameters:

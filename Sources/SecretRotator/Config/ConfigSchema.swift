@@ -1,5 +1,6 @@
-/// Every key the config accepts, per table. The loader reports anything else as unknown, and a
-/// test checks that the annotated example config mentions each of them.
+/// Every key the config accepts, per table. The loader reports anything else as unknown; tests
+/// check that the annotated example config mentions each of them and that rotator.toml(5)
+/// (`packaging/man/rotator.toml.5`) has an entry for each under its table's heading.
 public enum ConfigSchema {
     public static let topLevel = ["genauth", "defaults", "app", "metrics", "cluster"]
     public static let genauth = [
@@ -20,10 +21,10 @@ public enum ConfigSchema {
         "allow_world_readable", "allow_unsafe_directory",
     ]
 
-    /// `[metrics]`: the node_exporter textfile (issue 11).
+    /// `[metrics]`: the node_exporter textfile.
     public static let metrics = ["textfile"]
 
-    /// `[cluster]`: the etcd cluster a fleet shares (issue 12).
+    /// `[cluster]`: the etcd cluster a fleet shares.
     public static let cluster = ["endpoints", "prefix", "lease_ttl", "host", "group", "ca_file", "cert_file", "key_file"]
 
     /// Keys whose values are secrets: no message ever quotes their value, whatever its type.

@@ -1,5 +1,5 @@
 /// `[metrics]`: where the daemon writes its metrics for node_exporter's textfile collector
-/// (issue 11). Without the table nothing is written.
+/// Without the table nothing is written.
 public struct MetricsSettings: Sendable, Equatable {
     /// Absolute path of the textfile, ending in `.prom` (node_exporter reads only `*.prom`),
     /// e.g. `/var/lib/prometheus/node-exporter/secret_rotator.prom`. Its directory must exist

@@ -5,7 +5,7 @@ import Musl
 #endif
 
 /// Refuses outputs that would overwrite something the daemon itself depends on, or that name
-/// one file twice under two spellings (DESIGN §11).
+/// one file twice under two spellings (Architecture, Trust boundary and threat model).
 ///
 /// Found in an adversarial pass: an output path could equal the config file, the access key
 /// secret file, a template, another app's state record, or `<state>/lock` (replacing the lock

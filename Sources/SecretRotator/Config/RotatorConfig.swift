@@ -9,7 +9,7 @@ public struct RotatorConfig: Sendable {
     public var apps: [AppConfig]
     /// `[metrics]`; empty (no textfile) when the table is absent.
     public var metrics = MetricsSettings()
-    /// `[cluster]`; nil when the table is absent (a single host, Architecture §8).
+    /// `[cluster]`; nil when the table is absent (a single host, Architecture, Fleet).
     public var cluster: ClusterSettings? = nil
 
     /// The app with this name, else with this id. O(N): for one lookup; many go through

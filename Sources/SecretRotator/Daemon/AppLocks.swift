@@ -12,7 +12,7 @@ import Glibc
 import Musl
 #endif
 
-/// One writer per app on this host (DESIGN §2), whatever state directory a process uses.
+/// One writer per app on this host (Architecture, invariant 6), whatever state directory a process uses.
 ///
 /// The state-directory lock stops a second daemon on the same state directory, but
 /// `rotate --state-dir OTHER` (or a second daemon with another `state_directory`) took its

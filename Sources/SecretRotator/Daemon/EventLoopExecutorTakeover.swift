@@ -5,7 +5,7 @@ import NIOPosix
 /// Runs Swift Concurrency's global jobs on NIO's singleton event loops, so the idle daemon
 /// never wakes libdispatch's default root queue, whose first worker starts a 1 Hz workqueue
 /// monitor that wakes the process every second for good (swift-corelibs-libdispatch,
-/// `src/event/workqueue.c`; issue 10 item 4).
+/// `src/event/workqueue.c`).
 ///
 /// NIO's own `unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()` is
 /// tried first; it finds the runtime's hook with `dlsym`, which fails in the .deb's

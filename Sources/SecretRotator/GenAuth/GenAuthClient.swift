@@ -78,7 +78,7 @@ public final class GenAuthClient: Sendable {
         let operation = APIOperation.refreshApplicationSecret(appId: appId)
         let answer = try await authenticated(operation, as: SecretPayload.self)
         let secret = try Self.validated(answer.payload.secret, operation: operation, answer: answer)
-        // Debug: the engine logs the rotation once, with the app and version (issue 11).
+        // Debug: the engine logs the rotation once, with the app and version.
         logger.debug(
             "application secret rotated",
             metadata: ["app_id": "\(appId)", "request_id": "\(answer.requestId ?? "-")"])
@@ -140,7 +140,7 @@ public final class GenAuthClient: Sendable {
         do throws(GenAuthError) {
             answer = try await transport.call(operation, token: nil, as: TokenPayload.self)
         } catch {
-            // Debug: each caller logs the failure it causes, once (issue 11: no double lines).
+            // Debug: each caller logs the failure it causes, once (no double lines).
             logger.debug("management token request failed", metadata: Self.metadata(error))
             throw error
         }

@@ -92,7 +92,7 @@ extension GenAuthError {
         }
     }
 
-    /// The failure in words for logs and `status` (issue 11: not a Swift enum's debug form,
+    /// The failure in words for logs and `status` (not a Swift enum's debug form,
     /// nor a TLS library's source path). Transport errors describe hosts, ports and errnos,
     /// never payloads; kept short anyway.
     static func describe(_ error: any Error) -> String {

@@ -13,7 +13,7 @@ struct GenAuthTransport: Sendable {
     let baseURL: String
     let configuration: GenAuthClientConfiguration
     let http: HTTPClient
-    /// Every exchange is counted by endpoint and outcome, and timed (issue 11).
+    /// Every exchange is counted by endpoint and outcome, and timed.
     var metrics: RotatorMetrics = .disabled
 
     struct Answer<Payload: Sendable>: Sendable {

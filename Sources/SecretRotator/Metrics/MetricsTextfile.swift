@@ -20,7 +20,8 @@ import SystemPackage
 /// `refreshInterval` (60 s): bursts are coalesced, as one write is in flight at most and a
 /// change during a write causes exactly one more. Each write is atomic (`AtomicFileWriter`:
 /// temp file in the same directory, fsync, rename, fsync of the directory), mode 0644 so that
-/// node_exporter's user can read it. Sleeps go through `QuietSleep` (issue 10).
+/// node_exporter's user can read it. Sleeps go through `QuietSleep`, so an idle daemon does not
+/// wake each second.
 ///
 /// The directory must exist; it is checked at each write, not when the config loads. A write
 /// that fails is logged once per kind of failure (error code and errno) and retried at the

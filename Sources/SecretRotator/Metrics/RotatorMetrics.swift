@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// Every series of an app carries the labels `app` (its name) and `app_id`; nothing here ever
 /// takes a secret, a fingerprint or an output path (Architecture, invariant 5). The names, types
-/// and units are listed in `RotatorMetrics.Name` and in the README's "Metrics" section.
+/// and units are listed in `RotatorMetrics.Name` and in the Operations guide's "Metrics and alert rules".
 ///
 /// `RotatorMetrics.disabled` records nothing and costs one branch per call: the engine and the
 /// client default to it, so callers that do not ask for metrics are unchanged.
@@ -61,7 +61,7 @@ public final class RotatorMetrics: Sendable {
         /// output's fsync, per rotation: what consumers wait for the new secret (Architecture,
         /// "State directory", exposure window).
         public static let exposureWindow = "secret_rotator_exposure_window_seconds"
-        /// Gauge, `[cluster]` only: 1 while this host holds its etcd lease (issue 12).
+        /// Gauge, `[cluster]` only: 1 while this host holds its etcd lease.
         public static let clusterLeaseHeld = "secret_rotator_cluster_lease_held"
         /// Gauge, `[cluster]` only: 1 while this host leads its election and rotates.
         public static let clusterLeader = "secret_rotator_cluster_leader"
@@ -267,7 +267,7 @@ public final class RotatorMetrics: Sendable {
         changing { _ in }
     }
 
-    /// The fleet's state on this host (issue 12): lease, leadership and watch, each 0 or 1.
+    /// The fleet's state on this host: lease, leadership and watch, each 0 or 1.
     public func clusterChanged(leaseHeld: Bool, leader: Bool, watchUp: Bool) {
         guard let factory else { return }
         changing { state in

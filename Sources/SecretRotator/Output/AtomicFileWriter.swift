@@ -8,7 +8,7 @@ import Musl
 #endif
 
 /// Replaces a file so that a reader opening it by path sees either the old or the new
-/// complete content, never a mix, a truncation or nothing (DESIGN §2, invariant 2).
+/// complete content, never a mix, a truncation or nothing (Architecture, invariant 2).
 ///
 /// Sequence: open the parent directory once and work relative to that descriptor (so a
 /// renamed or swapped parent cannot redirect later steps), check it is not writable by

@@ -6,7 +6,7 @@ import Glibc
 import Musl
 #endif
 
-/// Opens an output's directory the way DESIGN §11 says: component by component from `/`,
+/// Opens an output's directory the way the trust boundary requires (Architecture, Trust boundary and threat model): component by component from `/`,
 /// never following a symbolic link, and refusing a path that someone other than root or the
 /// daemon's own user could change.
 ///

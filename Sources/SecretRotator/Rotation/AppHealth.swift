@@ -35,7 +35,7 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         /// killed the secret the outputs hold, until the daemon reconciles (reads it back).
         /// `stale`: unresolved for longer than `AppHealth.unresolvedRefreshLimit`.
         case unresolvedRefresh(since: Date?, stale: Bool)
-        /// The fleet cannot do its part for this app (issue 12): no lease (so not rotated
+        /// The fleet cannot do its part for this app: no lease (so not rotated
         /// here), a leader that does not list it, or no watch (followed by polling only).
         /// WARNING: the secret on disk is still valid; overdue catches what lasts too long.
         case cluster(String)

@@ -43,7 +43,7 @@ public enum AppTransitions {
             /// Our own side failed: an output, a hook, the state directory.
             case local
             /// A fleet's fence refused the refresh: this host does not lead (any more), so
-            /// nothing was sent and the rotation is the leader's (Architecture §8). Not a
+            /// nothing was sent and the rotation is the leader's (Architecture, Fleet). Not a
             /// failure of the app: no backoff, no failure count.
             case notLeader
         }

@@ -783,7 +783,7 @@ public actor RotationEngine {
         }
         await limiter.acquire()
         if let fence, case .refused(let reason) = await fence.authorizeRefresh(appID: app.id) {
-            // Fencing (Architecture §8): nothing was sent, so the refresh simply did not happen.
+            // Fencing (Architecture, Fleet): nothing was sent, so the refresh simply did not happen.
             await transition(
                 app, .refreshFailed(AppTransitions.Failure(.notLeader, "refresh not sent: \(reason)", fields: ["event": "cluster_fenced"])))
             return

@@ -4,7 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The engine's whole view of a fleet (issue 12, Architecture §8): may this host send a
+/// The engine's whole view of a fleet (Architecture, Fleet): may this host send a
 /// refresh now, and "a secret changed here". `FleetCoordinator` answers it from etcd; the
 /// engine never sees etcd's types, leases or keys.
 public protocol RotationFence: Sendable {

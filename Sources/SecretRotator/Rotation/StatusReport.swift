@@ -219,7 +219,7 @@ public struct StatusReport: Sendable, Encodable {
     }
 
     /// The app as this host schedules it: a fleet's candidate that does not lead follows
-    /// (Architecture §8), so its schedule is a poll's.
+    /// (Architecture, Fleet), so its schedule is a poll's.
     ///
     /// - Parameter cluster: the daemon's last `cluster.json`; nil when unread or absent.
     public static func scheduledApp(_ app: AppConfig, config: RotatorConfig, cluster: ClusterStatus?) -> AppConfig {

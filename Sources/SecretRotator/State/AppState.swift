@@ -9,7 +9,7 @@ import Foundation
 /// 0600 `CurrentSecret` record.
 ///
 /// Kept as a row of the state database's `app_state` table (`StateDatabase`). JSON records of
-/// the file-based store (before issue 10) decode too, for the import: every field but `appID`
+/// the earlier file-based store decode too, for the import: every field but `appID`
 /// is optional there, and Engine v1's `lastSuccess` key is read as `secretObtainedAt`.
 public struct AppState: Codable, Sendable, Equatable {
     /// A call whose outcome must be settled after a crash or a timeout.

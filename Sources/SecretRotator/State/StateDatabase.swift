@@ -12,7 +12,7 @@ import Glibc
 import Musl
 #endif
 
-/// The state store: one SQLite database, `<state>/state.sqlite`, through GRDB (issue 10).
+/// The state store: one SQLite database, `<state>/state.sqlite`, through GRDB.
 ///
 /// Tables (one row per app, the columns are the records' coding keys):
 ///

@@ -24,7 +24,7 @@ import Musl
 ///     <state>/corrupt/              unreadable databases and JSON records, moved aside
 ///
 /// The directory is 0700. A record is durable when a save (or `commit`) returns.
-/// `prepare()` imports the JSON records of the file-based store (before issue 10) into the
+/// `prepare()` imports the JSON records of the earlier file-based store into the
 /// database: `apps/<app>.json` and `current/<app>.json`, and before those `pending/` (before
 /// Engine v2) and `secrets/<app>.json` (Engine v2's first layout, which shared its name with
 /// the default drop directory `/var/lib/secret-rotator/secrets`).

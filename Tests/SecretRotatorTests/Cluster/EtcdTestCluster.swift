@@ -5,7 +5,7 @@ import Testing
 @testable import SecretRotator
 
 /// A real 3-member etcd cluster (Debian's `etcd-server`) on 127.0.0.1, in a temporary
-/// directory, started per test and stopped by PID (../shared/reference/etcd-on-loopback.md).
+/// directory, started per test and stopped by PID.
 /// Without /usr/bin/etcd the tests that need it are skipped, unless
 /// `SECRET_ROTATOR_ETCD_REQUIRED=1` (CI) makes that a failure.
 final class EtcdTestCluster: Sendable {

@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-/// sudo's and sshd's rule for what the daemon trusts (DESIGN §11), and outputs that would
+/// sudo's and sshd's rule for what the daemon trusts (Architecture, Trust boundary and threat model), and outputs that would
 /// overwrite what the daemon reads. Each case is run through `check-config`, which must exit
 /// 78 with a reason, as an operator would meet it.
 @Suite struct ConfigTrustTests {

@@ -4,7 +4,7 @@ import GenAuthMock
 import NIOCore
 import Testing
 
-/// The mock itself, spoken to with raw HTTP: the behaviours reference/genauth-api.md §8.2 asks for.
+/// The mock itself, spoken to with raw HTTP: the behaviours of the real API the daemon relies on.
 @Suite("GenAuthMock")
 struct GenAuthMockTests {
     struct Reply {

@@ -8,7 +8,7 @@ import Testing
 
 /// The consumer's side of a rotation at the mock: `POST /oidc/token` with client credentials
 /// (RFC 6749 §4.4) accepts only the app's current secret, by `client_secret_post` and by
-/// `client_secret_basic` (§2.3.1), answers the OAuth 2.0 error shape otherwise (§5.2), and
+/// `client_secret_basic` (RFC 6749 §2.3.1), answers the OAuth 2.0 error shape otherwise (§5.2), and
 /// counts accepted and refused calls per app (admin API and `clientCredentialsCalls`).
 @Suite(.timeLimit(.minutes(1)), .tags(.addressSanitizer)) struct MockClientCredentialsTests {
     struct Answer {

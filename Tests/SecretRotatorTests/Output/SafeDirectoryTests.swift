@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// The output directory walk: no symlink anywhere on the path, no ancestor another user
-/// could change (DESIGN §11).
+/// could change (Architecture, Trust boundary and threat model).
 @Suite(.tags(.addressSanitizer)) struct SafeDirectoryTests {
     let writer = AtomicFileWriter()
     static let options = AtomicWriteOptions(mode: [.ownerRead, .ownerWrite])

@@ -4,7 +4,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// Before every refresh, each output is checked the way its write will be (DESIGN §2: never
+/// Before every refresh, each output is checked the way its write will be (Architecture, invariant 12: never
 /// leave a service without a valid secret). GenAuth kills the old secret when it answers, so
 /// an output that cannot take the new one must stop the refresh, not fail after it. Each
 /// case: the condition arises after a first secret is on disk; the due refresh never reaches
