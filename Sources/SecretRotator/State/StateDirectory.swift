@@ -249,6 +249,9 @@ public struct StateDirectory: Sendable {
         public var problems: [String] = []
     }
 
+    /// Above this many apps `inspect` reads whole tables once rather than one row per app.
+    static let inspectionScanThreshold = 64
+
     /// The records of `appIDs` for `status`, read as they are through a read-only connection:
     /// nothing is created, repaired or moved, because a status query must not change the
     /// state under the daemon, and it never waits for the daemon's commits (WAL). Before the
@@ -267,14 +270,19 @@ public struct StateDirectory: Sendable {
         var apps: [String: Inspection] = [:]
         do {
             try connection.read { db in
+                // Many apps: one pass over each table; a few: one indexed lookup each.
+                let scan = appIDs.count > Self.inspectionScanThreshold
+                let wanted = scan ? Set(appIDs) : []
+                let states = scan ? try StateDatabase.findAll(AppState.self, appIDs: wanted, in: db) : [:]
+                let secrets = scan ? try StateDatabase.findAll(CurrentSecret.self, appIDs: wanted, in: db) : [:]
                 for appID in appIDs {
                     var found = Inspection()
-                    switch try StateDatabase.find(AppState.self, appID: appID, in: db) {
+                    switch scan ? states[appID] ?? .missing : try StateDatabase.find(AppState.self, appID: appID, in: db) {
                     case .missing: break
                     case .record(let record): found.state = record
                     case .unreadable(let reason): found.problems.append("state record of \(appID) in \(databasePath): \(reason)")
                     }
-                    switch try StateDatabase.find(CurrentSecret.self, appID: appID, in: db) {
+                    switch scan ? secrets[appID] ?? .missing : try StateDatabase.find(CurrentSecret.self, appID: appID, in: db) {
                     case .missing: break
                     case .record(let secret):
                         found.secretVersion = secret.version

@@ -110,6 +110,38 @@ import Testing
         }
     }
 
+    /// Over many apps `inspect` reads each table once; what it finds must be what one lookup
+    /// per app finds: records, missing rows and an undecodable row alike.
+    @Test func manyAppsReadInOnePassAsOneByOne() throws {
+        let directory = try TestDirectory()
+        defer { directory.remove() }
+        let store = StateDirectory(path: directory.path)
+        try store.prepare()
+        let ids = (0..<(StateDirectory.inspectionScanThreshold * 2)).map { "app-\($0)" }
+        for (index, id) in ids.enumerated() {
+            var state = AppState(appID: id)
+            state.version = index
+            try store.saveState(state)
+            if index % 3 == 0 {
+                try store.saveSecret(CurrentSecret(appID: id, version: index, obtainedAt: Date(timeIntervalSince1970: 0), secret: SecretValue("s-\(index)")))
+            }
+        }
+        try StateTampering.execute(store, "UPDATE app_state SET lastRepair = '{ torn' WHERE appID = ?", ["app-7"])
+        let asked = ids + ["never-saved"]
+        let together = store.inspect(appIDs: asked)
+        #expect(together.problems.isEmpty)
+        #expect(together.apps.count == asked.count)
+        for id in asked {
+            let alone = store.inspect(appID: id)
+            let found = try #require(together.apps[id])
+            #expect(found.state == alone.state, "\(id)")
+            #expect(found.secretVersion == alone.secretVersion, "\(id)")
+            #expect(found.problems == alone.problems, "\(id)")
+        }
+        #expect(together.apps["app-7"]?.problems.first?.contains("not a valid record") == true)
+        #expect(together.apps["never-saved"]?.state == nil)
+    }
+
     /// The daemon moves a corrupt record aside; `status` only reports it and leaves it, through
     /// a read-only connection.
     @Test func reportsACorruptRecordWithoutMovingIt() async throws {
