@@ -113,8 +113,13 @@ struct AppRequest {
         var remaining = targets
         var failed: [String] = []
         var daemonGone = false
+        // Each look reads every remaining app's record: over thousands of apps the pause grows
+        // with what the last look cost, so waiting takes at most a fifth of a core from the daemon.
+        var lookCost = Duration.zero
         while !remaining.isEmpty && ContinuousClock.now < deadline {
-            try await QuietSleep.sleep(for: .milliseconds(200))
+            try await QuietSleep.sleep(for: max(.milliseconds(200), lookCost * 4))
+            let lookStarted = ContinuousClock.now
+            defer { lookCost = ContinuousClock.now - lookStarted }
             // A daemon that died (SIGKILL, OOM) answers nothing: do not wait out the timeout.
             // Checked before the records, so what it finished before dying still counts.
             daemonGone = kill(pid, 0) != 0 && errno == ESRCH
