@@ -45,7 +45,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
         // Already in the graph via swift-nio; HeapModule orders the engine's idle apps by due date.
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
-        // The state store (issue 10): SQLite in WAL mode, Debian's libsqlite3 (apt: libsqlite3-dev).
+        // The state store: SQLite in WAL mode, Debian's libsqlite3 (apt: libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
         // Metrics: swift-metrics is the API the engine reports through (Counter, Gauge,
         // Timer, Recorder), swift-prometheus the backend whose registry renders the Prometheus text

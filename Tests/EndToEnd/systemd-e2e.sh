@@ -836,7 +836,7 @@ broken_kept_old() {
 }
 check "broken config: rejected with rotator.toml:$bad_line in the journal, old config keeps running" broken_kept_old
 
-step "hostile configs against the release build (issue 13): a clear error, never a crash"
+step "hostile configs against the release build: a clear error, never a crash"
 # The debug build's tests cover the same files; a release build once survived 30,000 dotted
 # parts and died only at 300,000, so both builds are checked.
 python3 - "$work" <<'PY'

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fleet acceptance test (issue 12); run it through Tests/Fleet/run.sh (see README.md there).
+"""Fleet acceptance test; run it through Tests/Fleet/run.sh (see README.md there).
 
 Real processes only: a 3-member etcd cluster on 127.0.0.1 (free ports picked per run, fresh
 data directories, stopped and restarted by PID), one genauth-mock, 3 candidate rotators and 5

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fleet acceptance test of issue 12 (see Tests/Fleet/README.md):
+# The fleet acceptance test (see Tests/Fleet/README.md):
 #
 #   Tests/Fleet/run.sh BIN_DIR [fleet.py options]
 #

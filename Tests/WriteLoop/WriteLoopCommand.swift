@@ -12,7 +12,7 @@ import Musl
 /// crash test can SIGKILL a real writer process at random moments. The values arrive on argv,
 /// so this must only ever see test data, never a real secret.
 ///
-/// Its own executable target (issue 11): it used to be a hidden `_write-loop` command of the
+/// Its own executable target: it used to be a hidden `_write-loop` command of the
 /// shipped `secret-rotator`; packaging/build-deb.sh never packs this one.
 @main
 struct WriteLoopCommand: ParsableCommand {

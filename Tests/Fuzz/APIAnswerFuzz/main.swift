@@ -4,7 +4,7 @@
 // (`GenAuthClient.validated`, `GenAuthClient.grant`): the code between the socket and the engine.
 // Built only with SECRET_ROTATOR_FUZZ=1 (see Package.swift); run by Tests/Fuzz/run.sh.
 //
-// Issue 12 adds etcd's side of the wire: an input starting "etcd-watch\n" feeds the rest to the
+// etcd's side of the wire too: an input starting "etcd-watch\n" feeds the rest to the
 // watch-stream line parser (`EtcdGatewayClient.watchEvents`), "etcd-notice\n" to the decoder of
 // another host's rotation notice (`ClusterRecordCoding`). Checked: errors are one-line
 // `ClusterStoreError`s, and a notice that decodes survives a round trip.

@@ -25,7 +25,7 @@ import Foundation
 import TOMLKit
 
 private let configPath = "/etc/secret-rotator/rotator.toml"
-/// Text after a line `#%apps.d` is an apps.d file (issue 11): its own parser path and
+/// Text after a line `#%apps.d` is an apps.d file: its own parser path and
 /// diagnostics, and the rules that span files.
 private let appsPath = "/etc/secret-rotator/apps.d/10-fuzz.toml"
 private let appsSeparator = "\n#%apps.d\n"

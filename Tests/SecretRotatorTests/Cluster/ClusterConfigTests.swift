@@ -3,7 +3,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// `[cluster]` (issue 12): read with defaults, every bad value refused with a specific error.
+/// `[cluster]`: read with defaults, every bad value refused with a specific error.
 @Suite struct ClusterConfigTests {
     private static let head = """
         [genauth]

@@ -91,7 +91,7 @@ import Testing
         #expect(await other.coordinator.snapshot().lastNotices[id]?.host == leader.name)
 
         // A flood of notices (anyone who can write the prefix): at most one read per 250 ms
-        // per app on each host, not one per notice (break-it pass: 300 notices, 361 reads).
+        // per app on each host, not one per notice (once: 300 notices, 361 reads).
         let readsBefore = harness.state.requestLog().filter { $0.path.hasSuffix("get-application-secret") }.count
         let flood = ContinuousClock.now
         for round in 0..<100 {

@@ -31,7 +31,7 @@ final class RecordingFence: RotationFence {
     }
 }
 
-/// The engine's side of a fleet (issue 12): only the leader rotates, every refresh asks the
+/// The engine's side of a fleet: only the leader rotates, every refresh asks the
 /// fence first, a refused fence sends nothing, the leader announces each new secret, and a
 /// notice or a hand-over makes the engine read GenAuth instead of rotating.
 @Suite struct FleetEngineTests {
@@ -52,7 +52,7 @@ final class RecordingFence: RotationFence {
 
 
     /// Fencing: a refresh the fence refuses is never sent (the mock sees no refresh), it is
-    /// logged with `cluster_fenced`, no intent is left, no backoff is set (break-it pass: the
+    /// logged with `cluster_fenced`, no intent is left, no backoff is set (once: the
     /// backoff delayed acting on the new leader's notice), and the outputs keep the secret.
     @Test func refusedFenceSendsNoRefresh() async throws {
         try await withEngineFixture { harness, fixture in
@@ -160,7 +160,7 @@ final class RecordingFence: RotationFence {
         }
     }
 
-    /// Break-it pass, issue 12: the old leader was killed while its refresh was in flight; the
+    /// The old leader was killed while its refresh was in flight; the
     /// new leader read GenAuth at once, saw the old secret, rotated (the app was due), and the
     /// old request landed afterwards: two rotations, and the fleet held a dead secret. Now
     /// nothing is decided before a settle period after the intent, and the late refresh is found.

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// `apps.d/*.toml` beside the config (issue 11): read in name order after the main file, each
+/// `apps.d/*.toml` beside the config: read in name order after the main file, each
 /// holding only `[[app]]` tables, each error with its own file:line, the rules that span apps
 /// (unique ids, names, output paths) spanning every file.
 @Suite struct AppsDirectoryTests {

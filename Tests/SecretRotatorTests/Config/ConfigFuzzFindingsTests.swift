@@ -14,7 +14,7 @@ import Testing
     static let tomlppAssertions = [
         "[,", "[?defaults]\n", "a = 1979-05-27T+7:00\n", "[", "[[ ?x]]\n", "a = [1979-05-27t ]\n", "x = 1979-05-27T",
         "app = [ { id = \"a1\", output = [ } ] } ]\n", "a = [1, }\n", "a = [\n  # c\n  }\n",
-        // Second break-it pass: Unicode line separators as array elements, a BOM before a
+        // Unicode line separators as array elements, a BOM before a
         // header, other Unicode spaces and control characters outside strings.
         "a = [\u{2028}]\n", "a = [\u{0085}]\n", "a = [1,\u{2029}]\n", "on_rotate = [\u{2028}]\n", "a = [\u{00A0}]\n",
         "\u{FEFF}[,\n", "\u{FEFF}[?defaults]\n", "a = [\u{0B}]\n", "a = [\u{0C}]\n",

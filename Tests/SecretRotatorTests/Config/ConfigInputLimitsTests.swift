@@ -84,7 +84,7 @@ import Testing
         "90210555123456", "9021055.5123456", "true", "1979-05-27T07:32:00Z", "1979-05-27", "07:32:00",
         "[\"s3cr3tArr\"]", "{ v = \"s3cr3tTbl\" }", "\"s3cr3t with space\"", "s3cr3tBare", "\"s3cr3t\" s3cr3tTail",
         "\"s3cr3tUnterminated", "'s3cr3tLit' x", "0x90210555", "1e9021055",
-        // Multi-line values report their errors on a later line than the key (break-it pass).
+        // Multi-line values report their errors on a later line than the key.
         "\"\"\"\ns3cr3tML\\q\"\"\"", "\"\"\"\ns3cr3tML\\uZZZZ\"\"\"", "'''\ns3cr3tML\n",
     ])
     func secretValueIsNeverEchoed(_ value: String) {

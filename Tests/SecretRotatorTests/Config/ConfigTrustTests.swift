@@ -174,7 +174,7 @@ import Glibc
         try expectRefused(setup, fragment)
     }
 
-    /// Break-it pass: the per-app lock file as an output let a second writer in.
+    /// The per-app lock file as an output let a second writer in.
     @Test func outputInTheLockDirectoryIsRefused() throws {
         let setup = try Setup()
         defer { setup.remove() }
@@ -183,7 +183,7 @@ import Glibc
         try expectRefused(setup, "is inside a directory only the daemon writes (the per-app locks")
     }
 
-    /// Break-it pass: the state directory through a bind mount, compared by path, was missed.
+    /// The state directory through a bind mount, compared by path, was missed.
     @Test func stateDirectoryReachedThroughABindMountIsRefused() throws {
         let setup = try Setup()
         defer { setup.remove() }
@@ -224,7 +224,7 @@ import Glibc
         #expect(once.status == 78, "\(once.stderr)")
     }
 
-    /// Break-it pass: a link in a stranger's directory to a trusted config was accepted; the
+    /// A link in a stranger's directory to a trusted config was accepted; the
     /// stranger could point it at another config.
     @Test(.enabled(if: TestAccounts.isRoot, "needs root to give directories away"))
     func configLinkInAStrangersDirectoryIsRefused() throws {
@@ -240,7 +240,7 @@ import Glibc
         #expect(result.stderr.contains("refusing the directory \(theirs) of config file"), "\(result.stderr)")
     }
 
-    /// Second break-it pass: hook programs were not checked at all; a stranger's script ran as root.
+    /// Hook programs were not checked at all; a stranger's script ran as root.
     @Test(arguments: ["owned", "writable", "strangers-dir", "missing", "directory", "not-executable", "name-off-path"])
     func untrustedHookProgramIsRefused(_ how: String) throws {
         let ids = TestAccounts.ids
@@ -288,7 +288,7 @@ import Glibc
         #expect(result.status == 0, "\(result.stderr)")
     }
 
-    /// Second break-it pass: a directory component that is a stranger's link (u/l2 -> etc)
+    /// A directory component that is a stranger's link (u/l2 -> etc)
     /// let them choose which config, template or key file was read.
     @Test(.enabled(if: TestAccounts.isRoot, "needs root to give directories away"))
     func linkedDirectoryComponentInAStrangersDirectoryIsRefused() throws {
@@ -304,7 +304,7 @@ import Glibc
         #expect(result.stderr.contains("refusing the directory \(theirs) of config file"), "\(result.stderr)")
     }
 
-    /// Second break-it pass: ca_file and access_key_secret_file were read whoever owned them.
+    /// `ca_file` and `access_key_secret_file` were read whoever owned them.
     @Test(.enabled(if: TestAccounts.isRoot, "needs root to give files away"), arguments: ["key", "ca"])
     func keyAndCAFilesMustBeTrusted(_ which: String) throws {
         let ids = try #require(TestAccounts.ids)
@@ -325,7 +325,7 @@ import Glibc
         }
     }
 
-    /// Second break-it pass: a bind mount of `<state>/current` alone (not the whole state
+    /// A bind mount of `<state>/current` alone (not the whole state
     /// directory) let an output overwrite the daemon's own secret record.
     @Test func outputThroughABindMountOfAStateEntryIsRefused() throws {
         let setup = try Setup()
@@ -338,7 +338,7 @@ import Glibc
         }
     }
 
-    /// Second break-it pass: an id spelling another id's SHA-256 state name passed check-config.
+    /// An id spelling another id's SHA-256 state name passed check-config.
     @Test func idsSharingAStateRecordAreRefused() throws {
         let setup = try Setup()
         defer { setup.remove() }

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// `[metrics]` (issue 11): the node_exporter textfile path, checked like every other key.
+/// `[metrics]`: the node_exporter textfile path, checked like every other key.
 @Suite struct MetricsConfigTests {
     private static let head = """
         [genauth]
@@ -59,7 +59,7 @@ import Testing
         #expect(match?.message.contains(bad.fragment) == true, "\(bad.name): \(match?.message ?? "-")")
     }
 
-    /// A break-it pass pointed the textfile at the config file itself and at the access key
+    /// A textfile pointed at the config file itself and at the access key
     /// file: both were replaced by metrics text (the next start failed). Every file the
     /// daemon reads is refused, also when named through another spelling.
     @Test func aFileTheDaemonReadsIsRefused() throws {

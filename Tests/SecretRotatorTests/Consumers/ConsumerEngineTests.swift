@@ -119,7 +119,7 @@ import Testing
     }
 
     /// A failing consumer removed from the config no longer holds the app in its failure: the
-    /// next step settles the version (the break-it pass found the app failing until its next
+    /// next step settles the version (the app once failed until its next
     /// rotation).
     @Test func aFailingConsumerRemovedFromTheConfigEndsTheFailure() async throws {
         try await withEngineFixture { harness, fixture in

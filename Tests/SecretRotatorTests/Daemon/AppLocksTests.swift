@@ -78,7 +78,7 @@ import Glibc
         }
     }
 
-    /// Break-it pass: lock files were 0644, and flock works on a read-only descriptor, so any
+    /// Lock files were 0644, and flock works on a read-only descriptor, so any
     /// local user could hold an app's lock and keep the daemon from starting.
     @Test(.enabled(if: TestAccounts.isRoot, "needs root to switch user"))
     func anotherUserCannotHoldAnAppsLock() throws {
@@ -98,7 +98,7 @@ import Glibc
         try locks.hold(exactly: ["x"])
     }
 
-    /// Break-it pass: 2,000 apps under the usual soft limit of 1024 descriptors failed with
+    /// 2,000 apps under the usual soft limit of 1024 descriptors failed with
     /// EMFILE. Run in a child with that soft limit; this process's own limit stays as it is.
     @Test func manyAppsRaiseTheDescriptorLimit() throws {
         let root = try ConfigFixtures.temporaryDirectory()

@@ -7,7 +7,7 @@ import Testing
 import Glibc
 #endif
 
-/// Issue 10: the daemon killed (SIGKILL) exactly at each point where the order of durable
+/// The daemon killed (SIGKILL) exactly at each point where the order of durable
 /// writes matters, then started again: every output ends with GenAuth's current secret, the
 /// hook runs for the new version, and GenAuth sees exactly one rotation. Debug builds stop
 /// themselves at `SECRET_ROTATOR_TEST_CRASH_AT` (`CrashPoint`); the .deb's release build
@@ -50,7 +50,7 @@ import Glibc
         #expect(harness.hookVersions(0).contains(before.version + 1))
     }
 
-    /// Break-it pass: with `first_start = "rotate"` a kill after the first intent was durable
+    /// With `first_start = "rotate"` a kill after the first intent was durable
     /// left nothing to compare the read-back with, and any secret read was taken as the
     /// rotation having happened: version 1 logged as rotated, GenAuth never rotated. Now the
     /// read secret is written and the rotation stays owed: exactly one rotation.

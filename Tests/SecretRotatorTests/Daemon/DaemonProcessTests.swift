@@ -492,7 +492,7 @@ import Testing
         }
     }
 
-    /// Break-it pass: a state database that cannot be opened (a directory, a link) made
+    /// A state database that cannot be opened (a directory, a link) made
     /// `run` exit 1; an unusable state directory is 73, as secret-rotator(8) says.
     @Test(arguments: ["directory", "link"])
     func unusableStateDatabaseExits73(_ how: String) async throws {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// The commands operators and their monitoring run (issue 11), as real processes against the
+/// The commands operators and their monitoring run, as real processes against the
 /// in-process mock: `status` exit codes and its Monitoring Plugins line, requests through a
 /// running daemon without the access key secret, `rotate --all`, and the words around them.
 @Suite(.serialized) struct OperatorCommandTests {

@@ -8,7 +8,7 @@ import Testing
 import Glibc
 #endif
 
-/// Issue 13 against real processes: one writer per app across state directories, a reload
+/// The trust boundary against real processes: one writer per app across state directories, a reload
 /// that cannot move the state directory or crash the daemon, and bounded requests.
 @Suite struct TrustBoundaryProcessTests {
     private func log(_ url: URL) -> String { (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
@@ -142,7 +142,7 @@ import Glibc
         #expect(daemon.terminationStatus == 0)
     }
 
-    /// Break-it pass: with request_timeout = "5m" a stop waited for the whole trickled answer
+    /// With request_timeout = "5m" a stop waited for the whole trickled answer
     /// (44 s at 300 ms per byte, 155 s at 1 s), beyond the unit's TimeoutStopSec=. Steps still
     /// in flight 3 s after SIGTERM are cancelled; the refresh's outcome is left unknown and
     /// reconciled at the next start.

@@ -59,7 +59,7 @@ struct MetricsFixture {
     typealias Name = RotatorMetrics.Name
 
     /// A refresh whose outcome is unknown showed nowhere in the metrics while `status` said
-    /// FAILING (break-it pass): a gauge says so until the daemon reconciles it.
+    /// FAILING: a gauge says so until the daemon reconciles it.
     @Test func anUnknownRefreshOutcomeIsAGauge() throws {
         let directory = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -82,7 +82,7 @@ struct MetricsFixture {
         #expect(try ParsedMetrics.parse(file: path).value(Name.refreshOutcomeUnknown, labels) == 0)
     }
 
-    /// Issue 11's acceptance: after a rotation, a failure and a repair the file is valid text
+    /// After a rotation, a failure and a repair the file is valid text
     /// format for a real parser, and its values say what happened; no secret is in it.
     @Test func rotationFailureAndRepairShowInTheTextfile() async throws {
         try await withEngineFixture { harness, fixture in

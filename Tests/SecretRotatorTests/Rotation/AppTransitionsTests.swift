@@ -158,7 +158,7 @@ import Testing
         AppTransitions.apply(event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, hasConsumers: consumers, draw: 42))
     }
 
-    /// Break-it pass: a refresh applied but unanswered, its intent then cleared by a failed
+    /// A refresh applied but unanswered, its intent then cleared by a failed
     /// pre-flight, left a rotation owed; the secret read later is "changed upstream" (our own
     /// lost rotation), and the owed rotation killed it right after it was written.
     @Test func aSecretChangedUpstreamSettlesAnOwedRotation() {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// Issue 10: concurrent steps' state changes share a transaction, each caller returns only
+/// Concurrent steps' state changes share a transaction, each caller returns only
 /// once its own changes are durable, and one refused change set does not fail the others.
 @Suite(.tags(.addressSanitizer)) struct GroupCommitTests {
     /// Holds GRDB's writer queue (as a long fsync would) until `release` is called.

@@ -127,7 +127,7 @@ import Testing
     }
 
     /// A temp file can be made next to these, but the rename over them fails after the
-    /// refresh (found by the break-it pass): chattr +i, chattr +a, a bind mount over the file.
+    /// refresh: chattr +i, chattr +a, a bind mount over the file.
     @Test(arguments: ["+i", "+a", "bind"])
     func targetThatCannotBeRenamedOver(_ how: String) async throws {
         let path = { (fixture: EngineFixture) in fixture.directory.appendingPathComponent("drop/app0").path }
@@ -159,7 +159,7 @@ import Testing
     }
 
     /// The fallback from a refused read (403) to a refresh used to skip the pre-flight, which
-    /// the scheduled refresh had (break-it pass: a refresh with an unknown outcome, then the
+    /// the scheduled refresh had (once: a refresh with an unknown outcome, then the
     /// reconciling read refused, then a refresh into a read-only directory). Now every way to
     /// a refresh passes through it.
     @Test func refreshAfterAForbiddenReconcileReadIsPreflighted() async throws {
@@ -207,7 +207,7 @@ import Testing
     }
 }
 
-/// Second break-it pass: a hook printing the secret behind 1,984 other characters showed its
+/// A hook printing the secret behind 1,984 other characters showed its
 /// second half, because the log keeps the last 2,000 characters and redaction ran after the cut.
 @Suite(.tags(.addressSanitizer)) struct HookOutputRedactionTests {
     @Test func aCutThroughTheSecretLeavesNoPieceOfIt() {

@@ -348,7 +348,7 @@ func withEngineFixture(
     }
 
     /// An undecodable row is moved to `corrupt_record`; the app starts over. A version of 'x'
-    /// once read as 0 through a cursor's type coercion (break-it pass), unreported.
+    /// once read as 0 through a cursor's type coercion, unreported.
     @Test(arguments: ["intent = 'sideways'", "version = 'x'", "appID = 7"])
     func corruptRowIsMovedAsideAndReported(_ damage: String) async throws {
         try await withEngineFixture { harness, fixture in
@@ -491,7 +491,7 @@ func withEngineFixture(
     }
 
     /// An operator's rotation whose hook then fails is not rotated again: the new version is
-    /// written, only the hook is retried (a break-it pass saw two refreshes for one `rotate`).
+    /// written, only the hook is retried (two refreshes were once sent for one `rotate`).
     @Test func answeredRequestIsNotRepeatedWhenItsHookFails() async throws {
         try await withEngineFixture { harness, fixture in
             let engine = try fixture.engine(hook: ["/bin/true"])

@@ -43,7 +43,7 @@ import Glibc
         #expect(left == ["app-2.json", "billing", "other.json"])
     }
 
-    /// Issue 10: the JSON records of the file-based store (`apps/`, `current/`, as the last
+    /// The JSON records of the file-based store (`apps/`, `current/`, as the last
     /// release wrote them, `lastSuccess` key included) are imported into the database on
     /// first start, the files and their directories removed; a database row already there
     /// wins, and of two secrets the higher version. The database is 0600.
@@ -101,7 +101,7 @@ import Glibc
     }
 
     /// The database holds every secret: a copy restored 0644 is narrowed to 0600, one owned
-    /// by another user is refused (break-it pass: both were used as found).
+    /// by another user is refused (both were once used as found).
     @Test func databaseModeIsNarrowedAndAStrangersDatabaseRefused() throws {
         let root = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }

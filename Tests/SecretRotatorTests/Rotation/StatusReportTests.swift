@@ -17,7 +17,7 @@ import Testing
             let fresh = StatusReport.read(config: config, stateDirectory: store, now: now)
             #expect(fresh.apps.map(\.version) == [0, 0])
             #expect(fresh.apps.map(\.nextDue) == [now, now])
-            // No secret yet: a monitoring check must not say ok (issue 11).
+            // No secret yet: a monitoring check must not say ok.
             #expect(fresh.apps.map(\.health.verdict) == [.overdue, .overdue])
             #expect(fresh.apps.allSatisfy { $0.health.findings == [.neverObtained] })
 
@@ -49,7 +49,7 @@ import Testing
             #expect(app0.pendingVersion == 3 && app0.hookOwedVersion == 2 && app0.unfinishedCall == "refresh")
             #expect(app0.nextDue == now, "a pending secret is finished at once")
             #expect(app1.nextDue == now.addingTimeInterval(90))
-            // app0's refresh is unresolved: the secret on disk may already be dead (issue 11).
+            // app0's refresh is unresolved: the secret on disk may already be dead.
             #expect(app1.needsAttention && app0.needsAttention)
             let text = report.render(now: now)
             #expect(text.contains("app1: 3 failed attempts; last error: GenAuth refused the request (HTTP 403)"))
@@ -164,7 +164,7 @@ import Testing
         }
     }
 
-    /// Issue 10: `status` neither waits for a writer in the middle of a transaction (as the
+    /// `status` neither waits for a writer in the middle of a transaction (as the
     /// daemon is during its fsync) nor changes anything: it reads the last committed state.
     @Test func readsWithoutWaitingForAWriterOrChangingAnything() async throws {
         try await withEngineFixture { harness, fixture in
@@ -202,7 +202,7 @@ import Testing
         }
     }
 
-    /// Break-it pass: a current_secret row with a bad column made `status` (text and JSON)
+    /// A current_secret row with a bad column made `status` (text and JSON)
     /// print GRDB's decoding error, which quotes the whole row, secret included. Nothing of
     /// the row is shown now; the daemon moves it aside without the secret and logs no value.
     @Test func aCorruptSecretRowNeverShowsTheSecret() async throws {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// Log lines outside journald (issue 11): `time level message key=value…`, one line per
+/// Log lines outside journald: `time level message key=value…`, one line per
 /// event, values quoted as logfmt does, line breaks in hook output escaped.
 @Suite struct LogfmtLogHandlerTests {
     @Test func oneLineWithTheMessageFirstAndLogfmtValues() {
