@@ -67,7 +67,8 @@ import Testing
         try await Self.withSecuredCluster { cluster in
             try await withGatewayClient(Self.settings(cluster, user: "rotator")) { client in
                 let election = "\(Self.prefix)/election/default"
-                let lease = try await client.grantLease(ttl: .seconds(5))
+                // Long enough that a loaded machine cannot expire it before the checks below.
+                let lease = try await client.grantLease(ttl: .seconds(60))
                 #expect(try await client.keepAlive(lease: lease))
                 let key = try await client.campaign(election: election, lease: lease, value: Array("a".utf8))
                 #expect(try await client.leader(election: election)?.key == key.key)
