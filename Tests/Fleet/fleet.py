@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -76,6 +77,10 @@ APP_A = ("64f1ee7000000000000000a1", "a")      # rotated only by `secret-rotator
 APP_B = ("64f1ee7000000000000000b2", "b")      # rotated every B_INTERVAL by the leader
 CANDIDATES, FOLLOWERS = 3, 5
 ETCD_MEMBERS = 3
+# etcd runs as the README sets it up: TLS with client certificates required, access control on
+# (`auth enable`), and the daemons' user holding a role with readwrite on PREFIX + "/" only.
+# This script's own gateway calls go as root. Passwords are made per run and never logged.
+ETCD_USER, ETCD_ROLE = "secret-rotator", "secret-rotator-fleet"
 
 POLL_MOCK = 0.02      # the mock recorder's period
 POLL_FILES = 0.0015   # the output watcher's period
@@ -246,6 +251,32 @@ def prefix_end(key):
 
 # --- etcd ----------------------------------------------------------------------------------------
 
+def make_certificates(directory):
+    """A CA, a member certificate for 127.0.0.1 with the serverAuth and clientAuth extended key
+    usages (etcd's gateway dials its own member with it, as a client), and a client certificate
+    without a CommonName (with access control on, the gateway refuses one that has a CN). The
+    daemons and this script share the client certificate; etcd knows them apart by user."""
+    os.makedirs(directory, mode=0o700)
+    script = """set -e
+key() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj "$2" 2>/dev/null; }
+sign() { openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $1.pem -days 2 -extfile $1.ext 2>/dev/null; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=fleet-etcd-ca 2>/dev/null
+key server /CN=fleet-etcd-member
+printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext
+sign server
+key client /O=secret-rotator
+printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > client.ext
+sign client
+chmod 0600 *.key
+"""
+    done = subprocess.run(["/bin/sh", "-c", script], cwd=directory, capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise FleetError("openssl failed: %s" % done.stderr.decode(errors="replace"))
+    path = lambda name: os.path.join(directory, name)
+    return {"ca": path("ca.pem"), "server_cert": path("server.pem"), "server_key": path("server.key"),
+            "cert": path("client.pem"), "key": path("client.key")}
+
+
 class EtcdUnavailable(Exception):
     pass
 
@@ -253,7 +284,7 @@ class EtcdUnavailable(Exception):
 class Member:
     def __init__(self, index, client_port, peer_port, data_dir, log_path):
         self.name = "m%d" % index
-        self.client = "http://127.0.0.1:%d" % client_port
+        self.client = "https://127.0.0.1:%d" % client_port
         self.peer = "http://127.0.0.1:%d" % peer_port
         self.data_dir = data_dir
         self.log_path = log_path
@@ -275,6 +306,13 @@ class Etcd:
                                os.path.join(root, "m%d.log" % (i + 1))) for i in range(count)]
         self.initial_cluster = ",".join("%s=%s" % (m.name, m.peer) for m in self.members)
         self.token = "fleet-%d" % os.getpid()
+        self.tls = make_certificates(os.path.join(root, "tls"))
+        self.ssl = ssl.create_default_context(cafile=self.tls["ca"])
+        self.ssl.load_cert_chain(self.tls["cert"], self.tls["key"])
+        self.root_password = base64.b64encode(os.urandom(18)).decode()
+        self.user_password = base64.b64encode(os.urandom(18)).decode()
+        self.auth_token = None   # root's token for this script's calls; None before `auth enable`
+        self.auth_enabled = False
 
     @property
     def endpoints(self):
@@ -289,6 +327,8 @@ class Etcd:
                 "--listen-client-urls", member.client, "--advertise-client-urls", member.client,
                 "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
                 "--initial-cluster-token", self.token, "--logger", "zap", "--log-outputs", "stderr",
+                "--client-cert-auth", "--trusted-ca-file", self.tls["ca"],
+                "--cert-file", self.tls["server_cert"], "--key-file", self.tls["server_key"],
             ], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             log.close()
@@ -310,11 +350,60 @@ class Etcd:
                 reap(member.process)
                 member.process = None
 
-    def post(self, endpoint, path, body, timeout=1.0):
-        request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+    def etcdctl(self, *args, user=None):
+        """etcdctl against every member with this script's client certificate; the output."""
+        command = ["etcdctl", "--endpoints=" + ",".join(self.endpoints), "--cacert=" + self.tls["ca"],
+                   "--cert=" + self.tls["cert"], "--key=" + self.tls["key"]]
+        if user:
+            command.append("--user=" + user)
+        done = subprocess.run(command + list(args), env=dict(os.environ, ETCDCTL_API="3"), capture_output=True,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise FleetError("etcdctl %s failed: %s" % (args[0], done.stderr.decode(errors="replace").strip()))
+        return done.stdout.decode()
+
+    def enable_access_control(self):
+        """The README's set-up: root, a role with readwrite on PREFIX/ only, the daemons' user
+        holding it, `auth enable`. Passwords go to etcdctl on stdin (never on a command line)."""
+        for user, password in (("root", self.root_password), (ETCD_USER, self.user_password)):
+            done = subprocess.run(["etcdctl", "--endpoints=" + ",".join(self.endpoints), "--cacert=" + self.tls["ca"],
+                                   "--cert=" + self.tls["cert"], "--key=" + self.tls["key"], "user", "add", user,
+                                   "--interactive=false"], input=(password + "\n").encode(), capture_output=True,
+                                  env=dict(os.environ, ETCDCTL_API="3"), timeout=30)
+            if done.returncode != 0:
+                raise FleetError("etcdctl user add %s failed: %s" % (user, done.stderr.decode(errors="replace").strip()))
+        self.etcdctl("role", "add", ETCD_ROLE)
+        self.etcdctl("role", "grant-permission", ETCD_ROLE, "--prefix=true", "readwrite", PREFIX + "/")
+        self.etcdctl("user", "grant-role", ETCD_USER, ETCD_ROLE)
+        self.etcdctl("auth", "enable")
+        self.auth_enabled = True
+
+    def authenticate(self, endpoint, timeout):
+        answer = self.post(endpoint, "/v3/auth/authenticate", {"name": "root", "password": self.root_password},
+                           timeout, authenticated=False)
+        if not answer.get("token"):
+            raise EtcdUnavailable("%s: root could not authenticate: %s" % (endpoint, answer.get("error")))
+        self.auth_token = answer["token"]
+
+    def post(self, endpoint, path, body, timeout=1.0, authenticated=True):
+        """One gateway call as root (once access control is on): a token is fetched when none is
+        held, and fetched again once when etcd says it is invalid (simple tokens expire, and a
+        member restarted from its data directory may not know it)."""
+        if authenticated and self.auth_enabled and self.auth_token is None:
+            self.authenticate(endpoint, timeout)
+        answer = self.post_once(endpoint, path, body, timeout, self.auth_token if authenticated else None)
+        if authenticated and self.auth_enabled and "invalid auth token" in str(answer.get("error", "")):
+            self.authenticate(endpoint, timeout)
+            answer = self.post_once(endpoint, path, body, timeout, self.auth_token)
+        return answer
+
+    def post_once(self, endpoint, path, body, timeout, token):
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = token
+        request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST", headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.ssl) as answer:
                 return json.loads(answer.read().decode())
         except urllib.error.HTTPError as error:
             try:
@@ -591,6 +680,11 @@ class Daemon:
             'prefix = "%s"' % PREFIX,
             'lease_ttl = "%ds"' % LEASE_TTL,
             'host = "%s"' % self.host,
+            'ca_file = "%s"' % fleet.etcd.tls["ca"],
+            'cert_file = "%s"' % fleet.etcd.tls["cert"],
+            'key_file = "%s"' % fleet.etcd.tls["key"],
+            'user = "%s"' % ETCD_USER,
+            'password_file = "%s"' % fleet.etcd_password_file,
             "",
         ]
         for (app_id, name), interval in ((APP_A, "1h"), (APP_B, "%ds" % B_INTERVAL if self.candidate else "1h")):
@@ -703,6 +797,11 @@ class Fleet:
         self.commands = 0
         os.makedirs(os.path.join(work, "cmd"), mode=0o700)
         self.etcd = Etcd(work)
+        # The daemons' etcd password, as an operator would give it: a 0600 file ([cluster] password_file).
+        self.etcd_password_file = os.path.join(work, "etcd", "password")
+        fd = os.open(self.etcd_password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.etcd.user_password + "\n")
         self.mock = None
         self.recorder = None
         self.daemons = []
@@ -801,7 +900,11 @@ def setup(fleet, args):
     start = time.monotonic()
     fleet.etcd.start_all()
     seconds = fleet.etcd.wait_serving(fleet.etcd.members, 30)
-    detail("etcd: %d members serving in %.1f s (%s)" % (len(fleet.etcd.members), seconds, " ".join(fleet.etcd.endpoints)))
+    fleet.etcd.enable_access_control()
+    fleet.etcd.wait_serving(fleet.etcd.members, 30)
+    detail("etcd: %d members serving in %.1f s (%s), TLS with client certificates, auth enabled: user %s, role %s "
+           "readwrite on %s/ only" % (len(fleet.etcd.members), seconds, " ".join(fleet.etcd.endpoints), ETCD_USER,
+                                     ETCD_ROLE, PREFIX))
     fleet.mock = Mock(fleet.bin, fleet.work, [APP_A, APP_B])
     fleet.recorder = Recorder(fleet.mock)
     fleet.recorder.start()
@@ -1269,21 +1372,26 @@ def scenario_invariants(fleet, args, run_started):
     places = [d.log for d in fleet.daemons]
     cmd_dir = os.path.join(fleet.work, "cmd")
     places += [os.path.join(cmd_dir, name) for name in os.listdir(cmd_dir)]
+    # The daemons' etcd password is ours to keep out of logs and output; etcd's own WAL may
+    # hold what `user add` and authenticate requests carried, so its files are not searched for it.
+    ours = set(places)
     for member in fleet.etcd.members:
         for root, _, files in os.walk(member.data_dir):
             places += [os.path.join(root, name) for name in files]
         places.append(member.log_path)
     leaks = []
     needles = [s.encode() for s in secrets]
+    passwords = [fleet.etcd.user_password.encode(), fleet.etcd.root_password.encode()]
     for path in places:
         with open(path, "rb") as f:
             data = f.read()
-        for needle in needles:
+        for needle in needles + (passwords if path in ours else []):
             if needle in data:
                 leaks.append(os.path.relpath(path, fleet.work))
                 break
     check("no secret leaked", not leaks, "%d issued secrets/tokens/keys searched in %d files (daemon logs, status and "
-          "rotate output, etcd data and logs): %s" % (len(secrets), len(places), ", ".join(leaks) or "none found"))
+          "rotate output, etcd data and logs), and the etcd passwords in the first %d: %s"
+          % (len(secrets), len(places), len(ours), ", ".join(leaks) or "none found"))
     try:
         keys = fleet.etcd.range_prefix(PREFIX)
         detail("etcd keys under %s: %s" % (PREFIX, ", ".join(sorted(keys)) or "none"))

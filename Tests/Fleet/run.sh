@@ -22,7 +22,7 @@ shift
 for tool in secret-rotator genauth-mock; do
     [ -x "$bin_dir/$tool" ] || { echo "run.sh: $bin_dir/$tool not found; build first" >&2; exit 1; }
 done
-for tool in etcd python3; do
+for tool in etcd etcdctl openssl python3; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool not found (apt-get install etcd-server etcd-client)" >&2; exit 1; }
 done
 

@@ -77,7 +77,7 @@ public struct ClusterEvent: Sendable, Equatable {
 /// readable message, the endpoint, and the underlying error's description.
 public struct ClusterStoreError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        fileprivate enum Value: Hashable, Sendable { case unreachable, timeout, rejected, badAnswer, watchEnded }
+        fileprivate enum Value: Hashable, Sendable { case unreachable, timeout, rejected, badAnswer, watchEnded, denied, unauthenticated }
         fileprivate var value: Value
         /// No member could be reached (connection refused, reset, DNS).
         public static let unreachable = Code(value: .unreachable)
@@ -89,6 +89,13 @@ public struct ClusterStoreError: Error, Sendable, CustomStringConvertible {
         public static let badAnswer = Code(value: .badAnswer)
         /// A watch stream ended or was cancelled by etcd.
         public static let watchEnded = Code(value: .watchEnded)
+        /// etcd's access control refused: a wrong user name or password, a role without
+        /// permission on the key, or a client certificate the gateway will not take. Asking
+        /// another member changes nothing; the operator must.
+        public static let denied = Code(value: .denied)
+        /// The auth token was invalid or had expired; the client has dropped it, and the next
+        /// call authenticates again.
+        public static let unauthenticated = Code(value: .unauthenticated)
 
         public var description: String {
             switch value {
@@ -97,6 +104,8 @@ public struct ClusterStoreError: Error, Sendable, CustomStringConvertible {
             case .rejected: "rejected"
             case .badAnswer: "bad answer"
             case .watchEnded: "watch ended"
+            case .denied: "denied"
+            case .unauthenticated: "unauthenticated"
             }
         }
     }

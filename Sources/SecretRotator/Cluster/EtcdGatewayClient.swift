@@ -19,8 +19,21 @@ import Synchronization
 /// cannot be reached or does not answer within `unaryTimeout`; a watch or campaign uses one
 /// member and ends with an error when it fails, and the caller starts a new one (which then
 /// goes to the next member).
+///
+/// With `[cluster] user`, every call carries the token `/v3/auth/authenticate` gave for that
+/// user in its `Authorization` header (the gateway ignores a client certificate's name, so this
+/// is the only identity etcd's access control sees through it). The token is fetched on the
+/// first call, shared by all, and dropped when etcd calls it invalid (a simple token expires
+/// `--auth-token-ttl` after its last use, 300 s by default); the call that met the invalid
+/// token authenticates again and is sent once more, on the same member.
 public final class EtcdGatewayClient: ClusterStore {
     private let endpoints: [String]
+    /// Every key this client touches lives under it; the liveness read uses `<prefix>/`, a key
+    /// a role limited to the prefix may read.
+    private let prefix: String
+    /// The etcd user and password of `[cluster]`; nil: calls carry no token.
+    private let login: (user: String, password: SecretValue)?
+    private let token = Mutex<AuthToken>(.missing)
     private let http: HTTPClient
     private let unaryTimeout: Duration
     /// The member calls go to first; a random start spreads a fleet over the members.
@@ -43,6 +56,8 @@ public final class EtcdGatewayClient: ClusterStore {
         settings: ClusterSettings, unaryTimeout: Duration, livenessInterval: Duration = .seconds(2), firstEndpoint: Int? = nil
     ) throws(ClusterStoreError) {
         self.endpoints = settings.endpoints
+        self.prefix = settings.prefix
+        self.login = settings.user.flatMap { user in settings.password.map { (user, $0) } }
         self.unaryTimeout = unaryTimeout
         self.livenessInterval = livenessInterval
         self.preferred = Mutex(firstEndpoint ?? Int.random(in: 0..<max(1, settings.endpoints.count)))
@@ -108,7 +123,7 @@ public final class EtcdGatewayClient: ClusterStore {
         let answer: JSONObject
         do {
             answer = try await whileAlive(endpoint) { () async throws(ClusterStoreError) -> JSONObject in
-                try await self.call("/v3/election/campaign", body, endpoint: endpoint, deadline: nil)
+                try await self.callRenewingToken("/v3/election/campaign", body, endpoint: endpoint, deadline: nil)
             }
         } catch {
             advance(from: endpoint)
@@ -195,7 +210,12 @@ public final class EtcdGatewayClient: ClusterStore {
         let task = Task {
             do {
                 try await self.whileAlive(endpoint) { () async throws(ClusterStoreError) in
-                    try await self.streamWatch(endpoint: endpoint, body: body, into: continuation)
+                    do throws(ClusterStoreError) {
+                        try await self.streamWatch(endpoint: endpoint, body: body, into: continuation)
+                    } catch where error.code == .unauthenticated {
+                        // Refused at creation (nothing was delivered yet): once more with a new token.
+                        try await self.streamWatch(endpoint: endpoint, body: body, into: continuation)
+                    }
                 }
                 continuation.finish(throwing: ClusterStoreError(.watchEnded, "the watch stream ended", endpoint: endpoint))
             } catch {
@@ -228,8 +248,9 @@ public final class EtcdGatewayClient: ClusterStore {
                     try? await QuietSleep.sleep(for: self.livenessInterval)
                     if Task.isCancelled { return nil }
                     do throws(ClusterStoreError) {
-                        let answer = try await self.call(
-                            "/v3/kv/range", ["key": .string(Self.base64("/"))], endpoint: endpoint, deadline: self.unaryTimeout)
+                        let answer = try await self.callRenewingToken(
+                            "/v3/kv/range", ["key": .string(Self.base64(self.prefix + "/"))], endpoint: endpoint,
+                            deadline: self.unaryTimeout)
                         if answer.object("header") == nil { throw ClusterStoreError(.rejected, "no quorum", cause: answer.errorText) }
                     } catch {
                         if Task.isCancelled { return nil }
@@ -255,14 +276,18 @@ public final class EtcdGatewayClient: ClusterStore {
     private func streamWatch(
         endpoint: String, body: [String: JSONValue], into continuation: AsyncThrowingStream<[ClusterEvent], any Error>.Continuation
     ) async throws(ClusterStoreError) {
+        let sentToken = try await authorization(endpoint: endpoint)
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request(endpoint + "/v3/watch", body), deadline: .distantFuture)
+            response = try await http.execute(request(endpoint + "/v3/watch", body, token: sentToken), deadline: .distantFuture)
         } catch {
             throw ClusterStoreError(.unreachable, "cannot start a watch", endpoint: endpoint, cause: Self.describe(error))
         }
         guard response.status == .ok else {
-            throw ClusterStoreError(.rejected, "watch refused with HTTP \(response.status.code)", endpoint: endpoint)
+            let text = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
+            let error = JSONValue.parse(Array(text.utf8))?.objectValue.flatMap { JSONObject($0).errorText } ?? text
+            throw accessProblem(error, path: "/v3/watch", endpoint: endpoint, sentToken: sentToken)
+                ?? ClusterStoreError(.rejected, "watch refused with HTTP \(response.status.code)", endpoint: endpoint)
         }
         var pending: [UInt8] = []
         do {
@@ -271,9 +296,14 @@ public final class EtcdGatewayClient: ClusterStore {
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = Array(pending[..<newline])
                     pending.removeSubrange(...newline)
-                    if let events = try Self.watchEvents(line, endpoint: endpoint), !events.isEmpty {
-                        continuation.yield(events)
+                    let events: [ClusterEvent]?
+                    do {
+                        events = try Self.watchEvents(line, endpoint: endpoint)
+                    } catch {
+                        // A watch created with an expired token, or on a range the role may not read.
+                        throw accessProblem(error.cause ?? "", path: "/v3/watch", endpoint: endpoint, sentToken: sentToken) ?? error
                     }
+                    if let events, !events.isEmpty { continuation.yield(events) }
                 }
                 if pending.count > Self.maximumAnswer {
                     throw ClusterStoreError(.badAnswer, "a watch message is larger than 4 MiB", endpoint: endpoint)
@@ -325,12 +355,14 @@ public final class EtcdGatewayClient: ClusterStore {
     }
 
     /// Tries each member once, starting with the last that answered, each within `unaryTimeout`.
+    /// A refusal by etcd's access control (`.denied`) ends it at once: every member has the
+    /// same users and roles.
     private func unary(_ path: String, _ body: [String: JSONValue], allowError: Bool = false) async throws(ClusterStoreError) -> JSONObject {
         var last: ClusterStoreError?
         for _ in 0..<endpoints.count {
             let endpoint = currentEndpoint()
             do {
-                let answer = try await call(path, body, endpoint: endpoint, deadline: unaryTimeout)
+                let answer = try await callRenewingToken(path, body, endpoint: endpoint, deadline: unaryTimeout)
                 if !allowError, let error = answer.errorText {
                     // "etcdserver: no leader" and friends: another member may have quorum.
                     last = ClusterStoreError(.rejected, "etcd refused \(path)", endpoint: endpoint, cause: error)
@@ -338,6 +370,8 @@ public final class EtcdGatewayClient: ClusterStore {
                     continue
                 }
                 return answer
+            } catch where error.code == .denied {
+                throw error
             } catch {
                 last = error
                 advance(from: endpoint)
@@ -346,11 +380,29 @@ public final class EtcdGatewayClient: ClusterStore {
         throw last ?? ClusterStoreError(.unreachable, "no etcd endpoint configured")
     }
 
-    private func call(_ path: String, _ body: [String: JSONValue], endpoint: String, deadline: Duration?) async throws(ClusterStoreError) -> JSONObject {
+    /// `call`, sent once more when etcd found the token invalid or expired: `call` has dropped
+    /// it, so the second attempt authenticates first. A second refusal is thrown.
+    private func callRenewingToken(
+        _ path: String, _ body: [String: JSONValue], endpoint: String, deadline: Duration?
+    ) async throws(ClusterStoreError) -> JSONObject {
+        do {
+            return try await call(path, body, endpoint: endpoint, deadline: deadline)
+        } catch where error.code == .unauthenticated {
+            return try await call(path, body, endpoint: endpoint, deadline: deadline)
+        }
+    }
+
+    /// One request to one member. Throws `.unauthenticated` (token dropped) when etcd found the
+    /// token invalid, `.denied` when its access control refused; other errors etcd answers are
+    /// returned in the answer for the caller to judge.
+    private func call(
+        _ path: String, _ body: [String: JSONValue], endpoint: String, deadline: Duration?, authenticated: Bool = true
+    ) async throws(ClusterStoreError) -> JSONObject {
+        let sentToken = authenticated ? try await authorization(endpoint: endpoint) : nil
         let nioDeadline: NIODeadline = deadline.map { .now() + .nanoseconds(Int64($0.components.seconds) * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000) } ?? .distantFuture
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request(endpoint + path, body), deadline: nioDeadline)
+            response = try await http.execute(request(endpoint + path, body, token: sentToken), deadline: nioDeadline)
         } catch {
             let timedOut = (error as? HTTPClientError) == .deadlineExceeded || (error as? HTTPClientError) == .connectTimeout
             throw ClusterStoreError(timedOut ? .timeout : .unreachable, "\(path) failed", endpoint: endpoint, cause: Self.describe(error))
@@ -362,15 +414,124 @@ public final class EtcdGatewayClient: ClusterStore {
             throw ClusterStoreError(.unreachable, "\(path): the answer broke off", endpoint: endpoint, cause: Self.describe(error))
         }
         guard let object = JSONValue.parse(Array(bytes.readableBytesView))?.objectValue else {
-            throw ClusterStoreError(.badAnswer, "\(path) answered HTTP \(response.status.code) without JSON", endpoint: endpoint)
+            throw accessProblem(String(buffer: bytes), path: path, endpoint: endpoint, sentToken: sentToken)
+                ?? ClusterStoreError(.badAnswer, "\(path) answered HTTP \(response.status.code) without JSON", endpoint: endpoint)
         }
-        return JSONObject(object)
+        let answer = JSONObject(object)
+        if let error = answer.errorText, let problem = accessProblem(error, path: path, endpoint: endpoint, sentToken: sentToken) {
+            throw problem
+        }
+        return answer
     }
 
-    private func request(_ url: String, _ body: [String: JSONValue]) -> HTTPClientRequest {
+    /// The token to send to `endpoint`, authenticating first when none is held; nil without a
+    /// configured user or while etcd's access control is off.
+    /// Every caller that finds no token waits for the same authentication (one bcrypt check
+    /// on etcd per client, not one per call in flight).
+    private func authorization(endpoint: String) async throws(ClusterStoreError) -> String? {
+        guard let login else { return nil }
+        let next: AuthTokenWait = token.withLock { state in
+            switch state {
+            case .held(let value): return .ready(value)
+            case .authDisabled: return .ready(nil)
+            case .authenticating(let task): return .wait(task)
+            case .missing:
+                let task = Task { await self.authenticate(login, endpoint: endpoint) }
+                state = .authenticating(task)
+                return .wait(task)
+            }
+        }
+        switch next {
+        case .ready(let value): return value
+        case .wait(let task): return try await task.value.get()
+        }
+    }
+
+    /// `POST /v3/auth/authenticate`; records the token (or that access control is off), or
+    /// forgets the attempt when it failed so that the next call tries again.
+    private func authenticate(_ login: (user: String, password: SecretValue), endpoint: String) async -> Result<String?, ClusterStoreError> {
+        let outcome: Result<String?, ClusterStoreError>
+        do throws(ClusterStoreError) {
+            // Longer than a unary call's deadline: etcd checks the password with bcrypt, which
+            // takes a while on a loaded member, and a fleet starting at once authenticates at once.
+            let answer = try await call(
+                "/v3/auth/authenticate", ["name": .string(login.user), "password": .string(login.password.exposed)],
+                endpoint: endpoint, deadline: max(unaryTimeout, .seconds(3)), authenticated: false)
+            if let value = answer.string("token"), !value.isEmpty {
+                outcome = .success(value)
+            } else if let error = answer.errorText, error.contains("authentication is not enabled") {
+                // Access control off: calls go without a token until etcd asks for one.
+                outcome = .success(nil)
+            } else {
+                outcome = .failure(
+                    ClusterStoreError(
+                        .rejected, "etcd did not authenticate user \"\(login.user)\"", endpoint: endpoint,
+                        cause: answer.errorText ?? "no token in the answer"))
+            }
+        } catch {
+            outcome = .failure(error)
+        }
+        token.withLock { state in
+            switch outcome {
+            case .success(let value?): state = .held(value)
+            case .success(nil): state = .authDisabled
+            case .failure: state = .missing
+            }
+        }
+        return outcome
+    }
+
+    /// What etcd's access control said, as an error that names the user and the prefix (never
+    /// the password or token), or nil when `error` is not about access. An invalid token is
+    /// dropped (only if it is still the one sent) so the next call authenticates again.
+    private func accessProblem(_ error: String, path: String, endpoint: String, sentToken: String?) -> ClusterStoreError? {
+        let who = login.map { "etcd user \"\($0.user)\"" } ?? "this client (no [cluster] user)"
+        let grant = "etcdctl role grant-permission ROLE --prefix=true readwrite \(prefix)/"
+        if error.contains("invalid auth token") || (login != nil && error.contains("user name is empty")) {
+            // "user name is empty": access control was turned on after this client found it off.
+            token.withLock { current in
+                if current == .authDisabled || (sentToken != nil && current == .held(sentToken ?? "")) { current = .missing }
+            }
+            return ClusterStoreError(.unauthenticated, "\(path): the auth token of \(who) is invalid or expired", endpoint: endpoint, cause: error)
+        }
+        if error.contains("user name is empty") {
+            return ClusterStoreError(
+                .denied,
+                "etcd has access control enabled (auth enable) and [cluster] names no user: set user and password_credential or password_file; the user's role needs readwrite on \(prefix)/",
+                endpoint: endpoint, cause: error)
+        }
+        if error.contains("authentication failed") {
+            return ClusterStoreError(
+                .denied, "etcd refused the password of \(who): check the user and its [cluster] password source (etcdctl user passwd)",
+                endpoint: endpoint, cause: error)
+        }
+        if error.contains("permission denied") {
+            return ClusterStoreError(
+                .denied, "\(who) may not use \(path) under \(prefix)/: its role needs readwrite on the prefix (\(grant))",
+                endpoint: endpoint, cause: error)
+        }
+        if error.hasPrefix("CommonName of client") {
+            return ClusterStoreError(
+                .denied,
+                "etcd's JSON gateway refuses every request made with a client certificate that has a CommonName while access control is enabled: issue cert_file without a CN (e.g. openssl -subj /O=secret-rotator); the etcd user comes from [cluster] user",
+                endpoint: endpoint, cause: error.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if error == "connection closed" && endpoint.hasPrefix("https://") {
+            // The member answered us over TLS, but its gateway could not reach the member's own
+            // gRPC port, which it dials as a client with the member's server certificate.
+            return ClusterStoreError(
+                .unreachable,
+                "etcd's JSON gateway cannot reach its own member: the member's server certificate probably lacks the clientAuth extended key usage (the gateway dials the member with it as a client certificate, so it needs extendedKeyUsage = serverAuth, clientAuth; etcdctl works without it)",
+                endpoint: endpoint, cause: error)
+        }
+        return nil
+    }
+
+    private func request(_ url: String, _ body: [String: JSONValue], token: String? = nil) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        if let token { request.headers.add(name: "Authorization", value: token) }
         request.body = .bytes(ByteBuffer(bytes: JSONValue.object(body).serialized()))
         return request
     }
@@ -403,4 +564,20 @@ public final class EtcdGatewayClient: ClusterStore {
 
     static func base64(_ text: String) -> String { base64(Array(text.utf8)) }
     static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+}
+
+/// The token `EtcdGatewayClient` sends: none yet (or dropped as invalid), being fetched, one
+/// held, or none needed because etcd's access control is off.
+enum AuthToken: Sendable, Equatable {
+    case missing
+    case authenticating(Task<Result<String?, ClusterStoreError>, Never>)
+    case held(String)
+    case authDisabled
+}
+
+/// What a call does about its token: send this one (nil: none), or wait for the authentication
+/// under way.
+private enum AuthTokenWait: Sendable {
+    case ready(String?)
+    case wait(Task<Result<String?, ClusterStoreError>, Never>)
 }

@@ -346,8 +346,22 @@ public actor FleetCoordinator: RotationFence {
                 }
                 key = won
                 loggedOnce.remove("campaign")
+                if loggedOnce.remove("campaign-denied") != nil { leaseProblem = nil }
             } catch {
                 if Task.isCancelled { return "stopped" }
+                if error.code == .denied {
+                    // etcd's access control: every member answers the same until an operator
+                    // changes the role, so one line, shown by status, and a slow retry.
+                    if loggedOnce.insert("campaign-denied").inserted {
+                        logger.error(
+                            "cannot campaign: \(error); this host's rotate apps are only followed here until etcd allows it",
+                            metadata: ["event": "cluster_denied"])
+                        leaseProblem = "cannot campaign: \(error)"
+                        await publishState()
+                    }
+                    try? await QuietSleep.sleep(for: settings.leaseTTL)
+                    continue
+                }
                 // The member it waited on went away; the lease (the keepalive's business) and
                 // the election key live on: campaign again with them, on the next member
                 // (etcd's campaign is idempotent per lease).

@@ -3,16 +3,24 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import NIOSSL
 
 /// Reads `[cluster]`. Checked here: endpoints are http(s) URLs of one scheme with a
 /// host and port and nothing after it, the prefix is an absolute etcd key path without a
 /// trailing slash, the TTL is whole seconds from 2 s (etcd's own minimum with its default
 /// election timeout) to 5 min, TLS files are absolute, trusted and hold PEM blocks, and a
-/// client certificate comes with its key.
+/// client certificate comes with its key, and an etcd user comes with exactly one password
+/// source (a systemd credential or a private file, read as `[genauth]` reads its secret).
 struct ClusterSection {
     let host: ConfigHost
     /// Where the default prefix comes from (`[genauth] access_key_id`).
     let accessKeyID: String?
+    var environment: [String: String] = [:]
+    /// As `ConfigLoader.accessKeySecretNeeded`: false for commands that only look, which
+    /// accept a credential that exists only inside the unit with a warning.
+    var secretNeeded = true
+    /// As `ConfigLoader.accessKeySecretIgnored`: the password is not read at all.
+    var secretIgnored = false
 
     static let minimumTTL: Duration = .seconds(2)
     static let maximumTTL: Duration = .seconds(300)
@@ -101,10 +109,100 @@ struct ClusterSection {
             sink.error(reader.keyPath("endpoints"), "TLS files are set but the endpoints are http://; use https:// endpoints")
             valid = false
         }
+        let login = readLogin(reader, prefix: prefix, sink: sink, valid: &valid)
+        if login != nil, let certFile, let commonName = clientCommonName(certFile) {
+            // etcd (3.4.10 on) answers every /v3 gateway request made with such a certificate
+            // "CommonName of client sending a request against gateway will be ignored and not
+            // used as expected" once auth is enabled: the fleet would never get a token.
+            sink.error(
+                reader.keyPath("cert_file"),
+                "\(certFile) has the CommonName \"\(commonName)\"; with access control enabled etcd's JSON gateway refuses every request made with a client certificate that has one. Issue it without a CN (e.g. openssl req -subj /O=secret-rotator); the etcd identity is [cluster] user")
+            valid = false
+        }
         guard valid else { return nil }
         return ClusterSettings(
             endpoints: endpoints, prefix: prefix, leaseTTL: ttl, host: hostName, group: group, caFile: caFile,
-            certFile: certFile, keyFile: keyFile)
+            certFile: certFile, keyFile: keyFile, user: login?.user, password: login?.password, passwordSource: login?.source)
+    }
+
+    /// `user` with `password_credential` and/or `password_file`: the etcd user this host
+    /// authenticates as. Either half alone is an error; the credential wins inside the unit,
+    /// the file outside it (as `[genauth]`'s access key secret).
+    private func readLogin(_ reader: TableReader, prefix: String, sink: DiagnosticCollector, valid: inout Bool)
+        -> (user: String, password: SecretValue, source: AccessKeySecretSource)?
+    {
+        let user = reader.string("user", example: "\"secret-rotator\"")
+        let credentialName = reader.string("password_credential", example: "\"etcd-password\"")
+        let filePath = reader.string("password_file", example: "\"/etc/secret-rotator/etcd-password\"")
+        guard let user else {
+            if credentialName != nil || filePath != nil {
+                sink.error(
+                    reader.keyPath(credentialName != nil ? "password_credential" : "password_file"),
+                    "a password is set but no user: add user = \"NAME\", the etcd user (etcdctl user add NAME) whose role may read and write \(prefix)/")
+                valid = false
+            }
+            return nil
+        }
+        if user.isEmpty || user.utf8.count > 128 || user.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) {
+            sink.error(reader.keyPath("user"), "\"\(user)\" is not an etcd user name; use 1 to 128 characters without whitespace or control characters")
+            valid = false
+            return nil
+        }
+        guard credentialName != nil || filePath != nil else {
+            sink.error(
+                reader.keyPath("user"),
+                "etcd user \"\(user)\" has no password source: set password_credential (the name given to LoadCredential= in the unit) or password_file (a file only the daemon's user can read, mode 0600)")
+            valid = false
+            return nil
+        }
+        let secrets = SecretSourceReader(environment: environment, host: host, what: "etcd password")
+        var result: (value: SecretValue, source: AccessKeySecretSource)?
+        if let name = credentialName {
+            let key = reader.keyPath("password_credential")
+            if let problem = SecretSourceReader.credentialNameProblem(name, example: "etcd-password") {
+                sink.error(key, problem)
+                valid = false
+                return nil
+            }
+            let path = secrets.credentialPath(name)
+            let source = AccessKeySecretSource.credential(name: name, path: path ?? "$CREDENTIALS_DIRECTORY/\(name)")
+            if secretIgnored { return (user, SecretValue(""), source) }
+            if let path {
+                guard let read = secrets.readFile(path, source: source, keyPath: key, sink: sink) else {
+                    valid = false
+                    return nil
+                }
+                return (user, read.value, read.source)
+            }
+            if filePath == nil {
+                if !secretNeeded {
+                    sink.warning(
+                        key,
+                        "credential \"\(name)\" not checked: $CREDENTIALS_DIRECTORY is set only inside the unit (LoadCredential=\(name):...); the daemon reads it there")
+                    return (user, SecretValue(""), source)
+                }
+                sink.error(
+                    key,
+                    "credential \"\(name)\" cannot be read: $CREDENTIALS_DIRECTORY is not set (systemd sets it for units with LoadCredential=\(name):...); outside the unit also set password_file")
+                valid = false
+                return nil
+            }
+        }
+        if let path = filePath {
+            let key = reader.keyPath("password_file")
+            if let problem = ValueRules.absolutePathProblem(path) {
+                sink.error(key, problem)
+                valid = false
+                return nil
+            }
+            if secretIgnored { return (user, SecretValue(""), .file(path: path)) }
+            result = secrets.readFile(path, source: .file(path: path), keyPath: key, sink: sink, privateFile: true)
+        }
+        guard let result else {
+            valid = false
+            return nil
+        }
+        return (user, result.value, result.source)
     }
 
     private func pemFile(
@@ -140,6 +238,15 @@ struct ClusterSection {
             return nil
         }
         return path
+    }
+
+    /// The first certificate's subject CommonName, nil when it has none or cannot be parsed
+    /// (the TLS set-up reports a file it cannot use).
+    private func clientCommonName(_ path: String) -> String? {
+        guard let text = try? host.readTrustedText(path, "etcd client certificate", true),
+            let certificate = try? NIOSSLCertificate.fromPEMBytes(Array(text.utf8)).first
+        else { return nil }
+        return certificate.subjectName.first { $0.type == .commonName && !$0.value.isEmpty }?.value
     }
 
     static func endpointProblem(_ endpoint: String) -> String? {

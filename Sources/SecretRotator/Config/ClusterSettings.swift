@@ -22,10 +22,18 @@ public struct ClusterSettings: Sendable, Equatable {
     public var caFile: String?
     public var certFile: String?
     public var keyFile: String?
+    /// The etcd user this host authenticates as (`/v3/auth/authenticate`), for a cluster with
+    /// `auth enable`; nil: no authentication. Its role needs readwrite on `<prefix>/` only.
+    public var user: String?
+    /// The user's password, read once at load from `passwordSource`; never logged.
+    public var password: SecretValue?
+    /// Where the password came from (a systemd credential or a 0600 file); shown instead of it.
+    public var passwordSource: AccessKeySecretSource?
 
     public init(
         endpoints: [String], prefix: String, leaseTTL: Duration = .seconds(10), host: String, group: String = "default",
-        caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil
+        caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, user: String? = nil,
+        password: SecretValue? = nil, passwordSource: AccessKeySecretSource? = nil
     ) {
         self.endpoints = endpoints
         self.prefix = prefix
@@ -35,6 +43,9 @@ public struct ClusterSettings: Sendable, Equatable {
         self.caFile = caFile
         self.certFile = certFile
         self.keyFile = keyFile
+        self.user = user
+        self.password = password
+        self.passwordSource = passwordSource
     }
 
     /// The etcd election name: `<prefix>/election/<group>`.
@@ -55,7 +66,10 @@ extension ClusterSettings {
             ("endpoints", old.endpoints != new.endpoints), ("prefix", old.prefix != new.prefix),
             ("lease_ttl", old.leaseTTL != new.leaseTTL), ("host", old.host != new.host), ("group", old.group != new.group),
             ("ca_file", old.caFile != new.caFile), ("cert_file", old.certFile != new.certFile),
-            ("key_file", old.keyFile != new.keyFile),
+            ("key_file", old.keyFile != new.keyFile), ("user", old.user != new.user),
+            // The client authenticates with the password it started with: a new one (same
+            // source, new content) needs a restart as much as a new source does.
+            ("password", old.passwordSource != new.passwordSource || old.password != new.password),
         ]
         return keys.filter(\.1).map(\.0)
     }

@@ -207,12 +207,15 @@ public struct ConfigLoader: Sendable {
         let apps = AppsSection(defaults: defaults, minimumInterval: minimumInterval, host: host).read(appReaders, sink: sink)
         let metrics = MetricsSection().read(
             reader.subtable("metrics"), stateDirectory: defaults.stateDirectory, apps: apps, sink: sink)
-        let cluster = ClusterSection(host: host, accessKeyID: genauth?.accessKeyID).read(reader.subtable("cluster"), sink: sink)
+        let cluster = ClusterSection(
+            host: host, accessKeyID: genauth?.accessKeyID, environment: environment, secretNeeded: accessKeySecretNeeded,
+            secretIgnored: accessKeySecretIgnored
+        ).read(reader.subtable("cluster"), sink: sink)
 
         if let genauth, let textfile = metrics.textfile {
             // The metrics writer replaces its file like an output: never one the daemon reads
             // (a break-it pass pointed it at the config, the key file and a template).
-            var read = Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps)
+            var read = Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps, cluster: cluster)
             read += appsFiles.map { OutputPathConflicts.Protected(what: "apps.d file", path: $0.path) }
             read += apps.compactMap { app in
                 app.onRotate?.first.flatMap { $0.hasPrefix("/") ? OutputPathConflicts.Protected(what: "hook program", path: $0) : nil }
@@ -224,7 +227,7 @@ public struct ConfigLoader: Sendable {
 
         if let genauth {
             OutputPathConflicts(
-                protected: Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps),
+                protected: Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps, cluster: cluster),
                 stateDirectory: defaults.stateDirectory,
                 lockDirectory: AppLocks.defaultDirectory(environment: environment)
             ).check(apps, sink: sink, sinks: Dictionary(appsSinks.map { ($0.file, $0) }) { first, _ in first })
@@ -288,7 +291,7 @@ public struct ConfigLoader: Sendable {
 
     /// Files the daemon reads, which no output may replace.
     static func protectedFiles(
-        configPath: String, stateDirectory: String, genauth: GenAuthSettings, apps: [AppConfig]
+        configPath: String, stateDirectory: String, genauth: GenAuthSettings, apps: [AppConfig], cluster: ClusterSettings? = nil
     ) -> [OutputPathConflicts.Protected] {
         var files = [
             OutputPathConflicts.Protected(what: "config file", path: configPath),
@@ -302,6 +305,7 @@ public struct ConfigLoader: Sendable {
             break
         }
         if let ca = genauth.caFile { files.append(.init(what: "CA file", path: ca)) }
+        if case .file(let passwordPath) = cluster?.passwordSource { files.append(.init(what: "etcd password file", path: passwordPath)) }
         for app in apps {
             for output in app.outputs {
                 if let template = output.templatePath { files.append(.init(what: "template", path: template)) }

@@ -73,6 +73,10 @@ public struct ConfigPlan: Encodable, Sendable {
         let host: String
         let group: String
         let tls: Bool
+        /// The etcd user this host authenticates as; nil without `user`.
+        let user: String?
+        /// Where its password comes from (never the password).
+        let passwordSource: String?
     }
 
     let config: String
@@ -108,7 +112,8 @@ public struct ConfigPlan: Encodable, Sendable {
         cluster = config.cluster.map { settings in
             Cluster(
                 endpoints: settings.endpoints, prefix: settings.prefix, leaseTTL: DurationSyntax.format(settings.leaseTTL),
-                host: settings.host, group: settings.group, tls: settings.caFile != nil || settings.certFile != nil)
+                host: settings.host, group: settings.group, tls: settings.caFile != nil || settings.certFile != nil,
+                user: settings.user, passwordSource: settings.passwordSource?.description)
         }
         apps = config.apps.map { app in
             // A follow app's polls never wait, whatever [defaults] says.
@@ -149,6 +154,14 @@ public struct ConfigPlan: Encodable, Sendable {
         if let cluster {
             lines.append(
                 "Cluster       etcd \(cluster.endpoints.joined(separator: ", ")) under \(cluster.prefix); host \(cluster.host), election \(cluster.group), lease \(cluster.leaseTTL)\(cluster.tls ? ", TLS" : "")")
+            if cluster.tls {
+                lines.append(
+                    "              etcd's JSON gateway dials its own member with the member's server certificate: each needs extendedKeyUsage serverAuth and clientAuth")
+            }
+            if let user = cluster.user {
+                lines.append(
+                    "              etcd user \(user), password from \(cluster.passwordSource ?? "nowhere"); its role needs readwrite on \(cluster.prefix)/ (etcdctl role grant-permission ROLE --prefix=true readwrite \(cluster.prefix)/)")
+            }
             let candidates = apps.filter { $0.action == AppAction.rotate.rawValue }.count
             lines.append(
                 "              \(candidates) rotate app\(candidates == 1 ? " is a candidate" : "s are candidates"): rotated here only while this host leads")

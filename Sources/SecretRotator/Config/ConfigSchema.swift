@@ -25,7 +25,10 @@ public enum ConfigSchema {
     public static let metrics = ["textfile"]
 
     /// `[cluster]`: the etcd cluster a fleet shares.
-    public static let cluster = ["endpoints", "prefix", "lease_ttl", "host", "group", "ca_file", "cert_file", "key_file"]
+    public static let cluster = [
+        "endpoints", "prefix", "lease_ttl", "host", "group", "ca_file", "cert_file", "key_file", "user", "password_credential",
+        "password_file",
+    ]
 
     /// Keys whose values are secrets: no message ever quotes their value, whatever its type.
     public static let secretKeys: Set<String> = ["access_key_secret"]

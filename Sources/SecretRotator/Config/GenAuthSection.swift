@@ -7,6 +7,8 @@ struct GenAuthSection {
     var secretIgnored = false
     let host: ConfigHost
 
+    private var secrets: SecretSourceReader { SecretSourceReader(environment: environment, host: host, what: "access key secret") }
+
     func read(_ reader: TableReader?, sink: DiagnosticCollector) -> GenAuthSettings? {
         guard let reader else {
             sink.error(
@@ -102,13 +104,12 @@ struct GenAuthSection {
 
         if let name = credentialName {
             let key = reader.keyPath("access_key_secret_credential")
-            if name.isEmpty || name.contains("/") || name == "." || name == ".." {
-                sink.error(key, "\"\(name)\" is not a credential name; use the name given to LoadCredential=, e.g. \"genauth-access-key-secret\"")
+            if let problem = SecretSourceReader.credentialNameProblem(name, example: "genauth-access-key-secret") {
+                sink.error(key, problem)
                 return nil
             }
-            if let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty {
-                let path = directory + "/" + name
-                return readSecretFile(path, source: .credential(name: name, path: path), keyPath: key, sink: sink)
+            if let path = secrets.credentialPath(name) {
+                return secrets.readFile(path, source: .credential(name: name, path: path), keyPath: key, sink: sink)
             }
             if filePath == nil && environment[variable] == nil && inline == nil {
                 if !secretNeeded {
@@ -131,13 +132,13 @@ struct GenAuthSection {
                 sink.error(key, problem)
                 return nil
             }
-            return readSecretFile(path, source: .file(path: path), keyPath: key, sink: sink)
+            return secrets.readFile(path, source: .file(path: path), keyPath: key, sink: sink)
         }
         if let value = environment[variable] {
-            return checked(value, source: .environment(variable: variable), keyPath: reader.keyPath("access_key_secret"), sink: sink)
+            return secrets.checked(value, source: .environment(variable: variable), keyPath: reader.keyPath("access_key_secret"), sink: sink)
         }
         if let inline {
-            return checked(inline, source: .inline, keyPath: reader.keyPath("access_key_secret"), sink: sink)
+            return secrets.checked(inline, source: .inline, keyPath: reader.keyPath("access_key_secret"), sink: sink)
         }
         if credentialName == nil {
             sink.error(
@@ -146,40 +147,5 @@ struct GenAuthSection {
             )
         }
         return nil
-    }
-
-    private func readSecretFile(
-        _ path: String, source: AccessKeySecretSource, keyPath: String, sink: DiagnosticCollector
-    ) -> (value: SecretValue, source: AccessKeySecretSource)? {
-        do {
-            // Owned by a stranger or writable by others, it is not our key (and may be a link
-            // someone planted to make us read another file).
-            let text = try host.readTrustedText(path, "access key secret file", true)
-            return checked(text, source: source, keyPath: keyPath, sink: sink)
-        } catch {
-            sink.error(keyPath, "cannot read the access key secret from \(source): \(error.message)")
-            return nil
-        }
-    }
-
-    /// Only the trailing newline an editor or `echo` adds is stripped; anything else odd is an
-    /// error described without echoing the value.
-    private func checked(
-        _ raw: String, source: AccessKeySecretSource, keyPath: String, sink: DiagnosticCollector
-    ) -> (value: SecretValue, source: AccessKeySecretSource)? {
-        // Bytes, not Characters: Swift treats "\r\n" as one Character, so hasSuffix("\n") misses it.
-        var bytes = Array(raw.utf8)
-        if bytes.last == 0x0A { bytes.removeLast() }
-        if bytes.last == 0x0D { bytes.removeLast() }
-        let value = String(decoding: bytes, as: UTF8.self)
-        if value.isEmpty {
-            sink.error(keyPath, "the access key secret from \(source) is empty")
-            return nil
-        }
-        if value.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) {
-            sink.error(keyPath, "the access key secret from \(source) contains whitespace, line breaks or control characters (value not shown)")
-            return nil
-        }
-        return (SecretValue(value), source)
     }
 }

@@ -70,6 +70,54 @@ import Testing
         #expect(garbage.contains { $0.description.contains("holds no PEM certificate block") })
     }
 
+    /// An etcd user comes with a password source and the other way round; the password is read
+    /// from the credential inside the unit, from a private file outside it, and never shown.
+    @Test func etcdUserAndPassword() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try ConfigFixtures.write("file-pw\n", to: directory.appendingPathComponent("etcd-password"))
+        try ConfigFixtures.write("credential-pw\n", to: directory.appendingPathComponent("etcd-password-credential"))
+        try ConfigFixtures.write("open-pw\n", to: directory.appendingPathComponent("open"), mode: 0o644)
+        let table = Self.head + "[cluster]\nendpoints = [\"http://a:1\"]\nprefix = \"/fleet\"\n"
+        let both = table + "user = \"rotator\"\npassword_credential = \"etcd-password-credential\"\npassword_file = \"\(directory.path)/etcd-password\"\n"
+
+        let fromFile = try #require(try ConfigFixtures.load(both).config.cluster)
+        #expect(fromFile.user == "rotator" && fromFile.password?.exposed == "file-pw")
+        #expect(fromFile.passwordSource == .file(path: "\(directory.path)/etcd-password"))
+        let inUnit = ConfigFixtures.environment.merging(["CREDENTIALS_DIRECTORY": directory.path]) { $1 }
+        let fromCredential = try #require(try ConfigFixtures.load(both, environment: inUnit).config.cluster)
+        #expect(fromCredential.password?.exposed == "credential-pw")
+
+        let plan = ConfigPlan(try ConfigFixtures.load(both)).renderTable()
+        #expect(plan.contains("etcd user rotator, password from file \(directory.path)/etcd-password"))
+        #expect(plan.contains("--prefix=true readwrite /fleet/") && !plan.contains("file-pw"))
+
+        // check-config from a shell: a credential-only password is not checked, with a warning.
+        let credentialOnly = table + "user = \"rotator\"\npassword_credential = \"etcd-password\"\n"
+        let looking = try ConfigLoader(environment: ConfigFixtures.environment, accessKeySecretNeeded: false)
+            .load(text: credentialOnly, path: "rotator.toml", fileMode: nil)
+        #expect(looking.warnings.contains { $0.keyPath == "cluster.password_credential" && $0.message.contains("not checked") })
+        #expect(ConfigFixtures.diagnostics(credentialOnly).contains { $0.message.contains("$CREDENTIALS_DIRECTORY is not set") })
+
+        let refused: [(String, String, String)] = [
+            ("user = \"rotator\"\n", "cluster.user", "etcd user \"rotator\" has no password source"),
+            ("password_file = \"\(directory.path)/etcd-password\"\n", "cluster.password_file", "a password is set but no user"),
+            ("user = \"rotator\"\npassword_file = \"\(directory.path)/open\"\n", "cluster.password_file", "readable by every user"),
+            ("user = \"ro tator\"\npassword_file = \"\(directory.path)/etcd-password\"\n", "cluster.user", "not an etcd user name"),
+            ("user = \"rotator\"\npassword_credential = \"../x\"\n", "cluster.password_credential", "not a credential name"),
+        ]
+        for (lines, key, message) in refused {
+            let errors = ConfigFixtures.diagnostics(table + lines).filter { $0.severity == .error }
+            #expect(errors.contains { $0.keyPath == key && $0.message.contains(message) }, "\(lines): \(errors.map(\.description))")
+            #expect(!errors.contains { $0.message.contains("-pw") })
+        }
+
+        // A running daemon keeps the password it started with: a new one needs a restart.
+        var changed = fromFile
+        changed.password = SecretValue("other")
+        #expect(ClusterSettings.changedKeys(from: fromFile, to: changed) == ["password"])
+    }
+
     /// Notices from other hosts are untrusted input: anything but the exact shape is refused.
     @Test func noticesDecodeStrictly() {
         let notice = RotationNotice(version: 3, rotatedAt: Date(timeIntervalSince1970: 1_800_000_000.125), host: "web-1")

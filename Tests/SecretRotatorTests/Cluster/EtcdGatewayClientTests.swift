@@ -6,20 +6,11 @@ import Testing
 /// `EtcdGatewayClient` against a real 3-member etcd cluster on loopback: leases, the election
 /// API, the fencing transaction, watches, and a member killed under it.
 @Suite(.serialized) struct EtcdGatewayClientTests {
-    /// A client on a fresh cluster, shut down however `body` ends (async-http-client traps on
-    /// a client that is not shut down).
+    /// A client on a fresh cluster, shut down however `body` ends.
     static func withClient(_ body: (EtcdTestCluster, EtcdGatewayClient) async throws -> Void) async throws {
         try await withEtcdCluster { cluster in
             let settings = ClusterSettings(endpoints: cluster.endpoints, prefix: "/t", leaseTTL: .seconds(2), host: "test")
-            let client = try EtcdGatewayClient(
-                settings: settings, unaryTimeout: .milliseconds(500), livenessInterval: .milliseconds(500), firstEndpoint: 0)
-            do {
-                try await body(cluster, client)
-            } catch {
-                await client.shutdown()
-                throw error
-            }
-            await client.shutdown()
+            try await withGatewayClient(settings) { client in try await body(cluster, client) }
         }
     }
 

@@ -16,18 +16,28 @@ final class EtcdTestCluster: Sendable {
     let directory: URL
     let clientPorts: [Int]
     let peerPorts: [Int]
+    /// Client URLs are https:// with client certificates required when set.
+    let tls: EtcdTLSFixture?
+    /// Added to every member's command line (e.g. `--auth-token-ttl`).
+    let extraArguments: [String]
     private let processes = Mutex<[Int: Process]>([:])
 
-    var endpoints: [String] { clientPorts.map { "http://127.0.0.1:\($0)" } }
+    var endpoints: [String] { clientPorts.map { "\(tls == nil ? "http" : "https")://127.0.0.1:\($0)" } }
 
-    init() async throws {
+    /// - Parameters:
+    ///   - tls: certificates for `--client-cert-auth`; each member serves `tls.serverCert`.
+    ///   - extraArguments: more etcd flags for every member.
+    ///   - waitUntilHealthy: false for a cluster whose gateway is not expected to answer.
+    init(tls: ((URL) throws -> EtcdTLSFixture)? = nil, extraArguments: [String] = [], waitUntilHealthy: Bool = true) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sr-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.tls = try tls?(directory)
+        self.extraArguments = extraArguments
         let ports = try Self.freePorts(6)
         clientPorts = Array(ports[0..<3])
         peerPorts = Array(ports[3..<6])
         for member in 0..<3 { try start(member) }
-        try await waitHealthy()
+        if waitUntilHealthy { try await waitHealthy() }
     }
 
     private var initialCluster: String {
@@ -42,10 +52,9 @@ final class EtcdTestCluster: Sendable {
             "--name", "m\(index)", "--data-dir", directory.appendingPathComponent("m\(index)").path,
             "--listen-peer-urls", "http://127.0.0.1:\(peerPorts[index])",
             "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPorts[index])",
-            "--listen-client-urls", "http://127.0.0.1:\(clientPorts[index])",
-            "--advertise-client-urls", "http://127.0.0.1:\(clientPorts[index])",
+            "--listen-client-urls", endpoints[index], "--advertise-client-urls", endpoints[index],
             "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", directory.lastPathComponent,
-        ]
+        ] + (tls?.serverArguments ?? []) + extraArguments
         let logPath = directory.appendingPathComponent("m\(index).log").path
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -83,15 +92,17 @@ final class EtcdTestCluster: Sendable {
         let wanted = members ?? processes.withLock { Array($0.keys) }
         while Date() < deadline {
             var all = true
-            for member in wanted where !(await Self.healthy(endpoint: endpoints[member])) { all = false }
+            for member in wanted where !(await healthy(member)) { all = false }
             if all { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw EtcdTestClusterError("etcd members \(wanted) not healthy within 30 s; logs in \(directory.path)")
     }
 
-    static func healthy(endpoint: String) async -> Bool {
-        let settings = ClusterSettings(endpoints: [endpoint], prefix: "/health", host: "probe")
+    /// Whether member `index` answers a read; before `auth enable` (tests turn it on once healthy).
+    func healthy(_ index: Int) async -> Bool {
+        var settings = ClusterSettings(endpoints: [endpoints[index]], prefix: "/health", host: "probe")
+        tls?.apply(to: &settings)
         guard let client = try? EtcdGatewayClient(settings: settings, unaryTimeout: .seconds(1)) else { return false }
         let healthy = (try? await client.range(prefix: "/health")) != nil
         await client.shutdown()
@@ -127,14 +138,34 @@ struct EtcdTestClusterError: Error, CustomStringConvertible {
 
 /// Runs `body` with a fresh 3-member cluster, stopped afterwards; skipped (or failed, in CI)
 /// without etcd.
-func withEtcdCluster(_ body: (EtcdTestCluster) async throws -> Void) async throws {
+func withEtcdCluster(
+    tls: ((URL) throws -> EtcdTLSFixture)? = nil, extraArguments: [String] = [], waitUntilHealthy: Bool = true,
+    _ body: (EtcdTestCluster) async throws -> Void
+) async throws {
     guard EtcdTestCluster.available else {
         if EtcdTestCluster.required { Issue.record("SECRET_ROTATOR_ETCD_REQUIRED=1 but \(EtcdTestCluster.binary) is missing") }
         return
     }
-    let cluster = try await EtcdTestCluster()
+    let cluster = try await EtcdTestCluster(tls: tls, extraArguments: extraArguments, waitUntilHealthy: waitUntilHealthy)
     defer { cluster.stopAll() }
     try await body(cluster)
+}
+
+/// Runs `body` with a gateway client for `settings`, shut down however `body` ends
+/// (async-http-client traps on a client that is not shut down).
+func withGatewayClient(
+    _ settings: ClusterSettings, unaryTimeout: Duration = .milliseconds(500), livenessInterval: Duration = .milliseconds(500),
+    _ body: (EtcdGatewayClient) async throws -> Void
+) async throws {
+    let client = try EtcdGatewayClient(
+        settings: settings, unaryTimeout: unaryTimeout, livenessInterval: livenessInterval, firstEndpoint: 0)
+    do {
+        try await body(client)
+    } catch {
+        await client.shutdown()
+        throw error
+    }
+    await client.shutdown()
 }
 
 /// Polls `condition` every 20 ms until it holds or `seconds` pass; returns whether it held.

@@ -23,10 +23,13 @@ import Testing
         }
     }
 
-    static func host(_ name: String, harness: GenAuthHarness, cluster: EtcdTestCluster) async throws -> Host {
+    /// - Parameter settings: the host's `[cluster]`; by default plain etcd under `/fleet`.
+    static func host(
+        _ name: String, harness: GenAuthHarness, cluster: EtcdTestCluster, settings own: ClusterSettings? = nil
+    ) async throws -> Host {
         let fixture = try EngineFixture(harness: harness)
         var config = fixture.config()
-        let settings = ClusterSettings(endpoints: cluster.endpoints, prefix: "/fleet", leaseTTL: .seconds(5), host: name)
+        let settings = own ?? ClusterSettings(endpoints: cluster.endpoints, prefix: "/fleet", leaseTTL: .seconds(5), host: name)
         config.cluster = settings
         let engine = fixture.engine(config: config, realClock: true)
         let store = try EtcdGatewayClient(settings: settings, unaryTimeout: .milliseconds(500))
@@ -67,6 +70,30 @@ import Testing
                 }
                 await a.stop()
                 await b.stop()
+            }
+        }
+    }
+
+    /// A host whose etcd user lacks the role on the prefix (access control on): one error
+    /// line naming the user and the prefix, the same words in `status`, and it never leads.
+    @Test func hostWithoutTheRoleSaysSoOnceAndNeverLeads() async throws {
+        try await EtcdAccessControlTests.withSecuredCluster { cluster in
+            try await withGenAuthHarness { harness in
+                let settings = EtcdAccessControlTests.settings(cluster, user: "intruder")
+                let host = try await Self.host("intruder", harness: harness, cluster: cluster, settings: settings)
+                defer { host.fixture.cleanUp() }
+                let said = await waitFor(seconds: 20) {
+                    await host.coordinator.snapshot().problem?.contains("cannot campaign: etcd user \"intruder\"") == true
+                }
+                // Three lease TTLs: the campaign is tried again, the line is not written again.
+                try? await Task.sleep(for: settings.leaseTTL * 3)
+                let snapshot = await host.coordinator.snapshot()
+                await host.stop()
+                #expect(said, "\(String(describing: snapshot.problem))")
+                #expect(snapshot.problem?.contains("readwrite \(settings.prefix)/") == true)
+                #expect(snapshot.role != .leader)
+                #expect(harness.capture.all.filter { $0.contains("cluster_denied") }.count == 1)
+                #expect(!harness.capture.all.joined().contains("intruder-pw"))
             }
         }
     }

@@ -289,14 +289,8 @@ struct TLSFixture {
             printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > server.ext
             openssl x509 -req -in server.csr -CA server-ca.pem -CAkey server-ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TLSFixtureError.opensslFailed(process.terminationStatus) }
+        let status = try runQuietly(script)
+        guard status == 0 else { throw TLSFixtureError.opensslFailed(status) }
         let certificates = try NIOSSLCertificate.fromPEMFile(directory.appendingPathComponent("server.pem").path)
         let key = try NIOSSLPrivateKey(file: directory.appendingPathComponent("server.key").path, format: .pem)
         serverConfiguration = TLSConfiguration.makeServerConfiguration(
