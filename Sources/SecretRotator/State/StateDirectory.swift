@@ -23,7 +23,7 @@ import Musl
 ///     <state>/requests/             operator requests (`rotate`, `fetch`) for a running daemon
 ///     <state>/corrupt/              unreadable databases and JSON records, moved aside
 ///
-/// `prepare()` creates a missing directory 0700; the package makes it 0711, so that readers
+/// `createDirectory()` makes a missing directory 0700; the package makes it 0711, so that readers
 /// can traverse to the drop directory `secrets/` without listing the state. A record is
 /// durable when a save (or `commit`) returns. `prepare()` imports the JSON records of the
 /// older file-based layouts into the database: `apps/<app>.json` and `current/<app>.json`,
