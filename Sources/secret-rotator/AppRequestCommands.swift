@@ -327,8 +327,9 @@ struct RotateCommand: AsyncParsableCommand {
             compromised host). It asks for confirmation on a terminal; without one, pass --yes.
 
             Exit status: 0 rotated, 1 failed or timed out, 64 bad arguments, an unknown app or \
-            an app with action = "follow", 73 the state directory cannot be used, 75 another \
-            process holds the state directory, 78 invalid config.
+            an app with action = "follow", 69 this host does not lead the [cluster] election \
+            (EX_UNAVAILABLE), 73 the state directory cannot be used, 75 another process holds \
+            the state directory, 78 invalid config.
             """)
 
     @OptionGroup var request: AppRequestOptions

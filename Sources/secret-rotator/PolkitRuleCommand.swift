@@ -26,13 +26,18 @@ struct PolkitRuleCommand: ParsableCommand {
             with exactly the verb their consumer_action needs (reload-or-try-restart, \
             try-restart or kill), and for nothing else: not another unit, not start or stop.
 
-            Without --write the rule is printed. With --write the file is replaced atomically \
-            (0644; polkitd reloads it by itself). The shipped unit runs \
-            `secret-rotator polkit-rule --write` as root before every start and reload. When \
+            Without --install or --write the rule is printed. With either the file is replaced \
+            atomically (0644; polkitd reloads it by itself). The shipped unit runs \
+            `secret-rotator polkit-rule --install` as root before every start and every \
+            `systemctl reload` (a bare SIGHUP to the daemon does not run it). When \
             polkitd is not installed (no /etc/polkit-1/rules.d) --install writes nothing and a \
             warning says so: install polkitd (the package recommends it). When the config is \
             invalid the rule is left as it is (the daemon keeps running the config it was made \
             from, or refuses to start) and the exit status is 78.
+
+            It trusts the config files the daemon trusts: owned by root or by --user. Keep the \
+            config and apps.d/ owned by root (0644, or 0640 root:secret-rotator): whoever can \
+            write them chooses the units this rule lets the daemon's user restart or kill.
 
             Exit status: 0 written or printed (or, with --install, polkitd absent), 73 the rule \
             cannot be written (EX_CANTCREAT), 78 invalid config or unknown --user (the rule is \

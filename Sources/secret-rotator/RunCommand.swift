@@ -17,9 +17,9 @@ struct RunCommand: AsyncParsableCommand {
             runs on_rotate hooks, journalling every step so that a crash or restart resumes \
             without rotating twice. Only one instance may use a state directory.
 
-            Signals: SIGTERM/SIGINT finish the step in flight and exit 0; SIGHUP re-reads the \
-            config (an invalid one is refused and logged, the old one stays); SIGUSR1 picks up \
-            `rotate`/`fetch` requests.
+            Signals (secret-rotator(8), SIGNALS): SIGTERM/SIGINT stop it, exit 0; SIGHUP \
+            re-reads the config (an invalid one is refused and logged, the old one stays); \
+            SIGUSR1 picks up `rotate`/`fetch` requests.
 
             With --once (for a systemd timer or cron): do everything that is due now, then exit \
             0, also when nothing was due; non-zero only when an app failed. Refused with \

@@ -15,7 +15,9 @@ struct SecretRotatorCommand: AsyncParsableCommand {
             that services read.
 
             Exit codes (sysexits.h where one fits): 0 success, 1 a failure the command \
-            describes, 64 bad command line (EX_USAGE), 73 the state directory cannot be \
+            describes, 64 bad command line (EX_USAGE), 69 GenAuth unreachable \
+            (check-config --online) or this host does not lead the [cluster] election \
+            (EX_UNAVAILABLE), 73 the state directory cannot be \
             created or used (EX_CANTCREAT), 75 another process holds the state directory \
             (EX_TEMPFAIL), 77 permission denied (EX_NOPERM), 78 invalid configuration \
             (EX_CONFIG). `status` has its own codes for monitoring: see `status --help`.

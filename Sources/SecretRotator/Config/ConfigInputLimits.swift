@@ -34,9 +34,9 @@ enum ConfigInputLimits {
     static let nesting = 32
     /// Bytes in one key; no key of ours has more than 30.
     static let keyLength = 128
-    /// `[[app]]` entries in one file. Each app is one schedule entry, one state record and
-    /// one lock; 20,000 fit a 1 MiB file with short ids and leave the engine's start-up scan
-    /// in seconds.
+    /// `[[app]]` entries in one config (the main file and apps.d together), and files in
+    /// apps.d. Each app is one schedule entry, one state record and one lock; 20,000 fit a
+    /// 1 MiB file with short ids and leave the engine's start-up scan in seconds.
     static let apps = 20_000
 
     struct Violation: Error, Equatable {

@@ -132,7 +132,15 @@ struct GenAuthSection {
                 sink.error(key, problem)
                 return nil
             }
-            return secrets.readFile(path, source: .file(path: path), keyPath: key, sink: sink)
+            let read = secrets.readFile(path, source: .file(path: path), keyPath: key, sink: sink)
+            // A warning, not an error like the [cluster] key_file's: installs whose key file
+            // is world-readable must keep starting, yet every local user can read this key.
+            if read != nil, let mode = host.fileMode(path), mode & 0o007 != 0 {
+                sink.warning(
+                    key,
+                    "\(path) is readable by every user (mode \(String(mode & 0o777, radix: 8))); chmod o-rwx it (0600 owned by the daemon's user, or 0640 with the daemon's group), or load it with LoadCredential= and access_key_secret_credential")
+            }
+            return read
         }
         if let value = environment[variable] {
             return secrets.checked(value, source: .environment(variable: variable), keyPath: reader.keyPath("access_key_secret"), sink: sink)

@@ -23,11 +23,12 @@ import Musl
 ///     <state>/requests/             operator requests (`rotate`, `fetch`) for a running daemon
 ///     <state>/corrupt/              unreadable databases and JSON records, moved aside
 ///
-/// The directory is 0700. A record is durable when a save (or `commit`) returns.
-/// `prepare()` imports the JSON records of the earlier file-based store into the
-/// database: `apps/<app>.json` and `current/<app>.json`, and before those `pending/` (before
-/// Engine v2) and `secrets/<app>.json` (Engine v2's first layout, which shared its name with
-/// the default drop directory `/var/lib/secret-rotator/secrets`).
+/// `createDirectory()` makes a missing directory 0700; the package makes it 0711, so that readers
+/// can traverse to the drop directory `secrets/` without listing the state. A record is
+/// durable when a save (or `commit`) returns. `prepare()` imports the JSON records of the
+/// older file-based layouts into the database: `apps/<app>.json` and `current/<app>.json`,
+/// `pending/`, and `secrets/<app>.json` (whose name is shared with the default drop
+/// directory `/var/lib/secret-rotator/secrets`).
 ///
 /// Outputs may not be placed in here, except in a subdirectory that is not one of these
 /// (`OutputPathConflicts`); the default drop directory `<state>/secrets` is such a one.

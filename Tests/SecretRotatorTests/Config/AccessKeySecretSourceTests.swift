@@ -96,6 +96,29 @@ import Testing
         #expect(strict.warnings.allSatisfy { $0.keyPath != "genauth.access_key_secret" })
     }
 
+    /// The daemon runs as its own user, so a key file others can read gains nothing and exposes
+    /// the key to every local user; existing installs must keep starting, hence a warning.
+    @Test func keyFileReadableByOthersWarnsButLoads() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("secret")
+        let text = base + "access_key_secret_file = \"\(path.path)\"\n"
+
+        try ConfigFixtures.write("file-secret-value\n", to: path, mode: 0o644)
+        let open = try ConfigFixtures.load(text, environment: [:])
+        #expect(open.config.genauth.accessKeySecret.exposed == "file-secret-value")
+        let warning = open.warnings.first { $0.keyPath == "genauth.access_key_secret_file" }
+        #expect(warning?.severity == .warning)
+        #expect(warning?.message.contains("mode 644") == true)
+        #expect(warning?.description.contains("file-secret-value") == false)
+
+        for mode in [0o600, 0o640] {
+            try ConfigFixtures.write("file-secret-value\n", to: path, mode: mode)
+            let closed = try ConfigFixtures.load(text, environment: [:])
+            #expect(closed.warnings.allSatisfy { $0.keyPath != "genauth.access_key_secret_file" })
+        }
+    }
+
     @Test func secretWithWhitespaceIsRefusedWithoutEchoingIt() {
         let text = base + "access_key_secret = \"two words\"\n"
         let error = ConfigFixtures.diagnostics(text, environment: [:]).first { $0.keyPath == "genauth.access_key_secret" }
