@@ -214,7 +214,7 @@ public struct ConfigLoader: Sendable {
 
         if let genauth, let textfile = metrics.textfile {
             // The metrics writer replaces its file like an output: never one the daemon reads
-            // (a break-it pass pointed it at the config, the key file and a template).
+            // (pointed at the config, the key file or a template, it once replaced them).
             var read = Self.protectedFiles(configPath: path, stateDirectory: defaults.stateDirectory, genauth: genauth, apps: apps, cluster: cluster)
             read += appsFiles.map { OutputPathConflicts.Protected(what: "apps.d file", path: $0.path) }
             read += apps.compactMap { app in

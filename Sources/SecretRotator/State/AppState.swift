@@ -10,13 +10,13 @@ import Foundation
 ///
 /// Kept as a row of the state database's `app_state` table (`StateDatabase`). JSON records of
 /// the earlier file-based store decode too, for the import: every field but `appID`
-/// is optional there, and Engine v1's `lastSuccess` key is read as `secretObtainedAt`.
+/// is optional there, and the oldest layout's `lastSuccess` key is read as `secretObtainedAt`.
 public struct AppState: Codable, Sendable, Equatable {
     /// A call whose outcome must be settled after a crash or a timeout.
     public enum Intent: String, Codable, Sendable {
         /// refresh-application-secret is about to be or was sent; the outcome may be unknown.
         case refresh
-        /// Written by versions before Engine v2 around a read; harmless, treated as nothing owed.
+        /// Written by older layouts around a read; harmless, treated as nothing owed.
         case fetch
     }
 
@@ -98,7 +98,7 @@ public struct AppState: Codable, Sendable, Equatable {
         case secretObtainedAt, consumersDoneVersion, consumers, lastFailureKind
     }
 
-    /// Named `lastSuccess` in JSON records before Engine v2; the meaning (when the secret was
+    /// Named `lastSuccess` in the oldest layout's JSON records; the meaning (when the secret was
     /// obtained) is kept. Read only when importing such a record.
     private enum LegacyCodingKeys: String, CodingKey {
         case lastSuccess
@@ -140,7 +140,7 @@ public struct AppState: Codable, Sendable, Equatable {
 /// and kept afterwards, so drifted outputs are repaired without calling GenAuth.
 ///
 /// When `version` is above `AppState.version`, it is not yet on every output. Pending records of
-/// versions before Engine v2 have the same shape and are read as this.
+/// the older file-based layout have the same shape and are read as this.
 public struct CurrentSecret: Codable, Sendable, Equatable, CustomStringConvertible {
     public let appID: String
     public let version: Int

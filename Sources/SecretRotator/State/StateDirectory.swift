@@ -462,7 +462,7 @@ public struct StateDirectory: Sendable {
 
     // MARK: - Migration
 
-    /// Before Engine v2 a received secret lived in `pending/<app>.json` only until every output
+    /// In the oldest file-based layout a received secret lived in `pending/<app>.json` only until every output
     /// held it. Such a record is an unfinished rollout: it becomes the current secret unless a
     /// newer one is already there. Each move is a rename within the state directory, then
     /// both directories are synced.
@@ -490,7 +490,7 @@ public struct StateDirectory: Sendable {
         _ = rmdir(legacyPendingPath)
     }
 
-    /// Engine v2's first layout kept current secrets in `secrets/`, the default drop
+    /// A later file-based layout kept current secrets in `secrets/`, the default drop
     /// directory's name. A file there moves to `current/` only if it is a current-secret
     /// record of the app its name says, a regular file of ours with mode 0600: outputs in
     /// the drop directory are never touched.
