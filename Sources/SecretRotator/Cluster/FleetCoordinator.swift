@@ -186,8 +186,9 @@ public actor FleetCoordinator: RotationFence {
         return .granted
     }
 
-    /// Tries at recording one intent before the refresh is left to the app's backoff.
-    static let intentTries = 3
+    /// Tries at recording one intent before the refresh is left to the app's backoff: with
+    /// the default backoff about 3 s at most, longer than etcd takes to elect a raft leader.
+    static let intentTries = 5
 
     private func intentsRecorded() {
         let failures = intentRetry.succeeded()
@@ -385,8 +386,11 @@ public actor FleetCoordinator: RotationFence {
         // A reload may change this host's rotate apps: the election value says which apps the
         // leader rotates (other candidates warn about one it lacks), so it follows the config.
         var proclaimed = apps.sorted()
+        var proclaiming = EtcdRetry(policy: retryPolicy)
+        var wait: Duration = .seconds(2)
         while !Task.isCancelled {
-            try? await QuietSleep.sleep(for: .seconds(2))
+            try? await QuietSleep.sleep(for: wait)
+            wait = .seconds(2)
             let current = await candidateApps().sorted()
             guard current != proclaimed, !Task.isCancelled else { continue }
             do {
@@ -394,8 +398,18 @@ public actor FleetCoordinator: RotationFence {
                     election: settings.electionName, leader: key,
                     value: ClusterRecordCoding.encode(CandidateValue(host: settings.host, apps: current)))
                 proclaimed = current
+                if proclaiming.succeeded() > 0 {
+                    logger.info("the election value names this host's apps again", metadata: ["event": "cluster_proclaimed"])
+                }
             } catch {
-                // Tried again in 2 s; the keepalive decides about the lease.
+                // The keepalive decides about the lease; this only retries the value.
+                let (delay, began) = proclaiming.failed()
+                wait = max(wait, delay)
+                if began {
+                    logger.warning(
+                        "cannot update the election value to this host's apps (\(error)); retrying with backoff",
+                        metadata: ["event": "cluster_proclaim_failed"])
+                }
             }
         }
         return "stopped"
