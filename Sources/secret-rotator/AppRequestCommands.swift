@@ -382,5 +382,5 @@ struct OutsideElection: RotationFence {
         .refused("a standalone command takes no part in the [cluster] election")
     }
 
-    func announce(appID: String, rotatedAt: Date) {}
+    func announce(appID: String, version: Int, rotatedAt: Date) {}
 }

@@ -1485,6 +1485,7 @@ def main():
                 "failover": scenario_failover,
                 "fencing": scenario_fencing,
                 "etcd-down": scenario_etcd_down,
+                "notice-owed": scenario_notice_owed,
             }
             for name in SCENARIOS:
                 if name not in only:
@@ -1533,6 +1534,74 @@ def restore(fleet):
         fleet.etcd.wait_serving(fleet.etcd.members, 30)
     except FleetError as error:
         detail(str(error))
+
+
+
+# --- a notice owed through a long etcd outage ----------------------------------------------------
+
+NOTICE_OUTAGE = 60.0          # all members down: longer than the old notice budget (10 tries, ~42 s)
+NOTICE_BOUND = 10.0           # etcd serving again -> every follower holds GenAuth's new secret of a
+
+
+def scenario_notice_owed(fleet, args):
+    """All etcd members die while the leader's refresh of `a` is in flight (after its intent,
+    before its notice) and stay down for NOTICE_OUTAGE: once they are back, every follower holds
+    GenAuth's new secret of `a` within NOTICE_BOUND (not at its hourly poll), and the intent key
+    is gone. The notice was owed, not dropped."""
+    etcd = fleet.etcd
+    leader = fleet.leader()
+    key = INTENT_KEY + APP_A[0]
+    before = fleet.mock.current()[APP_A[0]]
+    stale = etcd.get(key)   # an intent a killed leader left: the new one replaces it
+    # The refresh answers 3 s late: etcd dies in between, after the intent, before the notice.
+    fault = json.dumps({"fault": "delay", "milliseconds": 3000, "endpoint": "refresh-application-secret",
+                        "appId": APP_A[0], "count": 1}).encode()
+    urllib.request.urlopen(urllib.request.Request(fleet.mock.base + "/__admin/faults", data=fault, method="POST"),
+                           timeout=10).read()
+    fleet.rotate_requests += 1
+    with open(os.path.join(fleet.work, "cmd", "notice-owed-rotate.out"), "wb") as out:
+        rotate = spawn([os.path.join(fleet.bin, "secret-rotator"), "rotate", APP_A[1], "--timeout", "30s",
+                        "--config", leader.config], env=leader.env(), stdout=out, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL)
+    try:
+        wait_until("the leader's intent for a", lambda: etcd.get(key) not in (None, stale), 20, period=0.02)
+        etcd.kill_all()
+        down = time.monotonic()
+        detail("SIGKILL all %d etcd members while %s's refresh of a is in flight" % (len(etcd.members), leader.host))
+        rotated, _ = wait_until("GenAuth rotated a", lambda: fleet.mock.current()[APP_A[0]][0] > before[0], 20)
+    finally:
+        reap(rotate, timeout=40)
+        if rotate.returncode == 0:
+            fleet.rotate_answered += 1
+    secret = fleet.mock.current()[APP_A[0]][1]
+    sleep_until(down + NOTICE_OUTAGE)
+    behind = [d.host for d in fleet.followers if read_secret(d.output(APP_A[1])) != secret]
+    detail("%d of %d followers without the new secret of a after %.0f s of outage" % (len(behind), FOLLOWERS, NOTICE_OUTAGE))
+    etcd.start_all()
+    up = time.monotonic()
+    try:
+        etcd.wait_serving(etcd.members, 30)
+        serving = time.monotonic() - up
+
+        def followers_have_it():
+            return all(read_secret(d.output(APP_A[1])) == secret for d in fleet.followers)
+        _, took = wait_until("every follower holds the new secret of a", followers_have_it, NOTICE_BOUND, period=0.05)
+        check("notice owed: followers converge", True,
+              "all %d followers on GenAuth's secret of a %.1f s after etcd served again (%.1f s after the restart; "
+              "etcd down %.0f s; bound %.0f s)" % (FOLLOWERS, took, serving + took, NOTICE_OUTAGE, NOTICE_BOUND))
+    except FleetError as error:
+        held = ["%s: %s" % (d.host, "new" if read_secret(d.output(APP_A[1])) == secret else "old")
+                for d in fleet.followers]
+        check("notice owed: followers converge", False, "%s (%s)" % (error, ", ".join(held)))
+    try:
+        wait_until("the intent key of a deleted", lambda: etcd.get(key) is None, NOTICE_BOUND, period=0.1)
+        check("notice owed: intent cleaned up", True, "%s absent after etcd's return" % key)
+    except FleetError as error:
+        check("notice owed: intent cleaned up", False, str(error))
+    fleet.outages.append((down, time.monotonic()))
+
+
+SCENARIOS = SCENARIOS + ("notice-owed",)
 
 
 if __name__ == "__main__":

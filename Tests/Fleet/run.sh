@@ -10,7 +10,7 @@
 # prints a PASS or FAIL line per acceptance check with its figures, and exits 1 if any failed.
 # Every process it starts is stopped on exit; the work directory is removed on success and kept
 # (its path printed) on failure, or always with FLEET_KEEP=1.
-# Options after BIN_DIR go to fleet.py: --only propagation,member,failover,fencing,etcd-down,
+# Options after BIN_DIR go to fleet.py: --only propagation,member,failover,fencing,etcd-down,notice-owed,
 # --rotations N, --member-rotations N, --kills N, --verbose, --etcd-selftest (no daemon).
 set -euo pipefail
 

@@ -12,7 +12,8 @@ import Glibc
 import Musl
 #endif
 
-/// One host's part in a fleet on etcd (Architecture, Fleet). Three loops:
+/// One host's part in a fleet on etcd (Architecture, Fleet). Four loops, each retrying etcd
+/// through the one backoff (`EtcdRetry`) and logging when it starts and stops failing:
 ///
 /// - **Leadership** (only with `rotate` apps): grant a lease of `lease_ttl`, keep it alive every
 ///   third of the TTL, campaign with etcd's election API; while the campaign is won this host
@@ -24,6 +25,8 @@ import Musl
 ///   and before its request is the residual window: its late refresh is announced when it
 ///   completes (the deposed leader publishes like any leader), and a secret that changed
 ///   without a notice is found by the new leader's `verify_interval` read.
+/// - **Notices** (`NoticePublisher`): a rotation is owed to the fleet, durably in the app's
+///   record, until etcd accepts its notice, however long that takes.
 /// - **Watch** of the whole prefix: notices `{version, rotated_at, host}` from other hosts make
 ///   the engine fetch at once; after every (re)connect a range read catches up on what was
 ///   missed. While the watch is down followers fall back to polling on their interval.
@@ -37,6 +40,9 @@ public actor FleetCoordinator: RotationFence {
     let logger: Logger
     let metrics: RotatorMetrics
     let now: @Sendable () -> Date
+    /// The one backoff of every retry against etcd (`EtcdRetry`).
+    let retryPolicy: RetryPolicy
+    let publisher: NoticePublisher
 
     private var lease: Int64?
     /// When the lease may have expired: the start of the last answered keepalive plus the TTL.
@@ -49,8 +55,8 @@ public actor FleetCoordinator: RotationFence {
     private var leaseProblem: String?
     private var watchProblem: String?
     private var lastNotices: [String: ClusterStatus.Notice] = [:]
-    /// Revision of each intent this host recorded, deleted once the rotation is announced.
-    private var intentRevisions: [String: Int64] = [:]
+    /// Recording intents: failures in a row (across refreshes), for one log line per change.
+    private var intentRetry: EtcdRetry
     /// Set by a failed fencing transaction: the keepalive loop ends the leadership at once.
     private var fenced = false
     /// No keepalive was answered within the TTL, but etcd has not said the lease expired
@@ -72,7 +78,7 @@ public actor FleetCoordinator: RotationFence {
     public init(
         settings: ClusterSettings, store: any ClusterStore, engine: RotationEngine, stateDirectory: String,
         metrics: RotatorMetrics = .disabled, now: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger = Logger(label: "secret-rotator.cluster")
+        retryPolicy: RetryPolicy = .etcd, logger: Logger = Logger(label: "secret-rotator.cluster")
     ) {
         self.settings = settings
         self.store = store
@@ -83,6 +89,11 @@ public actor FleetCoordinator: RotationFence {
         var logger = logger
         logger[metadataKey: "cluster_host"] = "\(settings.host)"
         self.logger = logger
+        self.retryPolicy = retryPolicy
+        intentRetry = EtcdRetry(policy: retryPolicy)
+        publisher = NoticePublisher(
+            settings: settings, store: store, retry: retryPolicy, logger: logger,
+            announced: { [engine] appID, version in await engine.announced(appID: appID, version: version) })
     }
 
     /// Runs until cancelled; then the lease is revoked, so another candidate leads at once
@@ -91,9 +102,14 @@ public actor FleetCoordinator: RotationFence {
     /// is ever sent without asking.
     public func run() async {
         await publishState()
+        // Notices a previous process owed (its records say so) are owed by this one.
+        for debt in await engine.owedAnnouncements() {
+            await publisher.owe(appID: debt.appID, version: debt.version, rotatedAt: debt.rotatedAt)
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.watchLoop() }
             group.addTask { await self.leadershipLoop() }
+            group.addTask { await self.publisher.run() }
             await group.waitForAll()
         }
         if let lease {
@@ -128,13 +144,16 @@ public actor FleetCoordinator: RotationFence {
             return .refused("etcd has not confirmed this host's lease lately; it may have expired")
         }
         let intent = ClusterRecordCoding.encode(RotationIntent(host: settings.host, startedAt: now()))
-        var recorded: Int64?
-        while recorded == nil {
+        // etcd without a raft leader for a moment is worth a few quick tries; one refusing
+        // writes for longer leaves the rotation to the app's own backoff (nothing was sent).
+        var tries = 0
+        while true {
+            tries += 1
             do {
-                guard
-                    let revision = try await store.put(
-                        settings.intentKey(appID: appID), value: intent, ifKey: key.key, hasCreateRevision: key.createRevision)
-                else {
+                let written = try await store.put(
+                    settings.intentKey(appID: appID), value: intent, ifKey: key.key, hasCreateRevision: key.createRevision)
+                intentsRecorded()
+                guard written != nil else {
                     logger.error(
                         "refresh not sent: this host's election key is gone (fenced); another host may lead now",
                         metadata: ["event": "cluster_fenced", "app_id": "\(appID)"])
@@ -143,56 +162,44 @@ public actor FleetCoordinator: RotationFence {
                     await engine.leadershipChanged(leading: false)
                     return .refused("fenced: this host's election key is gone, so it no longer leads")
                 }
-                recorded = revision
+                break
             } catch {
-                // etcd without a raft leader for a moment: try again while the lease is sure.
-                try? await QuietSleep.sleep(for: .milliseconds(100))
-                guard confirmed() else {
-                    return .refused("the intent could not be recorded in etcd (\(error)); no transaction, no refresh")
+                let (delay, began) = intentRetry.failed()
+                if began {
+                    logger.warning(
+                        "etcd does not take refresh intents (\(error)); no rotation is sent until it does (each app retries after its backoff)",
+                        metadata: ["event": "cluster_intent_failed"])
                 }
+                // A lease no longer sure may be another host's leadership: not this host's to retry.
+                let unsure = "etcd did not record the intent (\(error)) and this host's lease is no longer sure; no transaction, no refresh"
+                guard confirmed() else { return .refused(unsure) }
+                guard tries < Self.intentTries else {
+                    return .unavailable("etcd did not record the intent (\(error)); no transaction, no refresh")
+                }
+                try? await QuietSleep.sleep(for: delay)
+                guard confirmed() else { return .refused(unsure) }
             }
         }
-        if let recorded { intentRevisions[appID] = recorded }
         guard leaderKey == key, !suspended, let deadline = leaseDeadline, ContinuousClock.now < deadline else {
             return .refused("the lease may have expired during the fencing transaction")
         }
         return .granted
     }
 
-    public nonisolated func announce(appID: String, rotatedAt: Date) {
-        Task { await self.publish(appID: appID, rotatedAt: rotatedAt) }
+    /// Tries at recording one intent before the refresh is left to the app's backoff: with
+    /// the default backoff about 3 s at most, longer than etcd takes to elect a raft leader.
+    static let intentTries = 5
+
+    private func intentsRecorded() {
+        let failures = intentRetry.succeeded()
+        if failures > 0 {
+            logger.notice(
+                "etcd records refresh intents again (after \(failures) failed tries)", metadata: ["event": "cluster_intent_recorded"])
+        }
     }
 
-    /// Puts the next notice for `appID` (version = the previous notice's + 1, by compare and
-    /// swap on the key's mod revision), then deletes this host's intent if it is still the one
-    /// recorded. Retried for about a minute; followers poll if it never lands.
-    private func publish(appID: String, rotatedAt: Date) async {
-        let key = settings.noticeKey(appID: appID)
-        var delay: Duration = .milliseconds(100)
-        var lastError = ""
-        for _ in 0..<10 {
-            do {
-                let current = try await store.get(key)
-                let previous = current.flatMap { ClusterRecordCoding.decode(RotationNotice.self, from: $0.value) }
-                let notice = RotationNotice(version: (previous?.version ?? 0) + 1, rotatedAt: rotatedAt, host: settings.host)
-                if try await store.put(key, value: ClusterRecordCoding.encode(notice), ifModRevision: current?.modRevision ?? 0) {
-                    if let revision = intentRevisions.removeValue(forKey: appID) {
-                        _ = try? await store.delete(settings.intentKey(appID: appID), ifModRevision: revision)
-                    }
-                    logger.info(
-                        "rotation notice published", metadata: ["event": "cluster_published", "app_id": "\(appID)", "version": "\(notice.version)"])
-                    return
-                }
-                continue  // another put came in between: read again
-            } catch {
-                lastError = "\(error)"
-            }
-            try? await QuietSleep.sleep(for: delay)
-            delay = min(delay * 2, .seconds(10))
-        }
-        logger.warning(
-            "cannot publish the rotation notice (\(lastError)); other hosts pick the secret up at their next poll",
-            metadata: ["event": "cluster_publish_failed", "app_id": "\(appID)"])
+    public nonisolated func announce(appID: String, version: Int, rotatedAt: Date) {
+        Task { await self.publisher.owe(appID: appID, version: version, rotatedAt: rotatedAt) }
     }
 
     // MARK: - Leadership
@@ -202,7 +209,8 @@ public actor FleetCoordinator: RotationFence {
     }
 
     private func leadershipLoop() async {
-        var delay: Duration = .milliseconds(200)
+        // Past the TTL a lease is gone anyway: no longer wait between grants.
+        var retry = EtcdRetry(policy: retryPolicy, atMost: settings.leaseTTL)
         while !Task.isCancelled {
             let candidates = await candidateApps()
             if candidates.isEmpty {
@@ -213,8 +221,9 @@ public actor FleetCoordinator: RotationFence {
             let (reason, granted) = await holdLease(apps: candidates)
             await leaseEnded(reason: reason)
             if Task.isCancelled { break }
-            delay = granted ? .milliseconds(200) : min(delay * 2, settings.leaseTTL)
-            try? await QuietSleep.sleep(for: delay)
+            // leaseEnded logs the change of state; a lease that was granted starts a new streak.
+            if granted { retry.succeeded() }
+            try? await QuietSleep.sleep(for: retry.failed().delay)
         }
     }
 
@@ -255,42 +264,55 @@ public actor FleetCoordinator: RotationFence {
             }
         } else if !reason.hasPrefix("the lease expired") {
             // Our election key must go now, not a TTL later, or it heads the queue for nobody:
-            // retried for a while when etcd is not answering.
+            // retried with the backoff until the TTL would have ended it anyway.
             let store = store
+            let policy = retryPolicy
+            let deadline = ContinuousClock.now + settings.leaseTTL
             Task {
-                for _ in 0..<20 {
+                var retry = EtcdRetry(policy: policy)
+                while ContinuousClock.now < deadline {
                     if (try? await store.revoke(lease: lease)) != nil { return }
-                    try? await QuietSleep.sleep(for: .milliseconds(500))
+                    try? await QuietSleep.sleep(for: min(retry.failed().delay, deadline - ContinuousClock.now))
                 }
             }
         }
         return (reason, true)
     }
 
-    /// Keeps the lease alive every third of the TTL (every 200 ms while keepalives fail);
-    /// returns why it ended. Past the TTL without an answer the leadership is suspended, not
+    /// Keeps the lease alive every third of the TTL (after a failed keepalive, sooner: the one
+    /// backoff, at most a third of the TTL); returns why it ended. Past the TTL without an answer the leadership is suspended, not
     /// given up: etcd extends every lease when it elects a new raft leader, so after a member
     /// failure the lease usually lives on, and only etcd can say it expired.
     private func keepAlive(_ lease: Int64) async -> String {
         let ttl = settings.leaseTTL
-        var failing = false
+        var retry = EtcdRetry(policy: retryPolicy, atMost: ttl / 3)
+        var wait = ttl / 3
         var lastError = ""
         while !Task.isCancelled {
-            try? await QuietSleep.sleep(for: failing ? .milliseconds(200) : ttl / 3)
+            try? await QuietSleep.sleep(for: wait)
             if Task.isCancelled { return "stopped" }
             if fenced { return "fenced: the election key is gone" }
             let started = ContinuousClock.now
             do {
                 if try await store.keepAlive(lease: lease) {
                     leaseDeadline = started + ttl
-                    failing = false
+                    wait = ttl / 3
+                    if retry.succeeded() > 0 {
+                        logger.info("etcd answers keepalives again", metadata: ["event": "cluster_keepalive_ok"])
+                    }
                     if suspended { await resume() }
                 } else {
                     return "the lease expired (etcd no longer has it)"
                 }
             } catch {
-                failing = true
                 lastError = "\(error)"
+                let (delay, began) = retry.failed()
+                wait = delay
+                if began {
+                    logger.info(
+                        "a keepalive failed (\(lastError)); retrying with backoff while the lease lasts",
+                        metadata: ["event": "cluster_keepalive_failing"])
+                }
             }
             if !suspended, let deadline = leaseDeadline, ContinuousClock.now >= deadline {
                 await suspend("no keepalive was answered within the lease TTL (\(DurationSyntax.format(ttl))): \(lastError)")
@@ -333,7 +355,7 @@ public actor FleetCoordinator: RotationFence {
     private func campaign(lease: Int64, apps: [String]) async -> String {
         let value = ClusterRecordCoding.encode(CandidateValue(host: settings.host, apps: apps.sorted()))
         var key: ClusterKeyValue?
-        var delay: Duration = .milliseconds(200)
+        var retry = EtcdRetry(policy: retryPolicy, atMost: settings.leaseTTL)
         while key == nil {
             do {
                 let won = try await store.campaign(election: settings.electionName, lease: lease, value: value)
@@ -365,12 +387,12 @@ public actor FleetCoordinator: RotationFence {
                 // The member it waited on went away; the lease (the keepalive's business) and
                 // the election key live on: campaign again with them, on the next member
                 // (etcd's campaign is idempotent per lease).
-                if loggedOnce.insert("campaign").inserted {
+                let (delay, began) = retry.failed()
+                if began, loggedOnce.insert("campaign").inserted {
                     logger.info(
                         "campaign interrupted (\(error)); campaigning again with the same lease", metadata: ["event": "cluster_campaign_retry"])
                 }
                 try? await QuietSleep.sleep(for: delay)
-                delay = min(delay * 2, settings.leaseTTL)
             }
         }
         guard let key else { return "stopped" }
@@ -378,8 +400,11 @@ public actor FleetCoordinator: RotationFence {
         // A reload may change this host's rotate apps: the election value says which apps the
         // leader rotates (other candidates warn about one it lacks), so it follows the config.
         var proclaimed = apps.sorted()
+        var proclaiming = EtcdRetry(policy: retryPolicy)
+        var wait: Duration = .seconds(2)
         while !Task.isCancelled {
-            try? await QuietSleep.sleep(for: .seconds(2))
+            try? await QuietSleep.sleep(for: wait)
+            wait = .seconds(2)
             let current = await candidateApps().sorted()
             guard current != proclaimed, !Task.isCancelled else { continue }
             do {
@@ -387,8 +412,18 @@ public actor FleetCoordinator: RotationFence {
                     election: settings.electionName, leader: key,
                     value: ClusterRecordCoding.encode(CandidateValue(host: settings.host, apps: current)))
                 proclaimed = current
+                if proclaiming.succeeded() > 0 {
+                    logger.info("the election value names this host's apps again", metadata: ["event": "cluster_proclaimed"])
+                }
             } catch {
-                // Tried again in 2 s; the keepalive decides about the lease.
+                // The keepalive decides about the lease; this only retries the value.
+                let (delay, began) = proclaiming.failed()
+                wait = max(wait, delay)
+                if began {
+                    logger.warning(
+                        "cannot update the election value to this host's apps (\(error)); retrying with backoff",
+                        metadata: ["event": "cluster_proclaim_failed"])
+                }
             }
         }
         return "stopped"
@@ -457,7 +492,7 @@ public actor FleetCoordinator: RotationFence {
     // MARK: - Watch
 
     private func watchLoop() async {
-        var delay: Duration = .milliseconds(100)
+        var retry = EtcdRetry(policy: retryPolicy)
         var lastSeen: [String: Int64] = [:]
         while !Task.isCancelled {
             do {
@@ -467,7 +502,7 @@ public actor FleetCoordinator: RotationFence {
                 }
                 await refreshLeader()
                 await watchUp()
-                delay = .milliseconds(100)
+                retry.succeeded()
                 for try await events in store.watch(prefix: settings.prefix + "/", fromRevision: snapshot.revision + 1) {
                     var electionChanged = false
                     for event in events {
@@ -481,10 +516,10 @@ public actor FleetCoordinator: RotationFence {
                 }
             } catch {
                 if Task.isCancelled { break }
+                // watchDown logs the change of state (once per streak).
                 await watchDown("\(error)")
             }
-            try? await QuietSleep.sleep(for: delay)
-            delay = min(delay * 2, .seconds(5))
+            try? await QuietSleep.sleep(for: retry.failed().delay)
         }
     }
 

@@ -100,6 +100,9 @@ public enum AppTransitions {
         /// GenAuth answered a call again after transient failures (any app's call): an app
         /// waiting on a transient backoff may retry at `retryAt` (its slot in the request budget).
         case apiRecovered(retryAt: Date)
+        /// etcd accepted the fleet's rotation notice for `version` (or a newer notice already
+        /// covered it): the announcement is no longer owed.
+        case announced(version: Int)
     }
 
     public enum Action: Sendable, Equatable {
@@ -123,8 +126,21 @@ public enum AppTransitions {
         /// Read GenAuth's current secret (purpose `.verify`) before any output content is
         /// replaced from a record GenAuth has not confirmed: its answer wins (invariant 10).
         case confirmRecord
+        /// Tell the fleet that `version` is on every output (a rotation notice in etcd), retried
+        /// with the one backoff until etcd accepts it; answered by `announced`.
+        case announce(version: Int)
         /// Something for the log.
         case report(Report)
+    }
+
+    /// This host's part in a fleet for one app, as far as notices go.
+    public enum FleetRole: Sendable, Equatable {
+        /// No `[cluster]`, or a `follow` app: nobody is told of what this host writes.
+        case none
+        /// A `rotate` app while this host leads the election.
+        case leader
+        /// A `rotate` app while another host leads (or nobody does).
+        case notLeading
     }
 
     /// What an operator reads in the log; the engine turns each into one entry.
@@ -165,13 +181,15 @@ public enum AppTransitions {
         /// The app names consumer units (`consumers`): a new secret is announced to them.
         public var hasConsumers: Bool
         public var draw: UInt64
+        public var fleet: FleetRole
 
-        public init(now: Date, policy: EnginePolicy, hasHook: Bool, hasConsumers: Bool = false, draw: UInt64) {
+        public init(now: Date, policy: EnginePolicy, hasHook: Bool, hasConsumers: Bool = false, draw: UInt64, fleet: FleetRole = .none) {
             self.now = now
             self.policy = policy
             self.hasHook = hasHook
             self.hasConsumers = hasConsumers
             self.draw = draw
+            self.fleet = fleet
         }
     }
 
@@ -316,6 +334,11 @@ public enum AppTransitions {
                 } else {
                     next.hookDoneVersion = version
                 }
+                if announces(origin, context.fleet) {
+                    actions.append(.announce(version: version))
+                } else {
+                    next.announcedVersion = max(state.announcedVersion, version)
+                }
             }
             return Transition(state: next, actions: actions)
 
@@ -388,6 +411,11 @@ public enum AppTransitions {
             next.nextAttempt = retryAt
             return Transition(state: next, actions: [.report(.retryPulledForward(to: retryAt))])
 
+        case .announced(let version):
+            // Never past what the outputs hold: a notice cannot cover a version not yet written.
+            next.announcedVersion = max(state.announcedVersion, min(version, state.version))
+            return Transition(state: next, actions: [])
+
         case .hookFinished(let version, let succeeded, let detail):
             if succeeded {
                 next.hookDoneVersion = max(state.hookDoneVersion, version)
@@ -433,6 +461,26 @@ public enum AppTransitions {
             actions += failing.actions
             return Transition(state: failing.state, actions: actions)
         }
+    }
+
+    /// Whether a new secret written here is announced to the fleet. Every refresh of ours is,
+    /// also one that completes after this host lost the leadership (a pause between the
+    /// fencing transaction and the request: the residual window), so the fleet fetches the
+    /// secret that is now the only valid one. The leader also announces a change it found
+    /// (a hand-over's read, another host's late refresh), so every follower fetches at once
+    /// instead of at its next poll. Anything else is another host's to announce.
+    static func announces(_ origin: SecretOrigin, _ fleet: FleetRole) -> Bool {
+        switch (origin, fleet) {
+        case (_, .none): false
+        case (.rotated, _), (.reconciled, _): true
+        case (.changedUpstream, .leader): true
+        case (.changedUpstream, .notLeading), (.fetched, _): false
+        }
+    }
+
+    /// A rotation notice is owed: a version on the outputs that the fleet was not told of yet.
+    public static func announcementOwed(_ state: AppState) -> Bool {
+        state.announcedVersion < state.version
     }
 
     private static func clearFailure(_ state: inout AppState) {

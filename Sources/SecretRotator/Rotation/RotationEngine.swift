@@ -27,7 +27,7 @@ public actor RotationEngine {
     /// and off the cooperative pool: an fsync of one app no longer holds back the others, and
     /// concurrent writes let the file system group their journal commits.
     private let fileIO: NIOThreadPool
-    private let now: @Sendable () -> Date
+    let now: @Sendable () -> Date
     private let limiter: RequestRateLimiter
     private var random: any RandomNumberGenerator & Sendable
     private let logger: Logger
@@ -46,7 +46,7 @@ public actor RotationEngine {
     /// repair that would write it over an output's content reads GenAuth first.
     private var confirmedRecords: [String: String] = [:]
     /// Drift an inspection found, kept for the `repairOutputs` action that rewrites it.
-    private struct PendingRepair {
+    struct PendingRepair {
         var record: CurrentSecret
         var document: SecretDocument
         var drifted: [(OutputSpec, OutputDrift)]
@@ -55,7 +55,7 @@ public actor RotationEngine {
     private var requested: [String: RotationPlanner.Step] = [:]
     /// Apps whose next step may run once despite a pending backoff (an operator asked).
     private var backoffOverride: Set<String> = []
-    private var running: [String: ContinuousClock.Instant] = [:]
+    var running: [String: ContinuousClock.Instant] = [:]
     /// The tasks of steps started by `startDue`/`runDue`, for `cancelInFlight`.
     private var stepTasks: [String: Task<Void, Never>] = [:]
     /// Running apps that are inside their hook: they keep their one-step-per-app turn but not a
@@ -97,11 +97,11 @@ public actor RotationEngine {
     private var answerArrived: [String: ContinuousClock.Instant] = [:]
     /// The exposure window of each app's last rotation, logged on its `rotated` entry.
     private var exposure: [String: Duration] = [:]
-    private var finishWaiters: [CheckedContinuation<Void, Never>] = []
+    var finishWaiters: [CheckedContinuation<Void, Never>] = []
     /// The fleet this host is part of (`[cluster]`), nil on a single host. With one, `rotate`
     /// apps are rotated only while `leading`; otherwise they are followed like `follow` apps.
-    private var fence: (any RotationFence)?
-    private var leading = false
+    var fence: (any RotationFence)?
+    var leading = false
     /// Leading, but etcd has not confirmed the lease lately: nothing is rotated, and an
     /// operator's rotate waits for the lease to be confirmed instead of becoming a fetch.
     private var leadershipSuspended = false
@@ -670,7 +670,7 @@ public actor RotationEngine {
         }
     }
 
-    private func finished(_ appID: String) {
+    func finished(_ appID: String) {
         running[appID] = nil
         stepTasks[appID] = nil
         invalidate(appID)
@@ -699,12 +699,13 @@ public actor RotationEngine {
 
     /// Feeds one event to the app's transitions: commits the new state (durable first), adopts
     /// it, then performs its actions. `secret` is the value an `adoptSecret` action keeps.
-    private func transition(
+    func transition(
         _ app: AppConfig, _ event: AppTransitions.Event, secret: SecretValue? = nil, repair: PendingRepair? = nil
     ) async {
         let old = states[app.id] ?? AppState(appID: app.id)
         let context = AppTransitions.Context(
-            now: now(), policy: policy, hasHook: app.onRotate != nil, hasConsumers: !app.consumers.isEmpty, draw: random.next())
+            now: now(), policy: policy, hasHook: app.onRotate != nil, hasConsumers: !app.consumers.isEmpty, draw: random.next(),
+            fleet: fleetRole(app))
         let result = AppTransitions.apply(event, to: old, context: context)
         if result.state != old {
             do {
@@ -765,6 +766,8 @@ public actor RotationEngine {
         case .confirmHeldSecret:
             guard let held = heldSecret(app) else { return }
             await confirmHeld(held, app: app)
+        case .announce(let version):
+            fence?.announce(appID: app.id, version: version, rotatedAt: states[app.id]?.secretObtainedAt ?? now())
         case .report(let report):
             log(report, app)
         }
@@ -782,10 +785,9 @@ public actor RotationEngine {
             return
         }
         await limiter.acquire()
-        if let fence, case .refused(let reason) = await fence.authorizeRefresh(appID: app.id) {
+        if let fence, let failure = Self.notSent(await fence.authorizeRefresh(appID: app.id)) {
             // Fencing (Architecture, Fleet): nothing was sent, so the refresh simply did not happen.
-            await transition(
-                app, .refreshFailed(AppTransitions.Failure(.notLeader, "refresh not sent: \(reason)", fields: ["event": "cluster_fenced"])))
+            await transition(app, .refreshFailed(failure))
             return
         }
         do {
@@ -976,17 +978,6 @@ public actor RotationEngine {
             // The old leader's last refresh has landed (this host held the newest secret, so
             // the change is that refresh): nothing more can land, the hand-over is over.
             handOverUntil[app.id] = nil
-        }
-        // Every refresh of ours is announced, also one that completes after this host lost
-        // the leadership (a pause between the fencing transaction and the request: the
-        // residual window), so the fleet fetches the secret that is now the only valid one.
-        // The leader also announces a change it found (a hand-over's read, another host's
-        // late refresh), so every follower fetches at once instead of at its next poll.
-        let ours = origin == .rotated || origin == .reconciled
-        if let fence, app.action == .rotate, ours || (leading && origin == .changedUpstream),
-            (states[app.id]?.version ?? 0) == record.version
-        {
-            fence.announce(appID: app.id, rotatedAt: record.obtainedAt)
         }
     }
 

@@ -87,6 +87,10 @@ public struct AppState: Codable, Sendable, Equatable {
     public var consumersDoneVersion: Int = 0
     /// Per consumer unit: last notified, last confirmed, state (`ConsumerRecord`).
     public var consumers: [ConsumerRecord] = []
+    /// The highest version the fleet was told of (a rotation notice etcd accepted), or that
+    /// needs no notice (a follower's, a single host's). Lower than `version` means a notice is
+    /// owed: it is published when etcd accepts it, however long etcd refuses (Architecture §8).
+    public var announcedVersion: Int = 0
 
     public init(appID: String) {
         self.appID = appID
@@ -95,7 +99,7 @@ public struct AppState: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case appID, version, consecutiveFailures, nextAttempt, lastError, intent, intentStartedAt, unchangedReads, rotationOwed
         case hookDoneVersion, secretFingerprint, settleCheckDue, lastVerified, lastRepair, lastChecked
-        case secretObtainedAt, consumersDoneVersion, consumers, lastFailureKind
+        case secretObtainedAt, consumersDoneVersion, consumers, lastFailureKind, announcedVersion
     }
 
     /// Named `lastSuccess` in the oldest layout's JSON records; the meaning (when the secret was
@@ -132,6 +136,8 @@ public struct AppState: Codable, Sendable, Equatable {
         // What each consumer was last told is bookkeeping for `status`: an unreadable column
         // loses only that (its units show as pending), not the whole record with the version.
         consumers = (try? c.decodeIfPresent([ConsumerRecord].self, forKey: .consumers)) ?? []
+        // A record from before notices were owed owes none: what it holds was announced then or never will be.
+        announcedVersion = try c.decodeIfPresent(Int.self, forKey: .announcedVersion) ?? version
     }
 }
 

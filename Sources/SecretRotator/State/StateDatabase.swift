@@ -195,6 +195,13 @@ final class StateDatabase: Sendable {
                 t.add(column: "lastFailureKind", .text)
             }
         }
+        migrator.registerMigration("v4: announced version") { db in
+            try db.alter(table: AppState.databaseTableName) { t in
+                t.add(column: "announcedVersion", .integer).notNull().defaults(to: 0)
+            }
+            // Records from before owe no notice: their versions were announced then, or never will be.
+            try db.execute(sql: "UPDATE \(AppState.databaseTableName) SET announcedVersion = version")
+        }
         return migrator
     }()
 

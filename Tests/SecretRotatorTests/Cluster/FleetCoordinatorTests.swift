@@ -23,9 +23,12 @@ import Testing
         }
     }
 
-    /// - Parameter settings: the host's `[cluster]`; by default plain etcd under `/fleet`.
+    /// - Parameters:
+    ///   - settings: the host's `[cluster]`; by default plain etcd under `/fleet`.
+    ///   - retry: how the coordinator retries etcd.
     static func host(
-        _ name: String, harness: GenAuthHarness, cluster: EtcdTestCluster, settings own: ClusterSettings? = nil
+        _ name: String, harness: GenAuthHarness, cluster: EtcdTestCluster, settings own: ClusterSettings? = nil,
+        retry: RetryPolicy = .etcd
     ) async throws -> Host {
         let fixture = try EngineFixture(harness: harness)
         var config = fixture.config()
@@ -35,7 +38,7 @@ import Testing
         let store = try EtcdGatewayClient(settings: settings, unaryTimeout: .milliseconds(500))
         let coordinator = FleetCoordinator(
             settings: settings, store: store, engine: engine, stateDirectory: config.defaults.stateDirectory,
-            logger: harness.capture.logger(label: "secret-rotator.cluster"))
+            retryPolicy: retry, logger: harness.capture.logger(label: "secret-rotator.cluster"))
         await engine.joinCluster(coordinator)
         try await engine.start()
         let scheduler = Task {
@@ -50,19 +53,29 @@ import Testing
     }
 
     @Test func oneLeaderNoticesAndFencing() async throws {
+        try await Self.withTwoHosts { a, b, harness, cluster in
+            try await Self.scenario(a, b, harness: harness, cluster: cluster)
+        }
+    }
+
+    /// Hosts "a" and "b" on a fresh 3-member etcd and one mock, retrying etcd with `retry`;
+    /// both stopped and cleaned up after `body`, whatever it throws.
+    static func withTwoHosts(
+        retry: RetryPolicy = .etcd, _ body: (Host, Host, GenAuthHarness, EtcdTestCluster) async throws -> Void
+    ) async throws {
         try await withEtcdCluster { cluster in
             try await withGenAuthHarness { harness in
-                let a = try await Self.host("a", harness: harness, cluster: cluster)
+                let a = try await Self.host("a", harness: harness, cluster: cluster, retry: retry)
                 let b: Host
                 do {
-                    b = try await Self.host("b", harness: harness, cluster: cluster)
+                    b = try await Self.host("b", harness: harness, cluster: cluster, retry: retry)
                 } catch {
                     await a.stop()
                     throw error
                 }
                 defer { a.fixture.cleanUp(); b.fixture.cleanUp() }
                 do {
-                    try await Self.scenario(a, b, harness: harness, cluster: cluster)
+                    try await body(a, b, harness, cluster)
                 } catch {
                     await a.stop()
                     await b.stop()

@@ -26,7 +26,7 @@ final class RecordingFence: RotationFence {
         return answer.withLock { $0 }
     }
 
-    func announce(appID: String, rotatedAt: Date) {
+    func announce(appID: String, version: Int, rotatedAt: Date) {
         announced.withLock { $0.append((appID, rotatedAt)) }
     }
 }

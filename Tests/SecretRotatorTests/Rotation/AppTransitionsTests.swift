@@ -21,6 +21,7 @@ import Testing
         healthy.consumersDoneVersion = 2
         healthy.secretFingerprint = "F2"
         healthy.secretObtainedAt = t0.addingTimeInterval(-100)
+        healthy.announcedVersion = 2
         var inFlight = healthy
         inFlight.rotationOwed = true
         inFlight.intent = .refresh
@@ -35,6 +36,7 @@ import Testing
         var hookOwed = healthy
         hookOwed.version = 3
         hookOwed.secretFingerprint = "F3"
+        hookOwed.announcedVersion = 3
         // Version 3 is on every output; one consumer took it, the other was refused.
         var consumersOwed = hookOwed
         consumersOwed.consumersDoneVersion = 2
@@ -47,9 +49,14 @@ import Testing
                 unit: "worker.service", version: 3, state: .failed, lastNotified: t0.addingTimeInterval(-5), lastConfirmed: nil, detail: "refused",
                 failingSince: t0.addingTimeInterval(-5)),
         ]
+        // A leader's rotation to version 3 is on every output; etcd has not accepted its notice.
+        var announceOwed = hookOwed
+        announceOwed.hookDoneVersion = 3
+        announceOwed.consumersDoneVersion = 3
+        announceOwed.announcedVersion = 2
         return [
             ("fresh", fresh), ("healthy", healthy), ("inFlight", inFlight), ("confirming", confirming),
-            ("failing", failing), ("hookOwed", hookOwed), ("consumersOwed", consumersOwed),
+            ("failing", failing), ("hookOwed", hookOwed), ("consumersOwed", consumersOwed), ("announceOwed", announceOwed),
         ]
     }()
 
@@ -85,6 +92,12 @@ import Testing
         ("heldRead.same", .heldSecretRead(matchesHeld: true)),
         ("heldRead.dead", .heldSecretRead(matchesHeld: false)),
         ("apiRecovered", .apiRecovered(retryAt: t0.addingTimeInterval(5))),
+        ("written.rotated@leader", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .rotated)),
+        ("written.rotated@notLeading", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .rotated)),
+        ("written.changedUpstream@leader", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .changedUpstream)),
+        ("written.changedUpstream@notLeading", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .changedUpstream)),
+        ("written.fetched@leader", .outputsWritten(version: 4, obtainedAt: t0, fingerprint: "NEW", origin: .fetched)),
+        ("announced", .announced(version: 3)),
         (
             "consumers.ok",
             .consumersNotified(
@@ -98,6 +111,11 @@ import Testing
                 outcomes: [.init(unit: "billing.service", state: .confirmed), .init(unit: "worker.service", state: .failed, detail: "refused")])
         ),
     ]
+
+    /// The fleet role an event is applied with (`@leader`, `@notLeading` in its name); none otherwise.
+    static func fleet(_ eventName: String) -> AppTransitions.FleetRole {
+        eventName.hasSuffix("@leader") ? .leader : eventName.hasSuffix("@notLeading") ? .notLeading : .none
+    }
 
     /// One line per pair: what changed in the state, then the actions (reports by kind only).
     static func summary(_ before: AppState, _ result: AppTransitions.Transition) -> String {
@@ -130,6 +148,7 @@ import Testing
                 .joined(separator: "+"))
         note("fp", before.secretFingerprint, after.secretFingerprint, after.secretFingerprint ?? "-")
         note("repair", before.lastRepair, after.lastRepair, after.lastRepair?.causes.joined(separator: "+") ?? "-")
+        note("announced", before.announcedVersion, after.announcedVersion, "\(after.announcedVersion)")
         let actions = result.actions.map { action -> String in
             switch action {
             case .sendRefresh: "send"
@@ -141,6 +160,7 @@ import Testing
             case .confirmRecord: "confirm"
             case .writeHeldSecret: "writeHeld"
             case .confirmHeldSecret: "confirmHeld"
+            case .announce(let version): "announce(\(version))"
             case .report(let report):
                 switch report {
                 case .failed(let failure, _, let delay, let permanent):
@@ -152,10 +172,11 @@ import Testing
         return "\(changes.isEmpty ? "=" : changes.joined(separator: " ")) | \(actions.joined(separator: " "))"
     }
 
-    static func apply(_ event: AppTransitions.Event, _ state: AppState, hook: Bool = true, consumers: Bool = true)
-        -> AppTransitions.Transition
-    {
-        AppTransitions.apply(event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, hasConsumers: consumers, draw: 42))
+    static func apply(
+        _ event: AppTransitions.Event, _ state: AppState, hook: Bool = true, consumers: Bool = true, fleet: AppTransitions.FleetRole = .none
+    ) -> AppTransitions.Transition {
+        AppTransitions.apply(
+            event, to: state, context: .init(now: t0, policy: policy, hasHook: hook, hasConsumers: consumers, draw: 42, fleet: fleet))
     }
 
     /// A refresh applied but unanswered, its intent then cleared by a failed
@@ -228,7 +249,7 @@ import Testing
         for (stateName, state) in Self.states {
             for (eventName, event) in Self.events {
                 let key = "\(stateName) + \(eventName)"
-                let got = Self.summary(state, Self.apply(event, state))
+                let got = Self.summary(state, Self.apply(event, state, fleet: Self.fleet(eventName)))
                 if let expected = table[key] {
                     #expect(got == expected, "\(key)")
                 } else {
@@ -245,7 +266,8 @@ import Testing
         for (stateName, state) in Self.states {
             for (eventName, event) in Self.events {
                 for (hook, consumers) in [(true, true), (false, false), (true, false), (false, true)] {
-                    let result = Self.apply(event, state, hook: hook, consumers: consumers)
+                    let fleet = Self.fleet(eventName)
+                    let result = Self.apply(event, state, hook: hook, consumers: consumers, fleet: fleet)
                     let key = "\(stateName) + \(eventName)"
                     // A refresh is only sent with its intent in the very state committed before it.
                     if result.actions.contains(.sendRefresh) {
@@ -270,6 +292,17 @@ import Testing
                     let notifies = result.actions.contains { if case .notifyConsumers = $0 { true } else { false } }
                     if !consumers { #expect(!notifies, "\(key)") }
                     if consumers, result.state.version > state.version { #expect(notifies, "\(key)") }
+                    // A new version is either owed to the fleet (announced by an action) or needs
+                    // no notice (recorded as announced), never both; without a fleet, never owed.
+                    let announces = result.actions.contains { if case .announce = $0 { true } else { false } }
+                    if result.state.version > state.version {
+                        #expect(announces != (result.state.announcedVersion == result.state.version), "\(key)")
+                        if fleet == .none { #expect(!announces, "\(key)") }
+                    } else {
+                        #expect(!announces, "\(key)")
+                    }
+                    // A notice never covers a version the outputs do not hold.
+                    #expect(result.state.announcedVersion <= max(result.state.version, state.announcedVersion), "\(key)")
                     // A consumer notification never rotates, nor writes anything.
                     if case .consumersNotified = event {
                         #expect(result.actions.allSatisfy { if case .report = $0 { true } else { false } }, "\(key)")
