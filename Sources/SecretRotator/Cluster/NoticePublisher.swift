@@ -5,7 +5,7 @@ import Foundation
 #endif
 import Logging
 
-/// The rotation notices this host owes the fleet (Architecture §8), published when etcd
+/// The rotation notices this host owes the fleet (Architecture, Fleet), published when etcd
 /// accepts them, however long it refuses (all members down, the space quota reached): the
 /// debt is durable in the engine's records (`AppState.announcedVersion`), and this loop
 /// retries it through the one backoff until it is paid, then tells the engine. One log line

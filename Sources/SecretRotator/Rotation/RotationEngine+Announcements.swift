@@ -4,7 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The engine's side of owed rotation notices (Architecture §8): which rotations the fleet
+/// The engine's side of owed rotation notices (Architecture, Fleet): which rotations the fleet
 /// has not been told of, and the answer once etcd accepted one. The decision that a notice is
 /// owed is `AppTransitions`' (`announce` action, `announcedVersion`); this only carries it.
 extension RotationEngine {

@@ -89,7 +89,7 @@ public struct AppState: Codable, Sendable, Equatable {
     public var consumers: [ConsumerRecord] = []
     /// The highest version the fleet was told of (a rotation notice etcd accepted), or that
     /// needs no notice (a follower's, a single host's). Lower than `version` means a notice is
-    /// owed: it is published when etcd accepts it, however long etcd refuses (Architecture §8).
+    /// owed: it is published when etcd accepts it, however long etcd refuses (Architecture, Fleet).
     public var announcedVersion: Int = 0
 
     public init(appID: String) {

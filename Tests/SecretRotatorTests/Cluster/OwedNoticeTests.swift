@@ -5,7 +5,7 @@ import Testing
 
 @testable import SecretRotator
 
-/// Rotation notices are owed, not attempted (Architecture §8): a notice etcd refuses for
+/// Rotation notices are owed, not attempted (Architecture, Fleet): a notice etcd refuses for
 /// longer than any retry budget stays owed durably, across a restart, and is published once
 /// etcd accepts it, with its intent deleted; an intent etcd refuses sends no refresh, leaves
 /// the app to its backoff (one try per step, not a spin) and is not an unknown outcome.
