@@ -141,9 +141,9 @@ import Testing
     }
 
     @Test func aDanglingCitationIsFound() {
-        let text = "// Fencing (Architecture, Fleet).\n// see reference/genauth-api.md\n// RFC 9110 §10.2.3 is fine\n"
+        let text = "// Fencing (Architecture §8).\n// see reference/genauth-api.md\n// RFC 9110 §10.2.3 is fine\n"
         #expect(DocumentationCheck.danglingCitations(in: "x.swift", text: text) == [
-            "x.swift:1: Fencing (Architecture, Fleet).", "x.swift:2: see reference/genauth-api.md",
+            "x.swift:1: Fencing (Architecture §8).", "x.swift:2: see reference/genauth-api.md",
         ])
     }
 }
