@@ -34,6 +34,13 @@ public final class EtcdGatewayClient: ClusterStore {
     /// The etcd user and password of `[cluster]`; nil: calls carry no token.
     private let login: (user: String, password: SecretValue)?
     private let token = Mutex<AuthToken>(.missing)
+    /// The pause after the last refused login; nil once a login succeeded.
+    private let loginPause = Mutex<Duration?>(nil)
+    /// Logins sent to etcd so far (`/v3/auth/authenticate`), for tests and diagnosis.
+    var loginsSent: Int { logins.withLock { $0 } }
+    private let logins = Mutex(0)
+    /// The longest wait between two logins etcd refused.
+    static let longestLoginPause: Duration = .seconds(30)
     private let http: HTTPClient
     private let unaryTimeout: Duration
     /// The member calls go to first; a random start spreads a fleet over the members.
@@ -251,7 +258,9 @@ public final class EtcdGatewayClient: ClusterStore {
                         let answer = try await self.callRenewingToken(
                             "/v3/kv/range", ["key": .string(Self.base64(self.prefix + "/"))], endpoint: endpoint,
                             deadline: self.unaryTimeout)
-                        if answer.object("header") == nil { throw ClusterStoreError(.rejected, "no quorum", cause: answer.errorText) }
+                        if answer.object("header") == nil {
+                            throw ClusterStoreError(.rejected, "etcd refused the liveness read", cause: answer.errorText)
+                        }
                     } catch {
                         if Task.isCancelled { return nil }
                         return .failure(
@@ -435,7 +444,8 @@ public final class EtcdGatewayClient: ClusterStore {
             case .held(let value): return .ready(value)
             case .authDisabled: return .ready(nil)
             case .authenticating(let task): return .wait(task)
-            case .missing:
+            case .refused(let error, let retryAt) where ContinuousClock.now < retryAt: return .refused(error)
+            case .missing, .refused:
                 let task = Task { await self.authenticate(login, endpoint: endpoint) }
                 state = .authenticating(task)
                 return .wait(task)
@@ -444,6 +454,7 @@ public final class EtcdGatewayClient: ClusterStore {
         switch next {
         case .ready(let value): return value
         case .wait(let task): return try await task.value.get()
+        case .refused(let error): throw error
         }
     }
 
@@ -451,6 +462,7 @@ public final class EtcdGatewayClient: ClusterStore {
     /// forgets the attempt when it failed so that the next call tries again.
     private func authenticate(_ login: (user: String, password: SecretValue), endpoint: String) async -> Result<String?, ClusterStoreError> {
         let outcome: Result<String?, ClusterStoreError>
+        logins.withLock { $0 += 1 }
         do throws(ClusterStoreError) {
             // Longer than a unary call's deadline: etcd checks the password with bcrypt, which
             // takes a while on a loaded member, and a fleet starting at once authenticates at once.
@@ -473,9 +485,23 @@ public final class EtcdGatewayClient: ClusterStore {
         }
         token.withLock { state in
             switch outcome {
-            case .success(let value?): state = .held(value)
-            case .success(nil): state = .authDisabled
-            case .failure: state = .missing
+            case .success(let value?):
+                state = .held(value)
+                loginPause.withLock { $0 = nil }
+            case .success(nil):
+                state = .authDisabled
+                loginPause.withLock { $0 = nil }
+            case .failure(let error) where error.code == .denied:
+                // Refused, not unreachable: wait before asking again, 1 s doubling to 30 s,
+                // however many calls come meanwhile (each login costs etcd a bcrypt check).
+                let pause = loginPause.withLock { last in
+                    let next = min((last ?? .milliseconds(500)) * 2, Self.longestLoginPause)
+                    last = next
+                    return next
+                }
+                state = .refused(error: error, retryAt: .now + pause)
+            case .failure:
+                state = .missing
             }
         }
         return outcome
@@ -487,10 +513,15 @@ public final class EtcdGatewayClient: ClusterStore {
     private func accessProblem(_ error: String, path: String, endpoint: String, sentToken: String?) -> ClusterStoreError? {
         let who = login.map { "etcd user \"\($0.user)\"" } ?? "this client (no [cluster] user)"
         let grant = "etcdctl role grant-permission ROLE --prefix=true readwrite \(prefix)/"
-        if error.contains("invalid auth token") || (login != nil && error.contains("user name is empty")) {
+        // "revision of auth store is old": a JWT token issued before the last change to etcd's
+        // users or roles (anyone's); etcd's own client logs in again on it, as on an invalid one.
+        if error.contains("invalid auth token") || error.contains("revision of auth store is old")
+            || (login != nil && error.contains("user name is empty"))
+        {
             // "user name is empty": access control was turned on after this client found it off.
             token.withLock { current in
-                if current == .authDisabled || (sentToken != nil && current == .held(sentToken ?? "")) { current = .missing }
+                if case .authDisabled = current { current = .missing }
+                if current.holds(sentToken) { current = .missing }
             }
             return ClusterStoreError(.unauthenticated, "\(path): the auth token of \(who) is invalid or expired", endpoint: endpoint, cause: error)
         }
@@ -568,11 +599,22 @@ public final class EtcdGatewayClient: ClusterStore {
 
 /// The token `EtcdGatewayClient` sends: none yet (or dropped as invalid), being fetched, one
 /// held, or none needed because etcd's access control is off.
-enum AuthToken: Sendable, Equatable {
+enum AuthToken: Sendable {
     case missing
     case authenticating(Task<Result<String?, ClusterStoreError>, Never>)
     case held(String)
     case authDisabled
+    /// etcd refused the login (a wrong password, a deleted user): until `retryAt` every call
+    /// fails with `error` without asking etcd, which checks each password with bcrypt.
+    case refused(error: ClusterStoreError, retryAt: ContinuousClock.Instant)
+
+    /// Whether this is the token `value` (a refused or missing state holds none).
+    func holds(_ value: String?) -> Bool {
+        switch self {
+        case .held(let held): value != nil && held == value
+        default: false
+        }
+    }
 }
 
 /// What a call does about its token: send this one (nil: none), or wait for the authentication
@@ -580,4 +622,5 @@ enum AuthToken: Sendable, Equatable {
 private enum AuthTokenWait: Sendable {
     case ready(String?)
     case wait(Task<Result<String?, ClusterStoreError>, Never>)
+    case refused(ClusterStoreError)
 }

@@ -110,6 +110,12 @@ struct ClusterSection {
             valid = false
         }
         let login = readLogin(reader, prefix: prefix, sink: sink, valid: &valid)
+        if login != nil && schemes == ["http"] {
+            // A warning, not an error: a test cluster on loopback may run without TLS.
+            sink.warning(
+                reader.keyPath("endpoints"),
+                "the etcd user's password and token would cross the network in clear text over http://; use https:// endpoints (ca_file, cert_file, key_file)")
+        }
         if login != nil, let certFile, let commonName = clientCommonName(certFile) {
             // etcd (3.4.10 on) answers every /v3 gateway request made with such a certificate
             // "CommonName of client sending a request against gateway will be ignored and not

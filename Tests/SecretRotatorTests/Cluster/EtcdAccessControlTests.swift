@@ -10,12 +10,14 @@ import Testing
     static let prefix = "/sr-test"
 
     /// A TLS cluster with access control on; `tokenTTL` is etcd's `--auth-token-ttl` (seconds).
-    static func withSecuredCluster(tokenTTL: Int = 300, _ body: (EtcdTestCluster) async throws -> Void) async throws {
+    static func withSecuredCluster(
+        tokenTTL: Int = 300, token: [String] = [], _ body: (EtcdTestCluster) async throws -> Void
+    ) async throws {
         if EtcdTestCluster.available && !FileManager.default.isExecutableFile(atPath: EtcdTestCluster.etcdctl) {
             if EtcdTestCluster.required { Issue.record("SECRET_ROTATOR_ETCD_REQUIRED=1 but \(EtcdTestCluster.etcdctl) is missing") }
             return
         }
-        try await withEtcdCluster(tls: { try EtcdTLSFixture(in: $0) }, extraArguments: ["--auth-token-ttl", "\(tokenTTL)"]) { cluster in
+        try await withEtcdCluster(tls: { try EtcdTLSFixture(in: $0) }, extraArguments: ["--auth-token-ttl", "\(tokenTTL)"] + token) { cluster in
             try cluster.enableAccessControl(prefix: prefix)
             try await body(cluster)
         }
@@ -151,6 +153,46 @@ import Testing
                 try await Task.sleep(for: .milliseconds(3500))
                 let lease = try await client.grantLease(ttl: .seconds(5))
                 #expect(try await client.keepAlive(lease: lease))
+            }
+        }
+    }
+
+    /// A refused login (a wrong or changed password, a deleted user) is not sent again by every
+    /// call that follows: calls fail with the same refusal until a pause, 1 s doubling to 30 s,
+    /// has passed. Each login costs etcd a bcrypt check; every keepalive, watch and campaign
+    /// used to send its own.
+    @Test func aRefusedLoginIsNotRepeatedByEveryCall() async throws {
+        try await Self.withSecuredCluster { cluster in
+            try await withGatewayClient(
+                Self.settings(cluster, user: "rotator", password: "not-the-password"), livenessInterval: .seconds(30)
+            ) { client in
+                for _ in 0..<20 {
+                    let refused = await Self.failure { () async throws(ClusterStoreError) in try await client.range(prefix: Self.prefix + "/") }
+                    #expect(refused?.code == .denied)
+                }
+                // One login, or a few on a machine that stalls for seconds between calls; not 20.
+                #expect(client.loginsSent < 5, "\(client.loginsSent) logins for 20 calls")
+            }
+        }
+    }
+
+    /// etcd's JWT tokens carry the auth revision they were issued at: after any change to
+    /// users or roles, anyone's, etcd refuses them ("revision of auth store is old"). The
+    /// client logs in again, as on an expired token, instead of failing until the token's TTL.
+    @Test func aJWTOlderThanTheLastAuthChangeIsRenewed() async throws {
+        let keys = FileManager.default.temporaryDirectory.appendingPathComponent("sr-jwt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: keys, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: keys) }
+        let status = try runQuietly(
+            "set -e; cd '\(keys.path)'; openssl ecparam -genkey -name prime256v1 -noout -out jwt.key; openssl ec -in jwt.key -pubout -out jwt.pub")
+        try #require(status == 0, "openssl could not make the JWT keys")
+        let jwt = "jwt,pub-key=\(keys.path)/jwt.pub,priv-key=\(keys.path)/jwt.key,sign-method=ES256,ttl=5m"
+        try await Self.withSecuredCluster(token: ["--auth-token", jwt]) { cluster in
+            try await withGatewayClient(Self.settings(cluster, user: "rotator"), livenessInterval: .seconds(30)) { client in
+                #expect(try await client.put("\(Self.prefix)/apps/a", value: [1], ifModRevision: 0))
+                _ = try cluster.etcdctl(["role", "add", "another-team"], user: "root:root-pw")
+                #expect(try await client.put("\(Self.prefix)/apps/b", value: [1], ifModRevision: 0))
+                #expect(client.loginsSent == 2)
             }
         }
     }
