@@ -12,7 +12,7 @@ import Musl
 
 /// The fleet as the running daemon sees it, kept at `<state directory>/cluster.json` (0600,
 /// replaced atomically on every change) for `status`, which runs in another process: role,
-/// leader, lease, watch health and the last notice per app (issue 12).
+/// leader, lease, watch health and the last notice per app.
 public struct ClusterStatus: Codable, Sendable, Equatable {
     public enum Role: String, Codable, Sendable {
         /// Holds the election: rotates this host's `rotate` apps.
@@ -72,7 +72,7 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         let stopped = !gone && Self.isStopped(pid: status.pid)
         if gone || stopped {
             // Written by a daemon that is gone, or frozen (SIGSTOP, a debugger): it renews no
-            // lease and watches nothing now, whatever it wrote last (break-it pass, issue 12).
+            // lease and watches nothing now, whatever it wrote last.
             status.role = status.role == .follower ? .follower : .noLease
             status.leaseHeld = false
             status.resuming = false

@@ -4,7 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// The seam between the fleet logic and etcd (issue 12): the handful of etcd v3 calls the
+/// The seam between the fleet logic and etcd: the handful of etcd v3 calls the
 /// fleet needs, in etcd's own terms (leases, the election API, transactions, watches), and
 /// nothing of the wire. `EtcdGatewayClient` speaks it over etcd's JSON gateway; the engine
 /// never sees it, only `RotationFence`.

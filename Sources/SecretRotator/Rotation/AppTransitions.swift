@@ -239,7 +239,7 @@ public enum AppTransitions {
                     // or a record that never kept a fingerprint): whether the refresh happened
                     // cannot be told. The outputs get what GenAuth holds now, and the rotation
                     // stays owed (`fetched` keeps `rotationOwed`): at worst one extra rotation,
-                    // never one logged as done that GenAuth never made (break-it pass).
+                    // never one logged as done that GenAuth never made.
                     next.unchangedReads = 0
                     return Transition(state: next, actions: [.adoptSecret(version: state.version + 1, origin: .fetched)])
                 }

@@ -306,7 +306,7 @@ public actor RotationEngine {
 
     public func state(of appID: String) -> AppState? { states[appID] }
 
-    // MARK: - Fleet (issue 12)
+    // MARK: - Fleet
 
     /// Makes this engine part of a fleet: from now on `rotate` apps are rotated only while
     /// `leadershipChanged(leading: true, ...)` holds, and every refresh asks `fence` first.
@@ -636,7 +636,7 @@ public actor RotationEngine {
             // A request whose step failed stays asked for: it runs again after the backoff
             // instead of being lost while the CLI says the daemon keeps trying. Not once it
             // was answered: a rotation that produced a new version whose hook then failed
-            // was rotated a second time (break-it pass, issue 11); the hook is retried alone.
+            // was rotated a second time; the hook is retried alone.
             let after = states[app.id] ?? AppState(appID: app.id)
             let answered: Bool
             switch step {

@@ -127,7 +127,7 @@ public enum RotationPlanner {
             return followUp
         }
         if state.version > 0 && facts.heldVersion == nil {
-            // A state from before Engine v2 (or a lost secret record): learn the secret, or
+            // A state from an older layout without a secret record (or a lost one): learn the secret, or
             // drift could never be repaired. The next rotation also gives a held secret.
             return .verify
         }
