@@ -29,10 +29,13 @@ import Testing
             return roles.filter { $0 == .leader }.count == 1
         })
         let (leader, follower) = await a.coordinator.snapshot().role == .leader ? (a, b) : (b, a)
+        // Both hosts past their first fetch: a leader still fetching would count that as the
+        // rotation below.
         #expect(await waitFor(seconds: 20) {
             let held = await follower.engine.state(of: id)?.version ?? 0
+            let led = await leader.engine.state(of: id)?.version ?? 0
             let watch = await follower.coordinator.snapshot().watch
-            return held > 0 && watch == .watching
+            return held > 0 && led > 0 && watch == .watching
         })
         let before = harness.state.currentSecret(appId: id)
         let versionBefore = await leader.engine.state(of: id)?.version ?? 0
@@ -46,8 +49,11 @@ import Testing
         for member in 0..<3 { cluster.kill(member) }
         let down = ContinuousClock.now
         #expect(sent)
-        let rotated = await waitFor(seconds: 10) { await leader.engine.state(of: id)?.version ?? 0 > versionBefore }
-        #expect(rotated && harness.state.rotationCount(appId: id) == 1)
+        let rotated = await waitFor(seconds: 10) {
+            let written = await leader.engine.state(of: id)?.version ?? 0
+            return harness.state.rotationCount(appId: id) == 1 && written > versionBefore
+        }
+        #expect(rotated, "one refresh, written by the leader")
         let secret = harness.state.currentSecret(appId: id)
         #expect(secret != before)
         #expect(await waitFor(seconds: 10) { harness.capture.all.contains { $0.contains("cluster_publish_failed") } })
