@@ -31,9 +31,10 @@ public struct AppHealth: Sendable, Encodable, Equatable {
         case overdue(since: Date)
         /// The last attempt failed (`consecutiveFailures` in a row); the daemon retries.
         case failing(attempts: Int, lastError: String?)
-        /// A refresh was sent and its outcome is not known yet: GenAuth may already have
-        /// killed the secret the outputs hold, until the daemon reconciles (reads it back).
-        /// `stale`: unresolved for longer than `AppHealth.unresolvedRefreshLimit`.
+        /// A refresh was started and is not settled: GenAuth may already have killed the secret
+        /// the outputs hold, until the daemon reconciles (reads it back). Under way while
+        /// fresh; its outcome counts as unknown once `stale`: unresolved for longer than
+        /// `AppHealth.unresolvedRefreshLimit`.
         case unresolvedRefresh(since: Date?, stale: Bool)
         /// The fleet cannot do its part for this app: no lease (so not rotated
         /// here), a leader that does not list it, or no watch (followed by polling only).
@@ -69,7 +70,11 @@ public struct AppHealth: Sendable, Encodable, Equatable {
             case .cluster(let problem): "cluster: \(problem)"
             case .consumerBehind(let unit, let version, let since, let detail):
                 "consumer \(unit) is not confirmed on version \(version) (written \(since.formatted(.iso8601)))\(detail.map { ": \($0)" } ?? "")"
-            case .unresolvedRefresh(let since, _):
+            case .unresolvedRefresh(let since, false):
+                // Not "unknown" yet: the daemon may still be before the call (a pre-flight, the
+                // fleet's intent write) or waiting for its answer.
+                "a refresh is under way\(since.map { " since \($0.formatted(.iso8601))" } ?? "") and not answered yet: until it is, the outputs may hold a secret GenAuth has already replaced"
+            case .unresolvedRefresh(let since, true):
                 "a refresh's outcome is unknown\(since.map { " since \($0.formatted(.iso8601))" } ?? ""): the outputs may hold a secret GenAuth has already replaced, until the daemon reconciles it"
             }
         }

@@ -294,7 +294,7 @@ public struct StatusReport: Sendable, Encodable {
             }
             let unsaved = app.health.findings.contains { if case .recordNotSaved = $0 { true } else { false } }
             if let call = app.unfinishedCall, !unsaved {
-                lines.append("\(app.name): an interrupted \(call) call; the daemon will reconcile it with GenAuth at its next step")
+                lines.append("\(app.name): a \(call) call is not settled (under way, or interrupted); the daemon reconciles it with GenAuth")
             }
             let late = Set(app.health.findings.compactMap { finding -> String? in
                 if case .consumerBehind(let unit, _, _, _) = finding { return unit }

@@ -164,6 +164,15 @@ import Testing
             }
             #expect(verdict(at: now.addingTimeInterval(5)) == .failing)
             #expect(verdict(at: now.addingTimeInterval(121)) == .overdue)
+            // Fresh, it may not even be sent yet (a pre-flight, the fleet's intent write): under
+            // way, not "unknown"; past the limit its outcome is unknown.
+            func words(at time: Date) -> String {
+                StatusReport.read(config: config, stateDirectory: store, now: time, checkOutputs: true).apps[0].health.findings
+                    .map(\.description).joined(separator: "; ")
+            }
+            #expect(words(at: now.addingTimeInterval(5)).contains("a refresh is under way since"), "\(words(at: now.addingTimeInterval(5)))")
+            #expect(!words(at: now.addingTimeInterval(5)).contains("outcome is unknown"))
+            #expect(words(at: now.addingTimeInterval(121)).contains("a refresh's outcome is unknown since"))
         }
         let mixed = [AppHealth.Verdict.unknown, .outputs, .failing].max()
         #expect(mixed == .outputs)
