@@ -973,7 +973,7 @@ cx_write "$consumer_program" 0755 <<'EOF'
 # POST /oidc/token (client_secret_post) every 10 ms with the secret it holds. It logs each
 # load and each change between accepted and refused, with the CLOCK_REALTIME microsecond of
 # the event (for a call: when it was sent); never the secret.
-import http.client, os, signal, time, urllib.parse
+import http.client, os, signal, socket, time, urllib.parse
 
 unit, app, path, port = (os.environ[key] for key in ("E2E_UNIT", "E2E_APP_ID", "E2E_SECRET_FILE", "E2E_MOCK_PORT"))
 reload_asked = True
@@ -993,6 +993,13 @@ def log(event, at):
 
 
 signal.signal(signal.SIGHUP, on_hup)
+# Type=notify: ready only once SIGHUP is handled. As Type=exec the unit was active while the
+# interpreter still started, and a reload then (ExecReload= sends SIGHUP) killed it, cleanly.
+address = os.environ.get("NOTIFY_SOCKET", "")
+if address:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.connect("\0" + address[1:] if address.startswith("@") else address)
+        notify.sendall(b"READY=1")
 connection, accepted_before, secret = None, None, ""
 while True:
     if reload_asked:
@@ -1025,7 +1032,7 @@ consumer_unit() { # DESCRIPTION ENVIRONMENT-FILE
 [Unit]
 Description=$1
 [Service]
-Type=exec
+Type=notify
 DynamicUser=yes
 SupplementaryGroups=secret-readers
 EnvironmentFile=$2
