@@ -459,7 +459,8 @@ public final class EtcdGatewayClient: ClusterStore {
     }
 
     /// `POST /v3/auth/authenticate`; records the token (or that access control is off), or
-    /// forgets the attempt when it failed so that the next call tries again.
+    /// forgets the attempt when it failed so that the next call tries again; a refusal
+    /// (`.denied`) is kept for a pause instead, so calls meanwhile fail without asking etcd.
     private func authenticate(_ login: (user: String, password: SecretValue), endpoint: String) async -> Result<String?, ClusterStoreError> {
         let outcome: Result<String?, ClusterStoreError>
         logins.withLock { $0 += 1 }
@@ -598,7 +599,8 @@ public final class EtcdGatewayClient: ClusterStore {
 }
 
 /// The token `EtcdGatewayClient` sends: none yet (or dropped as invalid), being fetched, one
-/// held, or none needed because etcd's access control is off.
+/// held, none needed because etcd's access control is off, or none for a while after etcd
+/// refused the login.
 enum AuthToken: Sendable {
     case missing
     case authenticating(Task<Result<String?, ClusterStoreError>, Never>)
@@ -617,8 +619,8 @@ enum AuthToken: Sendable {
     }
 }
 
-/// What a call does about its token: send this one (nil: none), or wait for the authentication
-/// under way.
+/// What a call does about its token: send this one (nil: none), wait for the authentication
+/// under way, or fail with the login's refusal.
 private enum AuthTokenWait: Sendable {
     case ready(String?)
     case wait(Task<Result<String?, ClusterStoreError>, Never>)
