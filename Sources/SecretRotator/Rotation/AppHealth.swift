@@ -168,6 +168,15 @@ public struct AppHealth: Sendable, Encodable, Equatable {
     /// means the daemon is stopped, stuck, or cannot reach GenAuth to read the secret back.
     public static let unresolvedRefreshLimit: Duration = .seconds(120)
 
+    /// Whether an app is settled from its records alone: it has a secret, its last attempt
+    /// did not fail, no refresh is unsettled and no held secret waits for its outputs (the
+    /// engine's answer to a standalone `rotate`/`fetch`). `judge` adds what needs the clock,
+    /// the outputs and the fleet; an app `judge` finds `failing`, `neverObtained` or with an
+    /// `unresolvedRefresh` is never settled.
+    public static func isSettled(_ state: AppState, heldVersion: Int?) -> Bool {
+        state.version > 0 && state.consecutiveFailures == 0 && state.intent == nil && (heldVersion ?? 0) <= state.version
+    }
+
     /// - Parameters:
     ///   - outputFindings: the outputs' inspection (`outputBad`/`outputUnchecked`), made by the caller.
     ///   - grace: how long past `app.nextDue` a step may still be pending.

@@ -38,12 +38,6 @@ extension RotationEngine {
         await transition(app, .announced(version: version))
     }
 
-    /// This host's part in the fleet for `app`, for the transitions' announcement rule.
-    func fleetRole(_ app: AppConfig) -> AppTransitions.FleetRole {
-        guard fence != nil, app.action == .rotate else { return .none }
-        return leading ? .leader : .notLeading
-    }
-
     /// The failure a fence's answer makes of a refresh it did not allow (nil when granted).
     /// Refused: another host leads, so nothing is retried here (`notLeader`). Unavailable:
     /// this host leads but etcd did not take the intent, so the app backs off and retries.

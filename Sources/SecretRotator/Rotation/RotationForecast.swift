@@ -98,7 +98,7 @@ public struct RotationForecast: Sendable, Encodable {
             // A pending backoff (a failed verification, say) comes first; the window is then
             // asked about the time the backoff ends.
             var from = now
-            if state.consecutiveFailures > 0, let retry = state.nextAttempt { from = max(now, retry) }
+            if let retry = state.retryAt { from = max(now, retry) }
             at = max(from, RotationPlanner.rotationStart(app: app, state: state, now: from))
             kind = scheduledKind
             reason = "scheduled"

@@ -90,7 +90,7 @@ public enum RotationPlanner {
     }
 
     public static func nextStep(app: AppConfig, state: AppState, facts: Facts, policy: EnginePolicy, now: Date) -> Step {
-        if state.consecutiveFailures > 0, let retry = state.nextAttempt, retry > now {
+        if let retry = state.retryAt, retry > now {
             return .wait(until: retry)
         }
         if let held = facts.heldVersion, held > state.version {
