@@ -125,40 +125,29 @@ struct AppRequest {
             daemonGone = kill(pid, 0) != 0 && errno == ESRCH
             let now = store.inspect(appIDs: remaining.map(\.id)).apps
             remaining = remaining.filter { app in
-                guard let state = now[app.id]?.state else { return true }
+                guard let inspected = now[app.id], let state = inspected.state else { return true }
                 let old = initial[app.id]?.state ?? AppState(appID: app.id)
-                if state.version > old.version && state.intent == nil {
-                    progress.finished("\(app.name): version \(state.version) written")
-                    return false
-                }
-                if kind == .fetch, state.lastChecked != old.lastChecked {
-                    if state.consecutiveFailures == 0 {
-                        progress.finished("\(app.name): unchanged (version \(state.version)); every output checked")
-                    } else {
-                        // Read, but a later step (a hook, an output) still fails: answered.
-                        progress.failed(
-                            "\(app.name): read from GenAuth (version \(state.version)), but a step still fails (the daemon keeps retrying): \(state.lastError ?? "unknown error")")
-                        failed.append(app.name)
-                    }
-                    return false
-                }
-                // A retry of the hook (or of consumer notifications) of the version already written is not the rotation asked
-                // for (the daemon keeps the request until its refresh runs): keep waiting. A
-                // refresh that started marks the rotation owed until it is done, so its failure
-                // still answers.
-                let hookRetry = state.version == old.version && state.intent == nil && !state.rotationOwed
-                    && (state.hookDoneVersion < state.version || state.consumersDoneVersion < state.version)
-                // While the refresh is in flight (its intent recorded) nothing answers yet: a
-                // failure counted then is an earlier step's (a hook retried just before the
-                // refresh started, seen only now), and the refresh's own failure clears the intent.
-                let refreshInFlight = kind == .rotate && state.intent == .refresh
-                if state.consecutiveFailures > old.consecutiveFailures, !refreshInFlight, !(kind == .rotate && hookRetry) {
+                switch RequestOutcome.judge(kind == .rotate ? .rotate : .fetch, before: old, after: state, heldVersion: inspected.secretVersion) {
+                case .pending:
+                    return true
+                case .written(let version):
+                    progress.finished("\(app.name): version \(version) written")
+                case .checked(let version, failing: false):
+                    progress.finished("\(app.name): unchanged (version \(version)); every output checked")
+                case .checked(let version, failing: true):
+                    progress.failed(
+                        "\(app.name): read from GenAuth (version \(version)), but a step still fails (the daemon keeps retrying): \(state.lastError ?? "unknown error")")
+                    failed.append(app.name)
+                case .obtainedButFailing(let version):
+                    progress.failed(
+                        "\(app.name): GenAuth answered version \(version), but a step still fails (the daemon keeps retrying): \(state.lastError ?? "unknown error")")
+                    failed.append(app.name)
+                case .failed:
                     progress.failed(
                         "\(app.name): attempt failed (the daemon keeps retrying with backoff): \(state.lastError ?? "unknown error")")
                     failed.append(app.name)
-                    return false
                 }
-                return true
+                return false
             }
             if daemonGone { break }
         }
