@@ -197,4 +197,11 @@ extension AppState {
     public func isInBackoff(at now: Date) -> Bool {
         retryAt.map { $0 > now } ?? false
     }
+
+    /// The version whose `on_rotate` hook is owed (the one rule for planner, `status` and the
+    /// CLI): the current version, once there is one, until its hook completed; nil when the
+    /// app has no hook (`hasHook`) or nothing is owed.
+    public func hookOwed(hasHook: Bool) -> Int? {
+        hasHook && version > 0 && hookDoneVersion < version ? version : nil
+    }
 }

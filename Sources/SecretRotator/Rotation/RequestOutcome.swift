@@ -47,7 +47,7 @@ public enum RequestOutcome: Sendable, Equatable {
         // not the rotation asked for (the request is kept until its refresh runs). A refresh
         // that started marks the rotation owed until it is done, so its failure still answers.
         let followUpRetry = after.version == before.version && after.intent == nil && !after.rotationOwed
-            && (after.hookDoneVersion < after.version || after.consumersDoneVersion < after.version)
+            && (after.hookOwed(hasHook: true) != nil || after.consumersDoneVersion < after.version)
         // While a refresh is in flight (its intent recorded) nothing answers yet: a failure
         // counted then is an earlier step's, and the refresh's own failure clears the intent.
         let refreshInFlight = kind == .rotate && after.intent == .refresh

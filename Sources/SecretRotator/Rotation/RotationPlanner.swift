@@ -150,8 +150,8 @@ public enum RotationPlanner {
         if (!app.consumers.isEmpty || staleFailure) && state.consumersDoneVersion < state.version {
             return .notifyConsumers(version: state.version)
         }
-        if app.onRotate != nil && state.hookDoneVersion < state.version {
-            return .runHook(version: state.version)
+        if let owed = state.hookOwed(hasHook: app.onRotate != nil) {
+            return .runHook(version: owed)
         }
         return nil
     }

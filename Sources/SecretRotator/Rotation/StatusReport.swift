@@ -76,7 +76,7 @@ public struct StatusReport: Sendable, Encodable {
             consecutiveFailures = state.consecutiveFailures
             lastError = state.lastError
             self.pendingVersion = pendingVersion
-            hookOwedVersion = app.onRotate != nil && state.hookDoneVersion < state.version ? state.version : nil
+            hookOwedVersion = state.hookOwed(hasHook: app.onRotate != nil)
             unfinishedCall = state.intent?.rawValue
             unfinishedSince = state.intent == nil ? nil : state.intentStartedAt
             self.hasSecret = hasSecret

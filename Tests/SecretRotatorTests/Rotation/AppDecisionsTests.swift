@@ -412,4 +412,49 @@ import Testing
             #expect(AppHealth.isSettled(state, heldVersion: held) == settled)
         }
     }
+
+    @Test func hookOwedRule() {
+        // (version, hook done, has hook) -> owed version
+        let rows: [(Int, Int, Bool, Int?)] = [
+            (0, 0, true, nil),
+            (1, 0, true, 1),
+            (1, 1, true, nil),
+            (3, 1, true, 3),
+            (3, 1, false, nil),
+        ]
+        for (version, done, hasHook, owed) in rows {
+            var state = AppState(appID: "app-1")
+            state.version = version
+            state.hookDoneVersion = done
+            #expect(state.hookOwed(hasHook: hasHook) == owed)
+        }
+    }
+
+    /// `isSettled` (the engine's answer to a standalone rotate) and `judge` (the `status`
+    /// verdict) agree: an app is settled exactly when `judge` finds none of the record's own
+    /// problems (no secret, failing, a refresh unsettled, a held secret not on the outputs).
+    @Test func settledAgreesWithTheStatusVerdict() {
+        var failing = Self.healthy()
+        failing.consecutiveFailures = 2
+        failing.lastError = "boom"
+        var unsettled = Self.healthy()
+        unsettled.intent = .refresh
+        unsettled.intentStartedAt = Self.start
+        let states = [Self.healthy(), failing, unsettled, AppState(appID: "app-1")]
+        for state in states {
+            for held in [nil, max(state.version, 1), state.version + 1] {
+                let app = StatusReport.App(
+                    app: Self.app(), state: state, pendingVersion: held.flatMap { $0 > state.version ? $0 : nil }, nextDue: nil,
+                    hasSecret: state.version > 0 || held != nil)
+                let findings = AppHealth.judge(app, outputFindings: [], now: Self.start, grace: .seconds(3_600)).findings
+                let recordProblem = findings.contains {
+                    switch $0 {
+                    case .neverObtained, .failing, .unresolvedRefresh: true
+                    default: false
+                    }
+                } || app.pendingVersion != nil
+                #expect(AppHealth.isSettled(state, heldVersion: held) == !recordProblem, "\(state) held \(String(describing: held))")
+            }
+        }
+    }
 }
