@@ -4,12 +4,6 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
-import SystemPackage
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The election: holding a lease, campaigning, leading and handing over, suspending while etcd
 /// does not confirm the lease; each outcome told to the engine (`RotationEngine.leadershipChanged`).

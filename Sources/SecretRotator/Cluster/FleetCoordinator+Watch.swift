@@ -4,12 +4,6 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
-import SystemPackage
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The watch on the fleet's notices: each one forwarded to the engine as a fetch
 /// (`RotationEngine.notified`), at most one per app at a time, and the leader's record followed.
