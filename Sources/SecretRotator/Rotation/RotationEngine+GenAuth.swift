@@ -78,14 +78,16 @@ extension RotationEngine {
         genAuthFailing = false
         let start = now()
         let spacing = RotationPlanner.seconds(limiter.spacing)
-        let waiting = transientBackoff.subtracting(pulledForward).compactMap { id -> (String, AppState)? in
+        let waiting = transientBackoff.subtracting(pulledForward).compactMap { id -> GenAuthRecovery.Waiting? in
             guard running[id] == nil, let state = states[id] else { return nil }
-            return (id, state)
-        }.sorted { ($0.1.nextAttempt ?? .distantPast, appIndex[$0.0] ?? 0) < ($1.1.nextAttempt ?? .distantPast, appIndex[$1.0] ?? 0) }
+            return GenAuthRecovery.Waiting(appID: id, retryDue: state.nextAttempt ?? .distantPast, index: appIndex[id] ?? 0)
+        }
+        let schedule = GenAuthRecovery.schedule(waiting, answeredAt: start, spacing: spacing) {
+            Double(random.next() % 1_000) / 1_000
+        }
         var changed: [(id: String, old: AppState, new: AppState)] = []
-        for (slot, (id, state)) in waiting.enumerated() {
-            let jitter = Double(random.next() % 1_000) / 1_000
-            let retryAt = start.addingTimeInterval(spacing * (Double(slot + 1) + jitter))
+        for (id, retryAt) in schedule {
+            guard let state = states[id] else { continue }
             let context = AppTransitions.Context(now: start, policy: policy, hasHook: false, draw: random.next())
             let result = AppTransitions.apply(.apiRecovered(retryAt: retryAt), to: state, context: context)
             if result.state != state { changed.append((id, state, result.state)) }
