@@ -92,15 +92,19 @@ final class StateDatabase: Sendable {
         var parent = stat()
         let daemonUser: uid_t? = stat(directory, &parent) == 0 ? parent.st_uid : nil
         // Root and a monitoring user read the daemon's database; only root may act for it.
-        let actingForDaemon = geteuid() == 0 || !narrow
-        guard status.st_uid == geteuid() || (actingForDaemon && status.st_uid == daemonUser) else {
+        let rule = FileTrust.stateDatabase(effectiveUser: geteuid(), stateDirectoryOwner: daemonUser, actingForDaemon: geteuid() == 0 || !narrow)
+        switch rule.problem(owner: status.st_uid, mode: UInt16(status.st_mode & 0o7777), place: .file) {
+        case nil:
+            break
+        case .owner(let owner):
             throw StateDirectoryError(
                 .unavailable, path: path,
-                message: "the state database is owned by uid \(status.st_uid), not by this process (uid \(geteuid())) or the state directory's owner; it holds every secret, so it is not used")
-        }
-        if narrow && status.st_mode & 0o077 != 0 {
-            _ = fchmod(descriptor, 0o600)
-            for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+                message: "the state database is owned by uid \(owner), not by this process (uid \(geteuid())) or the state directory's owner; it holds every secret, so it is not used")
+        case .mode:
+            if narrow {
+                _ = fchmod(descriptor, 0o600)
+                for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+            }
         }
     }
 
