@@ -313,14 +313,11 @@ final class StateDatabase: Sendable {
         default: errno = nil
         }
         if [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY].contains(error.resultCode) {
-            var info = statvfs()
             let directory = FilePath(path).removingLastComponent().string
-            if statvfs(directory, &info) == 0 {
-                if info.f_flag & UInt(ST_RDONLY) != 0 {
-                    errno = .readOnlyFileSystem
-                } else if info.f_bavail == 0 || (info.f_files > 0 && info.f_favail == 0) {
-                    errno = .noSpace
-                }
+            switch VolumeCapacity.of(directory)?.problems().first {
+            case .readOnly: errno = .readOnlyFileSystem
+            case .noSpace, .noInodes: errno = .noSpace
+            case nil: break
             }
         }
         let code: StateDirectoryError.Code
