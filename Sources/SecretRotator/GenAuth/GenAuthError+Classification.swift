@@ -58,19 +58,21 @@ extension GenAuthError {
     }
 
     /// The answer could not be trusted (malformed, oversize, invalid secret).
-    static func badAnswer(_ reason: Reason, operation: APIOperation, message: String, httpStatus: Int?, requestId: String?)
-        -> GenAuthError
-    {
+    static func badAnswer(
+        _ reason: Reason, operation: APIOperation, message: String, httpStatus: Int?, requestId: String?,
+        file: String = #fileID, line: Int = #line
+    ) -> GenAuthError {
         GenAuthError(
             classification: operation.changesServerState ? .outcomeUnknown : .transient, reason: reason,
-            operation: operation.name, httpStatus: httpStatus, message: message, requestId: requestId)
+            operation: operation.name, httpStatus: httpStatus, message: message, requestId: requestId, file: file, line: line)
     }
 
     /// A failure below HTTP. "Not sent" is only claimed when no connection was made.
-    static func transport(_ error: any Error, operation: APIOperation) -> GenAuthError {
+    static func transport(_ error: any Error, operation: APIOperation, file: String = #fileID, line: Int = #line) -> GenAuthError {
         let afterSend: Classification = operation.changesServerState ? .outcomeUnknown : .transient
         func make(_ c: Classification, _ r: Reason) -> GenAuthError {
-            GenAuthError(classification: c, reason: r, operation: operation.name, underlying: describe(error))
+            GenAuthError(
+                classification: c, reason: r, operation: operation.name, underlying: describe(error), cause: error, file: file, line: line)
         }
         switch error {
         case let error as HTTPClientError:

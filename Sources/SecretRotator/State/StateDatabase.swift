@@ -326,7 +326,8 @@ final class StateDatabase: Sendable {
         case .SQLITE_CANTOPEN: code = .unavailable
         default: code = .recordWriteFailed
         }
-        return StateDirectoryError(code, path: path, errno: errno, message: "\(message) (SQLite: \(error.message ?? "\(error.resultCode)"))")
+        return StateDirectoryError(
+            code, path: path, errno: errno, message: "\(message) (SQLite: \(error.message ?? "\(error.resultCode)"))", cause: error)
     }
 
     /// An error for a log line or `status`: SQLite's own message (`sqlite3_errmsg`, which
