@@ -77,12 +77,9 @@ public final class AppLocks: Sendable {
                 for file in taken.values { file.release() }
                 switch error {
                 case .held(let pid, let detail):
-                    throw AppLockError(
-                        appID: id, holder: pid, holderStateDirectory: detail, path: path, isHeldByAnother: true, reason: "held")
+                    throw AppLockError(.heldByAnother, appID: id, holder: pid, holderStateDirectory: detail, path: path, reason: "held")
                 case .unavailable(let errno):
-                    throw AppLockError(
-                        appID: id, holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
-                        reason: "\(OutputError.name(of: errno)) (\(errno))")
+                    throw AppLockError(.unavailable, appID: id, path: path, reason: "\(OutputError.name(of: errno)) (\(errno))", cause: errno)
                 }
             }
         }
@@ -107,7 +104,7 @@ public final class AppLocks: Sendable {
         _ = setrlimit(resource, &limit)
         if limit.rlim_cur < needed {
             throw AppLockError(
-                appID: "", holder: nil, holderStateDirectory: nil, path: directory, isHeldByAnother: false,
+                .unavailable, appID: "", path: directory,
                 reason: "\(count) apps need about \(needed) open files, but the hard limit is \(limit.rlim_max) (raise LimitNOFILE=)")
         }
     }
@@ -129,27 +126,63 @@ public final class AppLocks: Sendable {
             if mkdir(path, 0o755) == 0 {
                 if let owner { _ = chown(path, owner, gid_t.max) }
             } else if errno != EEXIST {
+                let failure = Errno(rawValue: errno)
                 throw AppLockError(
-                    appID: "", holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
-                    reason: "cannot create the lock directory: \(OutputError.name(of: Errno(rawValue: errno)))")
+                    .unavailable, appID: "", path: path, reason: "cannot create the lock directory: \(OutputError.name(of: failure))", cause: failure)
             }
         }
     }
 }
 
+/// What kept a lock from being taken, for `AppLockError` and `StateDirectoryLockError`.
+public struct LockErrorCode: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    private init(_ rawValue: String) { self.rawValue = rawValue }
+
+    /// Another process holds the lock.
+    public static let heldByAnother = LockErrorCode("heldByAnother")
+    /// The lock file or its directory cannot be used (EACCES, EROFS, too few descriptors).
+    public static let unavailable = LockErrorCode("unavailable")
+
+    public var description: String { rawValue }
+}
+
 /// An app whose lock another process holds, or a lock directory that cannot be used.
 public struct AppLockError: Error, CustomStringConvertible {
+    public typealias Code = LockErrorCode
+
+    public let code: Code
+    /// Empty when the lock directory itself failed, before any app.
     public let appID: String
     public let holder: pid_t?
     public let holderStateDirectory: String?
     public let path: String
-    /// False when the lock file could not even be opened (e.g. EACCES on the directory).
-    public let isHeldByAnother: Bool
     public let reason: String
+    /// The errno, when a system call failed.
+    public let cause: (any Error)?
+    /// `file:line` where the error was raised, for bug reports.
+    public let location: String
+
+    init(
+        _ code: Code, appID: String, holder: pid_t? = nil, holderStateDirectory: String? = nil, path: String, reason: String,
+        cause: (any Error)? = nil, file: String = #fileID, line: Int = #line
+    ) {
+        self.code = code
+        self.appID = appID
+        self.holder = holder
+        self.holderStateDirectory = holderStateDirectory
+        self.path = path
+        self.reason = reason
+        self.cause = cause
+        self.location = "\(file):\(line)"
+    }
+
+    /// False when the lock file could not even be opened (e.g. EACCES on the directory).
+    public var isHeldByAnother: Bool { code == .heldByAnother }
 
     public var description: String {
         guard isHeldByAnother else {
-            // appID is empty when the lock directory itself failed, before any app.
             return appID.isEmpty ? "cannot use the lock directory \(path): \(reason)" : "cannot lock app \(appID) at \(path): \(reason)"
         }
         // A PID that no longer exists means the file was locked by something that did not

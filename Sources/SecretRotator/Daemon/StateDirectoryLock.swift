@@ -33,11 +33,9 @@ public final class StateDirectoryLock: Sendable {
         } catch {
             switch error {
             case .held(let pid, _):
-                var held = StateDirectoryLockError(path: path, holder: pid, reason: "held by another process whose PID is not readable")
-                held.isHeldByAnother = true
-                throw held
+                throw StateDirectoryLockError(.heldByAnother, path: path, holder: pid, reason: "held by another process whose PID is not readable")
             case .unavailable(let errno):
-                throw StateDirectoryLockError(path: path, holder: nil, reason: "\(errno)")
+                throw StateDirectoryLockError(.unavailable, path: path, reason: "\(errno)", cause: errno)
             }
         }
     }
@@ -50,12 +48,32 @@ public final class StateDirectoryLock: Sendable {
 
 /// The state directory lock could not be taken: another process holds it, or its file cannot be opened.
 public struct StateDirectoryLockError: Error, CustomStringConvertible {
+    public typealias Code = LockErrorCode
+
+    public let code: Code
     public let path: String
     public let holder: pid_t?
+    public let reason: String
+    /// The errno, when the lock file could not be opened or locked.
+    public let cause: (any Error)?
+    /// `file:line` where the error was raised, for bug reports.
+    public let location: String
+
+    init(
+        _ code: Code, path: String, holder: pid_t? = nil, reason: String, cause: (any Error)? = nil,
+        file: String = #fileID, line: Int = #line
+    ) {
+        self.code = code
+        self.path = path
+        self.holder = holder
+        self.reason = reason
+        self.cause = cause
+        self.location = "\(file):\(line)"
+    }
+
     /// True when another process holds the lock (its PID may not be readable yet); false
     /// when the lock file itself could not be opened (read-only or broken directory).
-    public var isHeldByAnother = false
-    public let reason: String
+    public var isHeldByAnother: Bool { code == .heldByAnother }
 
     public var description: String {
         if let holder { return "\(path) is locked by another secret-rotator (PID \(holder)); only one may run per state directory" }

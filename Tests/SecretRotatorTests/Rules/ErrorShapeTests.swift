@@ -39,9 +39,11 @@ import Testing
     }
 
     @Test func lockErrorsHaveUniqueNames() {
-        let app = AppLockError(appID: "a", holder: nil, holderStateDirectory: nil, path: "/run/x", isHeldByAnother: false, reason: "EACCES")
-        let directory = StateDirectoryLockError(path: "/var/lib/x/lock", holder: nil, reason: "EROFS")
-        #expect(app.description == "cannot lock app a at /run/x: EACCES")
-        #expect(directory.description == "cannot lock /var/lib/x/lock: EROFS")
+        let app = AppLockError(.unavailable, appID: "a", path: "/run/x", reason: "EACCES")
+        let directory = StateDirectoryLockError(.unavailable, path: "/var/lib/x/lock", reason: "EROFS")
+        let held = StateDirectoryLockError(.heldByAnother, path: "/var/lib/x/lock", holder: 42, reason: "held")
+        #expect(app.description == "cannot lock app a at /run/x: EACCES" && !app.isHeldByAnother)
+        #expect(directory.description == "cannot lock /var/lib/x/lock: EROFS" && !directory.isHeldByAnother)
+        #expect(held.isHeldByAnother && held.description.contains("(PID 42)"))
     }
 }
