@@ -168,14 +168,9 @@ public struct AppLockError: Error, CustomStringConvertible {
         _ code: Code, appID: String, holder: pid_t? = nil, holderStateDirectory: String? = nil, path: String, reason: String,
         cause: (any Error)? = nil, file: String = #fileID, line: Int = #line
     ) {
-        self.code = code
-        self.appID = appID
-        self.holder = holder
-        self.holderStateDirectory = holderStateDirectory
-        self.path = path
-        self.reason = reason
-        self.cause = cause
-        self.location = "\(file):\(line)"
+        (self.code, self.appID, self.path, self.reason, self.cause) = (code, appID, path, reason, cause)
+        (self.holder, self.holderStateDirectory) = (holder, holderStateDirectory)
+        location = "\(file):\(line)"
     }
 
     /// False when the lock file could not even be opened (e.g. EACCES on the directory).

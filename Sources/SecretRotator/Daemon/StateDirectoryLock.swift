@@ -63,12 +63,8 @@ public struct StateDirectoryLockError: Error, CustomStringConvertible {
         _ code: Code, path: String, holder: pid_t? = nil, reason: String, cause: (any Error)? = nil,
         file: String = #fileID, line: Int = #line
     ) {
-        self.code = code
-        self.path = path
-        self.holder = holder
-        self.reason = reason
-        self.cause = cause
-        self.location = "\(file):\(line)"
+        (self.code, self.path, self.holder, self.reason, self.cause) = (code, path, holder, reason, cause)
+        location = "\(file):\(line)"
     }
 
     /// True when another process holds the lock (its PID may not be readable yet); false
