@@ -122,7 +122,7 @@ struct AppRequest {
             defer { lookCost = ContinuousClock.now - lookStarted }
             // A daemon that died (SIGKILL, OOM) answers nothing: do not wait out the timeout.
             // Checked before the records, so what it finished before dying still counts.
-            daemonGone = kill(pid, 0) != 0 && errno == ESRCH
+            daemonGone = ProcessLiveness.of(pid) == .gone
             let now = store.inspect(appIDs: remaining.map(\.id)).apps
             remaining = remaining.filter { app in
                 guard let inspected = now[app.id], let state = inspected.state else { return true }

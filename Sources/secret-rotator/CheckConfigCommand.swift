@@ -172,14 +172,12 @@ struct OnlineVerification: Encodable {
 
     /// Not found and forbidden are the config's problem (78); anything transient is 69.
     static func classify(_ error: GenAuthError) -> (result: String, detail: String, status: Int32) {
-        let code = error.apiStatusCode ?? error.httpStatus
-        switch code {
-        case 404: return ("not-found", "no application with this id in the user pool (\(error))", 78)
-        case 403: return ("forbidden", "the access key may not read this application (\(error))", 78)
-        default:
-            if error.classification == .permanent { return ("failed", "\(error)", 78) }
-            return ("failed", "GenAuth could not be asked: \(error)", 69)
+        if error.apiStatusCode ?? error.httpStatus == 404 {
+            return ("not-found", "no application with this id in the user pool (\(error))", 78)
         }
+        if error.isForbidden { return ("forbidden", "the access key may not read this application (\(error))", 78) }
+        if error.classification == .permanent { return ("failed", "\(error)", 78) }
+        return ("failed", "GenAuth could not be asked: \(error)", 69)
     }
 
     func render() -> String {

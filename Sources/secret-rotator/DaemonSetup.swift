@@ -75,7 +75,7 @@ struct DaemonOptions: ParsableArguments {
         do {
             try StateDirectory(path: stateDirectory).createDirectory()
             return try StateDirectoryLock.acquire(stateDirectory: stateDirectory)
-        } catch let error as StateDirectoryLock.HeldError {
+        } catch let error as StateDirectoryLockError {
             StandardError.write("secret-rotator: \(error)")
             // 75 only when another instance holds it; a lock file that cannot be opened
             // (read-only or broken state directory) is 73, like any other unusable directory.

@@ -68,8 +68,9 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
         guard var status = try? decoder.decode(ClusterStatus.self, from: Data(contents.bytes)) else { return nil }
-        let gone = kill(status.pid, 0) != 0 && errno == ESRCH
-        let stopped = !gone && Self.isStopped(pid: status.pid)
+        let liveness = ProcessLiveness.of(status.pid)
+        let gone = liveness == .gone
+        let stopped = liveness == .stopped
         if gone || stopped {
             // Written by a daemon that is gone, or frozen (SIGSTOP, a debugger): it renews no
             // lease and watches nothing now, whatever it wrote last.
@@ -84,15 +85,6 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
                 : "the daemon that wrote this (PID \(status.pid)) is not running"
         }
         return status
-    }
-
-    /// Whether `pid` is in the stopped or traced state (`T`/`t` in /proc/PID/stat, proc(5)).
-    static func isStopped(pid: Int32) -> Bool {
-        guard let contents = try? SmallFile.read("/proc/\(pid)/stat", limit: 4096) else { return false }
-        // "PID (comm) S ...": the state follows the last ')' (comm may hold spaces and parens).
-        guard let close = contents.bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < contents.bytes.count else { return false }
-        let state = contents.bytes[close + 2]
-        return state == UInt8(ascii: "T") || state == UInt8(ascii: "t")
     }
 
     func encoded() -> [UInt8] {

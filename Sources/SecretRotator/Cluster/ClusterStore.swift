@@ -73,8 +73,10 @@ public struct ClusterEvent: Sendable, Equatable {
     }
 }
 
-/// A failed etcd call, in the style of NIO's `FileSystemError`: what failed (`code`), a
-/// readable message, the endpoint, and the underlying error's description.
+/// A failed etcd call, in the shape of NIO's `FileSystemError`: what failed (`code`, open to
+/// new members), a readable message, the endpoint, the underlying error (`cause`: the HTTP
+/// client's error, or `EtcdErrorText` when etcd answered with an error) and where in our
+/// code it was raised (`location`).
 public struct ClusterStoreError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate enum Value: Hashable, Sendable { case unreachable, timeout, rejected, badAnswer, watchEnded, denied, unauthenticated }
@@ -113,19 +115,43 @@ public struct ClusterStoreError: Error, Sendable, CustomStringConvertible {
     public var code: Code
     public var message: String
     public var endpoint: String?
-    public var cause: String?
+    public var cause: (any Error)?
+    /// `file:line` where the error was raised, for bug reports.
+    public var location: String
 
-    public init(_ code: Code, _ message: String, endpoint: String? = nil, cause: String? = nil) {
+    public init(_ code: Code, _ message: String, endpoint: String? = nil, cause: (any Error)? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code
         self.message = message
         self.endpoint = endpoint
         self.cause = cause
+        self.location = "\(file):\(line)"
     }
+
+    /// An error etcd answered with (the `error` field of a gateway answer), as `cause`.
+    public init(_ code: Code, _ message: String, endpoint: String? = nil, etcdSaid text: String?, file: String = #fileID, line: Int = #line) {
+        self.init(code, message, endpoint: endpoint, cause: text.map(EtcdErrorText.init), file: file, line: line)
+    }
+
+    /// What etcd said, when it said it in an error answer.
+    public var etcdText: String? { (cause as? EtcdErrorText)?.text }
 
     public var description: String {
         var text = message
         if let endpoint { text += " (\(endpoint))" }
-        if let cause, !cause.isEmpty { text += ": \(cause)" }
+        // A cause of this domain (a member that stopped answering) is named by its message:
+        // its endpoint and own cause would repeat what this one says.
+        let causeText = cause.map { ($0 as? ClusterStoreError)?.message ?? String(describing: $0) }
+        if let causeText, !causeText.isEmpty { text += ": \(causeText)" }
         return text
     }
+}
+
+/// The text of an etcd error answer ("etcdserver: no leader", "permission denied"...), as an
+/// error to carry as a `ClusterStoreError`'s cause.
+public struct EtcdErrorText: Error, Sendable, Equatable, CustomStringConvertible {
+    public let text: String
+
+    public init(_ text: String) { self.text = text }
+
+    public var description: String { text }
 }

@@ -80,7 +80,7 @@ public final class EtcdGatewayClient: ClusterStore {
                     tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
                 }
             } catch {
-                throw ClusterStoreError(.badAnswer, "cannot read the etcd TLS files", cause: "\(error)")
+                throw ClusterStoreError(.badAnswer, "cannot read the etcd TLS files", cause: error)
             }
             configuration.tlsConfiguration = tls
         }
@@ -104,7 +104,7 @@ public final class EtcdGatewayClient: ClusterStore {
     public func grantLease(ttl: Duration) async throws(ClusterStoreError) -> Int64 {
         let answer = try await unary("/v3/lease/grant", ["TTL": .string("\(ttl.components.seconds)")])
         guard let id = answer.int64("ID"), id != 0 else {
-            throw ClusterStoreError(.badAnswer, "lease grant answered without a lease id", cause: answer.errorText)
+            throw ClusterStoreError(.badAnswer, "lease grant answered without a lease id", etcdSaid: answer.errorText)
         }
         return id
     }
@@ -113,7 +113,7 @@ public final class EtcdGatewayClient: ClusterStore {
         let answer = try await unary("/v3/lease/keepalive", ["ID": .string("\(lease)")])
         // {"result": {"ID": ..., "TTL": "10"}}; a lease etcd no longer has comes back without TTL.
         guard let result = answer.object("result") else {
-            throw ClusterStoreError(.badAnswer, "lease keepalive answered without a result", cause: answer.errorText)
+            throw ClusterStoreError(.badAnswer, "lease keepalive answered without a result", etcdSaid: answer.errorText)
         }
         return (result.int64("TTL") ?? 0) > 0
     }
@@ -137,7 +137,7 @@ public final class EtcdGatewayClient: ClusterStore {
             throw error
         }
         guard let leader = answer.object("leader"), let key = leader.bytes("key"), let revision = leader.int64("rev") else {
-            throw ClusterStoreError(.rejected, "campaign failed", cause: answer.errorText)
+            throw ClusterStoreError(.rejected, "campaign failed", etcdSaid: answer.errorText)
         }
         return ClusterKeyValue(
             key: String(decoding: key, as: UTF8.self), value: value, createRevision: revision, modRevision: revision,
@@ -158,7 +158,7 @@ public final class EtcdGatewayClient: ClusterStore {
         // etcd answers "election: no leader" as an error (gRPC code 2).
         if let error = answer.errorText, error.contains("no leader") { return nil }
         if answer.errorText != nil {
-            throw ClusterStoreError(.rejected, "cannot read the election's leader", cause: answer.errorText)
+            throw ClusterStoreError(.rejected, "cannot read the election's leader", etcdSaid: answer.errorText)
         }
         return nil
     }
@@ -168,7 +168,7 @@ public final class EtcdGatewayClient: ClusterStore {
             "/v3/kv/range", ["key": .string(Self.base64(prefix)), "range_end": .string(Self.base64(Self.rangeEnd(prefix)))])
         let values = (answer.array("kvs") ?? []).compactMap { $0.objectValue.flatMap { Self.keyValue(JSONObject($0)) } }
         guard let revision = answer.object("header")?.int64("revision") else {
-            throw ClusterStoreError(.badAnswer, "range answered without a revision", cause: answer.errorText)
+            throw ClusterStoreError(.badAnswer, "range answered without a revision", etcdSaid: answer.errorText)
         }
         return (values, revision)
     }
@@ -176,7 +176,7 @@ public final class EtcdGatewayClient: ClusterStore {
     public func get(_ key: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
         let answer = try await unary("/v3/kv/range", ["key": .string(Self.base64(key))])
         guard answer.object("header") != nil else {
-            throw ClusterStoreError(.badAnswer, "range answered without a header", cause: answer.errorText)
+            throw ClusterStoreError(.badAnswer, "range answered without a header", etcdSaid: answer.errorText)
         }
         return (answer.array("kvs") ?? []).first?.objectValue.flatMap { Self.keyValue(JSONObject($0)) }
     }
@@ -259,12 +259,12 @@ public final class EtcdGatewayClient: ClusterStore {
                             "/v3/kv/range", ["key": .string(Self.base64(self.prefix + "/"))], endpoint: endpoint,
                             deadline: self.unaryTimeout)
                         if answer.object("header") == nil {
-                            throw ClusterStoreError(.rejected, "etcd refused the liveness read", cause: answer.errorText)
+                            throw ClusterStoreError(.rejected, "etcd refused the liveness read", etcdSaid: answer.errorText)
                         }
                     } catch {
                         if Task.isCancelled { return nil }
                         return .failure(
-                            ClusterStoreError(.timeout, "the member stopped answering", endpoint: endpoint, cause: error.message))
+                            ClusterStoreError(.timeout, "the member stopped answering", endpoint: endpoint, cause: error))
                     }
                 }
                 return nil
@@ -290,7 +290,7 @@ public final class EtcdGatewayClient: ClusterStore {
         do {
             response = try await http.execute(request(endpoint + "/v3/watch", body, token: sentToken), deadline: .distantFuture)
         } catch {
-            throw ClusterStoreError(.unreachable, "cannot start a watch", endpoint: endpoint, cause: Self.describe(error))
+            throw ClusterStoreError(.unreachable, "cannot start a watch", endpoint: endpoint, cause: error)
         }
         guard response.status == .ok else {
             let text = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
@@ -310,7 +310,7 @@ public final class EtcdGatewayClient: ClusterStore {
                         events = try Self.watchEvents(line, endpoint: endpoint)
                     } catch {
                         // A watch created with an expired token, or on a range the role may not read.
-                        throw accessProblem(error.cause ?? "", path: "/v3/watch", endpoint: endpoint, sentToken: sentToken) ?? error
+                        throw accessProblem(error.etcdText ?? "", path: "/v3/watch", endpoint: endpoint, sentToken: sentToken) ?? error
                     }
                     if let events, !events.isEmpty { continuation.yield(events) }
                 }
@@ -320,7 +320,7 @@ public final class EtcdGatewayClient: ClusterStore {
             }
         } catch {
             throw (error as? ClusterStoreError)
-                ?? ClusterStoreError(.watchEnded, "the watch stream broke", endpoint: endpoint, cause: Self.describe(error))
+                ?? ClusterStoreError(.watchEnded, "the watch stream broke", endpoint: endpoint, cause: error)
         }
     }
 
@@ -332,14 +332,14 @@ public final class EtcdGatewayClient: ClusterStore {
             throw ClusterStoreError(.badAnswer, "a watch message is not JSON", endpoint: endpoint)
         }
         if let error = object["error"] {
-            throw ClusterStoreError(.rejected, "etcd ended the watch", endpoint: endpoint, cause: JSONObject(error.objectValue ?? [:]).errorText ?? "error")
+            throw ClusterStoreError(.rejected, "etcd ended the watch", endpoint: endpoint, etcdSaid: JSONObject(error.objectValue ?? [:]).errorText ?? "error")
         }
         guard let result = JSONObject(object).object("result") else {
             throw ClusterStoreError(.badAnswer, "a watch message has no result", endpoint: endpoint)
         }
         if result.bool("canceled") == true {
             let reason = result.string("cancel_reason") ?? (result.int64("compact_revision").map { "revision compacted up to \($0)" } ?? "cancelled")
-            throw ClusterStoreError(.rejected, "etcd cancelled the watch", endpoint: endpoint, cause: reason)
+            throw ClusterStoreError(.rejected, "etcd cancelled the watch", endpoint: endpoint, etcdSaid: reason)
         }
         return (result.array("events") ?? []).compactMap { event -> ClusterEvent? in
             guard let event = event.objectValue, let kv = JSONObject(event).object("kv"), let value = keyValue(kv) else { return nil }
@@ -374,7 +374,7 @@ public final class EtcdGatewayClient: ClusterStore {
                 let answer = try await callRenewingToken(path, body, endpoint: endpoint, deadline: unaryTimeout)
                 if !allowError, let error = answer.errorText {
                     // "etcdserver: no leader" and friends: another member may have quorum.
-                    last = ClusterStoreError(.rejected, "etcd refused \(path)", endpoint: endpoint, cause: error)
+                    last = ClusterStoreError(.rejected, "etcd refused \(path)", endpoint: endpoint, etcdSaid: error)
                     advance(from: endpoint)
                     continue
                 }
@@ -414,13 +414,13 @@ public final class EtcdGatewayClient: ClusterStore {
             response = try await http.execute(request(endpoint + path, body, token: sentToken), deadline: nioDeadline)
         } catch {
             let timedOut = (error as? HTTPClientError) == .deadlineExceeded || (error as? HTTPClientError) == .connectTimeout
-            throw ClusterStoreError(timedOut ? .timeout : .unreachable, "\(path) failed", endpoint: endpoint, cause: Self.describe(error))
+            throw ClusterStoreError(timedOut ? .timeout : .unreachable, "\(path) failed", endpoint: endpoint, cause: error)
         }
         let bytes: ByteBuffer
         do {
             bytes = try await response.body.collect(upTo: Self.maximumAnswer)
         } catch {
-            throw ClusterStoreError(.unreachable, "\(path): the answer broke off", endpoint: endpoint, cause: Self.describe(error))
+            throw ClusterStoreError(.unreachable, "\(path): the answer broke off", endpoint: endpoint, cause: error)
         }
         guard let object = JSONValue.parse(Array(bytes.readableBytesView))?.objectValue else {
             throw accessProblem(String(buffer: bytes), path: path, endpoint: endpoint, sentToken: sentToken)
@@ -479,7 +479,7 @@ public final class EtcdGatewayClient: ClusterStore {
                 outcome = .failure(
                     ClusterStoreError(
                         .rejected, "etcd did not authenticate user \"\(login.user)\"", endpoint: endpoint,
-                        cause: answer.errorText ?? "no token in the answer"))
+                        etcdSaid: answer.errorText ?? "no token in the answer"))
             }
         } catch {
             outcome = .failure(error)
@@ -524,29 +524,29 @@ public final class EtcdGatewayClient: ClusterStore {
                 if case .authDisabled = current { current = .missing }
                 if current.holds(sentToken) { current = .missing }
             }
-            return ClusterStoreError(.unauthenticated, "\(path): the auth token of \(who) is invalid or expired", endpoint: endpoint, cause: error)
+            return ClusterStoreError(.unauthenticated, "\(path): the auth token of \(who) is invalid or expired", endpoint: endpoint, etcdSaid: error)
         }
         if error.contains("user name is empty") {
             return ClusterStoreError(
                 .denied,
                 "etcd has access control enabled (auth enable) and [cluster] names no user: set user and password_credential or password_file; the user's role needs readwrite on \(prefix)/",
-                endpoint: endpoint, cause: error)
+                endpoint: endpoint, etcdSaid: error)
         }
         if error.contains("authentication failed") {
             return ClusterStoreError(
                 .denied, "etcd refused the password of \(who): check the user and its [cluster] password source (etcdctl user passwd)",
-                endpoint: endpoint, cause: error)
+                endpoint: endpoint, etcdSaid: error)
         }
         if error.contains("permission denied") {
             return ClusterStoreError(
                 .denied, "\(who) may not use \(path) under \(prefix)/: its role needs readwrite on the prefix (\(grant))",
-                endpoint: endpoint, cause: error)
+                endpoint: endpoint, etcdSaid: error)
         }
         if error.hasPrefix("CommonName of client") {
             return ClusterStoreError(
                 .denied,
                 "etcd's JSON gateway refuses every request made with a client certificate that has a CommonName while access control is enabled: issue cert_file without a CN (e.g. openssl -subj /O=secret-rotator); the etcd user comes from [cluster] user",
-                endpoint: endpoint, cause: error.trimmingCharacters(in: .whitespacesAndNewlines))
+                endpoint: endpoint, etcdSaid: error.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         if error == "connection closed" && endpoint.hasPrefix("https://") {
             // The member answered us over TLS, but its gateway could not reach the member's own
@@ -554,7 +554,7 @@ public final class EtcdGatewayClient: ClusterStore {
             return ClusterStoreError(
                 .unreachable,
                 "etcd's JSON gateway cannot reach its own member: the member's server certificate probably lacks the clientAuth extended key usage (the gateway dials the member with it as a client certificate, so it needs extendedKeyUsage = serverAuth, clientAuth; etcdctl works without it)",
-                endpoint: endpoint, cause: error)
+                endpoint: endpoint, etcdSaid: error)
         }
         return nil
     }
@@ -566,11 +566,6 @@ public final class EtcdGatewayClient: ClusterStore {
         if let token { request.headers.add(name: "Authorization", value: token) }
         request.body = .bytes(ByteBuffer(bytes: JSONValue.object(body).serialized()))
         return request
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? HTTPClientError { return "\(error)" }
-        return String(describing: error)
     }
 
     static func keyValue(_ object: JSONObject) -> ClusterKeyValue? {

@@ -228,14 +228,7 @@ public actor FleetCoordinator: RotationFence {
         let bytes = status.encoded()
         let path = statusPath
         // An fsync'd replace, off the actor's executor like every other durable write.
-        let result = try? await RotationEngine.sharedFileIO.runIfActive { () -> Result<Void, OutputError> in
-            do throws(OutputError) {
-                try AtomicFileWriter().write(bytes, to: path, options: AtomicWriteOptions())
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
-        }
+        let result = await AtomicFileWriter().write(bytes, to: path, options: AtomicWriteOptions(), on: RotationEngine.sharedFileIO)
         if case .failure(let error) = result {
             if loggedOnce.insert("status-file").inserted {
                 logger.warning("cannot write \(statusPath): \(error)", metadata: ["event": "cluster_status_write_failed"])

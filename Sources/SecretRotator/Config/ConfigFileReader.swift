@@ -92,14 +92,11 @@ enum ConfigFileReader {
                 directory = component.isEmpty ? "/" : (directory == "/" ? "/" : directory + "/") + component
                 var status = stat()
                 guard stat(directory, &status) == 0 else { continue }
-                let mode = UInt16(status.st_mode & 0o7777)
-                let sticky = mode & UInt16(S_ISVTX) != 0
-                let isLast = directory == parentDirectory(of: candidate)
-                if status.st_uid != 0 && status.st_uid != daemonUID || (mode & 0o022 != 0 && (isLast || !sticky)) {
-                    if let problem = trustProblem(owner: status.st_uid, mode: mode & 0o777, what: "the directory \(directory) of \(what)") {
-                        return problem
-                    }
-                    return "refusing the directory \(directory) of \(what): writable by group or others (mode \(FileMode(rawValue: mode & 0o777)))"
+                let place: FileTrust.Place = directory == parentDirectory(of: candidate) ? .finalDirectory : .ancestorDirectory
+                if let problem = trustProblem(
+                    owner: status.st_uid, mode: UInt16(status.st_mode & 0o7777), place: place, what: "the directory \(directory) of \(what)")
+                {
+                    return problem
                 }
             }
         }
@@ -151,16 +148,17 @@ enum ConfigFileReader {
         daemonUIDOverride.withLock { $0 = uid }
     }
 
-    /// nil when `owner` is root or the daemon's user and `mode` gives no write to group or others.
-    static func trustProblem(owner: uid_t, mode: UInt16, what: String) -> String? {
+    /// nil when `owner` and `mode` pass `FileTrust.daemonInputs` at `place`; else the refusal in words.
+    static func trustProblem(owner: uid_t, mode: UInt16, place: FileTrust.Place = .file, what: String) -> String? {
         let me = daemonUID
-        if owner != 0 && owner != me {
+        switch FileTrust.daemonInputs(daemonUser: me).problem(owner: owner, mode: mode, place: place) {
+        case nil:
+            return nil
+        case .owner(let owner):
             return "refusing \(what): owned by uid \(owner), not by root or by the daemon's user (uid \(me)); whoever owns it decides what the daemon runs and writes"
+        case .mode(let permissions):
+            return "refusing \(what): writable by group or others (mode \(FileMode(rawValue: permissions))); chmod go-w it"
         }
-        if mode & 0o022 != 0 {
-            return "refusing \(what): writable by group or others (mode \(FileMode(rawValue: mode))); chmod go-w it"
-        }
-        return nil
     }
 
     static func realPath(_ path: String) -> String? {

@@ -70,8 +70,7 @@ public enum OutputDirectoryCheck {
             return "directory \(directory) cannot be reached: \(ConfigFileReader.explain(Errno(rawValue: error)))"
         }
         guard status.st_mode & S_IFMT == S_IFDIR else { return "\(directory) is not a directory" }
-        var volume = statvfs()
-        if statvfs(directory, &volume) == 0, volume.f_flag & UInt(ST_RDONLY) != 0 {
+        if VolumeCapacity.of(directory)?.readOnly == true {
             return "directory \(directory) is on a file system mounted read-only"
         }
         let mode = status.st_mode

@@ -31,30 +31,6 @@ public final class AppLocks: Sendable {
     private let stateDirectory: String
     private let held = Mutex<[String: PIDLockFile]>([:])
 
-    /// An app whose lock another process holds.
-    public struct HeldError: Error, CustomStringConvertible {
-        public let appID: String
-        public let holder: pid_t?
-        public let holderStateDirectory: String?
-        public let path: String
-        /// False when the lock file could not even be opened (e.g. EACCES on the directory).
-        public let isHeldByAnother: Bool
-        public let reason: String
-
-        public var description: String {
-            guard isHeldByAnother else {
-                // appID is empty when the lock directory itself failed, before any app.
-                return appID.isEmpty ? "cannot use the lock directory \(path): \(reason)" : "cannot lock app \(appID) at \(path): \(reason)"
-            }
-            // A PID that no longer exists means the file was locked by something that did not
-            // write it (an old file, another tool): say so rather than name a dead process.
-            let alive = holder.map { kill($0, 0) == 0 || errno == EPERM } ?? false
-            let who = alive ? holder.map { "PID \($0)" } ?? "another process" : "a process that is not the one the lock file names"
-            let whereFrom = holderStateDirectory.map { " with state directory \($0)" } ?? ""
-            return "app \(appID) is managed by another secret-rotator (\(who)\(whereFrom)); one process per host writes an app: ask that one (rotate/fetch without --state-dir), or stop it first"
-        }
-    }
-
     /// Who owns what this process creates here: root running `rotate` or `run --once` for a
     /// state directory owned by the daemon's user creates the lock directory and files for
     /// that user, or the daemon could not create its own locks in a directory root made.
@@ -85,8 +61,8 @@ public final class AppLocks: Sendable {
     /// nothing: if one is held elsewhere, the ones newly taken here are released again and
     /// the locks held before stay as they were.
     ///
-    /// - Throws: `HeldError` for the first app that cannot be locked.
-    public func hold(exactly appIDs: [String]) throws(HeldError) {
+    /// - Throws: `AppLockError` for the first app that cannot be locked.
+    public func hold(exactly appIDs: [String]) throws(AppLockError) {
         try ensureDescriptors(for: appIDs.count)
         try ensureDirectory()
         let wanted = Set(appIDs)
@@ -101,12 +77,9 @@ public final class AppLocks: Sendable {
                 for file in taken.values { file.release() }
                 switch error {
                 case .held(let pid, let detail):
-                    throw HeldError(
-                        appID: id, holder: pid, holderStateDirectory: detail, path: path, isHeldByAnother: true, reason: "held")
+                    throw AppLockError(.heldByAnother, appID: id, holder: pid, holderStateDirectory: detail, path: path, reason: "held")
                 case .unavailable(let errno):
-                    throw HeldError(
-                        appID: id, holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
-                        reason: "\(OutputError.name(of: errno)) (\(errno))")
+                    throw AppLockError(.unavailable, appID: id, path: path, reason: "\(OutputError.name(of: errno)) (\(errno))", cause: errno)
                 }
             }
         }
@@ -121,7 +94,7 @@ public final class AppLocks: Sendable {
     /// Each held lock is an open descriptor for the life of the process. The usual soft limit
     /// is 1024 (systemd's default; its hard limit is 524288), which a config of 2,000 apps
     /// exceeded with EMFILE; the soft limit is raised as far as the hard one allows.
-    private func ensureDescriptors(for count: Int) throws(HeldError) {
+    private func ensureDescriptors(for count: Int) throws(AppLockError) {
         // Room for the rest of the process: HTTP connections, state files, hooks' pipes.
         let needed = rlim_t(count + 256)
         let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
@@ -130,8 +103,8 @@ public final class AppLocks: Sendable {
         limit.rlim_cur = min(max(needed, limit.rlim_cur), limit.rlim_max)
         _ = setrlimit(resource, &limit)
         if limit.rlim_cur < needed {
-            throw HeldError(
-                appID: "", holder: nil, holderStateDirectory: nil, path: directory, isHeldByAnother: false,
+            throw AppLockError(
+                .unavailable, appID: "", path: directory,
                 reason: "\(count) apps need about \(needed) open files, but the hard limit is \(limit.rlim_max) (raise LimitNOFILE=)")
         }
     }
@@ -146,17 +119,72 @@ public final class AppLocks: Sendable {
     func lockPath(_ appID: String) -> String { "\(directory)/\(StateDirectory.fileName(for: appID)).lock" }
 
     /// 0755 directories (their names are no secret); the lock files themselves are 0600.
-    private func ensureDirectory() throws(HeldError) {
+    private func ensureDirectory() throws(AppLockError) {
         var path = ""
         for component in directory.split(separator: "/") {
             path += "/" + component
             if mkdir(path, 0o755) == 0 {
                 if let owner { _ = chown(path, owner, gid_t.max) }
             } else if errno != EEXIST {
-                throw HeldError(
-                    appID: "", holder: nil, holderStateDirectory: nil, path: path, isHeldByAnother: false,
-                    reason: "cannot create the lock directory: \(OutputError.name(of: Errno(rawValue: errno)))")
+                let failure = Errno(rawValue: errno)
+                throw AppLockError(
+                    .unavailable, appID: "", path: path, reason: "cannot create the lock directory: \(OutputError.name(of: failure))", cause: failure)
             }
         }
+    }
+}
+
+/// What kept a lock from being taken, for `AppLockError` and `StateDirectoryLockError`.
+public struct LockErrorCode: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    private init(_ rawValue: String) { self.rawValue = rawValue }
+
+    /// Another process holds the lock.
+    public static let heldByAnother = LockErrorCode("heldByAnother")
+    /// The lock file or its directory cannot be used (EACCES, EROFS, too few descriptors).
+    public static let unavailable = LockErrorCode("unavailable")
+
+    public var description: String { rawValue }
+}
+
+/// An app whose lock another process holds, or a lock directory that cannot be used.
+public struct AppLockError: Error, CustomStringConvertible {
+    public typealias Code = LockErrorCode
+
+    public let code: Code
+    /// Empty when the lock directory itself failed, before any app.
+    public let appID: String
+    public let holder: pid_t?
+    public let holderStateDirectory: String?
+    public let path: String
+    public let reason: String
+    /// The errno, when a system call failed.
+    public let cause: (any Error)?
+    /// `file:line` where the error was raised, for bug reports.
+    public let location: String
+
+    init(
+        _ code: Code, appID: String, holder: pid_t? = nil, holderStateDirectory: String? = nil, path: String, reason: String,
+        cause: (any Error)? = nil, file: String = #fileID, line: Int = #line
+    ) {
+        (self.code, self.appID, self.path, self.reason, self.cause) = (code, appID, path, reason, cause)
+        (self.holder, self.holderStateDirectory) = (holder, holderStateDirectory)
+        location = "\(file):\(line)"
+    }
+
+    /// False when the lock file could not even be opened (e.g. EACCES on the directory).
+    public var isHeldByAnother: Bool { code == .heldByAnother }
+
+    public var description: String {
+        guard isHeldByAnother else {
+            return appID.isEmpty ? "cannot use the lock directory \(path): \(reason)" : "cannot lock app \(appID) at \(path): \(reason)"
+        }
+        // A PID that no longer exists means the file was locked by something that did not
+        // write it (an old file, another tool): say so rather than name a dead process.
+        let alive = holder.map { ProcessLiveness.of($0).exists } ?? false
+        let who = alive ? holder.map { "PID \($0)" } ?? "another process" : "a process that is not the one the lock file names"
+        let whereFrom = holderStateDirectory.map { " with state directory \($0)" } ?? ""
+        return "app \(appID) is managed by another secret-rotator (\(who)\(whereFrom)); one process per host writes an app: ask that one (rotate/fetch without --state-dir), or stop it first"
     }
 }

@@ -32,25 +32,47 @@ extension GenAuthError {
         }
     }
 
+    /// GenAuth refused this access key the application: 403 in the status line or in the
+    /// body's `statusCode` (GenAuth's business errors come at HTTP 200). The daemon waits its
+    /// long backoff, and a read refused so falls back to a refresh; `check-config` calls
+    /// the app "forbidden".
+    public var isForbidden: Bool { Self.isForbidden(httpStatus: httpStatus, apiStatusCode: apiStatusCode) }
+
+    static func isForbidden(httpStatus: Int?, apiStatusCode: Int?) -> Bool {
+        httpStatus == 403 || apiStatusCode == 403
+    }
+
+    /// What the failure means to an app's state machine: the classification, with a refusal
+    /// (`isForbidden`) told apart from other failures that will not heal by retrying.
+    var failureKind: AppTransitions.Failure.Kind {
+        switch classification {
+        case .outcomeUnknown: .outcomeUnknown
+        case .transient: .transient
+        case .permanent, .authentication: isForbidden ? .forbidden : .permanent
+        }
+    }
+
     /// A 401 on an authenticated call: the token is stale, not the access key (yet).
     var isUnauthorizedToken: Bool {
         operation != "get-management-token" && (apiStatusCode == 401 || httpStatus == 401 || apiCode == 2020)
     }
 
     /// The answer could not be trusted (malformed, oversize, invalid secret).
-    static func badAnswer(_ reason: Reason, operation: APIOperation, message: String, httpStatus: Int?, requestId: String?)
-        -> GenAuthError
-    {
+    static func badAnswer(
+        _ reason: Reason, operation: APIOperation, message: String, httpStatus: Int?, requestId: String?,
+        file: String = #fileID, line: Int = #line
+    ) -> GenAuthError {
         GenAuthError(
             classification: operation.changesServerState ? .outcomeUnknown : .transient, reason: reason,
-            operation: operation.name, httpStatus: httpStatus, message: message, requestId: requestId)
+            operation: operation.name, httpStatus: httpStatus, message: message, requestId: requestId, file: file, line: line)
     }
 
     /// A failure below HTTP. "Not sent" is only claimed when no connection was made.
-    static func transport(_ error: any Error, operation: APIOperation) -> GenAuthError {
+    static func transport(_ error: any Error, operation: APIOperation, file: String = #fileID, line: Int = #line) -> GenAuthError {
         let afterSend: Classification = operation.changesServerState ? .outcomeUnknown : .transient
         func make(_ c: Classification, _ r: Reason) -> GenAuthError {
-            GenAuthError(classification: c, reason: r, operation: operation.name, underlying: describe(error))
+            GenAuthError(
+                classification: c, reason: r, operation: operation.name, underlying: describe(error), cause: error, file: file, line: line)
         }
         switch error {
         case let error as HTTPClientError:

@@ -39,25 +39,30 @@ public struct GenAuthError: Error, Sendable, CustomStringConvertible {
         case cancelled
     }
 
-    public var classification: Classification
-    public var reason: Reason
+    public let classification: Classification
+    public let reason: Reason
     /// The V3 endpoint name, e.g. `refresh-application-secret`.
-    public var operation: String
-    public var httpStatus: Int?
+    public let operation: String
+    public let httpStatus: Int?
     /// `statusCode` from the body.
-    public var apiStatusCode: Int?
-    public var apiCode: Int?
-    public var message: String?
-    public var requestId: String?
+    public let apiStatusCode: Int?
+    public let apiCode: Int?
+    public let message: String?
+    public let requestId: String?
     /// From `Retry-After`, when the server sent one.
-    public var retryAfter: Duration?
-    /// The transport error's type and case, when there was one (never a payload).
-    public var underlying: String?
+    public let retryAfter: Duration?
+    /// The transport error's type and case, when there was one (never a payload): what logs show of `cause`.
+    public let underlying: String?
+    /// The transport's own error, when one caused this (an `HTTPClientError`, an `IOError`...).
+    public let cause: (any Error)?
+    /// `file:line` where the error was raised, for bug reports.
+    public let location: String
 
     public init(
         classification: Classification, reason: Reason, operation: String, httpStatus: Int? = nil,
         apiStatusCode: Int? = nil, apiCode: Int? = nil, message: String? = nil, requestId: String? = nil,
-        retryAfter: Duration? = nil, underlying: String? = nil
+        retryAfter: Duration? = nil, underlying: String? = nil, cause: (any Error)? = nil,
+        file: String = #fileID, line: Int = #line
     ) {
         self.classification = classification
         self.reason = reason
@@ -69,6 +74,8 @@ public struct GenAuthError: Error, Sendable, CustomStringConvertible {
         self.requestId = requestId.map(GenAuthError.sanitized)
         self.retryAfter = retryAfter
         self.underlying = underlying
+        self.cause = cause
+        self.location = "\(file):\(line)"
     }
 
     public var description: String {

@@ -43,7 +43,7 @@ actor ManagementTokenProvider {
             if let error = error as? GenAuthError { throw error }
             throw GenAuthError(
                 classification: .transient, reason: .cancelled, operation: "get-management-token",
-                underlying: String(describing: type(of: error)))
+                underlying: String(describing: type(of: error)), cause: error)
         }
     }
 

@@ -108,20 +108,8 @@ public final class MetricsTextfile: Sendable {
             // group-writable for them; this file holds no secret, so the owner and mode rule of
             // secret outputs is lifted here (never the no-symlink rule, AtomicFileWriter).
             allowUnsafeDirectory: true)
-        let result: Result<Void, OutputError>
-        do {
-            result = try await fileIO.runIfActive { () -> Result<Void, OutputError> in
-                do throws(OutputError) {
-                    try writer.write(bytes, to: path, options: options)
-                    return .success(())
-                } catch {
-                    return .failure(error)
-                }
-            }
-        } catch {
-            // The I/O threads are gone (shutdown) or the task was cancelled before the write ran.
-            return false
-        }
+        // Nil: the I/O threads are gone (shutdown) or the task was cancelled before the write ran.
+        guard let result = await writer.write(bytes, to: path, options: options, on: fileIO) else { return false }
         switch result {
         case .success:
             let hadFailed = reported.withLock { reported in

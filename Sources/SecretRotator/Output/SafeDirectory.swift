@@ -188,21 +188,21 @@ public enum SafeDirectory {
         guard fstat(directory.rawValue, &status) == 0 else {
             throw OutputError(.directoryUnavailable, path: target, errno: Errno(rawValue: errno), reason: "cannot stat the directory \(path)")
         }
-        let owner = status.st_uid
         let me = geteuid()
         let override = "set allow_unsafe_directory = true to accept it"
-        if owner != 0 && owner != me && owner != daemonUser {
+        let rule = FileTrust.outputDirectories(effectiveUser: me, daemonUser: daemonUser)
+        switch rule.problem(owner: status.st_uid, mode: UInt16(status.st_mode & 0o7777), place: isFinal ? .finalDirectory : .ancestorDirectory) {
+        case nil:
+            return
+        case .owner(let owner):
             throw OutputError(
                 .unsafeDirectory, path: target,
                 reason: "refusing to \(action): directory \(path) is owned by uid \(owner), not by root or by us (uid \(me)), who could swap what lies below it; \(override)"
             )
-        }
-        let bits = UInt16(status.st_mode & 0o7777)
-        let sticky = bits & UInt16(S_ISVTX) != 0
-        if bits & 0o022 != 0 && (isFinal || !sticky) {
+        case .mode:
             throw OutputError(
                 .unsafeDirectory, path: target,
-                reason: "refusing to \(action): directory \(path) is writable by group or others (mode \(String(bits, radix: 8))); \(override)"
+                reason: "refusing to \(action): directory \(path) is writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8))); \(override)"
             )
         }
     }

@@ -74,9 +74,9 @@ struct HookProcessGroup {
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
             guard pid_t(name) != nil, let stat = Self.read("/proc/\(name)/stat", into: &buffer),
-                let fields = Self.fields(ofStat: stat), fields.group == id
+                let fields = ProcessLiveness.statFields(stat), fields.group == id
             else { continue }  // not a process, gone meanwhile, or in another group
-            if fields.state != UInt8(ascii: "Z") && fields.state != UInt8(ascii: "X") { count += 1 }
+            if !ProcessLiveness.hasExited(state: fields.state) { count += 1 }
         }
         return count
     }
@@ -91,18 +91,6 @@ struct HookProcessGroup {
             return nil
         }
         return buffer[..<count]
-    }
-
-    /// State and process group from a /proc/<pid>/stat line, "pid (comm) S ppid pgrp ...". The
-    /// command name may contain spaces and parentheses, so the fields are counted from the last
-    /// ')' (proc(5) recommends the same).
-    static func fields(ofStat stat: ArraySlice<UInt8>) -> (state: UInt8, group: pid_t)? {
-        guard let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        let rest = stat[stat.index(after: close)...].split(separator: UInt8(ascii: " "))
-        guard rest.count >= 3, let state = rest[0].first,
-            let group = pid_t(String(decoding: rest[2], as: UTF8.self))
-        else { return nil }
-        return (state, group)
     }
 }
 

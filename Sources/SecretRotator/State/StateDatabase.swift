@@ -92,15 +92,19 @@ final class StateDatabase: Sendable {
         var parent = stat()
         let daemonUser: uid_t? = stat(directory, &parent) == 0 ? parent.st_uid : nil
         // Root and a monitoring user read the daemon's database; only root may act for it.
-        let actingForDaemon = geteuid() == 0 || !narrow
-        guard status.st_uid == geteuid() || (actingForDaemon && status.st_uid == daemonUser) else {
+        let rule = FileTrust.stateDatabase(effectiveUser: geteuid(), stateDirectoryOwner: daemonUser, actingForDaemon: geteuid() == 0 || !narrow)
+        switch rule.problem(owner: status.st_uid, mode: UInt16(status.st_mode & 0o7777), place: .file) {
+        case nil:
+            break
+        case .owner(let owner):
             throw StateDirectoryError(
                 .unavailable, path: path,
-                message: "the state database is owned by uid \(status.st_uid), not by this process (uid \(geteuid())) or the state directory's owner; it holds every secret, so it is not used")
-        }
-        if narrow && status.st_mode & 0o077 != 0 {
-            _ = fchmod(descriptor, 0o600)
-            for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+                message: "the state database is owned by uid \(owner), not by this process (uid \(geteuid())) or the state directory's owner; it holds every secret, so it is not used")
+        case .mode:
+            if narrow {
+                _ = fchmod(descriptor, 0o600)
+                for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+            }
         }
     }
 
@@ -309,14 +313,11 @@ final class StateDatabase: Sendable {
         default: errno = nil
         }
         if [.SQLITE_FULL, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_READONLY].contains(error.resultCode) {
-            var info = statvfs()
             let directory = FilePath(path).removingLastComponent().string
-            if statvfs(directory, &info) == 0 {
-                if info.f_flag & UInt(ST_RDONLY) != 0 {
-                    errno = .readOnlyFileSystem
-                } else if info.f_bavail == 0 || (info.f_files > 0 && info.f_favail == 0) {
-                    errno = .noSpace
-                }
+            switch VolumeCapacity.of(directory)?.problems().first {
+            case .readOnly: errno = .readOnlyFileSystem
+            case .noSpace, .noInodes: errno = .noSpace
+            case nil: break
             }
         }
         let code: StateDirectoryError.Code
@@ -325,7 +326,8 @@ final class StateDatabase: Sendable {
         case .SQLITE_CANTOPEN: code = .unavailable
         default: code = .recordWriteFailed
         }
-        return StateDirectoryError(code, path: path, errno: errno, message: "\(message) (SQLite: \(error.message ?? "\(error.resultCode)"))")
+        return StateDirectoryError(
+            code, path: path, errno: errno, message: "\(message) (SQLite: \(error.message ?? "\(error.resultCode)"))", cause: error)
     }
 
     /// An error for a log line or `status`: SQLite's own message (`sqlite3_errmsg`, which

@@ -445,19 +445,14 @@ public struct StateDirectory: Sendable {
     /// a full file system (blocks or inodes: the next record fails with ENOSPC) or a read-only
     /// one (EROFS). Empty when the directory can take a write, or does not exist yet.
     public func capacityProblems() -> [String] {
-        var info = statvfs()
-        guard statvfs(path, &info) == 0 else { return [] }
-        var problems: [String] = []
-        if info.f_flag & UInt(ST_RDONLY) != 0 {
-            problems.append("state directory \(path) is on a read-only file system (EROFS): no step can be recorded")
+        guard let capacity = VolumeCapacity.of(path) else { return [] }
+        return capacity.problems().map { problem in
+            switch problem {
+            case .readOnly: "state directory \(path) is on a read-only file system (EROFS): no step can be recorded"
+            case .noSpace: "state directory \(path) has no space left (ENOSPC): no step can be recorded"
+            case .noInodes: "state directory \(path) has no inodes left (ENOSPC): no step can be recorded"
+            }
         }
-        // A record needs a block for its temp copy; with none free the next save fails.
-        if info.f_bavail == 0 {
-            problems.append("state directory \(path) has no space left (ENOSPC): no step can be recorded")
-        } else if info.f_files > 0 && info.f_favail < 2 {
-            problems.append("state directory \(path) has no inodes left (ENOSPC): no step can be recorded")
-        }
-        return problems
     }
 
     // MARK: - Migration

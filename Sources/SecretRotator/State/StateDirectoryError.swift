@@ -30,18 +30,19 @@ public struct StateDirectoryError: Error, Sendable, Equatable, CustomStringConve
     public let path: String
     public let errno: Errno?
     public let message: String
-    /// The lower-level error, when the failure came from the atomic writer.
-    public let cause: OutputError?
+    /// The lower-level error: the atomic writer's `OutputError`, SQLite's `DatabaseError`...
+    /// Not for logs: a SQLite error may quote its statement; `message` is what to show.
+    public let cause: (any Error)?
     /// Where in our code the error was raised, for bug reports (like NIO's FileSystemError).
     public let location: String
 
     public init(
-        _ code: Code, path: String, errno: Errno? = nil, message: String, cause: OutputError? = nil,
+        _ code: Code, path: String, errno: Errno? = nil, message: String, cause: (any Error)? = nil,
         file: String = #fileID, line: Int = #line
     ) {
         self.code = code
         self.path = path
-        self.errno = errno ?? cause?.errno
+        self.errno = errno ?? (cause as? OutputError)?.errno
         self.message = message
         self.cause = cause
         self.location = "\(file):\(line)"

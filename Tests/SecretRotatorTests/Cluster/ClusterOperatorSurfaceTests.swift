@@ -64,7 +64,7 @@ import Testing
         try Data(written.encoded()).write(to: directory.appendingPathComponent(ClusterStatus.fileName))
         #expect(ClusterStatus.read(stateDirectory: directory.path)?.role == .leader)
         kill(sleeper.processIdentifier, SIGSTOP)
-        #expect(waitUntil { ClusterStatus.isStopped(pid: sleeper.processIdentifier) })
+        #expect(waitUntil { ProcessLiveness.of(sleeper.processIdentifier) == .stopped })
         let read = try #require(ClusterStatus.read(stateDirectory: directory.path))
         #expect(read.role == .noLease && !read.leaseHeld && read.watch == .polling)
         #expect(read.problem?.contains("stopped (SIGSTOP") == true)

@@ -19,7 +19,7 @@ import Glibc
         // meets the lock as another process would.
         let other = AppLocks(directory: directory, stateDirectory: "/srv/state-b")
         try other.hold(exactly: ["c"])
-        #expect(throws: AppLocks.HeldError.self) { try other.hold(exactly: ["c", "d", "b"]) }
+        #expect(throws: AppLockError.self) { try other.hold(exactly: ["c", "d", "b"]) }
         do {
             try other.hold(exactly: ["c", "d", "b"])
         } catch {
@@ -45,7 +45,7 @@ import Glibc
     /// run; bounded at 5 s, and only for a holder that is this very process.
     static func holdOnceReleased(_ locks: AppLocks, _ ids: [String]) throws {
         let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-        var lastError: AppLocks.HeldError?
+        var lastError: AppLockError?
         repeat {
             do {
                 try locks.hold(exactly: ids)
