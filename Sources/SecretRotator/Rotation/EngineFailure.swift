@@ -10,13 +10,7 @@ extension AppTransitions.Failure {
         if let status = error.apiStatusCode { fields["api_status_code"] = "\(status)" }
         if let code = error.apiCode { fields["api_code"] = "\(code)" }
         if let requestId = error.requestId { fields["request_id"] = requestId }
-        let kind: Kind
-        switch error.classification {
-        case .outcomeUnknown: kind = .outcomeUnknown
-        case .transient: kind = .transient
-        case .permanent, .authentication: kind = error.httpStatus == 403 || error.apiStatusCode == 403 ? .forbidden : .permanent
-        }
-        self.init(kind, error.description, retryAfter: error.retryAfter, fields: fields)
+        self.init(error.failureKind, error.description, retryAfter: error.retryAfter, fields: fields)
     }
 
     /// Outputs not written: the first failure names the path and the error.

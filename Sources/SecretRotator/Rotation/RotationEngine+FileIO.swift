@@ -94,7 +94,7 @@ extension RotationEngine {
             appId: document.appId, version: document.version,
             results: specs.map {
                 WriteReport.Result(
-                    spec: $0, outcome: .failed(OutputError(.invalidSpec, path: $0.path, reason: "not written: shutting down")))
+                    spec: $0, outcome: .failed(OutputError(.notWritten, path: $0.path, reason: "not written: shutting down")))
             })
     }
 
@@ -124,7 +124,7 @@ extension RotationEngine {
         for output in app.outputs {
             let problem: OutputError?
             if let accounts = Self.accountProblem(output) {
-                problem = OutputError(.invalidSpec, path: output.path, reason: accounts)
+                problem = OutputError(.accountUnresolved, path: output.path, reason: accounts)
             } else {
                 switch Self.spec(output) {
                 case .success(let spec): problem = writer.preflight(spec, appId: app.id, appName: app.name)
