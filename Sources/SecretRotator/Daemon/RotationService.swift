@@ -30,7 +30,8 @@ public final class RotationService: Service, Sendable {
         public var stopping: @Sendable () -> Void = {}
         /// Called from the scheduler loop itself, so a stuck loop stops the pings.
         public var heartbeat: @Sendable () -> Void = {}
-        /// A reloaded config was applied to the engine (e.g. a changed `[metrics] textfile`).
+        /// A reloaded config was accepted and is applied to the engine right after this returns
+        /// (e.g. a changed `[metrics] textfile`).
         public var configApplied: @Sendable (RotatorConfig) -> Void = { _ in }
 
         public init() {}
@@ -234,8 +235,10 @@ public final class RotationService: Service, Sendable {
             }
             let before = Set(current.apps.map(\.id))
             if let replacement { client?.replace(with: replacement) }
-            await engine.apply(loaded.config)
+            // Before the engine: a [metrics] this reload adds starts recording first, so the
+            // engine's apply fills every app's series.
             events.configApplied(loaded.config)
+            await engine.apply(loaded.config)
             let after = Set(loaded.config.apps.map(\.id))
             let genauth = GenAuthClientConfiguration(loaded.config.genauth)
             logger.notice(
