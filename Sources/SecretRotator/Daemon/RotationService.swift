@@ -99,6 +99,7 @@ public final class RotationService: Service, Sendable {
         events.ready(await engine.status())
         logger.info("started", metadata: ["config": "\(configPath)"])
         var lastFullCheck = ContinuousClock.now
+        var lastStatus: ContinuousClock.Instant?
         // A cancelled task (not a graceful stop) also ends the loop: its waits return at once,
         // so going on would spin.
         while !stopping.isSet && !Task.isCancelled {
@@ -110,7 +111,17 @@ public final class RotationService: Service, Sendable {
             }
             // Starts what is due and returns at once: no step waits for another app's step.
             let next = await engine.startDue()
-            events.status(await engine.status())
+            // A status is a pass over every app, and the loop turns once per finished step:
+            // made at every turn it cost O(apps) per step in a pass over thousands of apps,
+            // while systemd is sent at most one a second anyway. A turn too soon after the last
+            // leaves it owed and comes back when it is due, so the latest state is reported.
+            var statusOwedIn: Duration?
+            if let lastStatus, ContinuousClock.now - lastStatus < Self.statusSpacing {
+                statusOwedIn = Self.statusSpacing - (ContinuousClock.now - lastStatus)
+            } else {
+                events.status(await engine.status())
+                lastStatus = .now
+            }
             if stopping.isSet { break }
             // nil: nothing can start before a step finishes (its poke wakes us) or no apps.
             var sleep = maximumSleep
@@ -118,6 +129,7 @@ public final class RotationService: Service, Sendable {
                 let seconds = max(0, next.timeIntervalSinceNow)
                 sleep = min(sleep, .milliseconds(Int64((seconds * 1000).rounded(.up))))
             }
+            if let statusOwedIn { sleep = min(sleep, statusOwedIn) }
             await wake.wait(upTo: sleep)
         }
         // Graceful shutdown: a step that started completes if it can within `stopGrace`;
@@ -140,6 +152,9 @@ public final class RotationService: Service, Sendable {
             await engine.drain()
         }
     }
+
+    /// The least time between two status reports from the loop (the notifier's own spacing).
+    static let statusSpacing: Duration = .seconds(1)
 
     /// How long a stop waits for steps in flight before cancelling them: well inside the
     /// unit's TimeoutStopSec= (90 s) and the 5 s an operator expects.
