@@ -189,7 +189,7 @@ public enum SafeDirectory {
             throw OutputError(.directoryUnavailable, path: target, errno: Errno(rawValue: errno), reason: "cannot stat the directory \(path)")
         }
         let owner = status.st_uid
-        let me = geteuid()
+        let me = ProcessUser.effectiveUID
         let override = "set allow_unsafe_directory = true to accept it"
         if owner != 0 && owner != me && owner != daemonUser {
             throw OutputError(
