@@ -118,8 +118,9 @@ public final class RotatorMetrics: Sendable {
     private let exposure: CoreMetrics.Timer?
     private let state = Mutex(State())
     /// False until something reads the values (`startRecording`): a daemon without `[metrics]`
-    /// would otherwise keep about seven series per app that nothing ever renders, most of its
-    /// memory per app and a tenth of its start-up work at 10,000 apps.
+    /// would otherwise keep about seven series per app that nothing ever renders: half of its
+    /// memory at start (RssAnon at READY=1, 10,000 apps: 66 MiB with them, 33 MiB without) and
+    /// a tenth of its start-up work.
     private let recording: Atomic<Bool>
 
     private init() {
