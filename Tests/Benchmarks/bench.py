@@ -91,7 +91,11 @@ def percentile(values, fraction):
     return ordered[index]
 
 
-def run_timed(argv, env, timeout, output_path):
+def cpu_seconds(usage):
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_timed(argv, env, timeout, output_path, usage_out=None):
     """Runs argv to completion (bounded), output to output_path; returns (rc, seconds, maxrss KiB)."""
     with open(output_path, "wb") as out:
         start = time.monotonic()
@@ -109,6 +113,8 @@ def run_timed(argv, env, timeout, output_path):
     finally:
         os.close(pidfd)
     elapsed = time.monotonic() - start
+    if usage_out is not None:
+        usage_out.append(usage)
     process.returncode = os.waitstatus_to_exitcode(status)
     children.remove(process)
     return process.returncode, elapsed, usage.ru_maxrss
@@ -336,8 +342,8 @@ def bench_p1(result, disk_rate, sdk_rate):
     ratio_limit = "%.3f" % (rate / disk_rate) if disk_rate else "n/a"
     ratio_sdk = "%.2f" % (rate / sdk_rate) if sdk_rate else "n/a"
     line("P1 pass: %.1f apps/s; ours/limit %s; ours/SDK %s (%d apps rotated in %.2f s, requests_per_second = 1000 "
-         "(the config maximum), max_concurrent = 64, refreshes seen by the mock: %d)"
-         % (rate, ratio_limit, ratio_sdk, result["apps"], result["seconds"], result["refreshed"]))
+         "(the config maximum), max_concurrent = 64, refreshes seen by the mock: %d; reference: 900 apps/s, "
+         "ours/SDK 1)" % (rate, ratio_limit, ratio_sdk, result["apps"], result["seconds"], result["refreshed"]))
 
 
 def exposure_single(args, mock, work, app):
@@ -380,13 +386,87 @@ def bench_exposure(single, single_count, single_elapsed, small):
                % (statistics.median(single_elapsed) * 1000, single_count))
 
 
+def reap(process, grace=10.0):
+    """SIGTERM (SIGKILL after `grace` s) and wait4: the process's resource usage."""
+    # Not Popen.poll(): it would reap the process and lose its usage.
+    try:
+        os.kill(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    usage = None
+    while usage is None:
+        pid, status, ru = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            usage = ru
+        elif time.monotonic() > deadline:
+            os.kill(process.pid, signal.SIGKILL)
+            _, status, usage = os.wait4(process.pid, 0)
+        else:
+            time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    children.remove(process)
+    return usage
+
+
+def bench_command(args, work, name, argv, apps, reference, ok=(0,)):
+    """One run of an operator command over the P1 apps: wall and CPU seconds."""
+    output = os.path.join(work, "%s.out" % name.replace(" ", "-"))
+    usage = []
+    rc, seconds, _ = run_timed([os.path.join(args.bin, "secret-rotator")] + argv, daemon_env(work), 120 + apps // 20,
+                               output, usage)
+    if rc not in ok:
+        raise BenchError("%s exited %d: %s" % (name, rc, tail(output)))
+    line("%s: %.2f s wall, %.2f CPU s over %d apps (reference: %s)"
+         % (name, seconds, cpu_seconds(usage[0]), apps, reference))
+
+
 def bench_p3(args, work, p1):
+    """P3, then `rotate --all --yes` handed to that daemon: exec to the line saying so."""
     daemon = Daemon(args, work, p1["config"], "p3")
     try:
         seconds = daemon.start()
+        rss = kib(proc_status("/proc/%d/status" % daemon.process.pid)["RssAnon"])
+        line("P3 start: %.0f ms exec to READY=1 (%d apps with state; reference: 150 ms)" % (seconds * 1000, p1["apps"]))
+        detail("RssAnon at READY=1: %.1f MiB (%d apps, every record loaded, no step run yet; reference: 24 MiB idle "
+               "at 10,000 apps)" % (rss / 1024, p1["apps"]))
+        try:
+            bench_handoff(args, work, p1)
+        except Exception as error:
+            fail("rotate --all handoff", error)
     finally:
         daemon.stop()
-    line("P3 start: %.0f ms exec to READY=1 (%d apps with state)" % (seconds * 1000, p1["apps"]))
+
+
+def bench_handoff(args, work, p1):
+    """Exec of `rotate --all --yes` to its 'asked the running daemon' line (requests written,
+    daemon signalled); the command is then stopped (it would wait for every rotation) and
+    the daemon with it, so the apps' rotations are not part of any figure."""
+    process = spawn([os.path.join(args.bin, "secret-rotator"), "rotate", "--all", "--yes", "--config", p1["config"]],
+                    env=daemon_env(work), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    seen = None
+    try:
+        poller = select.poll()
+        poller.register(process.stdout, select.POLLIN)
+        buffered = b""
+        deadline = start + 120
+        while seen is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BenchError("no 'asked the running daemon' line within 120 s")
+            if not poller.poll(left * 1000):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                raise BenchError("rotate --all exited before handing the requests over")
+            buffered += chunk
+            if b"asked the running daemon" in buffered:
+                seen = time.monotonic() - start
+    finally:
+        usage = reap(process)
+    line("rotate --all handoff: %.2f s exec to the requests handed to the daemon, %.2f CPU s (%d apps; reference: "
+         "2 s)" % (seen, cpu_seconds(usage), p1["apps"]))
 
 
 def bench_p2(args, mock, work, small):
@@ -426,7 +506,8 @@ def bench_p2(args, mock, work, small):
     rss_file = max(s[1] for s in samples)
     threads = max(s[2] for s in samples)
     line("P2 idle: RssAnon %.1f MiB, RssFile %.1f MiB, %d threads, %.2f context switches/s (%d apps, nothing due, "
-         "%.0f s, no watchdog)" % (rss_anon / 1024, rss_file / 1024, threads, total / elapsed, small["apps"], elapsed))
+         "%.0f s, no watchdog; reference: RssAnon 8 MiB at 1,000 apps, 0 switches/s)"
+         % (rss_anon / 1024, rss_file / 1024, threads, total / elapsed, small["apps"], elapsed))
     busy = []
     for tid, (name, count) in sorted(last.items(), key=lambda item: int(item[0])):
         delta = count - first.get(tid, (name, 0))[1]
@@ -437,7 +518,8 @@ def bench_p2(args, mock, work, small):
 
 def bench_memory(big, small):
     slope = (big["maxrss"] - small["maxrss"]) / (big["apps"] - small["apps"])
-    line("memory slope: %.2f KiB per app (peak RSS %.1f MiB at %d apps - %.1f MiB at %d apps, / %d)"
+    line("memory slope: %.2f KiB per app (peak RSS %.1f MiB at %d apps - %.1f MiB at %d apps, / %d; reference: "
+         "2 KiB per app)"
          % (slope, big["maxrss"] / 1024, big["apps"], small["maxrss"] / 1024, small["apps"],
             big["apps"] - small["apps"]))
 
@@ -489,6 +571,14 @@ def main():
     except Exception as error:
         fail("P1 pass", error)
     if big:
+        for name, argv, reference, ok in [
+            ("status", ["status", "--config", big["config"]], "0.5 s", (0, 1, 2)),
+            ("check-config", ["check-config", "--config", big["config"]], "0.5 s", (0,)),
+        ]:
+            try:
+                bench_command(args, work, name, argv, big["apps"], reference, ok)
+            except Exception as error:
+                fail(name, error)
         try:
             bench_p3(args, work, big)
         except Exception as error:

@@ -140,7 +140,7 @@ enum ConfigFileReader {
     /// The daemon's user, whose files are trusted besides root's: this process's effective uid,
     /// unless a root helper that prepares for the daemon (`polkit-rule`, run by the unit as
     /// root) names the user the daemon will run as, so both trust the same files.
-    static var daemonUID: uid_t { daemonUIDOverride.withLock { $0 } ?? geteuid() }
+    static var daemonUID: uid_t { daemonUIDOverride.withLock { $0 } ?? ProcessUser.effectiveUID }
     private static let daemonUIDOverride = Mutex<uid_t?>(nil)
 
     /// Judges files as the daemon running as `uid` will (see `daemonUID`).

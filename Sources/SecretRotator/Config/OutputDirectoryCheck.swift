@@ -20,7 +20,7 @@ public enum OutputDirectoryCheck {
     /// - Returns: one error per output whose directory the daemon cannot write, located at the
     ///   output's key in the file the app came from.
     public static func problems(_ config: RotatorConfig, daemon: WriterIdentity?) -> [ConfigDiagnostic] {
-        let account = daemon ?? WriterIdentity(userID: UserID(rawValue: geteuid()), groupID: GroupID(rawValue: getegid()))
+        let account = daemon ?? WriterIdentity(userID: UserID(rawValue: ProcessUser.effectiveUID), groupID: GroupID(rawValue: ProcessUser.effectiveGID))
         let groups = AccountResolver.groups(of: account.userID, primary: account.groupID)
         var locators: [String: SourceLocator] = [:]
         var diagnostics: [ConfigDiagnostic] = []

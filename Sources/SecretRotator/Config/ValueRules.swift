@@ -31,7 +31,7 @@ enum ValueRules {
     static func unsafeNameProblem(_ name: String) -> String? {
         if name.isEmpty { return "empty name; \(safeNameRule)" }
         if name == "." || name == ".." { return "\"\(name)\" cannot be a file name; \(safeNameRule)" }
-        if name.contains("/") { return "name \"\(name)\" contains '/', which would leave the drop directory; \(safeNameRule)" }
+        if name.utf8.contains(UInt8(ascii: "/")) { return "name \"\(name)\" contains '/', which would leave the drop directory; \(safeNameRule)" }
         if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             return "name contains control characters; \(safeNameRule)"
         }
@@ -57,7 +57,9 @@ enum ValueRules {
         if value.utf8.count > 128 { return "\(what) is longer than 128 characters" }
         let printable = value.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
         if !printable { return "\(what) must be printable ASCII without spaces" }
-        if value.contains("/") || value.contains("?") || value.contains("&") || value.contains("#") {
+        // Bytes, not `contains("/")`: Foundation's substring search took a tenth of reading a
+        // config of 10,000 apps.
+        if value.utf8.contains(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "#") }) {
             return "\(what) contains '/', '?', '&' or '#'"
         }
         return nil

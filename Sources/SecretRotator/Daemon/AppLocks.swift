@@ -67,12 +67,13 @@ public final class AppLocks: Sendable {
         try ensureDirectory()
         let wanted = Set(appIDs)
         var taken: [String: PIDLockFile] = [:]
+        let text = PIDLockFile.content(detail: stateDirectory)
         for id in appIDs where held.withLock({ $0[id] == nil }) && taken[id] == nil {
             let path = lockPath(id)
             do {
                 // 0600: flock needs only a read descriptor, so a lock file others can open is
                 // one an unprivileged user can hold to keep the daemon from starting.
-                taken[id] = try PIDLockFile.acquire(path, detail: stateDirectory, mode: 0o600, owner: owner)
+                taken[id] = try PIDLockFile.acquire(path, text: text, mode: 0o600, owner: owner)
             } catch {
                 for file in taken.values { file.release() }
                 switch error {

@@ -27,11 +27,25 @@ struct PIDLockFile: Sendable {
     ///   rewritten.
     /// - Parameter owner: given to a file this call creates (root acting for a daemon user).
     static func acquire(_ path: String, detail: String, mode: mode_t, owner: uid_t? = nil) throws(Failure) -> PIDLockFile {
-        var raw = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        if raw >= 0, let owner {
-            _ = fchown(raw, owner, gid_t.max)
-        } else if raw < 0 && errno == EEXIST {
-            raw = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        try acquire(path, text: content(detail: detail), mode: mode, owner: owner)
+    }
+
+    /// What a holder writes: its PID, then `detail`. Made once by a caller that takes many locks.
+    static func content(detail: String) -> [UInt8] { Array("\(getpid())\n\(detail)\n".utf8) }
+
+    /// - Parameter text: the file's content once held (`content(detail:)`).
+    static func acquire(_ path: String, text: [UInt8], mode: mode_t, owner: uid_t? = nil) throws(Failure) -> PIDLockFile {
+        // The file usually exists (kept from the last run): opened first, so a daemon taking
+        // thousands of app locks makes one open per app, not a failed O_EXCL create and then
+        // an open.
+        var raw = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        if raw < 0 && errno == ENOENT {
+            raw = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if raw >= 0, let owner {
+                _ = fchown(raw, owner, gid_t.max)
+            } else if raw < 0 && errno == EEXIST {
+                raw = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+            }
         }
         var writable = true
         if raw < 0 && errno == EACCES {
@@ -45,12 +59,21 @@ struct PIDLockFile: Sendable {
             let (pid, heldFor) = holder(path) ?? (nil, nil)
             throw .held(pid: pid, detail: heldFor)
         }
-        if writable {
-            let text = Array("\(getpid())\n\(detail)\n".utf8)
-            _ = ftruncate(raw, 0)
-            _ = try? descriptor.writeAll(toAbsoluteOffset: 0, text)
-        }
+        if writable { rewrite(descriptor, with: text) }
         return PIDLockFile(path: path, descriptor: descriptor)
+    }
+
+    /// Puts `text` in the held file without truncating it to zero first: on a file system
+    /// mounted with `discard` (ext4 on this project's VMs), truncating to zero frees the file's
+    /// block and the call waits for the device to discard it, once per app lock at every start.
+    /// The text is written over the old content, and the file is cut to its length only when
+    /// the old content was longer; content that is already right is not written at all.
+    private static func rewrite(_ descriptor: FileDescriptor, with text: [UInt8]) {
+        var old = [UInt8](repeating: 0, count: text.count + 1)
+        let count = (try? old.withUnsafeMutableBytes { try descriptor.read(fromAbsoluteOffset: 0, into: $0) }) ?? -1
+        if count == text.count && old[0..<count].elementsEqual(text) { return }
+        _ = try? descriptor.writeAll(toAbsoluteOffset: 0, text)
+        if count > text.count || count < 0 { _ = ftruncate(descriptor.rawValue, off_t(text.count)) }
     }
 
     /// What the holder wrote, if the lock is held right now; nil when it is free.

@@ -30,7 +30,8 @@ public final class RotationService: Service, Sendable {
         public var stopping: @Sendable () -> Void = {}
         /// Called from the scheduler loop itself, so a stuck loop stops the pings.
         public var heartbeat: @Sendable () -> Void = {}
-        /// A reloaded config was applied to the engine (e.g. a changed `[metrics] textfile`).
+        /// A reloaded config was accepted and is applied to the engine right after this returns
+        /// (e.g. a changed `[metrics] textfile`).
         public var configApplied: @Sendable (RotatorConfig) -> Void = { _ in }
 
         public init() {}
@@ -98,6 +99,7 @@ public final class RotationService: Service, Sendable {
         events.ready(await engine.status())
         logger.info("started", metadata: ["config": "\(configPath)"])
         var lastFullCheck = ContinuousClock.now
+        var lastStatus: ContinuousClock.Instant?
         // A cancelled task (not a graceful stop) also ends the loop: its waits return at once,
         // so going on would spin.
         while !stopping.isSet && !Task.isCancelled {
@@ -109,7 +111,17 @@ public final class RotationService: Service, Sendable {
             }
             // Starts what is due and returns at once: no step waits for another app's step.
             let next = await engine.startDue()
-            events.status(await engine.status())
+            // A status is a pass over every app, and the loop turns once per finished step:
+            // made at every turn it cost O(apps) per step in a pass over thousands of apps,
+            // while systemd is sent at most one a second anyway. A turn too soon after the last
+            // leaves it owed and comes back when it is due, so the latest state is reported.
+            var statusOwedIn: Duration?
+            if let lastStatus, ContinuousClock.now - lastStatus < Self.statusSpacing {
+                statusOwedIn = Self.statusSpacing - (ContinuousClock.now - lastStatus)
+            } else {
+                events.status(await engine.status())
+                lastStatus = .now
+            }
             if stopping.isSet { break }
             // nil: nothing can start before a step finishes (its poke wakes us) or no apps.
             var sleep = maximumSleep
@@ -117,6 +129,7 @@ public final class RotationService: Service, Sendable {
                 let seconds = max(0, next.timeIntervalSinceNow)
                 sleep = min(sleep, .milliseconds(Int64((seconds * 1000).rounded(.up))))
             }
+            if let statusOwedIn { sleep = min(sleep, statusOwedIn) }
             await wake.wait(upTo: sleep)
         }
         // Graceful shutdown: a step that started completes if it can within `stopGrace`;
@@ -139,6 +152,9 @@ public final class RotationService: Service, Sendable {
             await engine.drain()
         }
     }
+
+    /// The least time between two status reports from the loop (the notifier's own spacing).
+    static let statusSpacing: Duration = .seconds(1)
 
     /// How long a stop waits for steps in flight before cancelling them: well inside the
     /// unit's TimeoutStopSec= (90 s) and the 5 s an operator expects.
@@ -234,8 +250,10 @@ public final class RotationService: Service, Sendable {
             }
             let before = Set(current.apps.map(\.id))
             if let replacement { client?.replace(with: replacement) }
-            await engine.apply(loaded.config)
+            // Before the engine: a [metrics] this reload adds starts recording first, so the
+            // engine's apply fills every app's series.
             events.configApplied(loaded.config)
+            await engine.apply(loaded.config)
             let after = Set(loaded.config.apps.map(\.id))
             let genauth = GenAuthClientConfiguration(loaded.config.genauth)
             logger.notice(

@@ -59,7 +59,9 @@ public final class MetricsTextfile: Sendable {
     ) {
         let registry = ShardedPrometheusRegistry(durationBuckets: RotatorMetrics.durationBuckets)
         self.registry = registry
-        self.metrics = RotatorMetrics(factory: registry.factory)
+        // Without a path nothing is recorded until `setPath` gives one: series nothing renders
+        // would cost memory and start-up time for every app.
+        self.metrics = RotatorMetrics(factory: registry.factory, recording: path != nil)
         self.target = Mutex(path)
         self.fileIO = fileIO
         self.refreshInterval = refreshInterval
@@ -72,8 +74,11 @@ public final class MetricsTextfile: Sendable {
 
     /// A reload's `[metrics] textfile`: the next write goes to `path` (nil: stop writing). The
     /// old file is left where it was, with a notice: node_exporter keeps exporting it, and its
-    /// mtime shows it stale, until it is removed.
+    /// mtime shows it stale, until it is removed. A first path starts recording: call this
+    /// before the engine applies the reloaded config, whose publishing of every app's state
+    /// then fills the app series (counters count from this reload).
     public func setPath(_ path: String?) {
+        if path != nil { metrics.startRecording() }
         let old = target.withLock { current -> String? in
             let old = current
             current = path

@@ -86,7 +86,7 @@ extension AtomicFileWriter {
         if mode != options.mode.rawValue {
             return .mode(found: FilePermissions(rawValue: mode))
         }
-        let expectedOwner = options.owner?.rawValue ?? writer?.userID.rawValue ?? geteuid()
+        let expectedOwner = options.owner?.rawValue ?? writer?.userID.rawValue ?? ProcessUser.effectiveUID
         if status.userID.rawValue != expectedOwner {
             return .owner(found: status.userID)
         }
@@ -97,7 +97,7 @@ extension AtomicFileWriter {
             do {
                 let parentStatus = try directory.stat()
                 let setgid = parentStatus.mode.rawValue & mode_t(S_ISGID) != 0
-                expectedGroup = setgid ? parentStatus.groupID.rawValue : (writer?.groupID.rawValue ?? getegid())
+                expectedGroup = setgid ? parentStatus.groupID.rawValue : (writer?.groupID.rawValue ?? ProcessUser.effectiveGID)
             } catch {
                 return .unreadable(error)
             }

@@ -342,7 +342,7 @@ public struct AtomicFileWriter: Sendable {
         } catch {
             listingError = error
         }
-        let me = geteuid()
+        let me = ProcessUser.effectiveUID
         for (temporaryName, base) in candidates {
             guard let status = try? Self.lstat(temporaryName, in: directory),
                 status.type == .regular

@@ -75,7 +75,7 @@ public struct OutputSpec: Sendable, Hashable {
 
     /// Whether `name` can be a file name in the drop directory: one plain, visible path component.
     public static func isValidDropName(_ name: String) -> Bool {
-        !name.isEmpty && !name.hasPrefix(".") && !name.contains("/") && !name.utf8.contains(0)
+        !name.isEmpty && !name.hasPrefix(".") && !name.utf8.contains(UInt8(ascii: "/")) && !name.utf8.contains(0)
             && name.utf8.count <= 255
     }
 
@@ -84,6 +84,17 @@ public struct OutputSpec: Sendable, Hashable {
             mode: mode, owner: owner, group: group, allowUnsafeDirectory: allowUnsafeDirectory,
             createParent: createParent
         )
+    }
+
+    /// Whether `path` holds "//": a byte scan, as `String.contains` goes through Foundation's
+    /// much slower substring search, once per output of every app a config lists.
+    static func hasDoubleSlash(_ path: String) -> Bool {
+        var previous: UInt8 = 0
+        for byte in path.utf8 {
+            if byte == UInt8(ascii: "/") && previous == byte { return true }
+            previous = byte
+        }
+        return false
     }
 
     /// Everything wrong with this output's settings, in words, for `check-config`; empty means
@@ -95,7 +106,7 @@ public struct OutputSpec: Sendable, Hashable {
             problems.append("path \"\(path)\" must be absolute")
         } else if path.hasSuffix("/") || filePath.lastComponent?.kind != .regular {
             problems.append("path \"\(path)\" must name a file, not a directory")
-        } else if filePath.lexicallyNormalized() != filePath || path.contains("//") {
+        } else if filePath.lexicallyNormalized() != filePath || Self.hasDoubleSlash(path) {
             problems.append("path \"\(path)\" must be normalized (no \".\", \"..\" or \"//\")")
         } else if let name = filePath.lastComponent?.string, TemporaryFileName.base(ofTemporary: name) != nil {
             problems.append("path \"\(path)\" looks like one of secret-rotator's temporary files")

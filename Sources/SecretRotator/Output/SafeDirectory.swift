@@ -188,7 +188,7 @@ public enum SafeDirectory {
         guard fstat(directory.rawValue, &status) == 0 else {
             throw OutputError(.directoryUnavailable, path: target, errno: Errno(rawValue: errno), reason: "cannot stat the directory \(path)")
         }
-        let me = geteuid()
+        let me = ProcessUser.effectiveUID
         let override = "set allow_unsafe_directory = true to accept it"
         let rule = FileTrust.outputDirectories(effectiveUser: me, daemonUser: daemonUser)
         switch rule.problem(owner: status.st_uid, mode: UInt16(status.st_mode & 0o7777), place: isFinal ? .finalDirectory : .ancestorDirectory) {

@@ -496,7 +496,7 @@ public struct StateDirectory: Sendable {
         for name in entries.map(\.name) where name.hasSuffix(".json") && !name.hasPrefix(".") {
             let source = "\(legacySecretsPath)/\(name)"
             var status = stat()
-            guard lstat(source, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == geteuid(),
+            guard lstat(source, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == ProcessUser.effectiveUID,
                 status.st_mode & 0o777 == 0o600,
                 case .record(let legacy) = findJSON(CurrentSecret.self, at: source),
                 Self.fileName(for: legacy.appID) + ".json" == name

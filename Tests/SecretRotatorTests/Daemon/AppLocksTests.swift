@@ -39,6 +39,25 @@ import Glibc
         #expect(other.heldAppIDs == ["a", "c"])
     }
 
+    /// A lock file left by an earlier holder is written over, never first cut to zero (a
+    /// truncation frees the block, which a file system mounted with `discard` waits on): what
+    /// is left is exactly the new holder's PID and state directory, whether the old text was
+    /// longer, shorter or the same.
+    @Test func aKeptLockFileEndsWithExactlyTheNewHoldersText() throws {
+        let root = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let directory = root.appendingPathComponent("run/apps").path
+        let expected = "\(getpid())\n/srv/s\n"
+        for old in ["999999999\n/a/much/longer/state/directory/than/the/new/one\n", "1\n", expected, ""] {
+            let locks = AppLocks(directory: directory, stateDirectory: "/srv/s")
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data(old.utf8).write(to: URL(fileURLWithPath: locks.lockPath("app")))
+            try Self.holdOnceReleased(locks, ["app"])
+            #expect(try String(contentsOfFile: locks.lockPath("app"), encoding: .utf8) == expected, "old text \(old.debugDescription)")
+            try locks.hold(exactly: [])
+        }
+    }
+
     /// flock belongs to the open file description: while another test of this process is
     /// between fork and exec, its child shares every descriptor (close-on-exec closes them only
     /// at exec), so a lock released here can stay held for that moment. Seen on a loaded CI

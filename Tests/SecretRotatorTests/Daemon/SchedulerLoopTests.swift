@@ -9,9 +9,10 @@ import Testing
 @Suite struct SchedulerLoopTests {
     /// With every `max_concurrent` slot busy the loop sleeps until a step finishes: 20 apps due
     /// at once, one slot, and a GenAuth that answers every secret read 20 ms late. Each turn of
-    /// the loop reports a status (and pings the watchdog), so the number of status reports is
-    /// the number of turns: a few per step, however long the pass takes. While the slot was
-    /// busy the loop turned at full speed (tens of thousands of turns in this pass).
+    /// the loop pings the watchdog (its status reports are at most one a second), so the
+    /// number of pings is the number of turns: a few per step, however long the pass takes.
+    /// While the slot was busy the loop turned at full speed (tens of thousands of turns in
+    /// this pass).
     @Test(.timeLimit(.minutes(1))) func turnsPerStepNotPerMoment() async throws {
         try await withEngineFixture { harness, fixture in
             let apps = 20

@@ -82,6 +82,36 @@ struct MetricsFixture {
         #expect(try ParsedMetrics.parse(file: path).value(Name.refreshOutcomeUnknown, labels) == 0)
     }
 
+    /// Without a textfile nothing is recorded, so a daemon without `[metrics]` keeps no series
+    /// per app; a path given later (a reload) starts recording, and the next publishing of the
+    /// app's state fills its gauges.
+    @Test func nothingIsRecordedUntilATextfileIsSet() throws {
+        let directory = try ConfigFixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("m.prom").path
+        let textfile = MetricsTextfile(path: nil)
+        let app = AppConfig(
+            id: "64d0c0ffee0000000000b111", name: "billing", action: .rotate, interval: .seconds(3_600), jitter: .zero,
+            firstStart: .fetch, onRotate: nil, hookTimeout: .seconds(10), outputs: [])
+        var state = AppState(appID: app.id)
+        state.consecutiveFailures = 2
+        textfile.metrics.track(apps: [app])
+        textfile.metrics.appStateChanged(app, state: state)
+        textfile.metrics.rotationFinished(app, succeeded: false)
+        #expect(!textfile.metrics.isEnabled)
+        #expect(!String(decoding: textfile.render(), as: UTF8.self).contains(app.id))
+
+        textfile.setPath(path)
+        #expect(textfile.metrics.isEnabled)
+        textfile.metrics.track(apps: [app])
+        textfile.metrics.appStateChanged(app, state: state)
+        try Data(textfile.render()).write(to: URL(fileURLWithPath: path))
+        let labels = ["app": "billing", "app_id": app.id]
+        let parsed = try ParsedMetrics.parse(file: path)
+        #expect(parsed.value(Name.consecutiveFailures, labels) == 2)
+        #expect(parsed.value(Name.rotations, labels.merging(["result": "failure"]) { $1 }) == 0, "counted from the reload")
+    }
+
     /// After a rotation, a failure and a repair the file is valid text
     /// format for a real parser, and its values say what happened; no secret is in it.
     @Test func rotationFailureAndRepairShowInTheTextfile() async throws {
