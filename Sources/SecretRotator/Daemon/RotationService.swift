@@ -164,9 +164,7 @@ public final class RotationService: Service, Sendable {
     /// watchdog is fed while steps run, but only for as long as a healthy step can take; a
     /// step hanging beyond that stops the pings and lets systemd restart the daemon.
     private func feedWatchdog() async {
-        let config = await engine.config
-        let longestHook = config.apps.map(\.hookTimeout).max() ?? .zero
-        let budget = longestHook + config.genauth.requestTimeout * 4 + .seconds(60)
+        let budget = await engine.stepBudget
         if let longest = await engine.longestRunningStep(), longest > budget {
             logger.critical("a rotation step has run for \(DurationSyntax.format(longest)); no longer feeding the watchdog")
             return

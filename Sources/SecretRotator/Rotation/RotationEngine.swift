@@ -20,6 +20,10 @@ import NIOPosix
 public actor RotationEngine {
     public internal(set) var config: RotatorConfig
     var policy: EnginePolicy
+    /// How long one step may run before the daemon stops feeding the watchdog: the longest
+    /// hook timeout, four request timeouts and a minute. Computed once per config, as the
+    /// scheduler reads it at every turn.
+    public private(set) var stepBudget: Duration
     let api: any SecretAPI
     let stateDirectory: StateDirectory
     let writer: OutputWriter
@@ -110,6 +114,7 @@ public actor RotationEngine {
     ) {
         self.config = config
         self.policy = EnginePolicy(config: config)
+        self.stepBudget = Self.stepBudget(of: config)
         self.api = api
         self.stateDirectory = stateDirectory
         self.writer = writer
@@ -139,6 +144,10 @@ public actor RotationEngine {
     /// up (a scan of the config per step made a pass over N apps O(N²)).
     public func app(withID appID: String) -> AppConfig? {
         appIndex[appID].map { config.apps[$0] }
+    }
+
+    static func stepBudget(of config: RotatorConfig) -> Duration {
+        (config.apps.map(\.hookTimeout).max() ?? .zero) + config.genauth.requestTimeout * 4 + .seconds(60)
     }
 
     static func indices(of config: RotatorConfig) -> [String: Int] {
@@ -192,6 +201,7 @@ public actor RotationEngine {
     public func apply(_ newConfig: RotatorConfig) {
         config = newConfig
         policy = EnginePolicy(config: newConfig)
+        stepBudget = Self.stepBudget(of: newConfig)
         limiter.setRate(requestsPerSecond: newConfig.genauth.requestsPerSecond)
         for app in newConfig.apps where states[app.id] == nil {
             load(app)
