@@ -203,7 +203,7 @@ import Testing
             await engine.runDue()
             #expect(fixture.outputSecret(0) == original)
             try await waitUntil { harness.state.rotationCount(appId: Self.app0) == 1 }
-            fixture.clock.advance(by: EnginePolicy(config: config).settlePeriod)
+            fixture.clock.advance(by: .seconds(RotationPlanner.seconds(EnginePolicy(config: config).settlePeriod)))
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: Self.app0) == 1, "no second refresh")
             #expect(await engine.state(of: Self.app0)?.version == 2)

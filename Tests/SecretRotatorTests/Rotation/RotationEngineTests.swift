@@ -259,7 +259,7 @@ import Testing
             await engine.runDue()
             // The read comes a settle period after the lost refresh, never earlier.
             #expect(harness.state.rotationCount(appId: id) == 1)
-            fixture.clock.advance(by: EnginePolicy(config: fixture.config()).settlePeriod)
+            fixture.clock.advance(by: .seconds(RotationPlanner.seconds(EnginePolicy(config: fixture.config()).settlePeriod)))
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 2)
             // The line has no event of its own (its fields are the GenAuth error's): its text is the fact.
