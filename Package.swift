@@ -139,10 +139,29 @@ let package = Package(
             swiftSettings: strict,
             linkerSettings: sanitizerLink
         ),
+        // Test helpers shared by the suites (waiting, a manual clock, in-memory fakes at the
+        // engine's seams, the engine fixture), as swift-service-lifecycle's
+        // ServiceLifecycleTestKit: a target of its own and no product. A test target, not a
+        // regular one, because it reads the library's internals through `@testable import`:
+        // `swift build -c release` (build-deb.sh) builds every regular target, and a release
+        // module is not compiled for testing; test targets are built only with the tests.
+        .testTarget(
+            name: "SecretRotatorTestKit",
+            dependencies: [
+                "SecretRotator",
+                "GenAuthMock",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
+            path: "Tests/SecretRotatorTestKit",
+            swiftSettings: [.treatAllWarnings(as: .error)] + (asan || fuzz ? [.unsafeFlags(["-sanitize=address"])] : []),
+            linkerSettings: sanitizerLink
+        ),
         .testTarget(
             name: "SecretRotatorTests",
             dependencies: [
                 "SecretRotator",
+                "SecretRotatorTestKit",
                 "GenAuthMock",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

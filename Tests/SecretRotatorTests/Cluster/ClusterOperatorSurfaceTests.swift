@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -47,7 +48,7 @@ import Testing
 
     /// `status` on a frozen leader (SIGSTOP) said "leader, lease held", exit 0: the file a
     /// stopped daemon wrote last is not trusted.
-    @Test func aStoppedDaemonsClusterStateIsNotTrusted() throws {
+    @Test func aStoppedDaemonsClusterStateIsNotTrusted() async throws {
         let directory = try ConfigFixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let sleeper = Process()
@@ -64,7 +65,7 @@ import Testing
         try Data(written.encoded()).write(to: directory.appendingPathComponent(ClusterStatus.fileName))
         #expect(ClusterStatus.read(stateDirectory: directory.path)?.role == .leader)
         kill(sleeper.processIdentifier, SIGSTOP)
-        #expect(waitUntil { ProcessLiveness.of(sleeper.processIdentifier) == .stopped })
+        try await waitUntil("the sleeper never showed as stopped") { ProcessLiveness.of(sleeper.processIdentifier) == .stopped }
         let read = try #require(ClusterStatus.read(stateDirectory: directory.path))
         #expect(read.role == .noLease && !read.leaseHeld && read.watch == .polling)
         #expect(read.problem?.contains("stopped (SIGSTOP") == true)

@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -237,11 +238,10 @@ import Testing
             cluster.tls?.apply(to: &settings)
             try await withGatewayClient(settings) { client in
                 var last: ClusterStoreError?
-                let explained = await waitFor(seconds: 20) {
+                try await waitUntil(deadline: .seconds(20), "\(String(describing: last))") {
                     last = await Self.failure { () async throws(ClusterStoreError) in try await client.get(Self.prefix + "/x") }
                     return last?.description.contains("clientAuth") == true
                 }
-                #expect(explained, "\(String(describing: last))")
                 #expect(last?.description.contains("extendedKeyUsage = serverAuth, clientAuth") == true)
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -31,7 +32,7 @@ import Testing
             // Not kept alive, etcd expires it after the TTL: the election key made under it
             // goes (watched without renewing it), and a keepalive then says "expired".
             _ = try await client.campaign(election: "/t/election/ttl", lease: lease, value: [1])
-            #expect(try await waitFor(seconds: 10) { try await client.leader(election: "/t/election/ttl") == nil })
+            try await waitUntil(deadline: .seconds(10)) { try await client.leader(election: "/t/election/ttl") == nil }
             #expect(!(try await client.keepAlive(lease: lease)))
         }
     }
@@ -94,7 +95,7 @@ import Testing
             cluster.kill(0)  // the first endpoint: where the client and the watch went
             #expect(await ended.value, "the watch on a killed member ends with an error")
             // If it was etcd's raft leader, the others elect one first (about 2 s, no answers).
-            #expect(await waitFor(seconds: 10) { (try? await client.range(prefix: "/t/")) != nil })
+            try await waitUntil(deadline: .seconds(10)) { (try? await client.range(prefix: "/t/")) != nil }
             for round in 0..<5 {
                 #expect(try await client.put("/t/apps/\(round)", value: [1], ifModRevision: 0))
             }
@@ -123,7 +124,7 @@ import Testing
             #expect(await ended.value, "the watch on a frozen member ends with an error")
             // If it was etcd's raft leader, the others elect one first (about 2 s, no answers):
             // calls move on to them, and answer once they have a leader.
-            #expect(await waitFor(seconds: 10) { (try? await client.range(prefix: "/t/")) != nil })
+            try await waitUntil(deadline: .seconds(10)) { (try? await client.range(prefix: "/t/")) != nil }
             #expect(try await client.put("/t/apps/x", value: [1], ifModRevision: 0))
         }
     }

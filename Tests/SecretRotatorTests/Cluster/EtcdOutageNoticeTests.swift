@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -24,39 +25,37 @@ import Testing
         _ a: FleetCoordinatorTests.Host, _ b: FleetCoordinatorTests.Host, harness: GenAuthHarness, cluster: EtcdTestCluster
     ) async throws {
         let id = GenAuthHarness.appId
-        #expect(await waitFor(seconds: 20) {
+        try await waitUntil(deadline: .seconds(20)) {
             let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
             return roles.filter { $0 == .leader }.count == 1
-        })
+        }
         let (leader, follower) = await a.coordinator.snapshot().role == .leader ? (a, b) : (b, a)
         // Both hosts past their first fetch: a leader still fetching would count that as the
         // rotation below.
-        #expect(await waitFor(seconds: 20) {
+        try await waitUntil(deadline: .seconds(20)) {
             let held = await follower.engine.state(of: id)?.version ?? 0
             let led = await leader.engine.state(of: id)?.version ?? 0
             let watch = await follower.coordinator.snapshot().watch
             return held > 0 && led > 0 && watch == .watching
-        })
+        }
         let before = harness.state.currentSecret(appId: id)
         let versionBefore = await leader.engine.state(of: id)?.version ?? 0
 
         // The refresh answers late, and etcd dies in between: after the intent, before the notice.
         harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: id, count: 1, fault: .delay(milliseconds: 1_500)))
         #expect(await leader.engine.request(.refresh, forApp: id))
-        let sent = await waitFor(seconds: 10) {
+        try await waitUntil(deadline: .seconds(10), "the refresh was never sent") {
             harness.state.requestLog().contains { $0.path.hasSuffix("refresh-application-secret") }
         }
         for member in 0..<3 { cluster.kill(member) }
         let down = ContinuousClock.now
-        #expect(sent)
-        let rotated = await waitFor(seconds: 10) {
+        try await waitUntil(deadline: .seconds(10), "one refresh, written by the leader") {
             let written = await leader.engine.state(of: id)?.version ?? 0
             return harness.state.rotationCount(appId: id) == 1 && written > versionBefore
         }
-        #expect(rotated, "one refresh, written by the leader")
         let secret = harness.state.currentSecret(appId: id)
         #expect(secret != before)
-        #expect(await waitFor(seconds: 10) { harness.capture.all.contains { $0.contains("cluster_publish_failed") } })
+        try await waitUntil(deadline: .seconds(10)) { harness.capture.contains(event: "cluster_publish_failed") }
         // etcd stays down past the old budget; the follower has nothing but its hourly poll.
         try await Task.sleep(until: down + Self.outage)
         #expect(follower.fixture.outputSecret(0) == before)
@@ -66,19 +65,17 @@ import Testing
         for member in 0..<3 { try cluster.start(member) }
         try await cluster.waitHealthy()
         let back = ContinuousClock.now
-        let converged = await waitFor(seconds: 10) { follower.fixture.outputSecret(0) == secret }
-        #expect(converged, "the follower holds GenAuth's secret within 10 s of etcd's return (took \(ContinuousClock.now - back))")
-        let intentGone = await waitFor(seconds: 10) {
+        try await waitUntil(deadline: .seconds(10), "the follower holds GenAuth's secret within 10 s of etcd's return (took \(ContinuousClock.now - back))") { follower.fixture.outputSecret(0) == secret }
+        try await waitUntil(deadline: .seconds(10), "the intent is gone") {
             do { return try await leader.store.get("/fleet/intent/\(id)") == nil } catch { return false }
         }
-        #expect(intentGone, "the intent is gone")
         let notice = try await leader.store.get("/fleet/apps/\(id)").flatMap { ClusterRecordCoding.decode(RotationNotice.self, from: $0.value) }
         #expect(notice?.host == leader.name)
-        #expect(await waitFor(seconds: 10) {
+        try await waitUntil(deadline: .seconds(10)) {
             guard let state = await leader.engine.state(of: id) else { return false }
             return state.announcedVersion == state.version
-        })
-        #expect(harness.capture.all.contains { $0.contains("cluster_publish_recovered") })
+        }
+        #expect(harness.capture.contains(event: "cluster_publish_recovered"))
         #expect(harness.state.rotationCount(appId: id) == 1)
     }
 }

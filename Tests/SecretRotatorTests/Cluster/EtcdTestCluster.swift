@@ -167,13 +167,3 @@ func withGatewayClient(
     }
     await client.shutdown()
 }
-
-/// Polls `condition` every 20 ms until it holds or `seconds` pass; returns whether it held.
-func waitFor(seconds: Double, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -95,9 +96,9 @@ import Testing
                 let settings = EtcdAccessControlTests.settings(cluster, user: "intruder")
                 let host = try await Self.host("intruder", harness: harness, cluster: cluster, settings: settings)
                 defer { host.fixture.cleanUp() }
-                let said = await waitFor(seconds: 20) {
+                let said = (try? await waitUntil(deadline: .seconds(20)) {
                     await host.coordinator.snapshot().problem?.contains("cannot campaign: etcd user \"intruder\"") == true
-                }
+                }) != nil
                 // Three lease TTLs: the campaign is tried again, the line is not written again.
                 try? await Task.sleep(for: settings.leaseTTL * 3)
                 let snapshot = await host.coordinator.snapshot()
@@ -105,8 +106,8 @@ import Testing
                 #expect(said, "\(String(describing: snapshot.problem))")
                 #expect(snapshot.problem?.contains("readwrite \(settings.prefix)/") == true)
                 #expect(snapshot.role != .leader)
-                #expect(harness.capture.all.filter { $0.contains("cluster_denied") }.count == 1)
-                #expect(!harness.capture.all.joined().contains("intruder-pw"))
+                #expect(harness.capture.events("cluster_denied").count == 1)
+                #expect(!harness.capture.renderedText.joined().contains("intruder-pw"))
             }
         }
     }
@@ -114,20 +115,20 @@ import Testing
     static func scenario(_ a: Host, _ b: Host, harness: GenAuthHarness, cluster: EtcdTestCluster) async throws {
         let id = GenAuthHarness.appId
         // Exactly one leads.
-        #expect(await waitFor(seconds: 20) {
+        try await waitUntil(deadline: .seconds(20)) {
             let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
             return roles.filter { $0 == .leader }.count == 1 && roles.contains(.candidate)
-        })
+        }
         let (leader, other) = await a.coordinator.snapshot().role == .leader ? (a, b) : (b, a)
-        #expect(await waitFor(seconds: 20) { await other.engine.state(of: id)?.version ?? 0 > 0 })
+        try await waitUntil(deadline: .seconds(20)) { await other.engine.state(of: id)?.version ?? 0 > 0 }
 
         // The leader rotates on request; the other host holds the new secret soon after.
         #expect(await leader.engine.request(.refresh, forApp: id))
-        #expect(await waitFor(seconds: 20) { harness.state.rotationCount(appId: id) == 1 })
+        try await waitUntil(deadline: .seconds(20)) { harness.state.rotationCount(appId: id) == 1 }
         let rotated = harness.state.currentSecret(appId: id)
-        #expect(await waitFor(seconds: 20) {
+        try await waitUntil(deadline: .seconds(20)) {
             other.fixture.outputSecret(0) == rotated && leader.fixture.outputSecret(0) == rotated
-        })
+        }
         #expect(await other.coordinator.snapshot().lastNotices[id]?.host == leader.name)
 
         // A flood of notices (anyone who can write the prefix): at most one read per 250 ms
@@ -148,10 +149,10 @@ import Testing
         var reloaded = await leader.engine.config
         reloaded.apps = [reloaded.apps[0]]
         await leader.engine.apply(reloaded)
-        #expect(await waitFor(seconds: 10) {
+        try await waitUntil(deadline: .seconds(10)) {
             guard let value = try? await leader.store.leader(election: "/fleet/election/default")?.value else { return false }
             return ClusterRecordCoding.decode(CandidateValue.self, from: value)?.apps == [id]
-        })
+        }
 
         // The leader's key vanishes behind its back (its lease revoked from outside, as
         // an expiry would): its next refresh is refused by the fencing transaction.
@@ -160,22 +161,22 @@ import Testing
         #expect(await leader.coordinator.authorizeRefresh(appID: id) != .granted)
         #expect(harness.state.rotationCount(appId: id) == 1)
         // The other host takes over within TTL + 2 s.
-        #expect(await waitFor(seconds: 7) { await other.coordinator.snapshot().role == .leader })
+        try await waitUntil(deadline: .seconds(7)) { await other.coordinator.snapshot().role == .leader }
 
         // etcd down: nobody holds a lease, nobody rotates, watches fall back to polling.
         for member in 0..<3 { cluster.kill(member) }
-        #expect(await waitFor(seconds: 20) {
+        try await waitUntil(deadline: .seconds(20)) {
             let snapshots = [await a.coordinator.snapshot(), await b.coordinator.snapshot()]
             return snapshots.allSatisfy { $0.role == .noLease && $0.watch == .polling }
-        })
+        }
         #expect(await a.coordinator.authorizeRefresh(appID: id) != .granted)
         #expect(await b.coordinator.authorizeRefresh(appID: id) != .granted)
-        #expect(harness.capture.all.contains { $0.contains("cluster_watch_down") })
+        #expect(harness.capture.contains(event: "cluster_watch_down"))
         // Back: a leader again without anyone's help.
         for member in 0..<3 { try cluster.start(member) }
-        #expect(await waitFor(seconds: 20) {
+        try await waitUntil(deadline: .seconds(20)) {
             let roles = [await a.coordinator.snapshot().role, await b.coordinator.snapshot().role]
             return roles.filter { $0 == .leader }.count == 1
-        })
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Synchronization
 import Testing
 
@@ -60,7 +61,7 @@ final class RecordingFence: RotationFence {
             // First start: a fetch (no fence needed for a read).
             let engine = try await Self.started(fixture, fence: fence, leading: true)
             #expect(fence.authorizations.isEmpty)
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue(maxStepsPerApp: 1)
             #expect(fence.authorizations.contains(id))
             #expect(fixture.refreshRequests(id) == 0)
@@ -70,8 +71,7 @@ final class RecordingFence: RotationFence {
             // Not a failure of the app (no backoff holding back the next notice): the leader rotates it.
             #expect(state.consecutiveFailures == 0 && state.nextAttempt == nil)
             #expect(state.rotationOwed == false)
-            #expect(harness.capture.all.contains { $0.contains("refresh not sent: fenced") })
-            #expect(harness.capture.all.contains { $0.contains("cluster_fenced") })
+            #expect(harness.capture.contains(event: "cluster_fenced"))
             fixture.expectInvariant()
             #expect(fence.announcements.isEmpty)
         }
@@ -84,7 +84,7 @@ final class RecordingFence: RotationFence {
             let fence = RecordingFence()
             let engine = try await Self.started(fixture, fence: fence, leading: true)
             #expect(fence.announcements.isEmpty, "a first fetch is not a rotation to announce")
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 1)
             fixture.expectInvariant()
@@ -100,17 +100,17 @@ final class RecordingFence: RotationFence {
         try await withEngineFixture { harness, fixture in
             let fence = RecordingFence()
             let engine = try await Self.started(fixture, fence: fence)
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(await engine.request(.refresh, forApp: id))
             await engine.runDue()
             #expect(fixture.refreshRequests(id) == 0)
             #expect(fence.authorizations.isEmpty)
-            #expect(harness.capture.all.contains { $0.contains("cluster_not_leader") })
+            #expect(harness.capture.contains(event: "cluster_not_leader"))
             fixture.expectInvariant()
             // Its schedule is a poll's now: the next step is an interval after the last read.
             let state = try #require(await engine.state(of: id))
-            #expect(state.lastChecked == fixture.clock.now)
+            #expect(state.lastChecked == fixture.clock.now())
         }
     }
 
@@ -121,14 +121,14 @@ final class RecordingFence: RotationFence {
         try await withEngineFixture { harness, fixture in
             let engine = try await Self.started(fixture)
             // Another host rotates at T; this host hears of it 0.2 s later.
-            let rotatedAt = fixture.clock.now.addingTimeInterval(100)
+            let rotatedAt = fixture.clock.now().addingTimeInterval(100)
             _ = try await harness.client.refreshApplicationSecret(appId: id)
             fixture.clock.set(rotatedAt.addingTimeInterval(0.2))
             #expect(await engine.notified(appID: id, rotatedAt: rotatedAt, live: true))
             await engine.runDue()
             fixture.expectInvariant()
             #expect(await engine.state(of: id)?.secretObtainedAt == rotatedAt)
-            #expect(harness.capture.all.contains { $0.contains("followed") })
+            #expect(harness.capture.contains(event: "followed"))
             // A snapshot notice no newer than the held secret is not acted on.
             #expect(!(await engine.notified(appID: id, rotatedAt: rotatedAt, live: false)))
         }
@@ -142,9 +142,9 @@ final class RecordingFence: RotationFence {
             let fence = RecordingFence()
             let engine = try await Self.started(fixture, fence: fence)
             // The old leader's rotation happened right when it was due; its notice never came.
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             _ = try await harness.client.refreshApplicationSecret(appId: id)
-            await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now])
+            await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now()])
             // At once: this host held the newest secret, so the change its first read finds is
             // the old leader's refresh, and there is nothing left to wait for.
             await engine.runDue()
@@ -153,7 +153,7 @@ final class RecordingFence: RotationFence {
             // What it found changed is announced, so followers that missed it fetch too.
             #expect(fence.announcements.contains { $0.appID == id })
             // The next rotation is an interval after the one it found.
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 2)
             fixture.expectInvariant()
@@ -167,10 +167,10 @@ final class RecordingFence: RotationFence {
     @Test func handOverWaitsASettlePeriodForAnInFlightRefresh() async throws {
         try await withEngineFixture { harness, fixture in
             let engine = try await Self.started(fixture)
-            fixture.clock.advance(seconds: 3_600)  // due now
-            let intentAt = fixture.clock.now
+            fixture.clock.advance(by: .seconds(3_600))  // due now
+            let intentAt = fixture.clock.now()
             await engine.leadershipChanged(leading: true, intents: [id: intentAt])
-            fixture.clock.advance(seconds: 1)
+            fixture.clock.advance(by: .seconds(1))
             await engine.runDue()
             let calls = harness.state.requestLog().filter { $0.appId == id && !$0.path.hasSuffix("get-management-token") }
             #expect(calls.count == 2 && calls.allSatisfy { $0.path.hasSuffix("get-application-secret") },
@@ -194,10 +194,10 @@ final class RecordingFence: RotationFence {
             let fence = RecordingFence()
             let engine = try await Self.started(fixture, fence: fence, leading: true)
             fence.set(.refused("the election key is gone"))
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue(maxStepsPerApp: 1)
             await engine.leadershipChanged(leading: false)
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(fixture.refreshRequests(id) == 0)
             fixture.expectInvariant()
@@ -212,7 +212,7 @@ final class RecordingFence: RotationFence {
             let fence = RecordingFence()
             let engine = try await Self.started(fixture, fence: fence, leading: true)
             fence.duringAuthorization.withLock { $0 = { await engine.leadershipChanged(leading: false) } }
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue(maxStepsPerApp: 2)
             #expect(harness.state.rotationCount(appId: id) == 1)
             fixture.expectInvariant()
@@ -231,7 +231,7 @@ final class RecordingFence: RotationFence {
             #expect(await engine.request(.refresh, forApp: id))
             await engine.runDue()
             #expect(fixture.refreshRequests(id) == 0)
-            #expect(harness.capture.all.contains { $0.contains("cluster_rotate_waits") })
+            #expect(harness.capture.contains(event: "cluster_rotate_waits"))
             await engine.leadershipChanged(leading: true)
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 1)
@@ -244,9 +244,9 @@ final class RecordingFence: RotationFence {
     @Test func handOverReadsRespectTheBackoff() async throws {
         try await withEngineFixture { harness, fixture in
             let engine = try await Self.started(fixture)
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: id, count: 1_000, fault: .httpStatus(503, jsonBody: true)))
-            await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now.addingTimeInterval(-60)])
+            await engine.leadershipChanged(leading: true, intents: [id: fixture.clock.now().addingTimeInterval(-60)])
             let before = harness.state.requestLog().count
             await engine.runDue(maxStepsPerApp: 50)
             let reads = harness.state.requestLog().count - before

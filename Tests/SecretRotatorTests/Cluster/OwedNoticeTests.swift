@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Synchronization
 import Testing
 
@@ -36,15 +37,19 @@ import Testing
         let clock = fixture.clock
         let coordinator = FleetCoordinator(
             settings: settings, store: store, engine: engine, stateDirectory: config.defaults.stateDirectory,
-            now: { clock.now }, retryPolicy: fastRetry, logger: harness.capture.logger(label: "secret-rotator.cluster"))
+            now: clock.now, retryPolicy: fastRetry, logger: harness.capture.logger(label: "secret-rotator.cluster"))
         await engine.joinCluster(coordinator)
         try await engine.start()
         await engine.runDue()
         let run = Task { await coordinator.run() }
         let host = Host(engine: engine, coordinator: coordinator, run: run)
-        guard await waitFor(seconds: 10, { await coordinator.snapshot().role == .leader }) else {
+        do {
+            try await waitUntil(deadline: .seconds(10), "the coordinator did not lead a fake etcd") {
+                await coordinator.snapshot().role == .leader
+            }
+        } catch {
             await host.stop()
-            throw EtcdTestClusterError("the coordinator did not lead a fake etcd within 10 s")
+            throw error
         }
         return host
     }
@@ -58,16 +63,16 @@ import Testing
             let store = FakeClusterStore()
             let first = try await Self.leader(fixture, harness, store: store)
             store.refuseWrites(under: "/fleet/apps/")
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await first.engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 1)
             let noticeKey = Self.settings.noticeKey(appID: id)
-            let refused = await waitFor(seconds: 10) { store.writeAttempts(noticeKey) >= 30 }
+            let refused = (try? await waitUntil(deadline: .seconds(10)) { store.writeAttempts(noticeKey) >= 30 }) != nil
             let state = try #require(await first.engine.state(of: id))
             await first.stop()
             #expect(refused, "\(store.writeAttempts(noticeKey)) tries at the notice")
             #expect(state.announcedVersion < state.version, "owed: \(state.announcedVersion) < \(state.version)")
-            #expect(harness.capture.all.filter { $0.contains("cluster_publish_failed") }.count == 1)
+            #expect(harness.capture.events("cluster_publish_failed").count == 1)
             #expect(store.value(noticeKey) == nil)
             #expect(store.value(Self.settings.intentKey(appID: id)) != nil, "the rotation's intent is still there")
 
@@ -75,9 +80,9 @@ import Testing
             store.refuseWrites(under: nil)
             let second = try await Self.leader(fixture, harness, store: store)
             // Both apps rotated at the same due time: every debt is paid, every intent gone.
-            let published = await waitFor(seconds: 10) {
+            let published = (try? await waitUntil(deadline: .seconds(10)) {
                 await second.engine.owedAnnouncements().isEmpty && store.value(Self.settings.intentKey(appID: id)) == nil
-            }
+            }) != nil
             let notice = store.value(noticeKey).flatMap { ClusterRecordCoding.decode(RotationNotice.self, from: $0.value) }
             let after = await second.engine.state(of: id)
             await second.stop()
@@ -99,11 +104,11 @@ import Testing
             let host = try await Self.leader(fixture, harness, store: store)
             store.refuseWrites(under: "/fleet/intent/")
             let intentKey = Self.settings.intentKey(appID: id)
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             let pass = Task { await host.engine.runDue(maxStepsPerApp: 1) }
-            let returned = await waitFor(seconds: 10) { store.writeAttempts(intentKey) >= FleetCoordinator.intentTries }
+            let returned = (try? await waitUntil(deadline: .seconds(10)) { store.writeAttempts(intentKey) >= FleetCoordinator.intentTries }) != nil
             // Bounded: with the spin, a pass never returned while etcd renewed the lease.
-            let finished = await waitFor(seconds: 10) { await host.engine.state(of: id)?.consecutiveFailures == 1 }
+            let finished = (try? await waitUntil(deadline: .seconds(10)) { await host.engine.state(of: id)?.consecutiveFailures == 1 }) != nil
             if !finished { pass.cancel() }
             _ = await pass.value
             #expect(returned && finished, "\(store.writeAttempts(intentKey)) tries")
@@ -112,7 +117,7 @@ import Testing
             let state = try #require(await host.engine.state(of: id))
             #expect(state.intent == nil && state.rotationOwed)
             let retryAt = try #require(state.nextAttempt)
-            #expect(retryAt > fixture.clock.now)
+            #expect(retryAt > fixture.clock.now())
 
             // Within the backoff: not one more try.
             await host.engine.runDue(maxStepsPerApp: 1)
@@ -122,23 +127,24 @@ import Testing
             await host.engine.runDue(maxStepsPerApp: 1)
             #expect(store.writeAttempts(intentKey) == 2 * FleetCoordinator.intentTries)
             #expect(await host.engine.state(of: id)?.consecutiveFailures == 2)
-            #expect(harness.capture.all.filter { $0.contains("cluster_intent_failed") && $0.contains("etcd does not take") }.count == 1)
+            // The coordinator says so once; each app's refused step carries the same event, with its app_id.
+            #expect(harness.capture.events("cluster_intent_failed").filter { $0.metadata["app_id"] == nil }.count == 1)
 
             var config = fixture.config()
             config.cluster = Self.settings
             let report = StatusReport.read(
-                config: config, stateDirectory: StateDirectory(path: config.defaults.stateDirectory), now: fixture.clock.now, checkOutputs: true)
-            let text = report.render(now: fixture.clock.now)
+                config: config, stateDirectory: StateDirectory(path: config.defaults.stateDirectory), now: fixture.clock.now(), checkOutputs: true)
+            let text = report.render(now: fixture.clock.now())
             #expect(!text.contains("outcome is unknown"), "\(text)")
             #expect(text.contains("refresh not sent: etcd did not record the intent"), "\(text)")
 
             // etcd takes writes again: the next retry rotates, and one line says intents work.
             store.refuseWrites(under: nil)
-            fixture.clock.set((await host.engine.state(of: id)?.nextAttempt ?? fixture.clock.now).addingTimeInterval(0.001))
+            fixture.clock.set((await host.engine.state(of: id)?.nextAttempt ?? fixture.clock.now()).addingTimeInterval(0.001))
             await host.engine.runDue()
             await host.stop()
             #expect(harness.state.rotationCount(appId: id) == 1)
-            #expect(harness.capture.all.contains { $0.contains("cluster_intent_recorded") })
+            #expect(harness.capture.contains(event: "cluster_intent_recorded"))
             fixture.expectInvariant()
         }
     }

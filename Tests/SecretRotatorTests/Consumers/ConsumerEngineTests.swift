@@ -1,6 +1,7 @@
 import Foundation
 import InMemoryLogging
 import Logging
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -15,29 +16,15 @@ import Testing
         return config
     }
 
-    static func engine(_ harness: GenAuthHarness, _ fixture: EngineFixture, units: FakeSystemdUnits, handler: InMemoryLogHandler)
-        -> RotationEngine
-    {
-        var logger = Logger(label: "secret-rotator.engine") { _ in handler }
-        logger.logLevel = .trace
-        let config = config(fixture)
-        return RotationEngine(
-            config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-            units: units, now: { fixture.clock.now }, logger: logger)
-    }
-
     /// A started engine over this fixture whose consumer units answer as `behaviours` say, after
     /// its first pass (every app fetched, its consumers told), with every log entry kept.
     static func firstPass(
         _ harness: GenAuthHarness, _ fixture: EngineFixture, _ behaviours: [String: FakeSystemdUnits.Behaviour]
-    ) async throws -> (engine: RotationEngine, units: FakeSystemdUnits, log: InMemoryLogHandler) {
-        let units = FakeSystemdUnits(clock: { fixture.clock.now })
+    ) async throws -> (engine: RotationEngine, units: FakeSystemdUnits, log: LogCapture) {
+        let units = FakeSystemdUnits(clock: fixture.clock.now)
         for (unit, behaviour) in behaviours { units.set(unit, behaviour) }
-        let handler = InMemoryLogHandler()
-        let engine = Self.engine(harness, fixture, units: units, handler: handler)
-        try await engine.start()
-        await engine.runDue()
-        return (engine, units, handler)
+        let engine = try await fixture.startedEngine(config: config(fixture), units: units)
+        return (engine, units, fixture.capture)
     }
 
     @Test func everyNewVersionIsAnnouncedToEachConsumerAndConfirmed() async throws {
@@ -53,7 +40,7 @@ import Testing
             // The other app names no consumer: nothing is asked for it.
             #expect(units.calls.count == 2)
             // A rotation tells them again, of the new version.
-            fixture.clock.advance(seconds: 3_601)
+            fixture.clock.advance(by: .seconds(3_601))
             await engine.runDue()
             #expect(units.calls.count == 4)
             #expect(try #require(await engine.state(of: GenAuthHarness.appId)).consumersDoneVersion == 2)
@@ -76,15 +63,15 @@ import Testing
 
             // Status reports it once the grace has passed, not before.
             let stateDirectory = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
-            let early = StatusReport.read(config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now)
+            let early = StatusReport.read(config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now())
             #expect(early.verdict == .failing, "within consumer_grace it is a failing attempt, not yet a consumer problem")
             let late = StatusReport.read(
-                config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now.addingTimeInterval(31))
+                config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now().addingTimeInterval(31))
             #expect(late.verdict == .consumers && late.verdict.rawValue == 5 && late.verdict.pluginState.word == "CRITICAL")
-            let text = late.render(now: fixture.clock.now)
+            let text = late.render(now: fixture.clock.now())
             #expect(text.contains("consumer worker.service is not confirmed on version 1"))
             #expect(text.components(separatedBy: "app0: consumer worker.service").count == 2, "told once: \(text)")
-            #expect(early.render(now: fixture.clock.now).contains("consumer worker.service failed"))
+            #expect(early.render(now: fixture.clock.now()).contains("consumer worker.service failed"))
 
             // The retry (after the backoff) tells only the unit that did not settle, and rotates nothing.
             units.set("worker.service", .restarts)
@@ -94,7 +81,7 @@ import Testing
             #expect(fixture.refreshRequests(GenAuthHarness.appId) == refreshes, "no rotation for a consumer")
             state = try #require(await engine.state(of: GenAuthHarness.appId))
             #expect(state.consumersDoneVersion == 1 && state.consecutiveFailures == 0)
-            let healed = StatusReport.read(config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now)
+            let healed = StatusReport.read(config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now())
             #expect(healed.verdict == .ok)
         }
     }
@@ -104,8 +91,8 @@ import Testing
     @Test func aConsumerFailingAtEveryRotationIsReportedFromItsFirstFailure() async throws {
         try await withEngineFixture { harness, fixture in
             let (engine, _, _) = try await Self.firstPass(harness, fixture, ["worker.service": .jobFails("failed")])
-            let firstFailure = fixture.clock.now
-            fixture.clock.advance(seconds: 20)
+            let firstFailure = fixture.clock.now()
+            fixture.clock.advance(by: .seconds(20))
             #expect(await engine.request(.refresh, forApp: GenAuthHarness.appId))
             await engine.runDue()
             let state = try #require(await engine.state(of: GenAuthHarness.appId))
@@ -152,9 +139,9 @@ import Testing
             #expect(state.consumersDoneVersion == 1 && state.consecutiveFailures == 0)
             let stateDirectory = StateDirectory(path: fixture.directory.appendingPathComponent("state").path)
             let report = StatusReport.read(
-                config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now.addingTimeInterval(3_000))
+                config: Self.config(fixture), stateDirectory: stateDirectory, now: fixture.clock.now().addingTimeInterval(3_000))
             #expect(report.apps[0].health.findings.allSatisfy { if case .consumerBehind = $0 { false } else { true } })
-            #expect(report.render(now: fixture.clock.now).contains("consumer worker.service not running"))
+            #expect(report.render(now: fixture.clock.now()).contains("consumer worker.service not running"))
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -27,8 +28,7 @@ import Glibc
 
         // The operator asks for a rotation; the process dies at `point`.
         let (killed, killedLog) = try harness.start(["rotate", "app0"], extraEnvironment: [CrashPoint.variable: point.rawValue])
-        let exited = await waitForGenAuth(timeout: .seconds(30)) { !killed.isRunning }
-        #expect(exited)
+        try await waitUntil(deadline: .seconds(30), "the process switched to crash never ended") { !killed.isRunning }
         #expect(
             killed.terminationReason == .uncaughtSignal && killed.terminationStatus == SIGKILL,
             "did not stop at \(point.rawValue): \((try? String(contentsOf: killedLog, encoding: .utf8)) ?? "")")
@@ -37,11 +37,11 @@ import Glibc
 
         // A start without the switch finishes what the kill left.
         let (daemon, log) = try harness.start(["run"])
-        let settled = await waitForGenAuth(timeout: .seconds(60)) {
+        let settled = (try? await waitUntil(deadline: .seconds(60)) {
             guard let state = harness.savedState(0) else { return false }
             return state.version == before.version + 1 && state.intent == nil && state.hookDoneVersion == state.version
                 && state.consecutiveFailures == 0 && harness.violations([0]).isEmpty && harness.unfinishedRollouts([0]).isEmpty
-        }
+        }) != nil
         kill(daemon.processIdentifier, SIGTERM)
         daemon.waitUntilExit()
         #expect(settled, "\(point.rawValue): did not settle: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(3000) ?? "")")
@@ -60,16 +60,16 @@ import Glibc
         let id = DaemonHarness.appID(0)
         try harness.writeConfig(apps: [0], interval: "1h", extra: "first_start = \"rotate\"", requestTimeout: "1s")
         let (killed, _) = try harness.start(["run", "--once"], extraEnvironment: [CrashPoint.variable: CrashPoint.intentDurable.rawValue])
-        let exited = await waitForGenAuth(timeout: .seconds(30)) { !killed.isRunning }
-        #expect(exited && killed.terminationReason == .uncaughtSignal)
+        try await waitUntil(deadline: .seconds(30), "the process switched to crash never ended") { !killed.isRunning }
+        #expect(killed.terminationReason == .uncaughtSignal)
         #expect(harness.state.rotationCount(appId: id) == 0)
 
         let (daemon, log) = try harness.start(["run"])
-        let settled = await waitForGenAuth(timeout: .seconds(60)) {
+        let settled = (try? await waitUntil(deadline: .seconds(60)) {
             guard let state = harness.savedState(0) else { return false }
             return state.intent == nil && !state.rotationOwed && state.consecutiveFailures == 0
                 && harness.state.rotationCount(appId: id) == 1 && harness.violations([0]).isEmpty
-        }
+        }) != nil
         kill(daemon.processIdentifier, SIGTERM)
         daemon.waitUntilExit()
         #expect(settled, "did not settle: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(3000) ?? "")")

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -108,7 +109,7 @@ final class DaemonHarness: @unchecked Sendable {
 
     func run(_ arguments: [String], secret: String? = nil, timeout: Duration = .seconds(60)) async throws -> (Int32, String) {
         let (process, log) = try start(arguments, secret: secret)
-        let exited = await waitForGenAuth(timeout: timeout) { !process.isRunning }
+        let exited = (try? await waitUntil(deadline: timeout) { !process.isRunning }) != nil
         if !exited { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")

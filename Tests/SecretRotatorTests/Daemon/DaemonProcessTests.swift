@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -68,14 +69,14 @@ import Testing
         let (final, log) = try harness.start()
         // The state may already be settled from the last run; the SIGTERM below still needs a
         // daemon that got as far as taking signals (one killed before main cannot exit 0).
-        let settled = await waitForGenAuth(timeout: .seconds(120)) {
+        let settled = (try? await waitUntil(deadline: .seconds(120)) {
             SignalDisposition.ofSIGTERM(pid: final.processIdentifier) != nil
                 && harness.violations(Array(0..<apps)).isEmpty && harness.unfinishedRollouts(Array(0..<apps)).isEmpty
                 && (0..<apps).allSatisfy { index in
                     guard let state = harness.savedState(index) else { return false }
                     return state.hookDoneVersion == state.version && state.consecutiveFailures == 0
                 }
-        }
+        }) != nil
         var violations = harness.violations(Array(0..<apps)) + harness.unfinishedRollouts(Array(0..<apps))
         for index in 0..<apps {
             guard let state = harness.savedState(index) else {
@@ -119,12 +120,12 @@ import Testing
         for attempt in 0..<20 {
             let (process, log) = try harness.start()
             var disposition: SignalDisposition?
-            let takesSignals = await waitForGenAuth(timeout: .seconds(30)) {
+            let takesSignals = (try? await waitUntil(deadline: .seconds(30)) {
                 disposition = SignalDisposition.ofSIGTERM(pid: process.processIdentifier)
                 return disposition != nil || !process.isRunning
-            }
+            }) != nil
             kill(process.processIdentifier, SIGTERM)
-            let exited = await waitForGenAuth(timeout: .seconds(30)) { !process.isRunning }
+            let exited = (try? await waitUntil(deadline: .seconds(30)) { !process.isRunning }) != nil
             if !exited { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
             if disposition == .caught { duringStartUp += 1 }
@@ -143,7 +144,7 @@ import Testing
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0, 1], interval: "1h")
         let (first, _) = try harness.start()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0, 1]).isEmpty })
+        try await waitUntil(deadline: .seconds(30)) { harness.violations([0, 1]).isEmpty }
         #expect(StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == first.processIdentifier)
 
         let (status, output) = try await harness.run(["run"])
@@ -177,32 +178,32 @@ import Testing
         try harness.writeConfig(apps: [0, 1], interval: "1s")
         let (daemon, log) = try harness.start()
         let app0 = DaemonHarness.appID(0)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.state.rotationCount(appId: app0) >= 1 })
+        try await waitUntil(deadline: .seconds(30)) { harness.state.rotationCount(appId: app0) >= 1 }
 
         try Data("[genauth\nbroken = \n".utf8).write(to: URL(fileURLWithPath: harness.configPath))
         kill(daemon.processIdentifier, SIGHUP)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("config rejected")
-        })
+        }
         let logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         #expect(logText.contains("rotator.toml:1:"), "errors carry file and line")
         let beforeReject = harness.state.rotationCount(appId: app0)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.state.rotationCount(appId: app0) > beforeReject + 1 })
+        try await waitUntil(deadline: .seconds(30)) { harness.state.rotationCount(appId: app0) > beforeReject + 1 }
         #expect(daemon.isRunning)
 
         try harness.writeConfig(apps: [1, 2], interval: "1s")
         kill(daemon.processIdentifier, SIGHUP)
         let app1 = DaemonHarness.appID(1)
         let app2 = DaemonHarness.appID(2)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.output(2) != nil })
+        try await waitUntil(deadline: .seconds(30)) { harness.output(2) != nil }
         let removedCount = harness.state.rotationCount(appId: app0)
         let app1Count = harness.state.rotationCount(appId: app1)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             harness.state.rotationCount(appId: app1) >= app1Count + 2 && harness.state.rotationCount(appId: app2) >= 1
-        })
+        }
         #expect(harness.state.rotationCount(appId: app0) <= removedCount + 1, "a removed app stops (one step may have been in flight)")
         let settledCount = harness.state.rotationCount(appId: app0)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.state.rotationCount(appId: app1) >= app1Count + 4 })
+        try await waitUntil(deadline: .seconds(30)) { harness.state.rotationCount(appId: app1) >= app1Count + 4 }
         #expect(harness.state.rotationCount(appId: app0) == settledCount)
 
         kill(daemon.processIdentifier, SIGTERM)
@@ -217,13 +218,13 @@ import Testing
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0, 1], interval: "1h")
         let (daemon, log) = try harness.start()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             harness.violations([0, 1]).isEmpty && harness.hookVersions(0) == [1] && harness.hookVersions(1) == [1]
-        })
+        }
         let mark = harness.state.requestLog().map(\.sequence).max() ?? -1
         unlink("\(harness.dropDirectory)/app0")
         kill(daemon.processIdentifier, SIGHUP)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0]).isEmpty })
+        try await waitUntil(deadline: .seconds(30)) { harness.violations([0]).isEmpty }
         let forApp0 = harness.state.requestLog().filter { $0.sequence > mark && $0.appId == DaemonHarness.appID(0) }
         #expect(forApp0.isEmpty, "the repair called GenAuth: \(forApp0.map(\.path))")
         #expect(((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains("output drifted (missing)"))
@@ -231,9 +232,9 @@ import Testing
         try harness.writeConfig(apps: [0, 1], interval: "1h", mode: "0640")
         kill(daemon.processIdentifier, SIGHUP)
         var status = stat()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             stat("\(harness.dropDirectory)/app1", &status) == 0 && status.st_mode & 0o7777 == 0o640
-        })
+        }
         #expect(harness.state.rotationCount(appId: DaemonHarness.appID(1)) == 0)
         kill(daemon.processIdentifier, SIGTERM)
         daemon.waitUntilExit()
@@ -246,7 +247,7 @@ import Testing
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0], interval: "8s", hooks: false)
         let (daemon, _) = try harness.start()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0]).isEmpty })
+        try await waitUntil(deadline: .seconds(30)) { harness.violations([0]).isEmpty }
         let app0 = DaemonHarness.appID(0)
         let deadline = ContinuousClock.now.advanced(by: .seconds(40))
         var fetches = 0
@@ -271,12 +272,12 @@ import Testing
         try harness.writeConfig(apps: [0, 1], interval: "1h", hooks: false)
         harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, count: 2, fault: .delay(milliseconds: 1_500)))
         let (once, log) = try harness.start(["run", "--once"])
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == once.processIdentifier
-        })
+        }
         kill(once.processIdentifier, SIGUSR1)
         kill(once.processIdentifier, SIGHUP)
-        #expect(await waitForGenAuth(timeout: .seconds(60)) { !once.isRunning })
+        try await waitUntil(deadline: .seconds(60)) { !once.isRunning }
         once.waitUntilExit()
         #expect(once.terminationReason == .exit && once.terminationStatus == 0, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
         #expect(harness.violations([0, 1]).isEmpty)
@@ -394,9 +395,9 @@ import Testing
         #expect(document["daemonPID"] == nil)
 
         let (daemon, _) = try harness.start()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             StateDirectoryLock.holder(stateDirectory: harness.stateDirectory) == daemon.processIdentifier
-        })
+        }
         let (running, runningOutput) = try await harness.run(["status"])
         #expect(running == 0, "\(runningOutput)")
         #expect(runningOutput.contains("daemon running (PID \(daemon.processIdentifier))"))

@@ -2,6 +2,7 @@ import Foundation
 import AsyncHTTPClient
 import GenAuthMock
 import NIOCore
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -92,8 +93,8 @@ import Testing
         defer { Task { await harness.cleanUp() } }
         try harness.writeConfig(apps: [0, 1], interval: "1h", hookScript: "exit 3")
         let (daemon, _) = try harness.start()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.violations([0, 1]).isEmpty })
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { (harness.savedState(0)?.consecutiveFailures ?? 0) > 0 })
+        try await waitUntil(deadline: .seconds(30)) { harness.violations([0, 1]).isEmpty }
+        try await waitUntil(deadline: .seconds(30)) { (harness.savedState(0)?.consecutiveFailures ?? 0) > 0 }
 
         let fetch = try CLI.run(["fetch", "app0", "--timeout", "60s", "--config", harness.configPath], environment: harness.environment())
         // Answered either way, never a timeout: the read succeeded (0), or the record already
@@ -108,12 +109,12 @@ import Testing
 
         harness.state.inject(.init(endpoint: .refreshApplicationSecret, appId: DaemonHarness.appID(1), count: 1, fault: .delay(milliseconds: 60_000)))
         let (rotate, log) = try harness.start(["rotate", "app1", "--timeout", "120s"])
-        #expect(await waitForGenAuth(timeout: .seconds(30)) {
+        try await waitUntil(deadline: .seconds(30)) {
             harness.state.requestLog().contains { $0.path.hasSuffix("refresh-application-secret") }
-        })
+        }
         kill(daemon.processIdentifier, SIGKILL)
         daemon.waitUntilExit()
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { !rotate.isRunning }, "ended well before its 120 s timeout")
+        try await waitUntil(deadline: .seconds(30), "ended well before its 120 s timeout") { !rotate.isRunning }
         if rotate.isRunning { kill(rotate.processIdentifier, SIGKILL) }
         rotate.waitUntilExit()
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
@@ -151,10 +152,8 @@ import Testing
         try await withEngineFixture { harness, fixture in
             let config = fixture.config()
             let store = StateDirectory(path: config.defaults.stateDirectory)
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
-            let now = fixture.clock.now
+            _ = try await fixture.startedEngine()
+            let now = fixture.clock.now()
             var state = try #require(store.loadState(appID: GenAuthHarness.appId, now: now).state)
             state.intent = .refresh
             state.intentStartedAt = now

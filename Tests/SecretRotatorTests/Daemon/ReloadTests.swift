@@ -1,6 +1,7 @@
 import Foundation
 import GenAuthMock
 import NIOSSL
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -57,10 +58,10 @@ import Testing
 
         if setting == .caFile {
             // Refused by the old trust roots: nothing fetched, the handshake fails and backs off.
-            #expect(await waitForGenAuth(timeout: .seconds(30)) { text(log).contains("rotation_failed") })
+            try await waitUntil(deadline: .seconds(30)) { text(log).contains("rotation_failed") }
             #expect(harness.output(0) == nil)
         } else {
-            #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.output(0) != nil })
+            try await waitUntil(deadline: .seconds(30)) { harness.output(0) != nil }
         }
         let mark = harness.state.requestLog().map(\.sequence).max() ?? 0
 
@@ -89,7 +90,7 @@ import Testing
         try write(harness, keys, secretFile: secretFile)
         let reloads = text(log).components(separatedBy: "config reloaded").count
         kill(daemon.processIdentifier, SIGHUP)
-        #expect(await waitForGenAuth(timeout: .seconds(30)) { text(log).components(separatedBy: "config reloaded").count > reloads })
+        try await waitUntil(deadline: .seconds(30)) { text(log).components(separatedBy: "config reloaded").count > reloads }
 
         switch setting {
         case .host:
@@ -125,13 +126,13 @@ import Testing
             #expect(!text(log).contains("outcome_unknown"), "the old timeout cut the answer off")
             #expect(harness.output(0) == harness.state.currentSecret(appId: app))
         case .caFile:
-            #expect(await waitForGenAuth(timeout: .seconds(30)) { harness.output(0) != nil })
+            try await waitUntil(deadline: .seconds(30)) { harness.output(0) != nil }
             #expect(harness.output(0) == harness.state.currentSecret(appId: app))
             // A ca_file that is no longer PEM refuses the reload, naming the key; the daemon goes on.
             try writePrivate(try #require(keys.caFile), "not a certificate")
             let rejected = text(log).components(separatedBy: "config rejected").count
             kill(daemon.processIdentifier, SIGHUP)
-            #expect(await waitForGenAuth(timeout: .seconds(30)) { text(log).components(separatedBy: "config rejected").count > rejected })
+            try await waitUntil(deadline: .seconds(30)) { text(log).components(separatedBy: "config rejected").count > rejected }
             #expect(text(log).contains("genauth.ca_file"))
             try #require(tls).trust(try #require(tls).serverCA)
             let (status, output) = try await harness.run(["rotate", "app0"])
@@ -139,7 +140,7 @@ import Testing
             #expect(harness.output(0) == harness.state.currentSecret(appId: app))
         case .metricsTextfile:
             let path = try #require(keys.metricsTextfile)
-            #expect(await waitForGenAuth(timeout: .seconds(30)) { FileManager.default.fileExists(atPath: path) })
+            try await waitUntil(deadline: .seconds(30)) { FileManager.default.fileExists(atPath: path) }
         }
         #expect(daemon.isRunning)
         kill(daemon.processIdentifier, SIGTERM)
@@ -173,7 +174,7 @@ import Testing
             let app = GenAuthHarness.appId
             harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: app, count: 1, fault: .delay(milliseconds: 500)))
             let inFlight = Task { try await reloadable.getApplicationSecret(appId: app) }
-            #expect(await waitForGenAuth { harness.state.requestLog().contains { $0.path.hasSuffix("get-application-secret") } })
+            try await waitUntil { harness.state.requestLog().contains { $0.path.hasSuffix("get-application-secret") } }
             let old = reloadable.client
             reloadable.replace(with: try reloadable.makeClient(settings))
             #expect(reloadable.client !== old)

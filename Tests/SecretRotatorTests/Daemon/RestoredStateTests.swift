@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Synchronization
 import Testing
 
@@ -43,8 +44,8 @@ import Testing
             let (daemon, file) = try harness.start()
             defer { kill(daemon.processIdentifier, SIGKILL) }
             let text = { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }
-            #expect(await waitForGenAuth(timeout: .seconds(60)) { text().contains("event=changed_upstream") || text().contains("changed upstream") })
-            #expect(await waitForGenAuth(timeout: .seconds(60)) { harness.savedState(0)?.secretFingerprint == SecretFingerprint.of(SecretValue(live)) })
+            try await waitUntil(deadline: .seconds(60)) { text().contains("event=changed_upstream") || text().contains("changed upstream") }
+            try await waitUntil(deadline: .seconds(60)) { harness.savedState(0)?.secretFingerprint == SecretFingerprint.of(SecretValue(live)) }
             kill(daemon.processIdentifier, SIGTERM)
             daemon.waitUntilExit()
             #expect(daemon.terminationStatus == 0)
@@ -88,15 +89,13 @@ import Testing
             let app = GenAuthHarness.appId
             let config = fixture.config(hook: ["/bin/true"])
             let store = StateDirectory(path: config.defaults.stateDirectory)
-            let engine = fixture.engine(config: config)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(config: config)
             #expect(await engine.request(.refresh, forApp: "app0"))
             await engine.runDue()
-            let stateAtTwo = try #require(store.loadState(appID: app, now: fixture.clock.now).state)
+            let stateAtTwo = try #require(store.loadState(appID: app, now: fixture.clock.now()).state)
             #expect(await engine.request(.refresh, forApp: "app0"))
             await engine.runDue()
-            let dead = try #require(store.loadSecret(appID: app, now: fixture.clock.now).secret)
+            let dead = try #require(store.loadSecret(appID: app, now: fixture.clock.now()).secret)
             #expect(dead.version == 3 && stateAtTwo.version == 2)
             #expect(await engine.request(.refresh, forApp: "app0"))
             await engine.runDue()
@@ -108,9 +107,7 @@ import Testing
             try store.saveSecret(dead)
             let hooks = OutputAtHookRunner(path: fixture.directory.appendingPathComponent("drop/app0").path)
             let mark = harness.state.requestLog().map(\.sequence).max() ?? 0
-            let restarted = fixture.engine(config: config, hooks: hooks)
-            try await restarted.start()
-            await restarted.runDue()
+            _ = try await fixture.startedEngine(config: config, hooks: hooks)
 
             #expect(fixture.outputSecret(0) == live, "the output holds GenAuth's current secret")
             #expect(!hooks.outputs.contains(dead.secretValue.exposed), "a hook ran after the dead secret was written")
@@ -129,23 +126,19 @@ import Testing
             let app = GenAuthHarness.appId
             let config = fixture.config()
             let store = StateDirectory(path: config.defaults.stateDirectory)
-            let engine = fixture.engine(config: config)
-            try await engine.start()
-            await engine.runDue()
-            var inFlight = try #require(store.loadState(appID: app, now: fixture.clock.now).state)
+            let engine = try await fixture.startedEngine(config: config)
+            var inFlight = try #require(store.loadState(appID: app, now: fixture.clock.now()).state)
             inFlight.intent = .refresh
-            inFlight.intentStartedAt = fixture.clock.now
+            inFlight.intentStartedAt = fixture.clock.now()
             inFlight.rotationOwed = true
             #expect(await engine.request(.refresh, forApp: "app0"))
             await engine.runDue()
-            let answer = try #require(store.loadSecret(appID: app, now: fixture.clock.now).secret)
+            let answer = try #require(store.loadSecret(appID: app, now: fixture.clock.now()).secret)
             // As a crash between keeping the answer and writing the outputs leaves it.
             try store.saveState(inFlight)
             try FileManager.default.removeItem(at: fixture.directory.appendingPathComponent("drop/app0"))
             let mark = harness.state.requestLog().map(\.sequence).max() ?? 0
-            let restarted = fixture.engine(config: config)
-            try await restarted.start()
-            await restarted.runDue()
+            _ = try await fixture.startedEngine(config: config)
             #expect(fixture.outputSecret(0) == answer.secretValue.exposed)
             let calls = harness.state.requestLog().filter { $0.sequence > mark && $0.appId == app }
             #expect(calls.isEmpty, "no read, no refresh: \(calls.map(\.path))")

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -78,8 +79,8 @@ struct GenAuthClientTests {
 
     @Test("a token past its expiry (minus margin) is fetched again, once")
     func expiryByClock() async throws {
-        let clock = ManualTokenClock()
-        try await withGenAuthHarness(seed: GenAuthHarness.seed(tokenExpiresIn: 600), clock: clock) { h in
+        let clock = ManualClock()
+        try await withGenAuthHarness(seed: GenAuthHarness.seed(tokenExpiresIn: 600), clock: clock.tokenClock) { h in
             _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)
             clock.advance(by: .seconds(530))  // inside the 60 s margin: still fresh
             _ = try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId)

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -129,7 +130,7 @@ struct GenAuthFaultTests {
             let error = try #require(await h.expectFailure { try await h.client.refreshApplicationSecret(appId: GenAuthHarness.appId) })
             #expect(error.classification == .outcomeUnknown)
             #expect(error.reason == .timeout)
-            #expect(await waitForGenAuth { h.state.rotationCount(appId: GenAuthHarness.appId) == 1 })
+            try await waitUntil { h.state.rotationCount(appId: GenAuthHarness.appId) == 1 }
             let truth = try await h.client.getApplicationSecret(appId: GenAuthHarness.appId)
             #expect(truth.exposed == h.state.currentSecret(appId: GenAuthHarness.appId))
         }

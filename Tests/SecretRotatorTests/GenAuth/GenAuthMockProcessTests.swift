@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import GenAuthMock
 import NIOCore
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -36,8 +37,7 @@ struct GenAuthMockProcessTests {
         defer {
             if process.isRunning { process.terminate() }
         }
-        let reported = await waitForGenAuth { FileManager.default.fileExists(atPath: portFile.path) }
-        #expect(reported)
+        try await waitUntil("the mock never wrote its port file") { FileManager.default.fileExists(atPath: portFile.path) }
         let port = try #require(Int(String(contentsOf: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
 
         let client = try GenAuthClient(

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -178,7 +179,7 @@ struct GenAuthUnitTests {
 
     @Test("the leak checker finds a planted secret (so the suite-wide check can fail)")
     func leakCheckerWorks() {
-        let capture = GenAuthLogCapture()
+        let capture = LogCapture()
         let logger = capture.logger()
         logger.info("rotated", metadata: ["oops": "deadbeefdeadbeefdeadbeefdeadbeef"])
         #expect(capture.leaks(of: ["deadbeefdeadbeefdeadbeefdeadbeef", "other"]) == ["deadbeefdeadbeefdeadbeefdeadbeef"])

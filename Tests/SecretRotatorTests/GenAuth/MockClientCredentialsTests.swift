@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import GenAuthMock
 import NIOCore
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -18,14 +19,10 @@ struct MetricsFixture {
         path = directory.appendingPathComponent("secret_rotator.prom").path
         let clock = fixture.clock
         textfile = MetricsTextfile(
-            path: path, now: { clock.now }, logger: harness.capture.logger(label: "secret-rotator.metrics"))
+            path: path, now: clock.now, logger: harness.capture.logger(label: "secret-rotator.metrics"))
         client = try GenAuthClient(
             configuration: harness.client.configuration, logger: harness.capture.logger(), metrics: textfile.metrics)
-        let config = fixture.config(hook: hook)
-        engine = RotationEngine(
-            config: config, api: client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-            hooks: fixture.hooks, now: { clock.now }, random: SeededGenerator(state: 9), metrics: textfile.metrics,
-            logger: harness.capture.logger(label: "secret-rotator.engine"))
+        engine = fixture.engine(config: fixture.config(hook: hook), api: client, metrics: textfile.metrics)
     }
 
     /// The labels of one app's series in the fixture (`app0`, `app1`).
@@ -125,20 +122,19 @@ struct MetricsFixture {
                 await engine.runDue()  // first start: fetch, no rotation
 
                 // 1. A rotation of both apps.
-                fixture.clock.advance(seconds: 3_600)
-                let rotatedAt = fixture.clock.now
+                fixture.clock.advance(by: .seconds(3_600))
+                let rotatedAt = fixture.clock.now()
                 await engine.runDue()
                 fixture.expectInvariant()
-                let afterRotation = try #require(
-                    try await ParsedMetrics.waitFor(file: metrics.path) { parsed in
-                        // Both apps complete: a write between the two apps' updates is valid too.
-                        (0..<2).allSatisfy { index in
-                            parsed.value(Name.rotations, MetricsFixture.app(index, ["result": "success"])) == 1
-                                && parsed.value(Name.hookRuns, MetricsFixture.app(index, ["result": "success"])) == 2
-                                && parsed.value(Name.lastSuccess, MetricsFixture.app(index)) == rotatedAt.timeIntervalSince1970
-                        } && parsed.value(Name.exposureWindow + "_count") == 2
-                            && parsed.value(Name.apiRequestDuration + "_count", ["endpoint": "refresh-application-secret"]) == 2
-                    })
+                let afterRotation = try await ParsedMetrics.firstParse(of: metrics.path) { parsed in
+                    // Both apps complete: a write between the two apps' updates is valid too.
+                    (0..<2).allSatisfy { index in
+                        parsed.value(Name.rotations, MetricsFixture.app(index, ["result": "success"])) == 1
+                            && parsed.value(Name.hookRuns, MetricsFixture.app(index, ["result": "success"])) == 2
+                            && parsed.value(Name.lastSuccess, MetricsFixture.app(index)) == rotatedAt.timeIntervalSince1970
+                    } && parsed.value(Name.exposureWindow + "_count") == 2
+                        && parsed.value(Name.apiRequestDuration + "_count", ["endpoint": "refresh-application-secret"]) == 2
+                }
                 for index in 0..<2 {
                     let app = MetricsFixture.app(index)
                     #expect(afterRotation.value(Name.rotations, app.merging(["result": "success"]) { $1 }) == 1)
@@ -166,18 +162,17 @@ struct MetricsFixture {
                 #expect(afterRotation.type(of: Name.exposureWindow + "_sum") == "histogram")
 
                 // 2. app0's next rotation fails (HTTP 503); app1's succeeds.
-                fixture.clock.advance(seconds: 3_600)
+                fixture.clock.advance(by: .seconds(3_600))
                 harness.state.inject(
                     MockFaultRule(endpoint: .refreshApplicationSecret, appId: GenAuthHarness.appId, count: 1, fault: .httpStatus(503, jsonBody: true)))
                 await engine.runDue()
-                let afterFailure = try #require(
-                    try await ParsedMetrics.waitFor(file: metrics.path) {
-                        $0.value(Name.consecutiveFailures, MetricsFixture.app(0)) == 1
-                            && $0.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 2
-                            && $0.value(Name.rotations, MetricsFixture.app(0, ["result": "failure"])) == 1
-                            && $0.value(Name.exposureWindow + "_count") == 3
-                            && $0.value(Name.apiRequestDuration + "_count", ["endpoint": "refresh-application-secret"]) == 4
-                    })
+                let afterFailure = try await ParsedMetrics.firstParse(of: metrics.path) {
+                    $0.value(Name.consecutiveFailures, MetricsFixture.app(0)) == 1
+                        && $0.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 2
+                        && $0.value(Name.rotations, MetricsFixture.app(0, ["result": "failure"])) == 1
+                        && $0.value(Name.exposureWindow + "_count") == 3
+                        && $0.value(Name.apiRequestDuration + "_count", ["endpoint": "refresh-application-secret"]) == 4
+                }
                 #expect(afterFailure.value(Name.rotations, MetricsFixture.app(0, ["result": "failure"])) == 1)
                 #expect(afterFailure.value(Name.rotations, MetricsFixture.app(0, ["result": "success"])) == 1)
                 #expect(afterFailure.value(Name.consecutiveFailures, MetricsFixture.app(1)) == 0)
@@ -192,10 +187,9 @@ struct MetricsFixture {
                 try Data("edited by hand\n".utf8).write(to: fixture.directory.appendingPathComponent("drop/app1"))
                 await engine.checkOutputs(appIDs: [GenAuthHarness.otherAppId])
                 await engine.runDue()
-                let afterRepair = try #require(
-                    try await ParsedMetrics.waitFor(file: metrics.path) {
-                        $0.value(Name.outputRepairs, MetricsFixture.app(1, ["cause": "content"])) == 1
-                    })
+                let afterRepair = try await ParsedMetrics.firstParse(of: metrics.path) {
+                    $0.value(Name.outputRepairs, MetricsFixture.app(1, ["cause": "content"])) == 1
+                }
                 #expect(fixture.outputSecret(1) == harness.state.currentSecret(appId: GenAuthHarness.otherAppId))
                 // Repairs are no rotations.
                 #expect(afterRepair.value(Name.rotations, MetricsFixture.app(1, ["result": "success"])) == 2)
@@ -228,21 +222,21 @@ struct MetricsFixture {
                 let engine = metrics.engine
                 try await engine.start()
                 await engine.runDue()
-                fixture.clock.advance(seconds: 3_600)
+                fixture.clock.advance(by: .seconds(3_600))
                 await engine.runDue()
                 #expect(await engine.state(of: GenAuthHarness.appId)?.version == 2)
                 fixture.expectInvariant()
 
                 #expect(await metrics.textfile.writeNow() == false)
                 #expect(await metrics.textfile.writeNow() == false)
-                let failures = harness.capture.all.filter { $0.hasPrefix("error ") && $0.contains("metrics_write_failed") }
+                let failures = harness.capture.events("metrics_write_failed").filter { $0.level == .error }
                 #expect(failures.count == 1, "\(failures)")
-                #expect(failures.first?.contains("ENOENT") == true)
+                #expect(failures.first?.metadata["errno"] == "ENOENT")
                 #expect(!FileManager.default.fileExists(atPath: metrics.path))
 
                 try metrics.createDirectory()
                 #expect(await metrics.textfile.writeNow())
-                #expect(harness.capture.all.contains { $0.contains("metrics_write_recovered") })
+                #expect(harness.capture.contains(event: "metrics_write_recovered"))
                 let parsed = try ParsedMetrics.parse(file: metrics.path)
                 #expect(parsed.value(Name.rotations, MetricsFixture.app(0, ["result": "success"])) == 1)
             }

@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import Testing
 
 /// A metrics textfile as a real Prometheus text-format parser reads it: the Python
@@ -68,23 +69,24 @@ struct ParsedMetrics: Sendable {
         var description: String { "prometheus_client could not parse the textfile: \(message)" }
     }
 
-    /// Parses `path` until `condition` holds (the writer runs on its own) and returns that
-    /// parse; nil, with the file's last text recorded as an issue, if `timeout` passes first.
-    /// A file the parser refuses throws at once.
-    static func waitFor(
-        file path: String, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
-        _ condition: (ParsedMetrics) -> Bool
-    ) async throws -> ParsedMetrics? {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        repeat {
-            if FileManager.default.fileExists(atPath: path) {
-                let parsed = try parse(file: path)
-                if condition(parsed) { return parsed }
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        } while ContinuousClock.now < deadline
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no file)"
-        Issue.record("the textfile never met the condition within \(timeout); last text:\n\(text)", sourceLocation: sourceLocation)
-        return nil
+    /// The first parse of `path` for which `condition` holds (the writer runs on its own), with
+    /// the file's last text in the timeout's message. A file the parser refuses throws at once.
+    static func firstParse(
+        of path: String, deadline: Duration = .seconds(30), fileID: String = #fileID, line: Int = #line,
+        where condition: (ParsedMetrics) -> Bool
+    ) async throws -> ParsedMetrics {
+        var met: ParsedMetrics?
+        try await waitUntil(
+            deadline: deadline,
+            "the textfile never met the condition; last text:\n\((try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no file)")",
+            fileID: fileID, line: line
+        ) {
+            guard FileManager.default.fileExists(atPath: path) else { return false }
+            let parsed = try parse(file: path)
+            if condition(parsed) { met = parsed }
+            return met != nil
+        }
+        guard let met else { throw ParseError(message: "no parse met the condition") }
+        return met
     }
 }

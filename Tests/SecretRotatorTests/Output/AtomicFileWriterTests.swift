@@ -284,11 +284,14 @@ struct AtomicFileWriterTests {
         }
         let options = AtomicWriteOptions(mode: FilePermissions(rawValue: mode_t(finalMode)), owner: ids.user, group: ids.group)
         var writes = 0
-        // Write until the concurrent observer has caught temp files in flight (bounded).
-        let caught = waitUntil(timeout: .seconds(20)) {
+        // Write until the concurrent observer has caught temp files in flight (bounded). Not a
+        // wait: each turn writes, back to back, so the observer has temp files to catch.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        var caught = false
+        while !caught && ContinuousClock.now < deadline {
             try? observed.write(Array("secret \(writes)".utf8), to: target, options: options)
             writes += 1
-            return writes >= 200 && concurrent.withLock { $0.count } >= 5
+            caught = writes >= 200 && concurrent.withLock { $0.count } >= 5
         }
         stop.withLock { $0 = true }
         thread.join()

@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import SystemPackage
 import Testing
 
@@ -36,7 +37,7 @@ struct OutputStressTests {
     }
 
     @Test("torn reads: 10,000 replacements under a reader that never sees a partial, empty or mixed file")
-    func tornReads() throws {
+    func tornReads() async throws {
         let directory = try TestDirectory()
         defer { directory.remove() }
         let target = directory.file("secret")
@@ -68,7 +69,7 @@ struct OutputStressTests {
             }
             tally.withLock { $0 = local }
         }
-        #expect(waitUntil { tally.current.reads > 0 }, "reader started")
+        #expect((try? await waitUntil { tally.current.reads > 0 }) != nil, "reader started")
 
         let writes = 10_000
         let clock = ContinuousClock()

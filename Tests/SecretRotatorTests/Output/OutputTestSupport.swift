@@ -162,16 +162,5 @@ final class Locked<Value>: @unchecked Sendable {
     var current: Value { withLock { $0 } }
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if condition() { return true }
-        usleep(200)
-    }
-    return condition()
-}
-
 func permissions(_ status: stat) -> UInt32 { UInt32(status.st_mode) & 0o7777 }
 func fileType(_ status: stat) -> UInt32 { UInt32(status.st_mode) & UInt32(S_IFMT) }

@@ -2,6 +2,7 @@ import Foundation
 import GenAuthMock
 import InMemoryLogging
 import Logging
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -31,14 +32,9 @@ import Testing
         return config
     }
 
-    /// An engine on `config(fixture)` and the fixture's manual clock, logging into `handler`.
-    static func engine(_ harness: GenAuthHarness, _ fixture: EngineFixture, _ handler: InMemoryLogHandler) -> RotationEngine {
-        var logger = Logger(label: "secret-rotator.engine") { _ in handler }
-        logger.logLevel = .trace
-        let config = config(fixture)
-        return RotationEngine(
-            config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-            hooks: fixture.hooks, now: { fixture.clock.now }, random: SeededGenerator(state: 9), logger: logger)
+    /// An engine on `config(fixture)` and the fixture's manual clock, logging into `fixture.capture`.
+    static func engine(_ fixture: EngineFixture) -> RotationEngine {
+        fixture.engine(config: config(fixture))
     }
 
     static let unknownApp = MockFaultRule(
@@ -52,7 +48,7 @@ import Testing
         await engine.runDue()
         harness.state.inject(unknownApp)
         harness.state.inject(.init(endpoint: .getApplicationSecret, count: 100_000, fault: .httpStatus(503, jsonBody: true)))
-        fixture.clock.advance(seconds: 3_600)
+        fixture.clock.advance(by: .seconds(3_600))
         await fixture.runDaemonTime(engine, seconds: 360)
         return config(fixture)
     }
@@ -62,8 +58,7 @@ import Testing
     @Test func appsInATransientBackoffAreRetriedWithinTheBudgetOnceGenAuthAnswers() async throws {
         try await withEngineFixture { harness, fixture in
             for (offset, id) in Self.extraApps.enumerated() { harness.state.addApp(appId: id, appName: "app\(offset + 2)") }
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, handler)
+            let engine = Self.engine(fixture)
             let config = try await Self.outage(harness, fixture, engine)
             var retries: [String: Date] = [:]
             for id in Self.transientApps {
@@ -85,7 +80,7 @@ import Testing
             harness.state.inject(Self.unknownApp)
             fixture.clock.set(first)
             await engine.runDue()
-            let recovered = fixture.clock.now
+            let recovered = fixture.clock.now()
             // Every other transient app is due within one slot each (plus the jitter inside it).
             let slots = Double(Self.transientApps.count)
             for id in Self.transientApps {
@@ -105,7 +100,7 @@ import Testing
             // The permanent failure keeps its backoff (no read of it since).
             let still = try #require(await engine.state(of: GenAuthHarness.otherAppId))
             #expect(still.nextAttempt == permanentRetry && still.consecutiveFailures == permanent.consecutiveFailures)
-            let recoveries = handler.entries.filter { $0.metadata["event"] == "genauth_recovered" }
+            let recoveries = fixture.capture.entries.filter { $0.metadata["event"] == "genauth_recovered" }
             #expect(recoveries.count == 1, "one recovery, logged once: \(recoveries.map(\.message))")
         }
     }
@@ -116,8 +111,7 @@ import Testing
     @Test func aFlappingGenAuthCutsEachBackoffShortOncePerFailureStreak() async throws {
         try await withEngineFixture { harness, fixture in
             for (offset, id) in Self.extraApps.enumerated() { harness.state.addApp(appId: id, appName: "app\(offset + 2)") }
-            let handler = InMemoryLogHandler()
-            let engine = Self.engine(harness, fixture, handler)
+            let engine = Self.engine(fixture)
             _ = try await Self.outage(harness, fixture, engine)
             var before: [String: AppState] = [:]
             for id in Self.transientApps { before[id] = await engine.state(of: id) }
@@ -137,14 +131,14 @@ import Testing
             #expect(pulled.count >= 3, "apps were pulled forward: \(pulled)")
             // GenAuth fails again: the pulled-forward retries fail.
             harness.state.inject(.init(endpoint: .getApplicationSecret, count: 100_000, fault: .httpStatus(503, jsonBody: true)))
-            fixture.clock.advance(seconds: Double(Self.transientApps.count) / Self.budget)
+            fixture.clock.advance(by: .seconds(Double(Self.transientApps.count) / Self.budget))
             await engine.runDue()
             var afterFlap: [String: AppState] = [:]
             for id in pulled {
                 let state = try #require(await engine.state(of: id))
                 let old = try #require(before[id])
                 #expect(state.consecutiveFailures == old.consecutiveFailures + 1, "\(id) retried once, early: \(state)")
-                #expect((state.nextAttempt ?? .distantPast) >= fixture.clock.now.addingTimeInterval(2), "the next backoff step, not at once")
+                #expect((state.nextAttempt ?? .distantPast) >= fixture.clock.now().addingTimeInterval(2), "the next backoff step, not at once")
                 afterFlap[id] = state
             }
             // GenAuth answers again (an operator's fetch of the app that recovered): the apps

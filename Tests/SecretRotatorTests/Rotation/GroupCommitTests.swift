@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -14,14 +15,6 @@ import Testing
             pool.asyncWriteWithoutTransaction { [semaphore] _ in semaphore.wait() }
         }
         func release() { semaphore.signal() }
-    }
-
-    private static func waitUntil(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw CancellationError() }
-            try await Task.sleep(for: .milliseconds(5))
-        }
     }
 
     @Test func changesArrivingDuringACommitShareTheNextTransaction() async throws {
@@ -45,7 +38,7 @@ import Testing
                     #expect(StateDirectory(path: root.path).loadSecret(appID: "app-\(index)", now: Date()).secret == secret)
                 }
             }
-            try await Self.waitUntil { commits.waitingCount == apps }
+            try await waitUntil("\(commits.waitingCount) of \(apps) changes waiting") { commits.waitingCount == apps }
             hold.release()
             try await group.waitForAll()
         }
@@ -78,7 +71,7 @@ import Testing
                     }
                 }
             }
-            try await Self.waitUntil { commits.waitingCount == 3 }
+            try await waitUntil("\(commits.waitingCount) of 3 changes waiting") { commits.waitingCount == 3 }
             hold.release()
             var outcomes: [String: Bool] = [:]
             for try await (id, ok) in group { outcomes[id] = ok }

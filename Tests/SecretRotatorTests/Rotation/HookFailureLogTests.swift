@@ -1,6 +1,7 @@
 import Foundation
 import InMemoryLogging
 import Logging
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -24,24 +25,15 @@ import Testing
 
         """
 
-    /// One pass of an engine whose hooks are `hooks`, every entry it logs kept in swift-log's
-    /// in-memory handler.
-    static func runOnce(_ harness: GenAuthHarness, _ fixture: EngineFixture, hooks: any HookRunning) async throws -> InMemoryLogHandler {
-        let handler = InMemoryLogHandler()
-        var logger = Logger(label: "secret-rotator.engine") { _ in handler }
-        logger.logLevel = .trace
-        let config = fixture.config(hook: ["/bin/true"])
-        let engine = RotationEngine(
-            config: config, api: harness.client, stateDirectory: StateDirectory(path: config.defaults.stateDirectory),
-            hooks: hooks, now: { fixture.clock.now }, logger: logger)
-        try await engine.start()
-        await engine.runDue()
-        return handler
+    /// One pass of an engine whose hooks are `hooks`; what it logged is in `fixture.capture`.
+    static func runOnce(_ fixture: EngineFixture, hooks: any HookRunning) async throws -> LogCapture {
+        _ = try await fixture.startedEngine(config: fixture.config(hook: ["/bin/true"]), hooks: hooks)
+        return fixture.capture
     }
 
     @Test func aFailedHookIsLoggedAsHookFailedWithItsFirstLine() async throws {
         try await withEngineFixture { harness, fixture in
-            let handler = try await Self.runOnce(harness, fixture, hooks: PrintingFailingHookRunner(output: Self.polkitRefusal))
+            let handler = try await Self.runOnce(fixture, hooks: PrintingFailingHookRunner(output: Self.polkitRefusal))
             let failures = handler.entries.filter { $0.metadata["event"] == "hook_failed" }
             #expect(failures.count == 2, "one per app: \(handler.entries.map { "\($0.metadata["event"] ?? "-") \($0.message)" })")
             for entry in failures {
@@ -69,7 +61,7 @@ import Testing
 
     @Test func noPieceOfTheSecretReachesTheLog() async throws {
         try await withEngineFixture { harness, fixture in
-            let handler = try await Self.runOnce(harness, fixture, hooks: LeakingHookRunner())
+            let handler = try await Self.runOnce(fixture, hooks: LeakingHookRunner())
             #expect(handler.entries.contains { $0.metadata["event"] == "hook_failed" })
             let logged = handler.entries.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n").lowercased()
             for id in fixture.appIDs {

@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -48,8 +49,8 @@ import Testing
         let outcome = await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: shellEnvironment, timeout: .seconds(1)))
         #expect(outcome.status == .timedOut)
         #expect(FileManager.default.fileExists(atPath: started), "the hook never reached its background sleep")
-        #expect(await eventually { background.livePIDs().isEmpty }, "background sleep \(background.livePIDs()) survived the timeout")
-        #expect(await eventually { foreground.livePIDs().isEmpty }, "foreground sleep \(foreground.livePIDs()) survived the timeout")
+        try await waitUntil("background sleep \(background.livePIDs()) survived the timeout") { background.livePIDs().isEmpty }
+        try await waitUntil("foreground sleep \(foreground.livePIDs()) survived the timeout") { foreground.livePIDs().isEmpty }
     }
 
     /// A hook that ignores SIGTERM is killed after the grace period, and the runner does not
@@ -67,7 +68,7 @@ import Testing
         let pidText = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let pid = try #require(pid_t(pidText))
         #expect(kill(pid, 0) != 0, "hook process \(pid) still exists after the runner returned")
-        #expect(await eventually { child.livePIDs().isEmpty }, "the hook's child \(child.livePIDs()) survived the timeout")
+        try await waitUntil("the hook's child \(child.livePIDs()) survived the timeout") { child.livePIDs().isEmpty }
     }
 
     /// Only a child ignores SIGTERM: the shell dies of it at once, and the child must still get
@@ -85,15 +86,15 @@ import Testing
         let elapsed = clock.now - start
         #expect(outcome.status == .timedOut)
         #expect(FileManager.default.fileExists(atPath: started), "the hook never started its child")
-        #expect(await eventually { stubborn.livePIDs().isEmpty }, "the child ignoring SIGTERM \(stubborn.livePIDs()) survived")
-        #expect(await eventually { foreground.livePIDs().isEmpty })
+        try await waitUntil("the child ignoring SIGTERM \(stubborn.livePIDs()) survived") { stubborn.livePIDs().isEmpty }
+        try await waitUntil { foreground.livePIDs().isEmpty }
         // SIGKILL comes only after the grace period: the child had its chance to finish.
         #expect(elapsed >= .seconds(1) + runner.gracePeriod - .milliseconds(50), "returned after \(elapsed)")
     }
 
     /// A hook may leave a daemon behind when it succeeds; that daemon holds the output pipe,
     /// which must not keep the runner waiting for EOF.
-    @Test func successfulHookMayLeaveABackgroundChildAndReturnsPromptly() async {
+    @Test func successfulHookMayLeaveABackgroundChildAndReturnsPromptly() async throws {
         let daemon = ProcessMarker()
         defer { daemon.killLeftovers() }
         let outcome = await runner.run(
@@ -103,7 +104,7 @@ import Testing
         // Observed, not timed: had the runner waited for the pipe's end, the child would be
         // gone by now (it lives `daemon.seconds`). The child may still be a forked shell about
         // to exec `sleep`, hence the wait.
-        #expect(await eventually { !daemon.livePIDs().isEmpty }, "the background child of a successful hook was killed")
+        try await waitUntil("the background child of a successful hook was killed") { !daemon.livePIDs().isEmpty }
     }
 
     /// A process left behind that keeps writing to the pipe must not keep the runner reading.
@@ -134,8 +135,8 @@ import Testing
         #expect(outcome.output == "reload failed\n")
         // By PID as well as by marker: the child may have died before it exec'd `sleep`.
         let pid = try #require(readPID(started))
-        #expect(await eventually { isGone(pid) }, "the failed hook's child \(pid) survived")
-        #expect(await eventually { child.livePIDs().isEmpty }, "the failed hook's child \(child.livePIDs()) survived")
+        try await waitUntil("the failed hook's child \(pid) survived") { isGone(pid) }
+        try await waitUntil("the failed hook's child \(child.livePIDs()) survived") { child.livePIDs().isEmpty }
     }
 
     /// Cancelling the caller ends the hook and its group as a timeout would.
@@ -150,13 +151,13 @@ import Testing
         let run = Task {
             await runner.run(HookInvocation(argv: ["sh", "-c", script], environment: shellEnvironment, timeout: .seconds(60)))
         }
-        #expect(await eventually { FileManager.default.fileExists(atPath: started) }, "the hook never started its child")
+        try await waitUntil("the hook never started its child") { FileManager.default.fileExists(atPath: started) }
         run.cancel()
         let outcome = await run.value
         #expect(outcome.status == .cancelled)
         let pid = try #require(readPID(started))
-        #expect(await eventually { isGone(pid) }, "the cancelled hook's child \(pid) survived")
-        #expect(await eventually { child.livePIDs().isEmpty }, "the cancelled hook's children \(child.livePIDs()) survived")
+        try await waitUntil("the cancelled hook's child \(pid) survived") { isGone(pid) }
+        try await waitUntil("the cancelled hook's children \(child.livePIDs()) survived") { child.livePIDs().isEmpty }
     }
 
     @Test func oversizeOutputIsTruncatedAndTheExitStatusKept() async {
@@ -221,18 +222,4 @@ private func isGone(_ pid: pid_t) -> Bool {
         let close = stat.lastIndex(of: ")")
     else { return true }
     return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
-/// Killed processes vanish from /proc only once reaped (by PID 1 for orphans), a moment later.
-/// Polls `condition` until it holds or `timeout` passes. The bound is generous on purpose:
-/// the whole suite runs in parallel on 2 cores, and tests that wait for child processes can
-/// keep the cooperative pool busy for seconds (a 5 s bound once expired before `sh` started).
-private func eventually(within timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -26,22 +27,20 @@ import Testing
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = fixture.engine(config: try config(fixture))
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(config: try config(fixture))
             fixture.expectInvariant(sourceLocation: sourceLocation)
             try breakIt(fixture)
 
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(refreshes(harness) == 0, "a refresh reached GenAuth", sourceLocation: sourceLocation)
             let state = try #require(await engine.state(of: Self.appID), sourceLocation: sourceLocation)
             #expect(state.consecutiveFailures == 1, sourceLocation: sourceLocation)
-            #expect((state.nextAttempt ?? .distantPast) > fixture.clock.now, "no backoff", sourceLocation: sourceLocation)
+            #expect((state.nextAttempt ?? .distantPast) > fixture.clock.now(), "no backoff", sourceLocation: sourceLocation)
             #expect(state.lastError?.contains("not rotating: \(fixture.directory.path)/drop/app0") == true, "\(state.lastError ?? "-")", sourceLocation: sourceLocation)
             #expect(state.lastError?.contains(fragment) == true, "\(state.lastError ?? "-")", sourceLocation: sourceLocation)
             print("pre-flight refused: \(state.lastError ?? "-")")
-            #expect(harness.capture.all.contains { $0.contains("preflight_failed") }, sourceLocation: sourceLocation)
+            #expect(harness.capture.contains(event: "preflight_failed"), sourceLocation: sourceLocation)
             try repair(fixture)
             if let reloadAfterRepair { await engine.apply(reloadAfterRepair(fixture)) }
             fixture.expectInvariant(sourceLocation: sourceLocation)
@@ -169,13 +168,11 @@ import Testing
             var config = fixture.config()
             config.apps[0].outputs[0].format = .template
             config.apps[0].outputs[0].templatePath = template.path
-            let engine = fixture.engine(config: config)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(config: config)
             fixture.expectInvariant()
 
             harness.state.inject(.init(endpoint: .refreshApplicationSecret, appId: Self.appID, count: 1, fault: .httpStatus(500, jsonBody: true)))
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(refreshes(harness) == 1)
             #expect(await engine.state(of: Self.appID)?.intent == .refresh, "the 500 left an unknown outcome")

@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Synchronization
 import Testing
 
@@ -19,13 +20,10 @@ import Testing
     /// Runs the daemon's scheduling (`startDue`, nothing waits for a batch) on the real clock
     /// until `condition` holds; false after 10 s.
     func scheduleOnTheRealClock(_ engine: RotationEngine, until condition: () async -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        while ContinuousClock.now < deadline {
+        (try? await waitUntil(deadline: .seconds(10)) {
             await engine.startDue()
-            if await condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return await condition()
+            return await condition()
+        }) != nil
     }
 
     func requests(_ harness: GenAuthHarness, app: String, since sequence: Int = -1) -> [MockRequestRecord] {
@@ -39,9 +37,7 @@ import Testing
     /// An output replaced by a directory: repair attempts follow the backoff, not a hot loop.
     @Test func outputReplacedByADirectoryIsRetriedOnTheBackoffOnly() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine()
             fixture.expectInvariant()
             let output = fixture.directory.appendingPathComponent("drop/app0").path
             try FileManager.default.removeItem(atPath: output)
@@ -49,7 +45,7 @@ import Testing
             await engine.checkOutputs()
             await runDaemonTime(engine, fixture, seconds: 20)
             // retry.initial = 2 s: at most ⌈log2(20 s / 2 s)⌉ + 2 = 6 attempts in 20 s.
-            let attempts = harness.capture.all.filter { $0.contains("1 output not written") && $0.contains("app0") }.count
+            let attempts = harness.capture.events("output_write_failed").filter { $0.metadata["app_name"] == "app0" }.count
             #expect(attempts >= 2, "the repair was retried at all: \(attempts)")
             #expect(attempts <= 6, "attempts in 20 s: \(attempts)")
             #expect(await engine.state(of: Self.app0)?.consecutiveFailures == attempts)
@@ -65,22 +61,20 @@ import Testing
     /// After an unknown outcome, reconcile waits out a 429's Retry-After, and a 503 backs off.
     @Test func reconcileHonoursRetryAfterAndBacksOff() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine()
             harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .dropAfterProcessing))
             harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: Self.app0, count: 1, fault: .throttledHTTP(retryAfterSeconds: 30)))
             harness.state.inject(MockFaultRule(endpoint: .getApplicationSecret, appId: Self.app0, count: 1, fault: .httpStatus(503, jsonBody: false)))
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(await engine.state(of: Self.app0)?.intent == .refresh)
             let settle = RotationPlanner.seconds(EnginePolicy(config: fixture.config()).settlePeriod)
-            fixture.clock.advance(seconds: settle)
+            fixture.clock.advance(by: .seconds(settle))
             let before429 = lastSequence(harness)
             await engine.runDue()
             #expect(requests(harness, app: Self.app0, since: before429).map(\.fault) == ["throttled-http"])
             let throttled = try #require(await engine.state(of: Self.app0)?.nextAttempt)
-            #expect(throttled >= fixture.clock.now.addingTimeInterval(30))
+            #expect(throttled >= fixture.clock.now().addingTimeInterval(30))
             fixture.clock.set(throttled.addingTimeInterval(-1))
             await engine.runDue()
             #expect(requests(harness, app: Self.app0, since: before429).count == 1, "no read before Retry-After")
@@ -102,9 +96,7 @@ import Testing
 
     @Test func deletedOutputIsRestoredOnReloadWithoutCallingGenAuth() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine()
             let mark = lastSequence(harness)
             try FileManager.default.removeItem(at: fixture.directory.appendingPathComponent("drop/app0"))
             await engine.apply(fixture.config())  // what SIGHUP does
@@ -114,16 +106,14 @@ import Testing
             let state = try #require(await engine.state(of: Self.app0))
             #expect(state.lastRepair?.causes == ["missing"])
             #expect(await engine.status().apps[0].lastRepair?.causes == ["missing"])
-            #expect(harness.capture.all.filter { $0.contains("output drifted (missing)") }.count == 1)
+            #expect(harness.capture.events("output_drift").filter { $0.metadata["cause"] == "missing" }.count == 1)
         }
     }
 
     @Test func outputAddedByReloadAndChangedModeAreAppliedAtOnce() async throws {
         let hooks = RecordingHookRunner()
         try await withEngineFixture(hooks: hooks) { harness, fixture in
-            let engine = try fixture.engine(hook: ["/bin/true"])
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(hook: ["/bin/true"])
             let hookRuns = hooks.invocations.count
             let mark = lastSequence(harness)
             var config = fixture.config(hook: ["/bin/true"])
@@ -151,9 +141,7 @@ import Testing
 
     @Test func overwrittenOutputIsRepairedByFetch() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine()
             try Data("stale-or-tampered\n".utf8).write(to: fixture.directory.appendingPathComponent("drop/app1"))
             #expect(await engine.request(.fetch, forApp: "app1"))
             #expect(await engine.settle(appID: Self.app1))
@@ -175,10 +163,8 @@ import Testing
                 return app
             }
             config.defaults.verifyInterval = .zero
-            let engine = fixture.engine(config: config, seed: 3)
-            try await engine.start()
-            await engine.runDue()
-            let start = fixture.clock.now
+            let engine = try await fixture.startedEngine(config: config, seed: 3)
+            let start = fixture.clock.now()
             for second in 1...40 {
                 fixture.clock.set(start.addingTimeInterval(TimeInterval(second)))
                 if second % 3 == 0 { _ = await engine.request(.fetch, forApp: "app0") }
@@ -203,23 +189,21 @@ import Testing
             var config = fixture.config()
             config.genauth.requestTimeout = .seconds(1)
             config.defaults.verifyInterval = .seconds(600)
-            let engine = fixture.engine(config: config, seed: 5)
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(config: config, seed: 5)
             let original = try #require(fixture.outputSecret(0))
             harness.state.inject(
                 // 5 s: the checks below must run before the mock applies it, also under
                 // AddressSanitizer on a loaded machine (2.5 s was once not enough there).
                 MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .delay(milliseconds: 5_000)))
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             await engine.runDue()
             #expect(await engine.state(of: Self.app0)?.intent == .refresh, "outcome unknown after the client's deadline")
             #expect(harness.state.rotationCount(appId: Self.app0) == 0, "not yet applied by the server")
             // An early read would see the old secret: the engine does not take one.
             await engine.runDue()
             #expect(fixture.outputSecret(0) == original)
-            #expect(await waitForGenAuth { harness.state.rotationCount(appId: Self.app0) == 1 })
-            fixture.clock.advance(seconds: RotationPlanner.seconds(EnginePolicy(config: config).settlePeriod))
+            try await waitUntil { harness.state.rotationCount(appId: Self.app0) == 1 }
+            fixture.clock.advance(by: .seconds(RotationPlanner.seconds(EnginePolicy(config: config).settlePeriod)))
             await engine.runDue()
             #expect(harness.state.rotationCount(appId: Self.app0) == 1, "no second refresh")
             #expect(await engine.state(of: Self.app0)?.version == 2)
@@ -227,26 +211,24 @@ import Testing
 
             // An out-of-band rotation (the console, another tool) is adopted within one verify_interval.
             _ = try await harness.client.refreshApplicationSecret(appId: Self.app0)
-            fixture.clock.advance(seconds: RotationPlanner.seconds(config.defaults.verifyInterval))
+            fixture.clock.advance(by: .seconds(RotationPlanner.seconds(config.defaults.verifyInterval)))
             await engine.runDue()
             fixture.expectInvariant()
-            #expect(harness.capture.all.contains { $0.contains("changed upstream") })
+            #expect(harness.capture.contains(event: "changed_upstream"))
         }
     }
 
     /// The old secret found twice, a settle period apart: the refresh did not happen.
     @Test func refreshThatNeverLandedIsRetriedAfterAConfirmingRead() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = try fixture.engine()
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine()
             harness.state.inject(MockFaultRule(endpoint: .refreshApplicationSecret, appId: Self.app0, count: 1, fault: .dropBeforeProcessing))
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             // dropBeforeProcessing is "not sent" for the client, so force an unknown outcome instead:
             // an intent left by a crash right after sending.
             var state = try #require(await engine.state(of: Self.app0))
             state.intent = .refresh
-            state.intentStartedAt = fixture.clock.now
+            state.intentStartedAt = fixture.clock.now()
             try StateDirectory(path: fixture.config().defaults.stateDirectory).saveState(state)
             harness.state.clearFaults()
             let restarted = try fixture.engine()
@@ -271,17 +253,15 @@ import Testing
     /// completes while app0's hook is still running.
     @Test func slowHookDoesNotDelayAnotherApp() async throws {
         let hooks = GatedHookRunner(blockedApp: GenAuthHarness.appId)
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             var config = fixture.config(hook: ["/bin/true"])
             config.apps[1].onRotate = nil
             let engine = fixture.engine(config: config, hooks: hooks, realClock: true)
             try await engine.start()
             await engine.startDue()
-            #expect(await waitForGenAuth { hooks.isBlocked })
+            try await waitUntil { hooks.isBlocked }
             // app0 is inside its hook; app1 has finished its first fetch. Ask app1 to rotate.
-            #expect(await waitForGenAuth { harness.state.requestLog().contains { $0.appId == Self.app1 } })
+            try await waitUntil { harness.state.requestLog().contains { $0.appId == Self.app1 } }
             _ = await engine.request(.refresh, forApp: "app1")
             let rotated = await scheduleOnTheRealClock(engine) { await engine.state(of: Self.app1)?.version == 2 }
             #expect(rotated)
@@ -300,19 +280,17 @@ import Testing
         try await withEngineFixture { harness, fixture in
             let state = fixture.directory.appendingPathComponent("state").path
             try await TestMount.withTmpfs(at: state) {
-                let engine = try fixture.engine()
-                try await engine.start()
-                await engine.runDue()
+                let engine = try await fixture.startedEngine()
                 fixture.expectInvariant()
                 // Fill every block.
                 let filler = TestMount.fill(state)
-                fixture.clock.advance(seconds: 3_600)
+                fixture.clock.advance(by: .seconds(3_600))
                 await engine.runDue()
                 let failing = try #require(await engine.state(of: Self.app0))
                 #expect(failing.consecutiveFailures == 1)
                 #expect(failing.lastError?.contains("ENOSPC") == true, "\(failing.lastError ?? "")")
                 #expect(harness.state.rotationCount(appId: Self.app0) == 0, "no refresh without a durable intent")
-                #expect(StatusReport.read(config: fixture.config(), stateDirectory: StateDirectory(path: state), now: fixture.clock.now).needsAttention)
+                #expect(StatusReport.read(config: fixture.config(), stateDirectory: StateDirectory(path: state), now: fixture.clock.now()).needsAttention)
                 unlink(filler)
                 fixture.clock.set(try #require(failing.nextAttempt))
                 await engine.runDue()
@@ -329,9 +307,7 @@ extension ReconcilerTests {
     @Test func failingHookDoesNotStopRotations() async throws {
         let hooks = RecordingHookRunner(failures: 1_000)
         try await withEngineFixture(hooks: hooks) { harness, fixture in
-            let engine = try fixture.engine(hook: ["/bin/false"])
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(hook: ["/bin/false"])
             #expect(await engine.state(of: Self.app0)?.hookDoneVersion == 0)
             // Due at 1 h; the hook's backoff (at most retry.max = 10 min) may hold it that long.
             await fixture.runDaemonTime(engine, seconds: 3_600 + 600)
@@ -347,16 +323,14 @@ extension ReconcilerTests {
     /// requested rotation still runs.
     @Test func hooksDoNotOccupyConcurrencySlots() async throws {
         let hooks = GatedHookRunner(blockedApp: GenAuthHarness.appId)
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { harness, fixture in
             var config = fixture.config(hook: ["/bin/true"])
             config.defaults.maxConcurrent = 1
             config.apps[1].onRotate = nil
             let engine = fixture.engine(config: config, hooks: hooks, realClock: true)
             try await engine.start()
             await engine.startDue()
-            #expect(await waitForGenAuth { hooks.isBlocked })
+            try await waitUntil { hooks.isBlocked }
             _ = await engine.request(.refresh, forApp: "app1")
             let rotated = await scheduleOnTheRealClock(engine) { await engine.state(of: Self.app1)?.version == 2 }
             #expect(rotated && hooks.isBlocked, "app1 rotated while app0's hook held the only slot's app")
@@ -371,13 +345,11 @@ extension ReconcilerTests {
         try await withEngineFixture { harness, fixture in
             let state = fixture.directory.appendingPathComponent("state").path
             try await TestMount.withTmpfs(at: state) {
-                let engine = try fixture.engine(action: .follow)
-                try await engine.start()
-                await engine.runDue()
+                let engine = try await fixture.startedEngine(action: .follow)
                 fixture.expectInvariant()
                 let filler = TestMount.fill(state)
                 _ = try await harness.client.refreshApplicationSecret(appId: Self.app0)
-                fixture.clock.advance(seconds: 3_600)
+                fixture.clock.advance(by: .seconds(3_600))
                 await engine.runDue()
                 let current = harness.state.currentSecret(appId: Self.app0)
                 #expect(fixture.outputSecret(0) == current, "the follower wrote the new secret although it could not record it")

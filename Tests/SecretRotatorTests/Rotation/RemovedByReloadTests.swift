@@ -1,4 +1,5 @@
 import Foundation
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -12,16 +13,14 @@ import Testing
     /// failure must not bring the removed app back into the engine's state.
     @Test func appRemovedWhileItsHookRunsIsNotBroughtBackByAJournalFailure() async throws {
         let hooks = GatedHookRunner(blockedApp: Self.app0)
-        try await withGenAuthHarness { harness in
-            let fixture = try EngineFixture(harness: harness)
-            defer { fixture.cleanUp() }
+        try await withEngineFixture { _, fixture in
             let stateDirectory = fixture.directory.appendingPathComponent("state").path
             try await TestMount.withTmpfs(at: stateDirectory) {
                 let config = fixture.config(hook: ["/bin/true"])
                 let engine = fixture.engine(config: config, hooks: hooks, realClock: true)
                 try await engine.start()
                 let pass = Task { await engine.runDue() }
-                #expect(await waitForGenAuth { hooks.isBlocked }, "app0's hook runs")
+                #expect((try? await waitUntil { hooks.isBlocked }) != nil, "app0's hook runs")
                 let filler = TestMount.fill(stateDirectory)
                 defer { unlink(filler) }
                 var reduced = config

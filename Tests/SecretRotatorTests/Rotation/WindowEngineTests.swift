@@ -1,5 +1,6 @@
 import Foundation
 import GenAuthMock
+import SecretRotatorTestKit
 import Testing
 
 @testable import SecretRotator
@@ -21,10 +22,8 @@ import Testing
     /// A started engine an hour after its first start: both apps due by their interval and
     /// held, as it is not 03:00-04:00 UTC, so nothing rotated.
     func heldByTheWindow(_ harness: GenAuthHarness, _ fixture: EngineFixture) async throws -> RotationEngine {
-        let engine = fixture.engine(config: try config(fixture))
-        try await engine.start()
-        await engine.runDue()
-        fixture.clock.advance(seconds: 3_600)
+        let engine = try await fixture.startedEngine(config: try config(fixture))
+        fixture.clock.advance(by: .seconds(3_600))
         await engine.runDue()
         #expect(harness.state.rotationCount(appId: GenAuthHarness.appId) == 0)
         return engine
@@ -32,22 +31,22 @@ import Testing
 
     @Test func theEngineWaitsForTheWindowThenRotatesInsideIt() async throws {
         try await withEngineFixture { harness, fixture in
-            let engine = fixture.engine(config: try config(fixture))
-            try await engine.start()
-            await engine.runDue()
+            let engine = try await fixture.startedEngine(config: try config(fixture))
             let id = GenAuthHarness.appId
             #expect(await engine.state(of: id)?.version == 1, "a first start is not held to the window")
 
-            fixture.clock.advance(seconds: 3_600)
+            fixture.clock.advance(by: .seconds(3_600))
             let wake = await engine.runDue()
             #expect(harness.state.rotationCount(appId: id) == 0, "due by its interval, but outside the window")
             #expect(wake == (try utc("2030-03-18T03:00:00Z")))
             #expect(await engine.status().apps.allSatisfy(\.waitingForWindow))
-            let waits = harness.capture.all.filter { $0.contains("rotation_waits_for_window") }
+            let waits = harness.capture.events("rotation_waits_for_window")
             #expect(waits.count == 2, "one line per app and wait: \(waits)")
-            #expect(waits.allSatisfy { $0.contains("* 03:00-04:00 UTC") && $0.contains("2030-03-18T03:00:00Z") })
+            #expect(waits.allSatisfy { $0.metadata["starts_at"] == "2030-03-18T03:00:00Z" })
+            // The window itself is only in the message.
+            #expect(waits.allSatisfy { "\($0.message)".contains("* 03:00-04:00 UTC") })
 
-            await fixture.runDaemonTime(engine, seconds: fixture.clock.now.distance(to: try utc("2030-03-18T04:00:00Z")))
+            await fixture.runDaemonTime(engine, seconds: fixture.clock.now().distance(to: try utc("2030-03-18T04:00:00Z")))
             #expect(harness.state.rotationCount(appId: id) == 1)
             let rotatedAt = try #require(await engine.state(of: id)?.secretObtainedAt)
             let opening = DateInterval(start: try utc("2030-03-18T03:00:00Z"), end: try utc("2030-03-18T04:00:00Z"))
@@ -100,9 +99,7 @@ import Testing
         try await withEngineFixture { _, fixture in
             // Hourly verification: the next step is a read, the rotation still waits for the window.
             let config = try config(fixture, window: "Mon 03:00-04:00 UTC", verify: .seconds(3_600))
-            let engine = fixture.engine(config: config)
-            try await engine.start()
-            await engine.runDue()
+            _ = try await fixture.startedEngine(config: config)
             let store = StateDirectory(path: config.defaults.stateDirectory)
 
             // Sunday 23:00: due by its interval since 18:46, long past a 10-minute grace.

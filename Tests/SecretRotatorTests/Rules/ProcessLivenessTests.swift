@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SecretRotator
+import SecretRotatorTestKit
 
 #if canImport(Glibc)
 import Glibc
@@ -53,7 +54,7 @@ import Musl
     }
 
     /// The I/O around the rule: a child that runs, stops, becomes a zombie, and is reaped.
-    @Test func aChildThroughItsLife() throws {
+    @Test func aChildThroughItsLife() async throws {
         #expect(ProcessLiveness.of(getpid()) == .running)
         #expect(ProcessLiveness.of(0) == .gone)
         let child = Process()
@@ -63,7 +64,7 @@ import Musl
         let pid = child.processIdentifier
         #expect(ProcessLiveness.of(pid) == .running)
         kill(pid, SIGSTOP)
-        #expect(waitUntil { ProcessLiveness.of(pid) == .stopped })
+        try await waitUntil("the child never showed as stopped") { ProcessLiveness.of(pid) == .stopped }
         kill(pid, SIGKILL)
         child.waitUntilExit()
         // Reaped by Foundation: the PID names nobody (a reuse within this test is not expected).

@@ -4,7 +4,7 @@ import Testing
 /// Minimized inputs on which ConfigFuzz (Tests/Fuzz) crashed. They run the built
 /// `secret-rotator check-config` in a child process: the crash aborts the whole process, which
 /// would take the test runner down with it.
-@Suite struct ConfigFuzzFindingsTests {
+@Suite struct ParserAbortingConfigTests {
     /// toml++ 3.4.0 (inside TOMLKit 0.6.0) checks its parser's preconditions with assert(), and
     /// these invalid documents break them: a table header whose key starts with neither a
     /// bare-key character nor a quote (parse_key), and a date-time whose time part does not

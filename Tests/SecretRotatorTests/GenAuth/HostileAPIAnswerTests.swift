@@ -5,7 +5,7 @@ import Testing
 
 /// Minimized inputs on which APIAnswerFuzz (Tests/Fuzz) crashed, replayed through the same
 /// entry point: GenAuthTransport.answer, the bytes-in half of every GenAuth call.
-@Suite struct APIAnswerFuzzFindingsTests {
+@Suite struct HostileAPIAnswerTests {
     /// A Retry-After date with a 9-digit year made the millisecond conversion trap
     /// (Double beyond Int64.max), and a 12-digit one the day arithmetic: any server or proxy
     /// answering 503 with such a header crashed the daemon.

@@ -5,8 +5,8 @@ import Synchronization
 
 /// A systemd that records what it was asked and answers from a script per unit: by default a
 /// job that is done and a unit whose main process restarted at the moment it was asked.
-final class FakeSystemdUnits: SystemdUnitManaging, Sendable {
-    enum Behaviour: Sendable {
+package final class FakeSystemdUnits: SystemdUnitManaging, Sendable {
+    package enum Behaviour: Sendable {
         case restarts
         case reloads
         case refuses(String)
@@ -16,23 +16,27 @@ final class FakeSystemdUnits: SystemdUnitManaging, Sendable {
         case ignores
     }
 
-    struct Call: Sendable, Equatable {
-        var unit: String
-        var action: ConsumerAction
+    package struct Call: Sendable, Equatable {
+        package var unit: String
+        package var action: ConsumerAction
+        package init(unit: String, action: ConsumerAction) {
+            self.unit = unit
+            self.action = action
+        }
     }
 
     private let state = Mutex<(calls: [Call], behaviours: [String: Behaviour])>(([], [:]))
-    let clock: @Sendable () -> Date
+    package let clock: @Sendable () -> Date
 
-    init(clock: @escaping @Sendable () -> Date = { Date() }) {
+    package init(clock: @escaping @Sendable () -> Date = { Date() }) {
         self.clock = clock
     }
 
-    var calls: [Call] { state.withLock { $0.calls } }
+    package var calls: [Call] { state.withLock { $0.calls } }
 
-    func set(_ unit: String, _ behaviour: Behaviour) { state.withLock { $0.behaviours[unit] = behaviour } }
+    package func set(_ unit: String, _ behaviour: Behaviour) { state.withLock { $0.behaviours[unit] = behaviour } }
 
-    func notify(unit: String, action: ConsumerAction, timeout: Duration) async -> UnitReport {
+    package func notify(unit: String, action: ConsumerAction, timeout: Duration) async -> UnitReport {
         let behaviour = state.withLock { state in
             state.calls.append(Call(unit: unit, action: action))
             return state.behaviours[unit] ?? .restarts
@@ -65,7 +69,7 @@ final class FakeSystemdUnits: SystemdUnitManaging, Sendable {
         return report
     }
 
-    func inspect(unit: String) async -> UnitReport {
+    package func inspect(unit: String) async -> UnitReport {
         var report = UnitReport()
         report.loadState = unit.hasPrefix("missing") ? "not-found" : "loaded"
         report.activeState = "active"

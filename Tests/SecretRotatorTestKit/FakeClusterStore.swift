@@ -7,26 +7,28 @@ import Synchronization
 /// whose first key leads, watches, and faults a test switches on: `refuseWrites(under:)`
 /// (etcd past its space quota: every put and delete under a prefix is refused while reads and
 /// keepalives work) and `down` (no member answers anything).
-final class FakeClusterStore: ClusterStore {
+package final class FakeClusterStore: ClusterStore {
     private struct State {
-        var keys: [String: ClusterKeyValue] = [:]
-        var revision: Int64 = 1
-        var leases: Set<Int64> = []
-        var nextLease: Int64 = 0x100
-        var refusedPrefix: String?
-        var down = false
-        var writeAttempts: [String: Int] = [:]
-        var watchers: [(prefix: String, continuation: AsyncThrowingStream<[ClusterEvent], any Error>.Continuation)] = []
+var keys: [String: ClusterKeyValue] = [:]
+var revision: Int64 = 1
+var leases: Set<Int64> = []
+var nextLease: Int64 = 0x100
+var refusedPrefix: String?
+var down = false
+var writeAttempts: [String: Int] = [:]
+var watchers: [(prefix: String, continuation: AsyncThrowingStream<[ClusterEvent], any Error>.Continuation)] = []
     }
 
     private let state = Mutex(State())
 
+    package init() {}
+
     /// Refuses every write under `prefix` from now on (nil: accepts all again).
-    func refuseWrites(under prefix: String?) { state.withLock { $0.refusedPrefix = prefix } }
+    package func refuseWrites(under prefix: String?) { state.withLock { $0.refusedPrefix = prefix } }
 
     /// No member answers (every call fails as unreachable; open watches end).
-    func setDown(_ down: Bool) {
-        let ended = state.withLock { state -> [AsyncThrowingStream<[ClusterEvent], any Error>.Continuation] in
+    package func setDown(_ down: Bool) {
+let ended = state.withLock { state -> [AsyncThrowingStream<[ClusterEvent], any Error>.Continuation] in
             state.down = down
             guard down else { return [] }
             defer { state.watchers = [] }
@@ -36,9 +38,9 @@ final class FakeClusterStore: ClusterStore {
     }
 
     /// How many puts and deletes of `key` were tried, refused or not.
-    func writeAttempts(_ key: String) -> Int { state.withLock { $0.writeAttempts[key] ?? 0 } }
+    package func writeAttempts(_ key: String) -> Int { state.withLock { $0.writeAttempts[key] ?? 0 } }
 
-    func value(_ key: String) -> ClusterKeyValue? { state.withLock { $0.keys[key] } }
+    package func value(_ key: String) -> ClusterKeyValue? { state.withLock { $0.keys[key] } }
 
     private func checkUp() throws(ClusterStoreError) {
         if state.withLock({ $0.down }) { throw ClusterStoreError(.unreachable, "connection refused", endpoint: "fake") }
@@ -47,7 +49,7 @@ final class FakeClusterStore: ClusterStore {
     /// Counts a write of `key`, and refuses it as etcd does past its quota.
     private func checkWritable(_ key: String) throws(ClusterStoreError) {
         try checkUp()
-        let refused = state.withLock { state -> Bool in
+let refused = state.withLock { state -> Bool in
             state.writeAttempts[key, default: 0] += 1
             return state.refusedPrefix.map { key.hasPrefix($0) } ?? false
         }
@@ -56,7 +58,7 @@ final class FakeClusterStore: ClusterStore {
 
     /// Stores `value` at `key` (nil deletes), bumps the revision, tells the watchers.
     private func set(_ key: String, _ value: [UInt8]?, lease: Int64 = 0) -> Int64 {
-        let (revision, events) = state.withLock { state -> (Int64, [(AsyncThrowingStream<[ClusterEvent], any Error>.Continuation, ClusterEvent)]) in
+let (revision, events) = state.withLock { state -> (Int64, [(AsyncThrowingStream<[ClusterEvent], any Error>.Continuation, ClusterEvent)]) in
             state.revision += 1
             let revision = state.revision
             let event: ClusterEvent
@@ -75,7 +77,7 @@ final class FakeClusterStore: ClusterStore {
         return revision
     }
 
-    func grantLease(ttl: Duration) async throws(ClusterStoreError) -> Int64 {
+    package func grantLease(ttl: Duration) async throws(ClusterStoreError) -> Int64 {
         try checkUp()
         return state.withLock { state in
             state.nextLease += 1
@@ -84,52 +86,52 @@ final class FakeClusterStore: ClusterStore {
         }
     }
 
-    func keepAlive(lease: Int64) async throws(ClusterStoreError) -> Bool {
+    package func keepAlive(lease: Int64) async throws(ClusterStoreError) -> Bool {
         try checkUp()
         return state.withLock { $0.leases.contains(lease) }
     }
 
-    func revoke(lease: Int64) async throws(ClusterStoreError) {
+    package func revoke(lease: Int64) async throws(ClusterStoreError) {
         try checkUp()
-        let keys = state.withLock { state -> [String] in
+let keys = state.withLock { state -> [String] in
             state.leases.remove(lease)
             return state.keys.values.filter { $0.lease == lease }.map(\.key)
         }
         for key in keys { _ = set(key, nil) }
     }
 
-    func campaign(election: String, lease: Int64, value: [UInt8]) async throws(ClusterStoreError) -> ClusterKeyValue {
+    package func campaign(election: String, lease: Int64, value: [UInt8]) async throws(ClusterStoreError) -> ClusterKeyValue {
         try checkUp()
-        let key = "\(election)/\(String(lease, radix: 16))"
+let key = "\(election)/\(String(lease, radix: 16))"
         if let existing = state.withLock({ $0.keys[key] }) { return existing }
         _ = set(key, value, lease: lease)
         guard let made = state.withLock({ $0.keys[key] }) else { throw ClusterStoreError(.rejected, "lease not found") }
         return made
     }
 
-    func proclaim(election: String, leader: ClusterKeyValue, value: [UInt8]) async throws(ClusterStoreError) {
+    package func proclaim(election: String, leader: ClusterKeyValue, value: [UInt8]) async throws(ClusterStoreError) {
         try checkWritable(leader.key)
         _ = set(leader.key, value, lease: leader.lease)
     }
 
-    func leader(election: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
+    package func leader(election: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
         try checkUp()
         return state.withLock { $0.keys.values.filter { $0.key.hasPrefix(election + "/") }.min { $0.createRevision < $1.createRevision } }
     }
 
-    func range(prefix: String) async throws(ClusterStoreError) -> (values: [ClusterKeyValue], revision: Int64) {
+    package func range(prefix: String) async throws(ClusterStoreError) -> (values: [ClusterKeyValue], revision: Int64) {
         try checkUp()
         return state.withLock { state in
             (state.keys.values.filter { $0.key.hasPrefix(prefix) }.sorted { $0.key < $1.key }, state.revision)
         }
     }
 
-    func get(_ key: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
+    package func get(_ key: String) async throws(ClusterStoreError) -> ClusterKeyValue? {
         try checkUp()
         return state.withLock { $0.keys[key] }
     }
 
-    func put(_ key: String, value: [UInt8], ifKey guardKey: String, hasCreateRevision createRevision: Int64)
+    package func put(_ key: String, value: [UInt8], ifKey guardKey: String, hasCreateRevision createRevision: Int64)
         async throws(ClusterStoreError) -> Int64?
     {
         try checkWritable(key)
@@ -137,23 +139,23 @@ final class FakeClusterStore: ClusterStore {
         return set(key, value)
     }
 
-    func put(_ key: String, value: [UInt8], ifModRevision modRevision: Int64) async throws(ClusterStoreError) -> Bool {
+    package func put(_ key: String, value: [UInt8], ifModRevision modRevision: Int64) async throws(ClusterStoreError) -> Bool {
         try checkWritable(key)
         guard state.withLock({ ($0.keys[key]?.modRevision ?? 0) == modRevision }) else { return false }
         _ = set(key, value)
         return true
     }
 
-    func delete(_ key: String, ifModRevision modRevision: Int64) async throws(ClusterStoreError) -> Bool {
+    package func delete(_ key: String, ifModRevision modRevision: Int64) async throws(ClusterStoreError) -> Bool {
         try checkWritable(key)
         guard state.withLock({ $0.keys[key]?.modRevision == modRevision }) else { return false }
         _ = set(key, nil)
         return true
     }
 
-    func watch(prefix: String, fromRevision revision: Int64) -> AsyncThrowingStream<[ClusterEvent], any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: [ClusterEvent].self)
-        let down = state.withLock { state -> Bool in
+    package func watch(prefix: String, fromRevision revision: Int64) -> AsyncThrowingStream<[ClusterEvent], any Error> {
+let (stream, continuation) = AsyncThrowingStream.makeStream(of: [ClusterEvent].self)
+let down = state.withLock { state -> Bool in
             if !state.down { state.watchers.append((prefix, continuation)) }
             return state.down
         }

@@ -1,72 +1,70 @@
 import Foundation
 import GenAuthMock
+import InMemoryLogging
 import Logging
 import Synchronization
 import Testing
 
 @testable import SecretRotator
 
-/// Collects every log line (message + metadata) a client writes, so tests can prove that
-/// no secret, token or access key secret ever reaches a log.
-final class GenAuthLogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
+/// Every log entry a test's loggers write, in swift-log's `InMemoryLogHandler`: tests assert on
+/// an entry's `event` and other metadata, and only prose checks (no secret, token or access key
+/// secret in any message) read the rendered text.
+package final class LogCapture: Sendable {
+    private let handler: InMemoryLogHandler = {
+        var handler = InMemoryLogHandler()
+        handler.logLevel = .trace
+        return handler
+    }()
+    /// Error descriptions a test adds (`GenAuthHarness.record`), so the leak check covers them.
+    private let notes = Mutex<[String]>([])
 
-    var all: [String] { lines.withLock { $0 } }
+    package init() {}
 
-    func append(_ line: String) { lines.withLock { $0.append(line) } }
-
-    func logger(label: String = "secret-rotator.genauth") -> Logger {
-        var logger = Logger(label: label) { _ in GenAuthCapturingLogHandler(capture: self) }
-        logger.logLevel = .trace
-        return logger
+    /// A logger writing into this capture (every copy of the handler shares its entries).
+    package func logger(label: String = "secret-rotator.genauth") -> Logger {
+        let handler = handler
+        return Logger(label: label) { _ in handler }
     }
 
+    package var entries: [InMemoryLogHandler.Entry] { handler.entries }
+
+    /// The entries whose `event` metadata is `name`.
+    package func events(_ name: String) -> [InMemoryLogHandler.Entry] {
+        entries.filter { $0.metadata["event"]?.description == name }
+    }
+
+    package func contains(event name: String) -> Bool { !events(name).isEmpty }
+
+    /// Every entry rendered whole (level, message, metadata, error) and every added note: for
+    /// checks that really are about text, such as no secret in any of it.
+    package var renderedText: [String] {
+        entries.map { entry in
+            "\(entry.level) \(entry.message) \(entry.metadata) \(entry.error.map { "\($0)" } ?? "-")"
+        } + notes.withLock { $0 }
+    }
+
+    package func append(note: String) { notes.withLock { $0.append(note) } }
+
     /// The values from `secrets` that appear anywhere in the captured text.
-    func leaks(of secrets: [String]) -> [String] {
-        let text = all.joined(separator: "\n")
+    package func leaks(of secrets: [String]) -> [String] {
+        let text = renderedText.joined(separator: "\n")
         return secrets.filter { !$0.isEmpty && text.contains($0) }
     }
 }
 
-struct GenAuthCapturingLogHandler: LogHandler {
-    let capture: GenAuthLogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged = metadata
-        for (key, value) in event.metadata ?? [:] { merged[key] = value }
-        capture.append("\(event.level) \(event.message) \(merged) \(event.error.map { "\($0)" } ?? "-") \(event.source) \(event.file):\(event.line)")
-    }
-}
-
-/// A test clock that only moves when told to.
-final class ManualTokenClock: TokenClock {
-    private let offset = Mutex<Duration>(.zero)
-    private let base = ContinuousClock.now
-
-    func now() -> ContinuousClock.Instant { base.advanced(by: offset.withLock { $0 }) }
-
-    func advance(by duration: Duration) { offset.withLock { $0 += duration } }
-}
-
 /// An in-process mock plus a client pointed at it, torn down and leak-checked after use.
-struct GenAuthHarness {
-    let server: GenAuthMockServer
-    let client: GenAuthClient
-    let capture: GenAuthLogCapture
-    let seed: MockSeed
+package struct GenAuthHarness {
+    package let server: GenAuthMockServer
+    package let client: GenAuthClient
+    package let capture: LogCapture
+    package let seed: MockSeed
 
-    var state: GenAuthMockState { server.state }
-    static let appId = "62a1b2c3d4e5f60718293c01"
-    static let otherAppId = "62a1b2c3d4e5f60718293c02"
+    package var state: GenAuthMockState { server.state }
+    package static let appId = "62a1b2c3d4e5f60718293c01"
+    package static let otherAppId = "62a1b2c3d4e5f60718293c02"
 
-    static func seed(tokenExpiresIn: Int = 3600) -> MockSeed {
+    package static func seed(tokenExpiresIn: Int = 3600) -> MockSeed {
         MockSeed(
             userPoolId: "pool-\(UUID().uuidString.prefix(8).lowercased())",
             accessKeys: [.init(accessKeyId: "ak-test", accessKeySecret: "sk-\(UUID().uuidString)")],
@@ -75,12 +73,12 @@ struct GenAuthHarness {
     }
 
     /// Records an error's description in the capture so the leak check covers error text too.
-    func record(_ error: GenAuthError) {
-        capture.append("error \(error) \(String(reflecting: error))")
+    package func record(_ error: GenAuthError) {
+        capture.append(note: "error \(error) \(String(reflecting: error))")
     }
 
     /// Runs `body` and returns the `GenAuthError` it throws; records a test issue if it does not.
-    func expectFailure<T>(
+    package func expectFailure<T>(
         sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T
     ) async -> GenAuthError? {
         do {
@@ -96,12 +94,12 @@ struct GenAuthHarness {
         }
     }
 
-    func requests(to endpoint: MockEndpoint) -> [MockRequestRecord] {
+    package func requests(to endpoint: MockEndpoint) -> [MockRequestRecord] {
         state.requestLog().filter { $0.path == endpoint.path }
     }
 }
 
-func withGenAuthHarness(
+package func withGenAuthHarness(
     flavour: APIFlavour = .genauth,
     seed: MockSeed = GenAuthHarness.seed(),
     requestTimeout: Duration = .seconds(5),
@@ -112,7 +110,7 @@ func withGenAuthHarness(
 ) async throws {
     let state = GenAuthMockState(seed: seed)
     let server = try await GenAuthMockServer.start(state: state)
-    let capture = GenAuthLogCapture()
+    let capture = LogCapture()
     let configuration = GenAuthClientConfiguration(
         host: server.baseURL, flavour: flavour, accessKeyId: seed.accessKeys[0].accessKeyId,
         accessKeySecret: SecretValue(accessKeySecret ?? seed.accessKeys[0].accessKeySecret),
@@ -133,15 +131,4 @@ func withGenAuthHarness(
     if let accessKeySecret { secrets.append(accessKeySecret) }
     let leaks = capture.leaks(of: secrets)
     #expect(leaks.isEmpty, "secrets leaked into logs or error text: \(leaks.count)", sourceLocation: sourceLocation)
-}
-
-/// Polls `condition` until it holds or `timeout` passes: for effects that land
-/// asynchronously in the mock (a delayed refresh applied after the client gave up).
-func waitForGenAuth(timeout: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: timeout)
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
 }
