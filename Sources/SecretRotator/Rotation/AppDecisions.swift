@@ -153,7 +153,8 @@ public enum AppDecisions {
     ) {
         if plan.isRequest, runtime.request == nil {
             let outcome = RequestOutcome.judge(
-                plan.step == .refresh ? .rotate : .fetch, before: before, after: after, heldVersion: runtime.heldVersion)
+                plan.step == .refresh ? .rotate : .fetch, before: before, after: after, heldVersion: runtime.heldVersion,
+                onlyItsStep: true)
             if outcome == .failed { runtime.request = plan.step }
         }
         if plan.step == .fetch, let until = runtime.handOverUntil, until <= startedAt, after.lastChecked != before.lastChecked {

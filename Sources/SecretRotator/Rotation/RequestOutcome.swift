@@ -33,7 +33,13 @@ public enum RequestOutcome: Sendable, Equatable {
     ///   - after: its state now.
     ///   - heldVersion: the version of the held secret now (the record, or one kept only in
     ///     memory), nil when unknown.
-    public static func judge(_ kind: Kind, before: AppState, after: AppState, heldVersion: Int?) -> RequestOutcome {
+    ///   - onlyItsStep: `before` and `after` bracket exactly the request's own step (the engine),
+    ///     so a failure counted between them is that step's. Without it (the CLI, which sees
+    ///     every step the daemon runs), a failure while the refresh is in flight or of a hook
+    ///     retried before it is not taken for the request's.
+    public static func judge(
+        _ kind: Kind, before: AppState, after: AppState, heldVersion: Int?, onlyItsStep: Bool = false
+    ) -> RequestOutcome {
         if after.version > before.version && after.intent == nil {
             return .written(version: after.version)
         }
@@ -51,7 +57,8 @@ public enum RequestOutcome: Sendable, Equatable {
         // While a refresh is in flight (its intent recorded) nothing answers yet: a failure
         // counted then is an earlier step's, and the refresh's own failure clears the intent.
         let refreshInFlight = kind == .rotate && after.intent == .refresh
-        if after.consecutiveFailures > before.consecutiveFailures, !refreshInFlight, !(kind == .rotate && followUpRetry) {
+        let anotherStep = refreshInFlight || (kind == .rotate && followUpRetry)
+        if after.consecutiveFailures > before.consecutiveFailures, onlyItsStep || !anotherStep {
             return .failed
         }
         return .pending

@@ -47,6 +47,12 @@ extension RotationEngine {
         if let first = await firstEvent(of: plan.step, app) {
             await run(app, first)
         }
+        // Other apps' recovery waits until this step's answer is durable and on its outputs:
+        // its commit of every app in a transient backoff must not sit between GenAuth killing
+        // the old secret and the new one being kept.
+        await recoverIfGenAuthAnswered()
+        // A removed app's step decides nothing more about it (a re-add starts from its records).
+        guard states[app.id] != nil else { return }
         let after = currentState(app.id)
         updateRuntime(app.id) { AppDecisions.stepFinished(plan, startedAt: startedAt, before: before, after: after, runtime: &$0) }
     }
@@ -82,6 +88,9 @@ extension RotationEngine {
         while true {
             if let event = next {
                 next = nil
+                // Removed by a reload while an action was in flight: its outcome is neither
+                // adopted nor committed (the record the transition would start from is gone, and
+                // a fresh one must never overwrite the app's records); a re-add resumes from them.
                 guard states[app.id] != nil else { return }
                 let actions = await commit(event.event, app)
                 stack.append(Pending(actions: actions[...], secret: event.secret, repair: event.repair))

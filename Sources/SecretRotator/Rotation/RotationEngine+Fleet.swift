@@ -28,6 +28,10 @@ extension RotationEngine {
     ) {
         fleet = FleetView(inFleet: fence != nil, leading: leading, suspended: !leading && suspended)
         let settlePeriod = policy.settlePeriod
+        if !leading {
+            // Every hand-over ends, also of an app a reload made `follow` or removed.
+            for id in runtimes.keys { updateRuntime(id) { $0.handOverUntil = nil; $0.handOverCurrent = false } }
+        }
         for app in config.apps where app.action == .rotate {
             let state = currentState(app.id)
             updateRuntime(app.id) { runtime in

@@ -26,7 +26,7 @@ extension RotationEngine {
             let secret = try await api.refreshApplicationSecret(appId: app.id)
             answerArrived[app.id] = .now
             CrashPoint.reached(.refreshAnswered)
-            await genAuthAnswered()
+            genAuthAnswered()
             return StepEvent(.refreshAnswered(fingerprint: SecretFingerprint.of(secret)), secret: secret)
         } catch {
             return StepEvent(.refreshFailed(genAuthFailed(error)))
@@ -37,7 +37,7 @@ extension RotationEngine {
         await limiter.acquire()
         do {
             let secret = try await api.getApplicationSecret(appId: app.id)
-            await genAuthAnswered()
+            genAuthAnswered()
             return StepEvent(.secretRead(fingerprint: SecretFingerprint.of(secret), purpose: purpose), secret: secret)
         } catch {
             return StepEvent(.readFailed(genAuthFailed(error), purpose: purpose))
@@ -53,7 +53,7 @@ extension RotationEngine {
             let secret = try await api.getApplicationSecret(appId: app.id)
             let fingerprint = SecretFingerprint.of(secret)
             if fingerprint == held.fingerprint { updateRuntime(app.id) { $0.confirmedFingerprint = fingerprint } }
-            await genAuthAnswered()
+            genAuthAnswered()
             return StepEvent(.heldSecretRead(matchesHeld: fingerprint == held.fingerprint), secret: secret)
         } catch {
             return StepEvent(.readFailed(genAuthFailed(error), purpose: .verify))
@@ -68,14 +68,21 @@ extension RotationEngine {
         return failure
     }
 
-    /// GenAuth answered a call. The first answer after transient failures ends the outage:
-    /// every app waiting on a transient backoff (and not yet cut short in its failure streak)
-    /// gets a retry at its own slot of the request budget, in the order their retries were
-    /// due, each with a jitter inside its slot (so hosts of a fleet do not retry in step).
-    /// Bounded work: only the apps in `transientBackoff` are visited, once per recovery.
-    private func genAuthAnswered() async {
+    /// GenAuth answered a call: the first answer after transient failures ends the outage,
+    /// and a recovery is due once the answering step is done (`recoverIfGenAuthAnswered`).
+    private func genAuthAnswered() {
         guard genAuthFailing else { return }
         genAuthFailing = false
+        recoveryDue = true
+    }
+
+    /// After an outage ended: every app waiting on a transient backoff (and not yet cut short
+    /// in its failure streak) gets a retry at its own slot of the request budget
+    /// (`GenAuthRecovery.schedule`). Bounded work: only the apps in `transientBackoff` are
+    /// visited, once per recovery.
+    func recoverIfGenAuthAnswered() async {
+        guard recoveryDue else { return }
+        recoveryDue = false
         let start = now()
         let spacing = RotationPlanner.seconds(limiter.spacing)
         let waiting = transientBackoff.subtracting(pulledForward).compactMap { id -> GenAuthRecovery.Waiting? in

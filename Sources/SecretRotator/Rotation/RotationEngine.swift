@@ -101,6 +101,8 @@ public actor RotationEngine {
     /// A GenAuth call failed transiently and none has answered since: the next answer is a
     /// recovery (at most one per streak of answers).
     var genAuthFailing = false
+    /// GenAuth answered after an outage; the recovery runs once the answering step is done.
+    var recoveryDue = false
 
     public init(
         config: RotatorConfig, api: any SecretAPI, stateDirectory: StateDirectory,
@@ -210,9 +212,15 @@ public actor RotationEngine {
         states = states.filter { ids.contains($0.key) }
         transientBackoff = transientBackoff.filter { ids.contains($0) }
         pulledForward = pulledForward.filter { ids.contains($0) }
-        // A removed app keeps nothing in memory: a re-add starts from its records, and what
-        // GenAuth confirmed is confirmed again (a repair reads GenAuth first, which is safe).
-        runtimes = runtimes.filter { ids.contains($0.key) || running[$0.key] != nil }
+        // A removed app keeps what protects it if it comes back (a fleet hand-over still in its
+        // settle period, what GenAuth confirmed, an announced rotation time), never what was
+        // asked of it: a request made before the removal must not rotate it on a later re-add.
+        for id in runtimes.keys where !ids.contains(id) {
+            updateRuntime(id) { runtime in
+                runtime.request = nil
+                runtime.backoffOverride = false
+            }
+        }
         dueCache = [:]
         dueOrder = Heap()
         appIndex = Self.indices(of: newConfig)

@@ -258,9 +258,14 @@ import Testing
         fetched.lastChecked = Self.at(1)
         var outputsFailing = failed
         outputsFailing.intent = .refresh
+        // The refresh's intent could not be recorded while the current version's hook is owed:
+        // the old state with one more failure, `rotationOwed` never set.
+        var intentRefused = healthy()
+        intentRefused.consecutiveFailures = 1
         let asked = AppDecisions.Plan(.refresh, isRequest: true)
         let fetch = AppDecisions.Plan(.fetch, isRequest: true)
         return [
+            FinishRow(name: "a rotate whose intent was refused while a hook is owed stays asked for", plan: asked, after: intentRefused, request: .refresh),
             FinishRow(name: "a failed rotate stays asked for", plan: asked, after: failed, request: .refresh),
             FinishRow(name: "an answered rotate is done", plan: asked, after: rotated, request: nil),
             FinishRow(
@@ -371,6 +376,19 @@ import Testing
         let outcome = RequestOutcome.judge(row.kind, before: Self.healthy(), after: row.after, heldVersion: row.held)
         #expect(outcome == row.expected)
         #expect(outcome.answered == ![.pending, .failed].contains(outcome))
+    }
+
+    /// Within the request's own step every failure is the step's: the CLI's exemptions (a
+    /// hook retried before the refresh, a refresh in flight) do not apply.
+    @Test func aFailureWithinTheRequestsOwnStepIsItsOwn() {
+        var hookRetry = Self.healthy()
+        hookRetry.consecutiveFailures = 1
+        var inFlight = hookRetry
+        inFlight.intent = .refresh
+        for after in [hookRetry, inFlight] {
+            #expect(RequestOutcome.judge(.rotate, before: Self.healthy(), after: after, heldVersion: 1) == .pending)
+            #expect(RequestOutcome.judge(.rotate, before: Self.healthy(), after: after, heldVersion: 1, onlyItsStep: true) == .failed)
+        }
     }
 
     // MARK: - backoff, settled
