@@ -3,9 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Crypto
 import GRDB
-import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
