@@ -1122,10 +1122,18 @@ consumers_accepted() {
     done
 }
 consumers_up() {
-    local unit states=""
+    local unit states="" events
     for unit in "${consumer_units[@]}"; do states+=" $(cx systemctl is-active "$unit" 2>/dev/null || true)"; done
     say "consumer units:$states"
-    wait_for 30 consumers_accepted
+    wait_for 30 consumers_accepted && return 0
+    # Which consumer did not get there, and what it last said: the check's own evidence.
+    events=$(consumer_events "$cursor_consumers" | jq -r .MESSAGE) || true
+    for unit in "${consumer_units[@]}"; do
+        grep "unit=$unit event=" <<<"$events" | tail -n 1 | grep -q 'event=accepted' && continue
+        say "$unit: $(cx systemctl is-active "$unit" 2>/dev/null || true); last lines:"
+        grep "unit=$unit " <<<"$events" | tail -n 3 | sed 's/^/   /' || true
+    done
+    return 1
 }
 check "billing.service and 8 consumer@ instances (DynamicUser, SupplementaryGroups=secret-readers) read their outputs and are accepted by the mock" consumers_up
 
