@@ -1117,8 +1117,12 @@ consumer_events() { # CURSOR -> the consumers' own lines as JSON
 consumers_accepted() {
     local events unit
     events=$(consumer_events "$cursor_consumers") || return 1
+    # The last call's outcome decides, not the last line: a consumer logs a call only when its
+    # outcome changes, so a second reload onto the same secret (the daemon may tell a unit
+    # again, e.g. one that was still starting) leaves `loaded` last while every call is accepted.
     for unit in "${consumer_units[@]}"; do
-        jq -r .MESSAGE <<<"$events" | grep "unit=$unit event=" | tail -n 1 | grep -q 'event=accepted' || return 1
+        jq -r .MESSAGE <<<"$events" | grep "unit=$unit event=" | grep -v 'event=loaded' | tail -n 1 |
+            grep -q 'event=accepted' || return 1
     done
 }
 consumers_up() {
@@ -1129,7 +1133,7 @@ consumers_up() {
     # Which consumer did not get there, and what it last said: the check's own evidence.
     events=$(consumer_events "$cursor_consumers" | jq -r .MESSAGE) || true
     for unit in "${consumer_units[@]}"; do
-        grep "unit=$unit event=" <<<"$events" | tail -n 1 | grep -q 'event=accepted' && continue
+        grep "unit=$unit event=" <<<"$events" | grep -v 'event=loaded' | tail -n 1 | grep -q 'event=accepted' && continue
         say "$unit: $(cx systemctl is-active "$unit" 2>/dev/null || true); last lines:"
         grep "unit=$unit " <<<"$events" | tail -n 3 | sed 's/^/   /' || true
     done
