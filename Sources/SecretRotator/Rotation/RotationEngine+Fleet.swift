@@ -28,19 +28,19 @@ extension RotationEngine {
     ) {
         fleet = FleetView(inFleet: fence != nil, leading: leading, suspended: !leading && suspended)
         let settlePeriod = policy.settlePeriod
-        if !leading {
-            // Every hand-over ends, also of an app a reload made `follow` or removed.
-            for id in runtimes.keys { updateRuntime(id) { $0.handOverUntil = nil; $0.handOverCurrent = false } }
-        }
-        for app in config.apps where app.action == .rotate {
-            let state = currentState(app.id)
-            updateRuntime(app.id) { runtime in
+        let rotateApps = config.apps.filter { $0.action == .rotate }.map(\.id)
+        // Winning concerns the `rotate` apps; losing ends every hand-over, also of an app a
+        // reload made `follow` or removed (`AppDecisions.leadershipChanged` decides both).
+        let affected = leading ? rotateApps : Array(Set(rotateApps).union(runtimes.keys))
+        for id in affected {
+            let state = currentState(id)
+            updateRuntime(id) { runtime in
                 AppDecisions.leadershipChanged(
-                    state: state, runtime: &runtime, leading: leading, intentStarted: intents[app.id], noticeAt: notices[app.id],
+                    state: state, runtime: &runtime, leading: leading, intentStarted: intents[id], noticeAt: notices[id],
                     catchUpAll: catchUpAll, settlePeriod: settlePeriod)
             }
-            invalidate(app.id)
         }
+        for id in rotateApps { invalidate(id) }
         workFinished()
     }
 
